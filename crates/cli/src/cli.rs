@@ -1,0 +1,156 @@
+//! The command line: every subcommand, flag and default of `orchestrate`, declared with clap's derive
+//! API. Nothing here does any work; `commands` turns a parsed [`Cli`] into calls to the libraries.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Recreates a whole ML deployment (data bucket, execution role, container image, training job,
+/// model, endpoint config, endpoint) from one declarative deploy.yaml, on AWS or on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "orchestrate", version, about, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 success (in sync), 1 error, 2 drift (`status` and `plan`).")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The deployment file
+    #[arg(short = 'f', long = "file", global = true, default_value = "deploy.yaml", value_name = "PATH")]
+    pub file: PathBuf,
+
+    /// Where the deployment lives [default: `target` in deploy.yaml]
+    #[arg(long, global = true, value_enum)]
+    pub target: Option<TargetArg>,
+
+    /// How results are printed on stdout (progress and logs always go to stderr)
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Debug logs on stderr (-vv for trace); RUST_LOG overrides the filter
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The model-image binary to ship [default: next to orchestrate, or built from this workspace]
+    #[arg(long, global = true, env = "ORCHESTRATE_MODEL_IMAGE", value_name = "PATH")]
+    pub model_image: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetArg {
+    /// This machine: folders and local processes, no AWS account
+    Local,
+    /// AWS SageMaker
+    Aws,
+}
+
+impl From<TargetArg> for spec::Target {
+    fn from(target: TargetArg) -> Self {
+        match target {
+            TargetArg::Local => spec::Target::Local,
+            TargetArg::Aws => spec::Target::Aws,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people
+    Text,
+    /// One JSON document, for machines
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update every resource so the deployment matches deploy.yaml
+    Up,
+    /// Show what `up` would do, changing nothing (exit 2 when something would change)
+    Plan,
+    /// Compare every resource with deploy.yaml (exit 0 in sync, 2 drift)
+    Status,
+    /// Delete every resource of the deployment
+    Down(DownArgs),
+    /// Switch the endpoint back to the model it served before the last update
+    Rollback,
+    /// Send a CSV or JSON file to the endpoint and print the predictions
+    Invoke(InvokeArgs),
+    /// Score a labelled CSV file against the live endpoint and print the metrics `train` reports
+    Evaluate(EvaluateArgs),
+    /// Check deploy.yaml and report every problem, changing nothing
+    Validate,
+    /// Print the JSON Schema of deploy.yaml
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The request body: a CSV, JSON or JSON Lines file
+    pub file: PathBuf,
+
+    /// The request's content type [default: from the file's extension]
+    #[arg(long, value_enum, default_value_t = ContentType::Auto)]
+    pub content_type: ContentType,
+
+    /// The response's content type
+    #[arg(long, value_enum, default_value_t = Accept::Json)]
+    pub accept: Accept,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ContentType {
+    /// From the extension: .csv, .json, .jsonl/.jsonlines/.ndjson
+    Auto,
+    #[value(name = "text/csv")]
+    Csv,
+    #[value(name = "application/json")]
+    Json,
+    #[value(name = "application/jsonlines")]
+    JsonLines,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accept {
+    #[value(name = "application/json")]
+    Json,
+    #[value(name = "text/csv")]
+    Csv,
+    #[value(name = "application/jsonlines")]
+    JsonLines,
+}
+
+impl Accept {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Accept::Json => "application/json",
+            Accept::Csv => "text/csv",
+            Accept::JsonLines => "application/jsonlines",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A labelled CSV file with a header (the label column is `data.label` of deploy.yaml)
+    pub file: PathBuf,
+
+    /// Rows per request
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+
+    /// Bootstrap resamples for the confidence intervals (0: none)
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+}

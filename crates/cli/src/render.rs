@@ -1,0 +1,200 @@
+//! Results on stdout, as text for people or as one JSON document for machines (`--output json`),
+//! and errors: as `error: …` lines on stderr in text mode, inside the JSON document otherwise.
+//!
+//! Commands build their result once and hand it to a [`Printer`]; everything that is only progress
+//! goes to stderr through the reporter instead.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use console::Style;
+use serde_json::{Value, json};
+
+use crate::cli::OutputFormat;
+
+/// Prints results in the chosen format.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub format: OutputFormat,
+    /// Colour the text output (stdout is a terminal and colours are not turned off).
+    colour: bool,
+}
+
+impl Printer {
+    pub fn new(format: OutputFormat) -> Self {
+        let colour = std::io::stdout().is_terminal() && console::colors_enabled();
+        Self { format, colour }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Prints text (in text mode; nothing in JSON mode).
+    pub fn text(&self, text: &str) {
+        if !self.is_json() {
+            write_stdout(text);
+        }
+    }
+
+    /// Prints the JSON document (in JSON mode; nothing in text mode).
+    pub fn json(&self, document: &Value) {
+        if self.is_json() {
+            let mut text = serde_json::to_string_pretty(document).unwrap_or_else(|_| "null".into());
+            text.push('\n');
+            write_stdout(&text);
+        }
+    }
+
+    /// A plan or status rendering with its margin symbols coloured on a terminal.
+    pub fn plan_text(&self, text: &str) -> String {
+        if !self.colour {
+            return text.to_string();
+        }
+        text.lines()
+            .map(|line| {
+                let style = match line.trim_start().split_whitespace().next() {
+                    Some("+") => Style::new().green(),
+                    Some("~") => Style::new().yellow(),
+                    Some("-/+") | Some("-") => Style::new().red(),
+                    Some("…") => Style::new().cyan(),
+                    Some("drifted" | "missing" | "orphan" | "failed") => Style::new().yellow(),
+                    _ => Style::new(),
+                };
+                format!("{}\n", style.apply_to(line))
+            })
+            .collect()
+    }
+
+    /// Reports an error: on stderr in text mode, as `{"error": …}` on stdout in JSON mode.
+    pub fn error(&self, error: &anyhow::Error) {
+        if self.is_json() {
+            self.json(&json!({ "ok": false, "error": error_json(error) }));
+        } else {
+            eprint!("{}", error_text(error));
+        }
+    }
+}
+
+/// Writes to stdout, ignoring a closed pipe (`orchestrate status | head -1`).
+fn write_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// `error: what failed` plus one `caused by:` line per cause; invalid deploy.yaml as its
+/// diagnostics (`deploy.yaml:LINE:COL: …` with a help line each).
+pub fn error_text(error: &anyhow::Error) -> String {
+    if let Some(diagnostics) = error.downcast_ref::<spec::Diagnostics>() {
+        let n = diagnostics.len();
+        let problems = if n == 1 { "problem" } else { "problems" };
+        return format!("{diagnostics}error: {} has {n} {problems}; nothing was changed\n", diagnostics.file());
+    }
+    let mut out = format!("error: {error}\n");
+    for cause in error.chain().skip(1) {
+        let _ = writeln!(out, "  caused by: {cause}");
+    }
+    out
+}
+
+/// An error as JSON: `message`, `causes`, and the structured details the error carries (every
+/// diagnostic of an invalid deploy.yaml; the metrics that failed the quality gate).
+pub fn error_json(error: &anyhow::Error) -> Value {
+    let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+    let mut value = json!({ "message": error.to_string(), "causes": causes });
+    if let Some(diagnostics) = error.downcast_ref::<spec::Diagnostics>() {
+        value["message"] = json!(format!("{} is invalid; nothing was changed", diagnostics.file()));
+        value["diagnostics"] = json!(diagnostics.iter().collect::<Vec<_>>());
+    }
+    if let Some(engine::EngineError::QualityGate { failures, metrics }) = error.downcast_ref::<engine::EngineError>() {
+        value["quality_gate"] = json!({ "failures": failures, "metrics": metrics });
+    }
+    value
+}
+
+/// `4.2s`, `1m 23s`, `2h 05m`.
+pub fn elapsed(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if secs < 3600 {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h {:02}m", secs / 3600, secs / 60 % 60)
+    }
+}
+
+/// `key: value` lines, keys aligned.
+pub fn key_values(pairs: &[(String, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    pairs.iter().map(|(k, v)| format!("  {k:<width$}  {v}\n")).collect()
+}
+
+/// Metric names shown first, in this order; others follow alphabetically.
+const HEADLINE_METRICS: [&str; 8] = ["pr_auc", "roc_auc", "mcc", "f1", "precision", "recall", "accuracy", "threshold"];
+
+/// A training job's metrics as a table: one metric a line, with its confidence interval when the
+/// job recorded one (`<name>_ci_low`, `<name>_ci_high`).
+pub fn metrics_table(metrics: &BTreeMap<String, f64>) -> String {
+    let is_bound = |name: &str| name.ends_with("_ci_low") || name.ends_with("_ci_high");
+    let mut names: Vec<&str> = HEADLINE_METRICS.iter().copied().filter(|m| metrics.contains_key(*m)).collect();
+    names.extend(
+        metrics.keys().map(String::as_str).filter(|n| !is_bound(n) && !HEADLINE_METRICS.contains(n)),
+    );
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for name in names {
+        let value = metrics[name];
+        let low = metrics.get(&format!("{name}_ci_low"));
+        let high = metrics.get(&format!("{name}_ci_high"));
+        match (low, high) {
+            (Some(low), Some(high)) => {
+                let _ = writeln!(out, "  {name:<width$}  {value:.4}  (95% CI {low:.4} – {high:.4})");
+            }
+            _ => {
+                let _ = writeln!(out, "  {name:<width$}  {value:.4}");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_is_short() {
+        assert_eq!(elapsed(Duration::from_millis(4200)), "4.2s");
+        assert_eq!(elapsed(Duration::from_secs(83)), "1m 23s");
+        assert_eq!(elapsed(Duration::from_secs(7500)), "2h 05m");
+    }
+
+    #[test]
+    fn metrics_table_puts_headline_metrics_first_with_intervals() {
+        let metrics: BTreeMap<String, f64> = [
+            ("accuracy", 0.99),
+            ("log_loss", 0.05),
+            ("pr_auc", 0.991),
+            ("pr_auc_ci_low", 0.98),
+            ("pr_auc_ci_high", 0.995),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let table = metrics_table(&metrics);
+        assert_eq!(
+            table,
+            "  pr_auc    0.9910  (95% CI 0.9800 – 0.9950)\n  accuracy  0.9900\n  log_loss  0.0500\n"
+        );
+    }
+
+    #[test]
+    fn error_text_lists_causes() {
+        let error = anyhow::anyhow!("disk full").context("cannot write the model");
+        assert_eq!(error_text(&error), "error: cannot write the model\n  caused by: disk full\n");
+    }
+}

@@ -1,0 +1,368 @@
+//! The plan: every desired resource with what was observed and the change `diff` decided, plus the
+//! owned resources nobody wants any more. `plan` prints it, `up` executes it, `status` reports it
+//! per resource. Rendering is plain text (the CLI adds colour) or JSON.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::desired::DesiredState;
+use crate::resource::{Change, Desired, FieldDiff, Kind, Lifecycle, Observed, diff};
+use crate::target::Found;
+
+/// One desired resource's decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub desired: Desired,
+    pub observed: Observed,
+    pub change: Change,
+}
+
+/// An owned resource that is not desired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Leftover {
+    pub found: Found,
+    /// Kept for `orchestrate rollback` (the endpoint's previous config and its model): not deleted,
+    /// not drift.
+    pub kept_for_rollback: bool,
+}
+
+/// Everything `up` would do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub deployment: String,
+    pub target: String,
+    pub steps: Vec<Step>,
+    pub leftovers: Vec<Leftover>,
+}
+
+/// Field of the endpoint in which targets record the config it ran before the last update.
+pub const PREVIOUS_CONFIG_FIELD: &str = "previous_endpoint_config";
+
+impl Plan {
+    /// Decides every change. `observed` is in the order of `state.resources`.
+    pub fn new(state: &DesiredState, target: String, observed: Vec<Observed>, owned: Vec<Found>) -> Plan {
+        let steps: Vec<Step> = state
+            .resources
+            .iter()
+            .zip(observed)
+            .map(|(desired, observed)| Step {
+                change: diff(desired, &observed),
+                desired: desired.clone(),
+                observed,
+            })
+            .collect();
+        let keep = rollback_names(&steps, &owned);
+        let leftovers = owned
+            .into_iter()
+            // Training jobs are permanent records in SageMaker: never leftovers.
+            .filter(|found| found.kind != Kind::TrainingJob)
+            .filter(|found| !steps.iter().any(|s| s.desired.kind == found.kind && s.desired.name == found.name))
+            .map(|found| Leftover { kept_for_rollback: keep.contains(&(found.kind, found.name.clone())), found })
+            .collect();
+        Plan { deployment: state.deployment.clone(), target, steps, leftovers }
+    }
+
+    /// Changes to make (leftovers to delete included).
+    pub fn changes(&self) -> usize {
+        self.steps.iter().filter(|s| !s.change.is_noop()).count() + self.deletions().count()
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.changes() == 0
+    }
+
+    /// Leftovers `up` deletes.
+    pub fn deletions(&self) -> impl Iterator<Item = &Found> {
+        self.leftovers.iter().filter(|l| !l.kept_for_rollback).map(|l| &l.found)
+    }
+
+    pub fn step(&self, kind: Kind) -> Option<&Step> {
+        self.steps.iter().find(|s| s.desired.kind == kind)
+    }
+
+    /// The plan as people read it:
+    /// ```text
+    ///   + training job     iot-anomaly-1a2b3c4d5e6f
+    ///   ~ endpoint         iot-anomaly
+    ///       endpoint_config: want iot-anomaly-…, have iot-anomaly-…
+    ///   - model            iot-anomaly-0f9e8d7c6b5a (no longer desired)
+    /// ```
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Plan for `{}` on {}:", self.deployment, self.target);
+        for step in &self.steps {
+            let name = display_name(step);
+            let _ = writeln!(out, "  {:<3} {:<16} {}", step.change.symbol(), step.desired.kind.label(), name);
+            match &step.change {
+                Change::Update { fields } => write_fields(&mut out, fields),
+                Change::Replace { reason, fields } => {
+                    let _ = writeln!(out, "        because {reason}");
+                    write_fields(&mut out, fields);
+                }
+                Change::Wait { state } => {
+                    let _ = writeln!(out, "        in progress ({state}): wait for it");
+                }
+                Change::NoOp | Change::Create => {}
+            }
+        }
+        for leftover in &self.leftovers {
+            let note = if leftover.kept_for_rollback { "kept for rollback" } else { "no longer desired" };
+            let symbol = if leftover.kept_for_rollback { " " } else { "-" };
+            let _ = writeln!(
+                out,
+                "  {symbol:<3} {:<16} {} ({note})",
+                leftover.found.kind.label(),
+                leftover.found.name
+            );
+        }
+        let count = |f: fn(&Change) -> bool| self.steps.iter().filter(|s| f(&s.change)).count();
+        let creates = count(|c| matches!(c, Change::Create));
+        let updates = count(|c| matches!(c, Change::Update { .. }));
+        let replaces = count(|c| matches!(c, Change::Replace { .. }));
+        let waits = count(|c| matches!(c, Change::Wait { .. }));
+        let deletes = self.deletions().count();
+        if self.is_noop() {
+            let _ = writeln!(out, "No changes: {} resources in sync.", self.steps.len());
+        } else {
+            let _ = writeln!(
+                out,
+                "{creates} to create, {updates} to update, {replaces} to replace, {waits} to wait for, {deletes} to delete."
+            );
+        }
+        out
+    }
+}
+
+fn display_name(step: &Step) -> String {
+    match (&step.observed, step.desired.kind) {
+        (Observed::Present { name, .. }, Kind::TrainingJob) if step.change.is_noop() => name.clone(),
+        _ => step.desired.name.clone(),
+    }
+}
+
+fn write_fields(out: &mut String, fields: &[FieldDiff]) {
+    for field in fields {
+        let _ = writeln!(out, "        {field}");
+    }
+}
+
+/// The endpoint's previous config (recorded by the target) and that config's model.
+fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<(Kind, String)> {
+    let previous = steps.iter().find(|s| s.desired.kind == Kind::Endpoint).and_then(|s| match &s.observed {
+        Observed::Present { fields, .. } => fields.get(PREVIOUS_CONFIG_FIELD).cloned(),
+        Observed::Absent => None,
+    });
+    let Some(previous) = previous else { return Vec::new() };
+    let mut keep = vec![(Kind::EndpointConfig, previous.clone())];
+    if let Some(model) = owned
+        .iter()
+        .find(|f| f.kind == Kind::EndpointConfig && f.name == previous)
+        .and_then(|f| f.fields.get("model"))
+    {
+        keep.push((Kind::Model, model.clone()));
+    }
+    keep
+}
+
+/// One resource's standing, as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Standing {
+    InSync,
+    Drifted { fields: Vec<FieldDiff>, action: &'static str },
+    Missing,
+    InProgress { state: String },
+    Failed { reason: String },
+    /// Owned by the deployment but not desired.
+    Orphan,
+    /// The endpoint's previous config or model, kept for rollback.
+    KeptForRollback,
+}
+
+impl Standing {
+    /// Whether this standing counts as drift for `status`'s exit code.
+    pub fn is_drift(&self) -> bool {
+        !matches!(self, Standing::InSync | Standing::KeptForRollback)
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            Standing::InSync => "in sync",
+            Standing::Drifted { .. } => "drifted",
+            Standing::Missing => "missing",
+            Standing::InProgress { .. } => "in progress",
+            Standing::Failed { .. } => "failed",
+            Standing::Orphan => "orphan",
+            Standing::KeptForRollback => "kept for rollback",
+        }
+    }
+}
+
+/// One line of `status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusEntry {
+    pub kind: Kind,
+    pub name: String,
+    #[serde(flatten)]
+    pub standing: Standing,
+}
+
+/// `status`: the plan, read as drift.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    pub deployment: String,
+    pub target: String,
+    pub resources: Vec<StatusEntry>,
+    pub in_sync: bool,
+}
+
+impl StatusReport {
+    pub fn from_plan(plan: &Plan) -> StatusReport {
+        let mut resources: Vec<StatusEntry> = plan
+            .steps
+            .iter()
+            .map(|step| {
+                let standing = match (&step.change, &step.observed) {
+                    (_, Observed::Absent) => Standing::Missing,
+                    (_, Observed::Present { lifecycle: Lifecycle::Failed(reason), .. }) => {
+                        Standing::Failed { reason: reason.clone() }
+                    }
+                    (Change::Wait { state }, _) => Standing::InProgress { state: state.clone() },
+                    (Change::Update { fields }, _) => Standing::Drifted { fields: fields.clone(), action: "update" },
+                    (Change::Replace { fields, .. }, _) => {
+                        Standing::Drifted { fields: fields.clone(), action: "replace" }
+                    }
+                    (Change::NoOp | Change::Create, _) => Standing::InSync,
+                };
+                StatusEntry { kind: step.desired.kind, name: display_name(step), standing }
+            })
+            .collect();
+        resources.extend(plan.leftovers.iter().map(|l| StatusEntry {
+            kind: l.found.kind,
+            name: l.found.name.clone(),
+            standing: if l.kept_for_rollback { Standing::KeptForRollback } else { Standing::Orphan },
+        }));
+        let in_sync = resources.iter().all(|r| !r.standing.is_drift());
+        StatusReport { deployment: plan.deployment.clone(), target: plan.target.clone(), resources, in_sync }
+    }
+
+    /// Resources reported absent (all of them after `down`).
+    pub fn all_missing(&self) -> bool {
+        self.resources.iter().all(|r| matches!(r.standing, Standing::Missing))
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Status of `{}` on {}:", self.deployment, self.target);
+        for entry in &self.resources {
+            let _ = writeln!(out, "  {:<18} {:<16} {}", entry.standing.label(), entry.kind.label(), entry.name);
+            match &entry.standing {
+                Standing::Drifted { fields, action } => {
+                    for field in fields {
+                        let _ = writeln!(out, "        {field}");
+                    }
+                    let _ = writeln!(out, "        (`orchestrate up` will {action} it)");
+                }
+                Standing::InProgress { state } => {
+                    let _ = writeln!(out, "        {state}");
+                }
+                Standing::Failed { reason } => {
+                    let _ = writeln!(out, "        {reason}");
+                }
+                _ => {}
+            }
+        }
+        let drifted = self.resources.iter().filter(|r| r.standing.is_drift()).count();
+        if self.in_sync {
+            let _ = writeln!(out, "In sync.");
+        } else {
+            let _ = writeln!(out, "{drifted} of {} resources differ from deploy.yaml.", self.resources.len());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::{Lifecycle, OnChange};
+
+    fn state() -> DesiredState {
+        DesiredState {
+            deployment: "iot".into(),
+            target: spec::Target::Local,
+            resources: vec![
+                Desired::new(Kind::Model, "iot-new").field("training_job", "job", OnChange::Replace),
+                Desired::new(Kind::EndpointConfig, "iot-cfg-new").field("model", "iot-new", OnChange::Replace),
+                Desired::new(Kind::Endpoint, "iot").field("endpoint_config", "iot-cfg-new", OnChange::Update),
+            ],
+        }
+    }
+
+    fn ready(name: &str, field: &str, value: &str) -> Observed {
+        Observed::present(name, Lifecycle::Ready).with_field(field, value)
+    }
+
+    #[test]
+    fn converged_deployment_is_a_noop_plan_and_in_sync() {
+        let observed = vec![
+            ready("iot-new", "training_job", "job"),
+            ready("iot-cfg-new", "model", "iot-new"),
+            ready("iot", "endpoint_config", "iot-cfg-new"),
+        ];
+        let plan = Plan::new(&state(), "local".into(), observed, vec![]);
+        assert!(plan.is_noop());
+        assert!(plan.render().contains("No changes: 3 resources in sync."));
+        let status = StatusReport::from_plan(&plan);
+        assert!(status.in_sync);
+    }
+
+    #[test]
+    fn roll_forward_keeps_previous_config_and_model_and_deletes_older_ones() {
+        let observed = vec![
+            Observed::Absent,
+            Observed::Absent,
+            ready("iot", "endpoint_config", "iot-cfg-old").with_field(PREVIOUS_CONFIG_FIELD, "iot-cfg-older"),
+        ];
+        let owned = vec![
+            Found::new(Kind::EndpointConfig, "iot-cfg-old").with_field("model", "iot-old"),
+            Found::new(Kind::Model, "iot-old"),
+            Found::new(Kind::EndpointConfig, "iot-cfg-older").with_field("model", "iot-older"),
+            Found::new(Kind::Model, "iot-older"),
+            Found::new(Kind::TrainingJob, "iot-job-1"),
+        ];
+        let plan = Plan::new(&state(), "local".into(), observed, owned);
+        let text = plan.render();
+        assert!(text.contains("  +   model            iot-new"), "{text}");
+        assert!(text.contains("  ~   endpoint         iot"), "{text}");
+        assert!(text.contains("endpoint_config: want iot-cfg-new, have iot-cfg-old"), "{text}");
+        // The previous config ("older", recorded on the endpoint) is kept; "old" is what the endpoint runs
+        // now: after the update it becomes the previous one, but until then it is not desired.
+        assert!(text.contains("iot-cfg-older (kept for rollback)"), "{text}");
+        assert!(text.contains("iot-older (kept for rollback)"), "{text}");
+        let deletions: Vec<&str> = plan.deletions().map(|f| f.name.as_str()).collect();
+        assert_eq!(deletions, ["iot-cfg-old", "iot-old"]);
+        assert!(text.contains("2 to create, 1 to update, 0 to replace, 0 to wait for, 2 to delete."), "{text}");
+    }
+
+    #[test]
+    fn status_names_each_kind_of_drift() {
+        let observed = vec![
+            Observed::Absent,
+            Observed::present("iot-cfg-new", Lifecycle::InProgress("Creating".into())),
+            ready("iot", "endpoint_config", "iot-cfg-x"),
+        ];
+        let owned = vec![Found::new(Kind::Model, "stray")];
+        let status = StatusReport::from_plan(&Plan::new(&state(), "local".into(), observed, owned));
+        let standings: Vec<&str> = status.resources.iter().map(|r| r.standing.label()).collect();
+        assert_eq!(standings, ["missing", "in progress", "drifted", "orphan"]);
+        assert!(!status.in_sync);
+        let text = status.render();
+        assert!(text.contains("endpoint_config: want iot-cfg-new, have iot-cfg-x"), "{text}");
+        assert!(text.contains("4 of 4 resources differ"), "{text}");
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["resources"][2]["status"], "drifted");
+        assert_eq!(json["resources"][2]["kind"], "endpoint");
+    }
+}

@@ -1,0 +1,106 @@
+//! The boundary between the engine and a place resources live (the local machine, an AWS account).
+//!
+//! A target observes, applies, deletes and lists what a deployment owns. It never decides what to
+//! do (that is `resource::diff`) and never waits (the executor polls `observe`). Every method is
+//! idempotent and tolerates being run after an interrupted run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::desired::DesiredState;
+use crate::resource::{Change, Desired, Kind, Observed};
+
+/// A resource the target found tagged with (or recorded for) the deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Found {
+    pub kind: Kind,
+    pub name: String,
+    /// What the target knows of it (e.g. an endpoint config's `model`).
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Found {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self { kind, name: name.into(), fields: BTreeMap::new() }
+    }
+
+    pub fn with_field(mut self, field: &str, value: impl Into<String>) -> Self {
+        self.fields.insert(field.to_string(), value.into());
+        self
+    }
+}
+
+/// What `apply` achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Done; the resource is usable.
+    Ready,
+    /// Started; the executor polls `observe` until it is ready (a training job, an endpoint).
+    Pending,
+}
+
+/// A target's failure, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {kind} `{name}`: {message}")]
+pub struct TargetError {
+    pub action: &'static str,
+    pub kind: Kind,
+    pub name: String,
+    pub message: String,
+}
+
+impl TargetError {
+    pub fn new(action: &'static str, kind: Kind, name: &str, message: impl std::fmt::Display) -> Self {
+        Self { action, kind, name: name.to_string(), message: message.to_string() }
+    }
+}
+
+/// One place a deployment can live.
+#[allow(async_fn_in_trait)]
+pub trait Target {
+    /// `local (.orchestrate/iot-anomaly)`, `aws (123456789012, us-east-1)`.
+    fn describe(&self) -> String;
+
+    /// How often the executor polls a pending resource.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// What exists for a desired resource. A training job is found by its base name: the target
+    /// reports its latest attempt.
+    async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError>;
+
+    /// Everything that belongs to the deployment, desired or not (for orphans and teardown).
+    async fn owned(&self) -> Result<Vec<Found>, TargetError>;
+
+    /// Makes one resource match `desired`, given the change `diff` decided. `state` gives the other
+    /// resources' names (a training job needs its data, role and image).
+    async fn apply(&self, desired: &Desired, change: &Change, state: &DesiredState) -> Result<Applied, TargetError>;
+
+    /// Deletes one resource; deleting what is already gone succeeds.
+    async fn delete(&self, found: &Found) -> Result<(), TargetError>;
+
+    /// The validation metrics a completed training job recorded (`pr_auc`, `roc_auc`, `mcc`, `f1`…).
+    async fn training_metrics(&self, job_name: &str) -> Result<BTreeMap<String, f64>, TargetError>;
+
+    /// Log lines a pending resource wrote since the last call (a training job's log).
+    async fn new_log_lines(&self, _desired: &Desired) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Sends one request to the deployment's endpoint (`/invocations`): the status code and body.
+    async fn invoke(
+        &self,
+        endpoint: &str,
+        content_type: &str,
+        accept: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), TargetError>;
+
+    /// Facts to show after `up`: the endpoint URL, where the metrics are.
+    async fn summary(&self, _state: &DesiredState) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}

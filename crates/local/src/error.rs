@@ -1,0 +1,159 @@
+//! What can go wrong on the local target, naming the resource and the path involved.
+//!
+//! Display messages say what failed on which resource and never repeat their source; [`chain`]
+//! joins a message with its sources for the engine's one-line [`engine::TargetError`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use engine::Kind;
+
+/// A local target failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot create the state folder `{path}`")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "another orchestrate run holds the lock `{path}` ({holder}); wait for it to finish, or stop it"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error("cannot lock `{path}`")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the {kind} record `{path}`")]
+    ReadRecord {
+        kind: Kind,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {kind} record `{path}` is not valid; delete it and run `orchestrate up` again")]
+    CorruptRecord {
+        kind: Kind,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write the {kind} record `{path}`")]
+    WriteRecord {
+        kind: Kind,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{kind} `{name}`: cannot {action} `{path}`")]
+    Io {
+        kind: Kind,
+        name: String,
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot hash the training data `{path}`")]
+    HashData {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {channel} data `{location}` is in S3; the local target trains on local files (use `--target aws`)")]
+    RemoteData { channel: String, location: String },
+    #[error("training data `{name}`: the deployment has no `{channel}` channel")]
+    UnknownChannel { name: String, channel: String },
+    #[error(
+        "training data `{name}` changed while it was copied (want sha256 {want}, have {have}); run `orchestrate up` again"
+    )]
+    DataChanged { name: String, want: String, have: String },
+    #[error("cannot build the image from `{path}`")]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error(
+        "image `{name}`: `{binary}` now builds {have}, not the planned {want}; it changed since planning, run `orchestrate up` again"
+    )]
+    DigestMismatch { name: String, binary: PathBuf, want: String, have: String },
+    #[error("{kind} `{name}` needs {what}, which does not exist; run `orchestrate up` to create it")]
+    Missing { kind: Kind, name: String, what: String },
+    #[error("{kind} `{name}`: cannot start `{binary}`")]
+    Spawn {
+        kind: Kind,
+        name: String,
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{kind} `{name}`: the started process did not report its pid (shell said: {output})")]
+    NoPid { kind: Kind, name: String, output: String },
+    #[error("endpoint `{name}`: the server {reason}; its log `{log}` ends with:\n{tail}")]
+    NotServing { name: String, reason: String, log: PathBuf, tail: String },
+    #[error("endpoint `{name}`: no free port on 127.0.0.1")]
+    NoPort {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("endpoint `{name}` does not exist; run `orchestrate up` first")]
+    NoEndpoint { name: String },
+    #[error("endpoint `{name}` is not serving ({serving}); run `orchestrate up` to restart it")]
+    NotRunning { name: String, serving: String },
+    #[error("request to `{url}` failed")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("training job `{name}` has no metrics at `{path}`")]
+    Metrics {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("training job `{name}`: `{path}` is not metrics JSON: {reason}")]
+    BadMetrics { name: String, path: PathBuf, reason: String },
+    #[error("process {pid} of {kind} `{name}` still runs {waited:?} after SIGKILL")]
+    Unkillable { kind: Kind, name: String, pid: i32, waited: Duration },
+}
+
+/// The error and each of its sources, `: `-joined: one line for the engine's `TargetError`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Maps a local error into the engine's error for `action` on a resource.
+pub(crate) fn target_error(action: &'static str, kind: Kind, name: &str, error: &LocalError) -> engine::TargetError {
+    engine::TargetError::new(action, kind, name, chain(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_joins_sources_once() {
+        let error = LocalError::Io {
+            kind: Kind::Bucket,
+            name: "iot-local".into(),
+            action: "create",
+            path: "state/buckets/iot-local".into(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        };
+        assert_eq!(chain(&error), "bucket `iot-local`: cannot create `state/buckets/iot-local`: denied");
+    }
+}

@@ -1,0 +1,382 @@
+//! The deployment's state folder: one small JSON record per resource and the lock that keeps two
+//! runs apart.
+//!
+//! Layout, under `<local.state_dir>/<deployment>/`:
+//! ```text
+//! lock                                  held by the running `up`/`down` (pid and command inside)
+//! buckets/<bucket>.json, <bucket>/      the bucket's record and folder (uploaded data inside)
+//! training-data/<name>.json             one record per uploaded channel
+//! roles/, repositories/, autoscaling/   records only
+//! images/<name>.json, <digest hex>/     record; the imaged binary and the docker-load-able archive
+//! training-jobs/<job>-<n>.json, <job>-<n>/   one record and SageMaker layout per attempt
+//! models/<model>.json, <model>/         record; model.tar.gz and its extracted model/
+//! endpoint-configs/<config>.json        record
+//! endpoints/<endpoint>.json, .log       record (pid, port, url) and the server's log
+//! ```
+//! A record holds the resource's name, the fields it was applied with (the desired fields, so a
+//! healthy resource diffs clean), and target details (pids, paths). Records are written to a
+//! temporary file in the same folder and renamed, so a reader never sees half a record; names are
+//! percent-encoded into file names, so `data/…/train` and `repo@sha256:…` are plain files.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use engine::Kind;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::LocalError;
+
+/// One resource's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record<D> {
+    /// The resource's name (for a training job: with its attempt suffix).
+    pub name: String,
+    /// The fields it was applied with, as the desired state names them.
+    pub fields: BTreeMap<String, String>,
+    /// What the local target needs to know about it (pids, paths, file stamps).
+    pub details: D,
+}
+
+impl<D> Record<D> {
+    pub fn new(name: impl Into<String>, fields: BTreeMap<String, String>, details: D) -> Self {
+        Self { name: name.into(), fields, details }
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+/// Details of resources that need none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoDetails {}
+
+/// Size and modification time of a stored file: when they are unchanged, so is its recorded
+/// sha256 (the same shortcut `make` and `rsync` take), and observing costs a `stat`, not a hash.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Stamp {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_secs: u64,
+    pub mtime_nanos: u32,
+}
+
+impl Stamp {
+    pub fn of(path: &Path) -> std::io::Result<Stamp> {
+        let metadata = fs::metadata(path)?;
+        let mtime = metadata.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(Stamp {
+            path: path.to_path_buf(),
+            size: metadata.len(),
+            mtime_secs: mtime.as_secs(),
+            mtime_nanos: mtime.subsec_nanos(),
+        })
+    }
+
+    /// Stamps of a file, or of every non-hidden file under a folder, sorted by path.
+    pub fn all(path: &Path) -> std::io::Result<Vec<Stamp>> {
+        let mut files = Vec::new();
+        collect_files(path, &mut files)?;
+        let mut stamps = files.iter().map(|f| Stamp::of(f)).collect::<std::io::Result<Vec<_>>>()?;
+        stamps.sort();
+        Ok(stamps)
+    }
+}
+
+/// A file, or every non-hidden file under a folder (as `engine::names::data_sha256` hashes them).
+pub fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if !fs::metadata(path)?.is_dir() {
+        files.push(path.to_path_buf());
+        return Ok(());
+    }
+    for entry in fs::read_dir(path)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        collect_files(&entry.path(), files)?;
+    }
+    Ok(())
+}
+
+/// The folder of one deployment's state.
+#[derive(Debug, Clone)]
+pub struct State {
+    root: PathBuf,
+}
+
+impl State {
+    /// The state of deployment `name` under `state_dir`. Nothing is created yet.
+    pub fn new(state_dir: &Path, name: &str) -> Self {
+        let root = state_dir.join(name);
+        let root = std::path::absolute(&root).unwrap_or(root);
+        Self { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of a kind's records.
+    pub fn kind_dir(&self, kind: Kind) -> PathBuf {
+        self.root.join(kind_dir_name(kind))
+    }
+
+    /// Where a resource's own files live (beside its record): `<kind dir>/<encoded name>`.
+    pub fn resource_dir(&self, kind: Kind, name: &str) -> PathBuf {
+        self.kind_dir(kind).join(encode_name(name))
+    }
+
+    pub fn record_path(&self, kind: Kind, name: &str) -> PathBuf {
+        self.kind_dir(kind).join(format!("{}.json", encode_name(name)))
+    }
+
+    /// Reads a record; `None` when there is none.
+    pub fn read<D: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<Record<D>>, LocalError> {
+        read_record(kind, &self.record_path(kind, name))
+    }
+
+    /// Writes a record atomically (temporary file in the same folder, then rename).
+    pub fn write<D: Serialize>(&self, kind: Kind, record: &Record<D>) -> Result<(), LocalError> {
+        let path = self.record_path(kind, &record.name);
+        let error = |source| LocalError::WriteRecord { kind, path: path.clone(), source };
+        let dir = self.kind_dir(kind);
+        fs::create_dir_all(&dir).map_err(error)?;
+        let mut bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other).map_err(error)?;
+        bytes.push(b'\n');
+        let mut temp = tempfile::Builder::new().prefix(".record-").tempfile_in(&dir).map_err(error)?;
+        temp.write_all(&bytes).map_err(error)?;
+        temp.as_file().sync_all().map_err(error)?;
+        temp.persist(&path).map_err(|e| error(e.error))?;
+        Ok(())
+    }
+
+    /// Removes a record; a missing one is fine. Also removes the kind's folder once it is empty.
+    pub fn remove(&self, kind: Kind, name: &str) -> Result<(), LocalError> {
+        let path = self.record_path(kind, name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(LocalError::WriteRecord { kind, path, source }),
+        }
+        self.prune(kind);
+        Ok(())
+    }
+
+    /// Removes the kind's folder and then the state folder if they are empty (after `down`, only
+    /// the lock file stays).
+    pub fn prune(&self, kind: Kind) {
+        let _ = fs::remove_dir(self.kind_dir(kind));
+        let _ = fs::remove_dir(&self.root);
+    }
+
+    /// Every record of a kind, sorted by name.
+    pub fn list<D: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<Record<D>>, LocalError> {
+        let dir = self.kind_dir(kind);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(LocalError::ReadRecord { kind, path: dir, source }),
+        };
+        let mut records = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| LocalError::ReadRecord { kind, path: dir.clone(), source })?;
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if file_name.starts_with('.') || !file_name.ends_with(".json") {
+                continue;
+            }
+            if let Some(record) = read_record(kind, &entry.path())? {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a: &Record<D>, b| a.name.cmp(&b.name));
+        Ok(records)
+    }
+
+    /// Takes the deployment's lock: exclusive, not waiting. A second run gets [`LocalError::Locked`]
+    /// naming the holder's pid and command.
+    pub fn lock(&self) -> Result<StateLock, LocalError> {
+        fs::create_dir_all(&self.root)
+            .map_err(|source| LocalError::StateDir { path: self.root.clone(), source })?;
+        let path = self.root.join("lock");
+        let error = |source| LocalError::Lock { path: path.clone(), source };
+        // Not truncated on open: the contents name the current holder until we hold the lock.
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder.to_string() };
+                return Err(LocalError::Locked { path, holder });
+            }
+            Err(fs::TryLockError::Error(source)) => return Err(error(source)),
+        }
+        let command: Vec<String> = std::env::args().collect();
+        let note = format!("pid {} ({})\n", std::process::id(), command.join(" "));
+        file.set_len(0).map_err(error)?;
+        file.seek(SeekFrom::Start(0)).map_err(error)?;
+        file.write_all(note.as_bytes()).map_err(error)?;
+        Ok(StateLock { file, path })
+    }
+}
+
+/// The held lock; dropping it releases the lock (the file stays, so the next run locks the same
+/// file).
+#[derive(Debug)]
+pub struct StateLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+fn read_record<D: DeserializeOwned>(kind: Kind, path: &Path) -> Result<Option<Record<D>>, LocalError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LocalError::ReadRecord { kind, path: path.to_path_buf(), source }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| LocalError::CorruptRecord { kind, path: path.to_path_buf(), source })
+}
+
+/// The folder name of a kind's records.
+pub fn kind_dir_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Bucket => "buckets",
+        Kind::TrainingData => "training-data",
+        Kind::Role => "roles",
+        Kind::Repository => "repositories",
+        Kind::Image => "images",
+        Kind::TrainingJob => "training-jobs",
+        Kind::Model => "models",
+        Kind::EndpointConfig => "endpoint-configs",
+        Kind::Endpoint => "endpoints",
+        Kind::Autoscaling => "autoscaling",
+    }
+}
+
+/// A resource name as a file name: `[A-Za-z0-9_-]` and inner dots as they are, everything else
+/// (`/`, `@`, `:`, `%`, a leading dot) as `%XX`.
+pub fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, byte) in name.bytes().enumerate() {
+        let plain = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' || (byte == b'.' && i > 0);
+        if plain {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    struct Details {
+        pid: i32,
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn stamps_change_with_content() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.csv"), "1").unwrap();
+        fs::write(dir.path().join(".hidden"), "1").unwrap();
+        let before = Stamp::all(dir.path()).unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(Stamp::all(dir.path()).unwrap(), before);
+        fs::write(dir.path().join("a.csv"), "12").unwrap();
+        assert_ne!(Stamp::all(dir.path()).unwrap(), before);
+        assert!(Stamp::all(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn names_become_safe_file_names() {
+        assert_eq!(encode_name("iot-anomaly-local"), "iot-anomaly-local");
+        assert_eq!(encode_name("data/0123/train/train"), "data%2F0123%2Ftrain%2Ftrain");
+        assert_eq!(encode_name("repo@sha256:ab"), "repo%40sha256%3Aab");
+        assert_eq!(encode_name(".hidden.json"), "%2Ehidden.json");
+        assert_ne!(encode_name("a%2Fb"), encode_name("a/b"));
+    }
+
+    #[test]
+    fn records_round_trip_and_list_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        assert_eq!(state.read::<Details>(Kind::Endpoint, "iot").unwrap(), None);
+        let record = Record::new("iot", fields(&[("endpoint_config", "iot-abc")]), Details { pid: 42 });
+        state.write(Kind::Endpoint, &record).unwrap();
+        assert_eq!(state.read::<Details>(Kind::Endpoint, "iot").unwrap(), Some(record.clone()));
+        let other = Record::new("data/x/train", fields(&[]), Details { pid: 1 });
+        state.write(Kind::Endpoint, &other).unwrap();
+        let names: Vec<String> = state.list::<Details>(Kind::Endpoint).unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["data/x/train", "iot"]);
+        // Any record can be listed without knowing its details' type (for `owned`).
+        assert_eq!(state.list::<serde_json::Value>(Kind::Endpoint).unwrap().len(), 2);
+        // Overwriting leaves no temporary files behind.
+        state.write(Kind::Endpoint, &Record::new("iot", fields(&[]), Details { pid: 43 })).unwrap();
+        let files = fs::read_dir(state.kind_dir(Kind::Endpoint)).unwrap().count();
+        assert_eq!(files, 2);
+        assert_eq!(state.read::<Details>(Kind::Endpoint, "iot").unwrap().unwrap().details.pid, 43);
+    }
+
+    #[test]
+    fn removing_records_prunes_empty_folders_and_tolerates_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        state.write(Kind::Role, &Record::new("r", fields(&[]), NoDetails {})).unwrap();
+        state.remove(Kind::Role, "r").unwrap();
+        state.remove(Kind::Role, "r").unwrap();
+        assert!(!state.root().exists());
+        assert!(state.list::<NoDetails>(Kind::Role).unwrap().is_empty());
+    }
+
+    #[test]
+    fn corrupt_record_names_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        fs::create_dir_all(state.kind_dir(Kind::Model)).unwrap();
+        fs::write(state.record_path(Kind::Model, "m"), "{not json").unwrap();
+        let error = state.read::<NoDetails>(Kind::Model, "m").unwrap_err();
+        assert!(error.to_string().contains("models/m.json"), "{error}");
+    }
+
+    #[test]
+    fn second_lock_fails_naming_the_holder_and_drop_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        let held = state.lock().unwrap();
+        let error = state.lock().unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, LocalError::Locked { .. }), "{text}");
+        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        drop(held);
+        let again = state.lock().unwrap();
+        assert!(again.path().ends_with("iot/lock"));
+    }
+}

@@ -1,0 +1,43 @@
+//! The value every optional deploy.yaml key takes when it is left out (or set to `null`). The JSON
+//! Schema's `default`s and the key reference repeat these; a test keeps them equal.
+
+use std::time::Duration;
+
+/// `target`.
+pub const TARGET: &str = "local";
+/// `region`.
+pub const REGION: &str = "us-east-1";
+/// `data.validation`: the fraction of `data.train` held out (stratified, seeded).
+pub const VALIDATION_FRACTION: f64 = 0.2;
+/// `data.label`: the label column of the IoTID20 schema.
+pub const LABEL: &str = "Label";
+/// `data.positive`: the label value that is the positive class.
+pub const POSITIVE: &str = "Anomaly";
+/// `data.exclude`: identifiers and the finer label columns, which leak the label.
+pub const EXCLUDE: [&str; 6] = ["Flow_ID", "Src_IP", "Dst_IP", "Timestamp", "Cat", "Sub_Cat"];
+/// `bucket.retain_on_down`.
+pub const RETAIN_BUCKET_ON_DOWN: bool = false;
+/// `training.instance_type`.
+pub const TRAINING_INSTANCE_TYPE: &str = "ml.m5.xlarge";
+/// `training.instance_count`.
+pub const TRAINING_INSTANCE_COUNT: u32 = 1;
+/// `training.volume_size_gb`.
+pub const VOLUME_SIZE_GB: u32 = 30;
+/// `training.max_runtime`, as written.
+pub const MAX_RUNTIME: &str = "1h";
+/// `training.max_runtime`.
+pub const MAX_RUNTIME_DURATION: Duration = Duration::from_secs(3_600);
+/// `endpoint.instance_type`.
+pub const ENDPOINT_INSTANCE_TYPE: &str = "ml.m5.large";
+/// `endpoint.instance_count`.
+pub const ENDPOINT_INSTANCE_COUNT: u32 = 1;
+/// `endpoint.wait_timeout`, as written.
+pub const WAIT_TIMEOUT: &str = "30m";
+/// `endpoint.wait_timeout`.
+pub const WAIT_TIMEOUT_DURATION: Duration = Duration::from_secs(1_800);
+/// `endpoint.autoscaling.min`.
+pub const AUTOSCALING_MIN: u32 = 1;
+/// `endpoint.autoscaling.invocations_per_instance` (per minute, SageMaker's target metric).
+pub const INVOCATIONS_PER_INSTANCE: u32 = 1_000;
+/// `local.state_dir`, relative to the directory of deploy.yaml.
+pub const STATE_DIR: &str = ".orchestrate";

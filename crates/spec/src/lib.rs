@@ -1,0 +1,196 @@
+//! deploy.yaml for `orchestrate`: its schema, its validation into a typed [`Spec`], and diagnostics
+//! that say what is wrong and where.
+//!
+//! [`load`] (or [`parse`]) reads the file, reports **every** problem at once — unknown keys (with a
+//! did-you-mean), wrong types, names AWS would reject, bad durations, missing data files, impossible
+//! combinations — each as `deploy.yaml:LINE:COL: message` plus a help line, and returns a [`Spec`]
+//! only when there is none. Nothing here touches AWS or changes anything on disk, so the CLI can
+//! validate before any side effect.
+//!
+//! Why not serde alone: serde deserialization stops at the first error and loses positions. The file
+//! is parsed with `saphyr-parser` (pure Rust, YAML 1.2, events marked with line and column) into a
+//! position-carrying tree (module `yaml`), and hand-written validators per section walk it (module
+//! `validate`). The serde wire types in [`wire`] mirror the file with
+//! `deny_unknown_fields` and generate the [JSON Schema](json_schema); tests keep them and the
+//! validators in step.
+//!
+//! # Key reference
+//!
+//! | key | default | constraint |
+//! |---|---|---|
+//! | `version` | required | `1` |
+//! | `name` | required | `[a-z0-9-]`, starts with a letter, no `--`, no trailing `-`, ≤ 32 chars |
+//! | `target` | `local` | `local` or `aws` (`--target` overrides) |
+//! | `region` | `us-east-1` | `[a-z]{2}(-gov)?-[a-z]+-[0-9]`; `<name>-<account>-<region>` ≤ 63 chars |
+//! | `tags` | none | string → string; key 1–128 chars, not `aws:…`, not `orchestrate:deployment`/`managed-by`; value ≤ 256 chars; ≤ 48 tags |
+//! | `data.train` | required | local `.csv`/`.csv.gz`/`.parquet` file or directory (relative to deploy.yaml, must exist), or `s3://bucket/prefix` (target `aws` only) |
+//! | `data.validation` | `0.2` | fraction in (0, 0.5], or a path like `train`; not together with `training.hyperparameters.validation_fraction` |
+//! | `data.test` | none | a path like `train` |
+//! | `data.label` | `Label` | non-empty; not in `exclude` |
+//! | `data.positive` | `Anomaly` | non-empty |
+//! | `data.exclude` | `[Flow_ID, Src_IP, Dst_IP, Timestamp, Cat, Sub_Cat]` | list of unique column names without `,` |
+//! | `bucket.retain_on_down` | `false` | boolean |
+//! | `training.instance_type` | `ml.m5.xlarge` | `ml.<family>.<size>` |
+//! | `training.instance_count` | `1` | ≥ 1 |
+//! | `training.volume_size_gb` | `30` | 1–16384 |
+//! | `training.max_runtime` | `1h` | duration (`90s`, `30m`, `1h30m`, `2d`), 1s–28d |
+//! | `training.hyperparameters.learning_rate` | container's | (0, 1] |
+//! | `training.hyperparameters.max_rounds` | container's | integer ≥ 1 |
+//! | `training.hyperparameters.early_stopping_rounds` | container's | integer ≥ 1 |
+//! | `training.hyperparameters.num_leaves` | container's | integer 2–131072 |
+//! | `training.hyperparameters.max_depth` | container's | integer, -1 (no limit) or ≥ 1 |
+//! | `training.hyperparameters.min_data_in_leaf` | container's | integer ≥ 0 |
+//! | `training.hyperparameters.feature_fraction` | container's | (0, 1] |
+//! | `training.hyperparameters.threads` | all cores | integer 1–4096 |
+//! | `training.hyperparameters.validation_fraction` | — | (0, 0.5]; prefer `data.validation` (both is an error) |
+//! | `training.hyperparameters.target_fpr` | none (max F1) | (0, 1) |
+//! | `training.hyperparameters.seed` | container's | integer 0–2147483647 |
+//! | `training.quality_gate.{min_pr_auc,min_roc_auc,min_mcc,min_f1}` | none | [0, 1] |
+//! | `endpoint.instance_type` | `ml.m5.large` | `ml.<family>.<size>` |
+//! | `endpoint.instance_count` | `1` | ≥ 1; within `autoscaling.min..=max` |
+//! | `endpoint.autoscaling.min` | `1` | ≥ 1 |
+//! | `endpoint.autoscaling.max` | required if `autoscaling` | ≥ `min` |
+//! | `endpoint.autoscaling.invocations_per_instance` | `1000` | ≥ 1 |
+//! | `endpoint.wait_timeout` | `30m` | duration, 1s–1d |
+//! | `local.state_dir` | `.orchestrate` | non-empty path, relative to deploy.yaml |
+//! | `local.port` | a free port | 1024–65535 |
+//!
+//! Hyperparameter values may be numbers or numeric strings. `null` (or an empty value) means "use
+//! the default" for every optional key.
+
+pub mod defaults;
+mod diagnostic;
+mod duration;
+mod model;
+mod names;
+mod schema;
+mod suggest;
+#[cfg(test)]
+mod tests;
+mod validate;
+pub mod wire;
+mod yaml;
+
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Kind, Location, Note};
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use model::{
+    Autoscaling, Bucket, Data, DataSource, Endpoint, Hyperparameters, Local, QualityGate, Spec, Target,
+    Training, UnknownTarget, Validation,
+};
+pub use names::{
+    DeploymentName, InstanceType, MAX_BUCKET_LEN, MAX_NAME_LEN, NameError, RESERVED_TAG_KEYS, Region,
+};
+pub use schema::json_schema;
+
+/// Settings given outside deploy.yaml (command-line flags) that take part in validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--target`: replaces `target` from the file.
+    pub target: Option<Target>,
+}
+
+/// Reads and validates a deploy.yaml. Relative data paths are resolved against the file's directory;
+/// diagnostics name the file as `path` is written.
+pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
+    load_with(path, &Overrides::default())
+}
+
+/// [`load`] with command-line overrides.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Spec, Diagnostics> {
+    let file_name = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        let d = Diagnostic {
+            kind: Kind::Io,
+            file: file_name.clone(),
+            location: None,
+            key: None,
+            message: format!("cannot read the file: {e}"),
+            help: (e.kind() == std::io::ErrorKind::NotFound)
+                .then(|| "check the path, or run orchestrate in the directory that holds deploy.yaml".into()),
+            notes: Vec::new(),
+            span: None,
+            source: None,
+        };
+        Diagnostics::new(file_name.clone(), vec![d])
+    })?;
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    parse_with(&source, &file_name, base_dir, overrides)
+}
+
+/// Validates deploy.yaml source text. `file_name` is used in diagnostics; `base_dir` resolves relative
+/// data paths (and is where they must exist).
+pub fn parse(source: &str, file_name: &str, base_dir: &Path) -> Result<Spec, Diagnostics> {
+    parse_with(source, file_name, base_dir, &Overrides::default())
+}
+
+/// [`parse`] with command-line overrides.
+pub fn parse_with(
+    source: &str,
+    file_name: &str,
+    base_dir: &Path,
+    overrides: &Overrides,
+) -> Result<Spec, Diagnostics> {
+    let mut cx = validate::Cx::new(file_name, source, base_dir);
+    let root = match yaml::parse(source) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            let pos = yaml::Pos {
+                line: 1,
+                column: 1,
+                offset: 0,
+                len: 0,
+            };
+            cx.report(
+                Kind::MissingKey,
+                pos,
+                None,
+                "the file is empty",
+                Some("start with `version: 1`, `name: <deployment name>` and `data: {train: <path>}`".into()),
+            );
+            return Err(Diagnostics::new(file_name.to_string(), cx.diags));
+        }
+        Err(e) => {
+            let help = match e.open_bracket {
+                Some((open, c)) => {
+                    let close = if c == '[' { ']' } else { '}' };
+                    format!("close the `{c}` of line {} with `{close}`", open.line)
+                }
+                None => "check the indentation, quoting and brackets near here".into(),
+            };
+            let d = cx.report(
+                Kind::Syntax,
+                e.pos,
+                None,
+                format!("invalid YAML: {}", e.message),
+                Some(help),
+            );
+            if let Some((open, c)) = e.open_bracket {
+                d.notes
+                    .push(validate::note(open, format!("`{c}` opened here is never closed")));
+            }
+            return Err(Diagnostics::new(file_name.to_string(), cx.diags));
+        }
+    };
+    match validate::validate(&mut cx, &root, overrides) {
+        Some(spec) if cx.diags.is_empty() => Ok(spec),
+        result => {
+            if cx.diags.is_empty() {
+                // Every rejection reports why; this guards the contract that `Diagnostics` is never empty.
+                debug_assert!(result.is_some(), "validation failed without a diagnostic");
+                cx.report(
+                    Kind::InvalidValue,
+                    root.pos,
+                    None,
+                    "internal error: the file was rejected without a reason",
+                    Some("please report this with the file".into()),
+                );
+            }
+            Err(Diagnostics::new(file_name.to_string(), cx.diags))
+        }
+    }
+}

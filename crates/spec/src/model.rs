@@ -1,0 +1,274 @@
+//! The validated deployment: what deploy.yaml asks for, with every default filled in, every name
+//! checked and every relative path resolved. Nothing here can be invalid; the rest of orchestrate
+//! plans and applies from a [`Spec`] without checking again.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::duration::format_duration;
+use crate::names::{DeploymentName, InstanceType, Region};
+
+/// A validated deploy.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spec {
+    /// The deployment name, prefix of every resource name.
+    pub name: DeploymentName,
+    /// Where to deploy.
+    pub target: Target,
+    /// The AWS region (also recorded for the local target).
+    pub region: Region,
+    /// User tags for every resource (orchestrate adds `orchestrate:deployment` and `managed-by`).
+    pub tags: BTreeMap<String, String>,
+    pub data: Data,
+    pub bucket: Bucket,
+    pub training: Training,
+    pub endpoint: Endpoint,
+    pub local: Local,
+}
+
+/// Where a deployment runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The embedded local target: folders and local processes, no AWS account.
+    #[default]
+    Local,
+    /// AWS SageMaker.
+    Aws,
+}
+
+impl Target {
+    pub const ALL: [Target; 2] = [Target::Local, Target::Aws];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Local => "local",
+            Target::Aws => "aws",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of `Target::from_str`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown target `{0}`; expected `local` or `aws`")]
+pub struct UnknownTarget(pub String);
+
+impl FromStr for Target {
+    type Err = UnknownTarget;
+    fn from_str(s: &str) -> Result<Self, UnknownTarget> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownTarget(s.to_string()))
+    }
+}
+
+/// Where a data set is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// One local file (CSV, CSV.gz or Parquet), resolved against the directory of deploy.yaml.
+    LocalFile(PathBuf),
+    /// A local directory holding one or more data files, resolved against the directory of deploy.yaml.
+    LocalDir(PathBuf),
+    /// An S3 prefix (`prefix` is empty for a whole bucket, and has no leading `/`).
+    S3 { bucket: String, prefix: String },
+}
+
+impl DataSource {
+    pub fn is_local(&self) -> bool {
+        !matches!(self, DataSource::S3 { .. })
+    }
+}
+
+impl fmt::Display for DataSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataSource::LocalFile(p) | DataSource::LocalDir(p) => write!(f, "{}", p.display()),
+            DataSource::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// How the validation set is made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// Hold out this fraction of the training data (stratified, seeded), in (0, 0.5].
+    Fraction(f64),
+    /// A separate validation data set.
+    Source(DataSource),
+}
+
+/// `data`: what to train on and how to read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Data {
+    pub train: DataSource,
+    pub validation: Validation,
+    pub test: Option<DataSource>,
+    /// The label column.
+    pub label: String,
+    /// The label value of the positive class.
+    pub positive: String,
+    /// Columns never used as features.
+    pub exclude: Vec<String>,
+}
+
+/// `bucket`: the data bucket `<name>-<account>-<region>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    /// Keep the bucket and its objects on `orchestrate down`.
+    pub retain_on_down: bool,
+}
+
+/// `training`: the SageMaker training job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Training {
+    pub instance_type: InstanceType,
+    pub instance_count: u32,
+    pub volume_size_gb: u32,
+    #[serde(serialize_with = "serialize_duration")]
+    pub max_runtime: Duration,
+    pub hyperparameters: Hyperparameters,
+    pub quality_gate: Option<QualityGate>,
+}
+
+/// `training.hyperparameters`: the model-image `train` settings. `None` leaves the container's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Hyperparameters {
+    pub learning_rate: Option<f64>,
+    pub max_rounds: Option<u32>,
+    pub early_stopping_rounds: Option<u32>,
+    pub num_leaves: Option<u32>,
+    pub max_depth: Option<i32>,
+    pub min_data_in_leaf: Option<u32>,
+    pub feature_fraction: Option<f64>,
+    pub threads: Option<u32>,
+    pub validation_fraction: Option<f64>,
+    pub target_fpr: Option<f64>,
+    pub seed: Option<u32>,
+}
+
+impl Hyperparameters {
+    /// The hyperparameters that are set, as SageMaker passes them: every value a string.
+    pub fn to_strings(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.insert(key.to_string(), v);
+            }
+        };
+        put("learning_rate", self.learning_rate.map(|v| v.to_string()));
+        put("max_rounds", self.max_rounds.map(|v| v.to_string()));
+        put(
+            "early_stopping_rounds",
+            self.early_stopping_rounds.map(|v| v.to_string()),
+        );
+        put("num_leaves", self.num_leaves.map(|v| v.to_string()));
+        put("max_depth", self.max_depth.map(|v| v.to_string()));
+        put("min_data_in_leaf", self.min_data_in_leaf.map(|v| v.to_string()));
+        put("feature_fraction", self.feature_fraction.map(|v| v.to_string()));
+        put("threads", self.threads.map(|v| v.to_string()));
+        put(
+            "validation_fraction",
+            self.validation_fraction.map(|v| v.to_string()),
+        );
+        put("target_fpr", self.target_fpr.map(|v| v.to_string()));
+        put("seed", self.seed.map(|v| v.to_string()));
+        out
+    }
+}
+
+/// `training.quality_gate`: minimum validation metrics before a model may replace the live one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QualityGate {
+    pub min_pr_auc: Option<f64>,
+    pub min_roc_auc: Option<f64>,
+    pub min_mcc: Option<f64>,
+    pub min_f1: Option<f64>,
+}
+
+impl QualityGate {
+    /// The thresholds that are set, as (metric name, minimum), in a fixed order.
+    pub fn thresholds(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("pr_auc", self.min_pr_auc),
+            ("roc_auc", self.min_roc_auc),
+            ("mcc", self.min_mcc),
+            ("f1", self.min_f1),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// `endpoint`: the real-time SageMaker endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Endpoint {
+    pub instance_type: InstanceType,
+    pub instance_count: u32,
+    pub autoscaling: Option<Autoscaling>,
+    #[serde(serialize_with = "serialize_duration")]
+    pub wait_timeout: Duration,
+}
+
+/// `endpoint.autoscaling`: target tracking on invocations per instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Autoscaling {
+    pub min: u32,
+    pub max: u32,
+    pub invocations_per_instance: u32,
+}
+
+/// `local`: settings of the local target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Local {
+    /// Where the local target keeps its state, resolved against the directory of deploy.yaml.
+    pub state_dir: PathBuf,
+    /// A fixed port for the endpoint; `None` picks a free one.
+    pub port: Option<u16>,
+}
+
+impl Spec {
+    /// The hyperparameters of the training job as SageMaker passes them (every value a string): the
+    /// ones set in `training.hyperparameters`, plus `label`, `positive_class`, `exclude`
+    /// (comma-joined, empty when nothing is excluded) and, when the validation set is a held-out
+    /// fraction, `validation_fraction`.
+    pub fn sagemaker_hyperparameters(&self) -> BTreeMap<String, String> {
+        let mut map = self.training.hyperparameters.to_strings();
+        map.insert("label".into(), self.data.label.clone());
+        map.insert("positive_class".into(), self.data.positive.clone());
+        map.insert("exclude".into(), self.data.exclude.join(","));
+        match self.data.validation {
+            Validation::Fraction(f) => {
+                map.insert("validation_fraction".into(), f.to_string());
+            }
+            Validation::Source(_) => {
+                map.remove("validation_fraction");
+            }
+        }
+        map
+    }
+
+    /// The data bucket's name for an account, `<name>-<account_id>-<region>` (at most 63 characters
+    /// for a 12-digit account id; validation guarantees it).
+    pub fn bucket_name(&self, account_id: &str) -> String {
+        self.name.bucket_name(account_id, &self.region)
+    }
+}
+
+fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}

@@ -1,0 +1,335 @@
+//! Training hyperparameters: parsed from SageMaker's `hyperparameters.json` (an object whose values
+//! are all strings), validated, with defaults for everything.
+//!
+//! Keys SageMaker or its SDKs add on their own (`sagemaker_*`, `_tuning_*`) are ignored; any other
+//! unknown key is an error, so a typo never silently trains with a default.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{DEFAULT_LABEL, DEFAULT_POSITIVE_CLASS, LEAKY_COLUMNS};
+
+/// How the decision threshold is chosen on validation data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdChoice {
+    /// Maximise the positive class's F1.
+    MaxF1,
+    /// Highest recall whose false-positive rate is at most this value.
+    TargetFpr(f64),
+}
+
+/// Every hyperparameter `train` understands, with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hyperparameters {
+    /// Label column (default `Label`).
+    pub label: String,
+    /// Label value of the positive class (default `Anomaly`).
+    pub positive_class: String,
+    /// Columns never used as features (default: the leaky identifiers and label-derived columns).
+    pub exclude: Vec<String>,
+    /// Shrinkage per boosting round (default 0.1, in (0, 1]).
+    pub learning_rate: f64,
+    /// Cap on boosting rounds; early stopping usually ends sooner (default 1000).
+    pub max_rounds: u32,
+    /// Stop when validation log-loss has not improved for this many rounds (default 30).
+    pub early_stopping_rounds: u32,
+    /// Leaves per tree (default 31).
+    pub num_leaves: u32,
+    /// Depth limit, -1 for none (default -1).
+    pub max_depth: i32,
+    /// Minimum rows per leaf (default 20).
+    pub min_data_in_leaf: u32,
+    /// Fraction of features sampled per tree (default 1.0).
+    pub feature_fraction: f64,
+    /// Training threads (default: all cores).
+    pub threads: u32,
+    /// Fraction of the train channel held out for validation when there is no validation channel
+    /// (default 0.2; stratified and seeded).
+    pub validation_fraction: f64,
+    /// How the decision threshold is chosen (default: max F1; `target_fpr` sets a false-positive budget).
+    pub threshold: ThresholdChoice,
+    /// Seed for the split, LightGBM and the bootstrap (default 42).
+    pub seed: u64,
+    /// Bootstrap resamples for confidence intervals (default 1000).
+    pub bootstrap_resamples: u32,
+}
+
+impl Default for Hyperparameters {
+    fn default() -> Self {
+        Self {
+            label: DEFAULT_LABEL.to_string(),
+            positive_class: DEFAULT_POSITIVE_CLASS.to_string(),
+            exclude: LEAKY_COLUMNS.iter().map(|c| c.to_string()).collect(),
+            learning_rate: 0.1,
+            max_rounds: 1000,
+            early_stopping_rounds: 30,
+            num_leaves: 31,
+            max_depth: -1,
+            min_data_in_leaf: 20,
+            feature_fraction: 1.0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            validation_fraction: 0.2,
+            threshold: ThresholdChoice::MaxF1,
+            seed: 42,
+            bootstrap_resamples: 1000,
+        }
+    }
+}
+
+/// The keys `train` accepts.
+pub const KNOWN_KEYS: [&str; 15] = [
+    "label",
+    "positive_class",
+    "exclude",
+    "learning_rate",
+    "max_rounds",
+    "early_stopping_rounds",
+    "num_leaves",
+    "max_depth",
+    "min_data_in_leaf",
+    "feature_fraction",
+    "threads",
+    "validation_fraction",
+    "target_fpr",
+    "seed",
+    "bootstrap_resamples",
+];
+
+/// A hyperparameter that cannot be used, with the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HyperparameterError {
+    #[error("hyperparameters.json is not a JSON object of strings: {0}")]
+    NotAnObject(String),
+    #[error("unknown hyperparameter `{key}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    Unknown { key: String, suggestion: Option<String> },
+    #[error("hyperparameter `{key}` = `{value}` is invalid: {expected}")]
+    Invalid { key: String, value: String, expected: &'static str },
+}
+
+impl Hyperparameters {
+    /// Parses SageMaker's hyperparameters.json text. Values may be strings (as SageMaker writes them)
+    /// or plain JSON numbers and lists (as a person might).
+    pub fn from_json(text: &str) -> Result<Self, HyperparameterError> {
+        let raw: BTreeMap<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|e| HyperparameterError::NotAnObject(e.to_string()))?;
+        let strings = raw
+            .into_iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                (key, text)
+            })
+            .collect();
+        Self::from_strings(&strings)
+    }
+
+    /// Builds hyperparameters from the string map SageMaker passes.
+    pub fn from_strings(values: &BTreeMap<String, String>) -> Result<Self, HyperparameterError> {
+        let mut hp = Self::default();
+        for (key, value) in values {
+            let value = value.trim();
+            match key.as_str() {
+                "label" => hp.label = non_empty(key, value)?,
+                "positive_class" => hp.positive_class = non_empty(key, value)?,
+                "exclude" => {
+                    hp.exclude = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }
+                "learning_rate" => {
+                    hp.learning_rate = number(key, value, "a number in (0, 1]", |v| v > 0.0 && v <= 1.0)?
+                }
+                "max_rounds" => hp.max_rounds = integer(key, value, "an integer >= 1", 1)?,
+                "early_stopping_rounds" => {
+                    hp.early_stopping_rounds = integer(key, value, "an integer >= 1", 1)?
+                }
+                "num_leaves" => hp.num_leaves = integer(key, value, "an integer >= 2", 2)?,
+                "max_depth" => {
+                    hp.max_depth = value
+                        .parse::<i32>()
+                        .ok()
+                        .filter(|&d| d == -1 || d >= 1)
+                        .ok_or_else(|| invalid(key, value, "-1 (no limit) or an integer >= 1"))?
+                }
+                "min_data_in_leaf" => hp.min_data_in_leaf = integer(key, value, "an integer >= 0", 0)?,
+                "feature_fraction" => {
+                    hp.feature_fraction =
+                        number(key, value, "a number in (0, 1]", |v| v > 0.0 && v <= 1.0)?
+                }
+                "threads" => hp.threads = integer(key, value, "an integer >= 1", 1)?,
+                "validation_fraction" => {
+                    hp.validation_fraction =
+                        number(key, value, "a number in (0, 0.9]", |v| v > 0.0 && v <= 0.9)?
+                }
+                "target_fpr" => {
+                    hp.threshold = ThresholdChoice::TargetFpr(number(
+                        key,
+                        value,
+                        "a false-positive rate in (0, 1)",
+                        |v| v > 0.0 && v < 1.0,
+                    )?)
+                }
+                "seed" => {
+                    hp.seed = value
+                        .parse()
+                        .map_err(|_| invalid(key, value, "a non-negative integer"))?
+                }
+                "bootstrap_resamples" => {
+                    hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?
+                }
+                k if k.starts_with("sagemaker_") || k.starts_with('_') => {}
+                other => {
+                    return Err(HyperparameterError::Unknown {
+                        key: other.to_string(),
+                        suggestion: closest_key(other),
+                    });
+                }
+            }
+        }
+        Ok(hp)
+    }
+}
+
+fn invalid(key: &str, value: &str, expected: &'static str) -> HyperparameterError {
+    HyperparameterError::Invalid { key: key.to_string(), value: value.to_string(), expected }
+}
+
+fn non_empty(key: &str, value: &str) -> Result<String, HyperparameterError> {
+    if value.is_empty() {
+        Err(invalid(key, value, "a non-empty column or class name"))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+fn number(
+    key: &str,
+    value: &str,
+    expected: &'static str,
+    ok: impl Fn(f64) -> bool,
+) -> Result<f64, HyperparameterError> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && ok(*v))
+        .ok_or_else(|| invalid(key, value, expected))
+}
+
+fn integer(key: &str, value: &str, expected: &'static str, min: u32) -> Result<u32, HyperparameterError> {
+    // Accept "500" and "500.0" (some SDKs stringify numbers as floats).
+    let parsed = value.parse::<u32>().ok().or_else(|| {
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.fract() == 0.0 && *v >= 0.0 && *v <= f64::from(u32::MAX))
+            .map(|v| v as u32)
+    });
+    parsed.filter(|&v| v >= min).ok_or_else(|| invalid(key, value, expected))
+}
+
+/// The known key closest to a misspelt one, if any is close.
+fn closest_key(unknown: &str) -> Option<String> {
+    KNOWN_KEYS
+        .iter()
+        .map(|k| (edit_distance(unknown, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_object_gives_defaults() {
+        let hp = Hyperparameters::from_json("{}").unwrap();
+        assert_eq!(hp, Hyperparameters::default());
+        assert_eq!(hp.exclude.len(), 6);
+        assert_eq!(hp.threshold, ThresholdChoice::MaxF1);
+    }
+
+    #[test]
+    fn sagemaker_string_values_are_parsed() {
+        let hp = Hyperparameters::from_json(
+            r#"{"learning_rate": "0.05", "max_rounds": "200.0", "max_depth": "-1",
+                "exclude": "Flow_ID, Src_IP", "target_fpr": "0.01", "sagemaker_program": "x"}"#,
+        )
+        .unwrap();
+        assert_eq!(hp.learning_rate, 0.05);
+        assert_eq!(hp.max_rounds, 200);
+        assert_eq!(hp.exclude, ["Flow_ID", "Src_IP"]);
+        assert_eq!(hp.threshold, ThresholdChoice::TargetFpr(0.01));
+    }
+
+    #[test]
+    fn json_numbers_and_lists_are_accepted() {
+        let hp = Hyperparameters::from_json(r#"{"num_leaves": 63, "exclude": ["A", "B"]}"#).unwrap();
+        assert_eq!(hp.num_leaves, 63);
+        assert_eq!(hp.exclude, ["A", "B"]);
+    }
+
+    #[test]
+    fn typo_is_an_error_with_a_suggestion() {
+        let err = Hyperparameters::from_json(r#"{"learning_rte": "0.1"}"#).unwrap_err();
+        assert_eq!(err.to_string(), "unknown hyperparameter `learning_rte` (did you mean `learning_rate`?)");
+        let err = Hyperparameters::from_json(r#"{"colour": "red"}"#).unwrap_err();
+        assert_eq!(err.to_string(), "unknown hyperparameter `colour`");
+    }
+
+    #[test]
+    fn out_of_range_values_are_errors() {
+        for (key, value) in [
+            ("learning_rate", "0"),
+            ("learning_rate", "abc"),
+            ("max_rounds", "0"),
+            ("max_rounds", "1.5"),
+            ("num_leaves", "1"),
+            ("max_depth", "0"),
+            ("feature_fraction", "1.5"),
+            ("validation_fraction", "1"),
+            ("target_fpr", "0"),
+            ("label", ""),
+            ("seed", "-3"),
+        ] {
+            let json = format!(r#"{{"{key}": "{value}"}}"#);
+            let err = Hyperparameters::from_json(&json).unwrap_err();
+            assert!(matches!(err, HyperparameterError::Invalid { .. }), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn not_an_object_is_an_error() {
+        assert!(matches!(
+            Hyperparameters::from_json("[1]"),
+            Err(HyperparameterError::NotAnObject(_))
+        ));
+    }
+}

@@ -1,0 +1,281 @@
+//! The SageMaker inference HTTP server: `GET /ping`, `GET /execution-parameters` and
+//! `POST /invocations` (CSV, JSON or JSON Lines in; JSON, CSV or JSON Lines predictions out, per
+//! `Accept`). The model's column maps and label texts are computed once in [`router`], so a
+//! single-row request costs a header check, an in-place parse, one `Scorer::score` call and one
+//! preallocated response buffer. Every failure answers with a JSON body
+//! `{"error": "...", "row": n?, "column": "name"?}` and the server keeps serving.
+
+mod request;
+mod response;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use request::{Batch, FeatureLayout, InputFormat};
+use response::{Labels, OutputFormat, ServeError};
+
+/// The largest request body accepted (SageMaker's `MaxPayloadInMB`); larger bodies get 413.
+pub const MAX_PAYLOAD_IN_MB: usize = 6;
+const MAX_PAYLOAD_BYTES: usize = MAX_PAYLOAD_IN_MB * 1024 * 1024;
+
+/// The port when `SAGEMAKER_BIND_TO_PORT` is not set.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Batches at least this large are scored with `block_in_place` so the runtime keeps serving other
+/// requests meanwhile; smaller ones are scored inline.
+const BLOCK_IN_PLACE_MIN_ROWS: usize = 64;
+
+/// Scores rows; implemented by the lead with LightGBM (one booster per worker thread). Rows are
+/// row-major, `n_features` wide, in the model's feature order; NaN means missing.
+pub trait Scorer: Send + Sync + 'static {
+    /// P(positive) for each of the `n_rows` rows.
+    fn score(&self, rows: &[f64], n_rows: usize) -> Result<Vec<f64>, String>;
+}
+
+/// A loaded model as the server sees it.
+pub struct ServedModel {
+    /// The model's feature columns, in order.
+    pub features: Vec<String>,
+    /// A row is labeled positive when its score is `>= threshold`.
+    pub threshold: f64,
+    /// E.g. `Anomaly`.
+    pub positive_label: String,
+    /// E.g. `Normal`.
+    pub negative_label: String,
+    pub scorer: Box<dyn Scorer>,
+}
+
+/// The router's state: the model and everything derived from it once.
+struct AppState {
+    model: Arc<ServedModel>,
+    layout: FeatureLayout,
+    labels: Labels,
+    execution_parameters: Bytes,
+}
+
+type Shared = Arc<AppState>;
+
+/// The inference routes, with JSON answers for unknown paths (404) and methods (405).
+pub fn router(model: Arc<ServedModel>) -> Router {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let execution_parameters = format!(
+        r#"{{"MaxConcurrentTransforms":{cores},"BatchStrategy":"MULTI_RECORD","MaxPayloadInMB":{MAX_PAYLOAD_IN_MB}}}"#
+    );
+    let state = Arc::new(AppState {
+        layout: FeatureLayout::new(&model.features),
+        labels: Labels::new(&model.positive_label, &model.negative_label),
+        execution_parameters: Bytes::from(execution_parameters),
+        model,
+    });
+    Router::new()
+        .route("/ping", get(ping))
+        .route("/execution-parameters", get(execution_parameters_handler))
+        .route("/invocations", post(invocations))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
+        .with_state(state)
+}
+
+/// Binds `addr`, serves until SIGTERM or SIGINT (graceful: in-flight requests finish), logs the bound
+/// address.
+pub async fn serve(addr: SocketAddr, model: Arc<ServedModel>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    serve_on(listener, model).await
+}
+
+/// [`serve`] on a listener the caller bound (e.g. to port 0, reading the port from it).
+pub async fn serve_on(listener: TcpListener, model: Arc<ServedModel>) -> std::io::Result<()> {
+    serve_with_shutdown(listener, model, shutdown_signal()).await
+}
+
+/// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve_with_shutdown(
+    listener: TcpListener,
+    model: Arc<ServedModel>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, features = model.features.len(), "serving inference requests");
+    let listener = listener.tap_io(|stream| {
+        // Small responses must not wait for Nagle's algorithm.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, router(model))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// `0.0.0.0:$SAGEMAKER_BIND_TO_PORT`, or port [`DEFAULT_PORT`] when the variable is unset or empty.
+pub fn bind_addr_from_env() -> std::io::Result<SocketAddr> {
+    bind_addr(std::env::var("SAGEMAKER_BIND_TO_PORT").ok().as_deref())
+}
+
+fn bind_addr(port: Option<&str>) -> std::io::Result<SocketAddr> {
+    let port = match port.map(str::trim) {
+        None | Some("") => DEFAULT_PORT,
+        Some(text) => text.parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("SAGEMAKER_BIND_TO_PORT={text:?} is not a port number"),
+            )
+        })?,
+    };
+    Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+}
+
+/// Completes on SIGTERM (what SageMaker sends) or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT: finishing in-flight requests"),
+        () = terminate => tracing::info!("SIGTERM: finishing in-flight requests"),
+    }
+}
+
+async fn ping() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn execution_parameters_handler(State(state): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        state.execution_parameters.clone(),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> ServeError {
+    ServeError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "there is no {method} {}: the server answers GET /ping, GET /execution-parameters and \
+             POST /invocations",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ServeError {
+    ServeError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not accept {method}: the server answers GET /ping, GET /execution-parameters \
+             and POST /invocations",
+            uri.path()
+        ),
+    )
+}
+
+async fn invocations(State(state): State<Shared>, request: Request) -> Response {
+    match invoke(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn payload_too_large() -> ServeError {
+    ServeError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {MAX_PAYLOAD_IN_MB} MB"),
+    )
+}
+
+async fn invoke(state: &AppState, request: Request) -> Result<Response, ServeError> {
+    let headers = request.headers();
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64) {
+        return Err(payload_too_large());
+    }
+    let input = InputFormat::from_content_type(headers.get(header::CONTENT_TYPE))?;
+    let output = OutputFormat::negotiate(headers.get(header::ACCEPT))?;
+
+    let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            payload_too_large()
+        } else {
+            ServeError::bad_request(format!("could not read the request body: {rejection}"))
+        }
+    })?;
+    if body.trim_ascii().is_empty() {
+        return Err(ServeError::bad_request("the request body is empty"));
+    }
+
+    let batch = input.parse(&body, &state.layout)?;
+    drop(body);
+    let scores = score(&state.model, batch)?;
+    response::predictions(output, &state.labels, state.model.threshold, &scores)
+}
+
+/// Runs the scorer, turning its errors, panics and wrong-length answers into 500s.
+fn score(model: &ServedModel, batch: Batch) -> Result<Vec<f64>, ServeError> {
+    let run = || catch_unwind(AssertUnwindSafe(|| model.scorer.score(&batch.rows, batch.n_rows)));
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let outcome = if batch.n_rows >= BLOCK_IN_PLACE_MIN_ROWS && multi_thread {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
+    };
+    let scores = match outcome {
+        Ok(Ok(scores)) => scores,
+        Ok(Err(message)) => {
+            return Err(ServeError::internal(format!("scoring failed: {message}")));
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            return Err(ServeError::internal(format!("scoring panicked: {message}")));
+        }
+    };
+    if scores.len() != batch.n_rows {
+        return Err(ServeError::internal(format!(
+            "the model returned {} scores for {} rows",
+            scores.len(),
+            batch.n_rows
+        )));
+    }
+    Ok(scores)
+}

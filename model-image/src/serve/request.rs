@@ -1,0 +1,748 @@
+//! Request bodies of `POST /invocations`: CSV (with or without a header row), JSON (`instances` of
+//! objects or lists, or a bare list) and JSON Lines, parsed straight into the row-major feature matrix
+//! the scorer takes. Column names are resolved through a map built once per router
+//! ([`FeatureLayout`]); CSV without quotes is split in place with no copy of the body, JSON is read by
+//! serde visitors that write each value into its feature slot without building a `Value` tree.
+//! Missing values (empty, `inf`, `nan`, JSON `null`, ...) become NaN; anything else that is not a
+//! number in a feature column is a 400 naming its row and column.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use axum::http::HeaderValue;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::response::ServeError;
+use crate::schema::{RAW_COLUMNS, RAW_COLUMNS_WITHOUT_LABELS};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// How many missing column names an error message lists before summarizing the rest.
+const MAX_NAMES_IN_MESSAGE: usize = 10;
+
+/// The accepted request content types, for the 415 message.
+pub(crate) const ACCEPTED_CONTENT_TYPES: &str =
+    "text/csv, application/json, application/jsonlines or application/x-jsonlines";
+
+/// The body format named by `Content-Type` (parameters such as `; charset=utf-8` are ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InputFormat {
+    Csv,
+    Json,
+    JsonLines,
+}
+
+impl InputFormat {
+    pub(crate) fn from_content_type(value: Option<&HeaderValue>) -> Result<Self, ServeError> {
+        let unsupported = |what: String| {
+            ServeError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("{what}; send one of {ACCEPTED_CONTENT_TYPES}"),
+            )
+        };
+        let Some(value) = value else {
+            return Err(unsupported("the request has no Content-Type".to_owned()));
+        };
+        let media = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .unwrap_or("");
+        if media.eq_ignore_ascii_case("text/csv") {
+            Ok(Self::Csv)
+        } else if media.eq_ignore_ascii_case("application/json") {
+            Ok(Self::Json)
+        } else if media.eq_ignore_ascii_case("application/jsonlines")
+            || media.eq_ignore_ascii_case("application/x-jsonlines")
+        {
+            Ok(Self::JsonLines)
+        } else {
+            Err(unsupported(format!(
+                "Content-Type {:?} is not supported",
+                String::from_utf8_lossy(value.as_bytes())
+            )))
+        }
+    }
+
+    /// Parses a non-empty body into rows of model features.
+    pub(crate) fn parse(self, body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
+        let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+        let batch = match self {
+            Self::Csv => parse_csv(body, layout)?,
+            Self::Json => parse_json(body, layout)?,
+            Self::JsonLines => parse_json_lines(body, layout)?,
+        };
+        if batch.n_rows == 0 {
+            return Err(ServeError::bad_request("the request contains no data rows"));
+        }
+        Ok(batch)
+    }
+}
+
+/// Rows for the scorer: row-major, one value per model feature in the model's order, NaN = missing.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) rows: Vec<f64>,
+    pub(crate) n_rows: usize,
+}
+
+/// Everything about the model's columns a request needs, computed once per router.
+#[derive(Debug)]
+pub(crate) struct FeatureLayout {
+    features: Vec<String>,
+    /// Every known column name (model features and the raw IoTID20 columns) -> its feature index, if
+    /// it is a model feature.
+    names: HashMap<Box<[u8]>, Option<usize>>,
+    /// The row widths accepted without a header, each with the column of every feature.
+    positional: Vec<Positional>,
+    /// The accepted widths in words, for the wrong-width message.
+    widths_text: String,
+}
+
+#[derive(Debug)]
+struct Positional {
+    width: usize,
+    columns: Vec<usize>,
+}
+
+impl FeatureLayout {
+    pub(crate) fn new(features: &[String]) -> Self {
+        let mut names: HashMap<Box<[u8]>, Option<usize>> = HashMap::new();
+        for (i, name) in features.iter().enumerate() {
+            names.entry(name.as_bytes().into()).or_insert(Some(i));
+        }
+        for name in RAW_COLUMNS {
+            names.entry(name.as_bytes().into()).or_insert(None);
+        }
+
+        let mut positional = vec![Positional {
+            width: features.len(),
+            columns: (0..features.len()).collect(),
+        }];
+        let mut widths = vec![format!("{} (the model's features in order)", features.len())];
+        let raw: Option<Vec<usize>> = features
+            .iter()
+            .map(|f| RAW_COLUMNS.iter().position(|c| c == f))
+            .collect();
+        if let Some(raw) = raw {
+            let layouts = [
+                (RAW_COLUMNS.len(), "the raw IoTID20 layout"),
+                (
+                    RAW_COLUMNS_WITHOUT_LABELS,
+                    "the raw layout without its label columns",
+                ),
+            ];
+            for (width, what) in layouts {
+                let fits = raw.iter().all(|&c| c < width);
+                if fits && positional.iter().all(|p| p.width != width) {
+                    positional.push(Positional {
+                        width,
+                        columns: raw.clone(),
+                    });
+                    widths.push(format!("{width} ({what})"));
+                }
+            }
+        }
+        let widths_text = match widths.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => widths.join(""),
+        };
+        Self {
+            features: features.to_vec(),
+            names,
+            positional,
+            widths_text,
+        }
+    }
+
+    fn n_features(&self) -> usize {
+        self.features.len()
+    }
+
+    /// `None`: not a known column; `Some(None)`: a known column that is not a model feature.
+    fn lookup(&self, name: &[u8]) -> Option<Option<usize>> {
+        self.names.get(name).copied()
+    }
+
+    fn positional(&self, width: usize) -> Option<&[usize]> {
+        self.positional
+            .iter()
+            .find(|p| p.width == width)
+            .map(|p| p.columns.as_slice())
+    }
+
+    fn non_numeric(&self, row: usize, feature: usize, got: &str) -> ServeError {
+        let column = &self.features[feature];
+        ServeError::bad_request(format!(
+            "row {row}, column {column}: expected a number or a missing value, got {got}"
+        ))
+        .at_row(row)
+        .in_column(column)
+    }
+
+    /// "... is missing model features a, b" for the features `present` does not flag.
+    fn missing(&self, what: &str, present: impl Fn(usize) -> bool) -> Option<ServeError> {
+        let missing: Vec<&str> = (0..self.n_features())
+            .filter(|&i| !present(i))
+            .map(|i| self.features[i].as_str())
+            .collect();
+        let first = *missing.first()?;
+        let mut listed = missing
+            .iter()
+            .take(MAX_NAMES_IN_MESSAGE)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if missing.len() > MAX_NAMES_IN_MESSAGE {
+            listed.push_str(&format!(" and {} more", missing.len() - MAX_NAMES_IN_MESSAGE));
+        }
+        let noun = if missing.len() == 1 { "feature" } else { "features" };
+        let error = ServeError::bad_request(format!("{what} is missing model {noun} {listed}"));
+        Some(if missing.len() == 1 {
+            error.in_column(first)
+        } else {
+            error
+        })
+    }
+}
+
+/// The number in a cell: trimmed; empty and non-finite spellings (`inf`, `-Infinity`, `NaN`, ...,
+/// any case) are missing (NaN). `None` when the cell is not a number.
+fn parse_number(cell: &[u8]) -> Option<f64> {
+    let cell = cell.trim_ascii();
+    if cell.is_empty() {
+        return Some(f64::NAN);
+    }
+    let value: f64 = std::str::from_utf8(cell).ok()?.parse().ok()?;
+    Some(if value.is_finite() { value } else { f64::NAN })
+}
+
+/// A cell for an error message: lossy UTF-8, quoted, shortened.
+fn quoted(cell: &[u8]) -> String {
+    const MAX_CHARS: usize = 40;
+    let text = String::from_utf8_lossy(cell.trim_ascii());
+    if text.chars().count() > MAX_CHARS {
+        let short: String = text.chars().take(MAX_CHARS).collect();
+        format!("{short:?}...")
+    } else {
+        format!("{text:?}")
+    }
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+/// A CSV record: the cells of one line, either split in place or read by the `csv` crate.
+trait Record {
+    fn width(&self) -> usize;
+    fn cell(&self, i: usize) -> &[u8];
+}
+
+impl Record for [&[u8]] {
+    fn width(&self) -> usize {
+        self.len()
+    }
+    fn cell(&self, i: usize) -> &[u8] {
+        self[i]
+    }
+}
+
+impl Record for csv::ByteRecord {
+    fn width(&self) -> usize {
+        self.len()
+    }
+    fn cell(&self, i: usize) -> &[u8] {
+        self.get(i).unwrap_or_default()
+    }
+}
+
+fn parse_csv(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
+    let mut rows = CsvRows {
+        layout,
+        first: true,
+        header: None,
+        batch: Batch::default(),
+    };
+    if body.contains(&b'"') {
+        // Quoted cells: let the csv crate unquote them.
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(body);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => rows.record(&record)?,
+                Ok(false) => break,
+                Err(e) => {
+                    let row = rows.batch.n_rows + 1;
+                    return Err(
+                        ServeError::bad_request(format!("row {row} is not valid CSV: {e}")).at_row(row),
+                    );
+                }
+            }
+        }
+    } else {
+        // No quotes: every line is its cells split at commas, borrowed from the body.
+        let mut cells: Vec<&[u8]> = Vec::with_capacity(layout.n_features().max(16));
+        for line in body.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            cells.clear();
+            cells.extend(line.split(|&b| b == b','));
+            rows.record(cells.as_slice())?;
+        }
+    }
+    Ok(rows.batch)
+}
+
+struct CsvRows<'l> {
+    layout: &'l FeatureLayout,
+    /// No record seen yet: the next one may be a header.
+    first: bool,
+    /// With a header: its width and the column of every feature.
+    header: Option<(usize, Vec<usize>)>,
+    batch: Batch,
+}
+
+impl CsvRows<'_> {
+    fn record<R: Record + ?Sized>(&mut self, record: &R) -> Result<(), ServeError> {
+        let width = record.width();
+        if width == 0 || (width == 1 && is_blank(record.cell(0))) {
+            return Ok(());
+        }
+        let layout = self.layout;
+        if std::mem::take(&mut self.first) && self.is_header(record) {
+            let mut columns = vec![usize::MAX; layout.n_features()];
+            for i in 0..width {
+                if let Some(Some(feature)) = layout.lookup(record.cell(i).trim_ascii())
+                    && columns[feature] == usize::MAX
+                {
+                    columns[feature] = i;
+                }
+            }
+            if let Some(error) = layout.missing("the CSV header", |f| columns[f] != usize::MAX) {
+                return Err(error);
+            }
+            self.header = Some((width, columns));
+            return Ok(());
+        }
+
+        let row = self.batch.n_rows + 1;
+        let columns = match &self.header {
+            Some((header_width, columns)) => {
+                if width != *header_width {
+                    return Err(ServeError::bad_request(format!(
+                        "row {row} has {width} fields but the header has {header_width}"
+                    ))
+                    .at_row(row));
+                }
+                columns.as_slice()
+            }
+            None => layout.positional(width).ok_or_else(|| {
+                ServeError::bad_request(format!(
+                    "row {row} has {width} fields; a row without a header must have {}",
+                    layout.widths_text
+                ))
+                .at_row(row)
+            })?,
+        };
+        let rows = &mut self.batch.rows;
+        rows.reserve(columns.len());
+        for (feature, &column) in columns.iter().enumerate() {
+            let cell = record.cell(column);
+            let value = parse_number(cell).ok_or_else(|| layout.non_numeric(row, feature, &quoted(cell)))?;
+            rows.push(value);
+        }
+        self.batch.n_rows += 1;
+        Ok(())
+    }
+
+    /// A record is a header iff one of its cells is a model feature or a raw column name. Names start
+    /// with a letter, so numeric cells are never looked up.
+    fn is_header<R: Record + ?Sized>(&self, record: &R) -> bool {
+        (0..record.width()).any(|i| {
+            let cell = record.cell(i).trim_ascii();
+            cell.first().is_some_and(u8::is_ascii_alphabetic) && self.layout.lookup(cell).is_some()
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+fn parse_json(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
+    let mut rows = JsonRows::new(layout);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result = TopLevel(&mut rows).deserialize(&mut de).and_then(|()| de.end());
+    rows.check(result, None)?;
+    Ok(rows.batch)
+}
+
+fn parse_json_lines(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
+    let mut rows = JsonRows::new(layout);
+    for line in body.split(|&b| b == b'\n') {
+        if is_blank(line) {
+            continue;
+        }
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let line_number = rows.batch.n_rows + 1;
+        let result = Instance(&mut rows).deserialize(&mut de).and_then(|()| de.end());
+        rows.check(result, Some(line_number))?;
+    }
+    Ok(rows.batch)
+}
+
+/// A JSON value in a list instance, kept until the list's width says which values are features.
+#[derive(Debug, Clone, Copy)]
+enum Cell {
+    Number(f64),
+    /// Not a number; what it is, for the error message.
+    Invalid(&'static str),
+}
+
+struct JsonRows<'l> {
+    layout: &'l FeatureLayout,
+    batch: Batch,
+    /// Scratch for list instances.
+    cells: Vec<Cell>,
+    /// Scratch for object instances: which features were given.
+    seen: Vec<bool>,
+    /// The request error that aborted deserialization, if any (serde errors carry only text).
+    error: Option<ServeError>,
+}
+
+impl<'l> JsonRows<'l> {
+    fn new(layout: &'l FeatureLayout) -> Self {
+        Self {
+            layout,
+            batch: Batch::default(),
+            cells: Vec::new(),
+            seen: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn row(&self) -> usize {
+        self.batch.n_rows + 1
+    }
+
+    /// Keeps `error` for the response and returns a serde error that unwinds the deserializer.
+    fn fail<E: de::Error>(&mut self, error: ServeError) -> E {
+        self.error = Some(error);
+        E::custom("request rejected")
+    }
+
+    fn check(
+        &mut self,
+        result: Result<(), serde_json::Error>,
+        line: Option<usize>,
+    ) -> Result<(), ServeError> {
+        let Err(e) = result else {
+            return Ok(());
+        };
+        Err(self.error.take().unwrap_or_else(|| match line {
+            Some(line) => {
+                ServeError::bad_request(format!("line {line} is not a valid JSON instance: {e}")).at_row(line)
+            }
+            None => ServeError::bad_request(format!("invalid JSON request body: {e}")),
+        }))
+    }
+
+    fn wrong_instance_type(&mut self, what: &str) -> ServeError {
+        let row = self.row();
+        ServeError::bad_request(format!(
+            "instance {row} is {what}; an instance must be a JSON object or list"
+        ))
+        .at_row(row)
+    }
+
+    fn push_list(&mut self) -> Result<(), ServeError> {
+        let row = self.row();
+        let layout = self.layout;
+        let width = self.cells.len();
+        let columns = layout.positional(width).ok_or_else(|| {
+            ServeError::bad_request(format!(
+                "instance {row} has {width} values; a list instance must have {}",
+                layout.widths_text
+            ))
+            .at_row(row)
+        })?;
+        let rows = &mut self.batch.rows;
+        rows.reserve(columns.len());
+        for (feature, &column) in columns.iter().enumerate() {
+            match self.cells[column] {
+                Cell::Number(v) => rows.push(v),
+                Cell::Invalid(what) => return Err(layout.non_numeric(row, feature, what)),
+            }
+        }
+        self.batch.n_rows += 1;
+        Ok(())
+    }
+
+    fn begin_object(&mut self) -> usize {
+        let start = self.batch.rows.len();
+        let n = self.layout.n_features();
+        self.batch.rows.resize(start + n, f64::NAN);
+        self.seen.clear();
+        self.seen.resize(n, false);
+        start
+    }
+
+    fn set(&mut self, start: usize, feature: usize, cell: Cell) -> Result<(), ServeError> {
+        match cell {
+            Cell::Number(v) => {
+                self.batch.rows[start + feature] = v;
+                self.seen[feature] = true;
+                Ok(())
+            }
+            Cell::Invalid(what) => Err(self.layout.non_numeric(self.row(), feature, what)),
+        }
+    }
+
+    fn end_object(&mut self) -> Result<(), ServeError> {
+        let row = self.row();
+        let what = format!("instance {row}");
+        if let Some(error) = self.layout.missing(&what, |f| self.seen[f]) {
+            return Err(error.at_row(row));
+        }
+        self.batch.n_rows += 1;
+        Ok(())
+    }
+}
+
+/// The whole body: `{"instances": [...]}` or a bare list of instances.
+struct TopLevel<'a, 'l>(&'a mut JsonRows<'l>);
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"an object with an "instances" list, or a list of instances"#)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        instances(self.0, seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(is_instances) = map.next_key_seed(KeyIs("instances"))? {
+            if is_instances && !found {
+                map.next_value_seed(Instances(&mut *self.0))?;
+                found = true;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if !found {
+            return Err(self.0.fail(ServeError::bad_request(
+                r#"the JSON object has no "instances" list"#,
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn instances<'de, A: SeqAccess<'de>>(rows: &mut JsonRows, mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element_seed(Instance(&mut *rows))?.is_some() {}
+    Ok(())
+}
+
+/// The value of `instances`: a list.
+struct Instances<'a, 'l>(&'a mut JsonRows<'l>);
+
+impl<'de> DeserializeSeed<'de> for Instances<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Instances<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a list of instances as the value of "instances""#)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        instances(self.0, seq)
+    }
+}
+
+/// One instance: an object keyed by column name or a list of values; appends one row.
+struct Instance<'a, 'l>(&'a mut JsonRows<'l>);
+
+impl Instance<'_, '_> {
+    fn reject<E: de::Error>(self, what: &str) -> Result<(), E> {
+        let error = self.0.wrong_instance_type(what);
+        Err(self.0.fail(error))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Instance<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Instance<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an instance (a JSON object or list)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let rows = self.0;
+        rows.cells.clear();
+        while let Some(cell) = seq.next_element_seed(CellSeed)? {
+            rows.cells.push(cell);
+        }
+        rows.push_list().map_err(|e| rows.fail(e))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let rows = self.0;
+        let start = rows.begin_object();
+        while let Some(key) = map.next_key_seed(FeatureKey(rows.layout))? {
+            match key {
+                Some(feature) => {
+                    let cell = map.next_value_seed(CellSeed)?;
+                    rows.set(start, feature, cell).map_err(|e| rows.fail(e))?;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        rows.end_object().map_err(|e| rows.fail(e))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.reject("a boolean")
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.reject("a number")
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.reject("a number")
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.reject("a number")
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.reject("a string")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.reject("null")
+    }
+}
+
+/// An object key: its feature index if it names a model feature.
+struct FeatureKey<'l>(&'l FeatureLayout);
+
+impl<'de> DeserializeSeed<'de> for FeatureKey<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FeatureKey<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a column name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.lookup(key.as_bytes()).flatten())
+    }
+}
+
+/// An object key compared with one name.
+struct KeyIs(&'static str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
+/// One value: a number, `null` (missing), or a string holding a number or a missing-value spelling.
+struct CellSeed;
+
+impl<'de> DeserializeSeed<'de> for CellSeed {
+    type Value = Cell;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cell, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CellSeed {
+    type Value = Cell;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, null or a numeric string")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Cell, E> {
+        Ok(Cell::Invalid("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
+        Ok(Cell::Number(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell, E> {
+        Ok(Cell::Number(v as f64))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell, E> {
+        Ok(Cell::Number(if v.is_finite() { v } else { f64::NAN }))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell, E> {
+        Ok(parse_number(v.as_bytes()).map_or(Cell::Invalid("a non-numeric string"), Cell::Number))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Cell, E> {
+        Ok(Cell::Number(f64::NAN))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Cell, E> {
+        Ok(Cell::Number(f64::NAN))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Cell, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Cell::Invalid("a list"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Cell::Invalid("an object"))
+    }
+}

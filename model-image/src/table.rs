@@ -1,0 +1,645 @@
+//! Loading a data channel (CSV, CSV.gz or Parquet; one file or many) into a labelled, row-major
+//! feature matrix.
+//!
+//! Features are the numeric columns that are neither the label, nor excluded, nor an unnamed row index.
+//! `inf`, `-inf`, `NaN` and empty cells are missing values (NaN), never errors: LightGBM handles
+//! missing values natively. A column whose non-missing cells are mostly text (an IP address, a
+//! timestamp) is not a feature and is reported as dropped.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::schema::is_row_index_column;
+
+/// What to read from a channel.
+#[derive(Debug, Clone)]
+pub struct ReadPlan<'a> {
+    pub label: &'a str,
+    pub positive_class: &'a str,
+    /// Columns that are never features.
+    pub exclude: &'a [String],
+    /// `None`: discover the features (train channel). `Some`: read exactly these, in this order
+    /// (validation and test channels must match the model trained on the train channel).
+    pub features: Option<&'a [String]>,
+}
+
+/// A channel's rows: features row-major as `f32` (NaN = missing), labels as "is positive".
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledTable {
+    pub features: Vec<String>,
+    pub values: Vec<f32>,
+    pub labels: Vec<bool>,
+    /// Row count per label value seen, positive class included.
+    pub label_counts: BTreeMap<String, usize>,
+    /// Columns that were not used, with the reason.
+    pub dropped_columns: Vec<(String, String)>,
+    /// Rows skipped because their label cell was empty.
+    pub rows_without_label: usize,
+    /// Cells in feature columns that were not numbers and were read as missing.
+    pub unparsable_cells: usize,
+    pub files: Vec<PathBuf>,
+}
+
+impl LabelledTable {
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn row(&self, index: usize) -> &[f32] {
+        let width = self.features.len();
+        &self.values[index * width..(index + 1) * width]
+    }
+
+    pub fn positives(&self) -> usize {
+        self.labels.iter().filter(|&&p| p).count()
+    }
+
+    /// The most frequent label value other than the positive class (the negative class's name).
+    pub fn negative_label(&self, positive_class: &str) -> Option<&str> {
+        self.label_counts
+            .iter()
+            .filter(|(label, _)| label.as_str() != positive_class)
+            .max_by_key(|(_, count)| **count)
+            .map(|(label, _)| label.as_str())
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> LabelledTable {
+        let width = self.features.len();
+        let mut values = Vec::with_capacity(indices.len() * width);
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            values.extend_from_slice(self.row(i));
+            labels.push(self.labels[i]);
+        }
+        LabelledTable { values, labels, ..self.clone_without_rows() }
+    }
+
+    fn clone_without_rows(&self) -> LabelledTable {
+        LabelledTable {
+            features: self.features.clone(),
+            values: Vec::new(),
+            labels: Vec::new(),
+            label_counts: self.label_counts.clone(),
+            dropped_columns: self.dropped_columns.clone(),
+            rows_without_label: self.rows_without_label,
+            unparsable_cells: self.unparsable_cells,
+            files: self.files.clone(),
+        }
+    }
+}
+
+/// Why a channel could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("channel directory {0} does not exist")]
+    MissingChannel(PathBuf),
+    #[error("no data files (.csv, .csv.gz, .parquet) in {0}")]
+    NoFiles(PathBuf),
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path} has no label column `{label}` (columns: {columns})")]
+    NoLabel { path: PathBuf, label: String, columns: String },
+    #[error("{path} lacks the feature column(s) {missing} that the model was trained on")]
+    MissingFeatures { path: PathBuf, missing: String },
+    #[error("{path} has no header row")]
+    NoHeader { path: PathBuf },
+    #[error("no numeric feature columns left after excluding the label and {excluded}")]
+    NoFeatures { excluded: String },
+}
+
+/// The data files of a channel directory (recursively, sorted, hidden files skipped), or the file
+/// itself when `path` is a file.
+pub fn channel_files(path: &Path) -> Result<Vec<PathBuf>, TableError> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(TableError::MissingChannel(path.to_path_buf()));
+    }
+    let mut files = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| unreadable(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| unreadable(&dir, e))?;
+            let entry_path = entry.path();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if entry_path.is_dir() {
+                pending.push(entry_path);
+            } else if Format::of(&entry_path).is_some() {
+                files.push(entry_path);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(TableError::NoFiles(path.to_path_buf()));
+    }
+    Ok(files)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    Csv,
+    CsvGz,
+    Parquet,
+}
+
+impl Format {
+    fn of(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".csv.gz") {
+            Some(Format::CsvGz)
+        } else if name.ends_with(".csv") {
+            Some(Format::Csv)
+        } else if name.ends_with(".parquet") || name.ends_with(".pq") {
+            Some(Format::Parquet)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads every data file of a channel.
+pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, TableError> {
+    let files = channel_files(path)?;
+    let mut builder = TableBuilder::new(plan);
+    for file in &files {
+        match Format::of(file) {
+            Some(Format::Csv) => {
+                let reader = File::open(file).map_err(|e| unreadable(file, e))?;
+                read_csv(file, reader, &mut builder)?
+            }
+            Some(Format::CsvGz) => {
+                let reader = File::open(file).map_err(|e| unreadable(file, e))?;
+                read_csv(file, flate2::read::MultiGzDecoder::new(BufReader::new(reader)), &mut builder)?
+            }
+            Some(Format::Parquet) => read_parquet(file, &mut builder)?,
+            None => unreachable!("channel_files only lists known formats"),
+        }
+    }
+    let mut table = builder.finish()?;
+    table.files = files;
+    Ok(table)
+}
+
+fn unreadable(path: &Path, error: impl std::fmt::Display) -> TableError {
+    TableError::Unreadable { path: path.to_path_buf(), reason: error.to_string() }
+}
+
+/// One cell as a reader sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cell<'a> {
+    Number(f64),
+    Text(&'a str),
+    Missing,
+}
+
+/// Parses a text cell: numbers, and the spellings of missing values.
+fn parse_cell(text: &str) -> Cell<'_> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Cell::Missing;
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Cell::Number(v),
+        Ok(_) => Cell::Missing, // inf, -inf, NaN, infinity in any case
+        Err(_) => {
+            if text.eq_ignore_ascii_case("null") || text.eq_ignore_ascii_case("na") {
+                Cell::Missing
+            } else {
+                Cell::Text(text)
+            }
+        }
+    }
+}
+
+/// Accumulates rows from any number of files into one table.
+struct TableBuilder<'p> {
+    plan: &'p ReadPlan<'p>,
+    /// Candidate feature columns (names), fixed by the first file.
+    columns: Vec<String>,
+    values: Vec<f32>,
+    labels: Vec<bool>,
+    label_counts: BTreeMap<String, usize>,
+    /// Per candidate column: non-missing cells, text cells, and the first text value seen.
+    numeric_cells: Vec<usize>,
+    text_cells: Vec<usize>,
+    text_example: Vec<Option<String>>,
+    dropped: Vec<(String, String)>,
+    rows_without_label: usize,
+}
+
+/// How one file's columns map onto the table.
+struct FileColumns {
+    label: usize,
+    /// For each table column, the file's column index.
+    sources: Vec<usize>,
+}
+
+impl<'p> TableBuilder<'p> {
+    fn new(plan: &'p ReadPlan<'p>) -> Self {
+        Self {
+            plan,
+            columns: Vec::new(),
+            values: Vec::new(),
+            labels: Vec::new(),
+            label_counts: BTreeMap::new(),
+            numeric_cells: Vec::new(),
+            text_cells: Vec::new(),
+            text_example: Vec::new(),
+            dropped: Vec::new(),
+            rows_without_label: 0,
+        }
+    }
+
+    /// Maps a file's header; the first file fixes the table's columns.
+    fn start_file(&mut self, path: &Path, header: &[String]) -> Result<FileColumns, TableError> {
+        let position = |name: &str| header.iter().position(|h| h == name);
+        let label = position(self.plan.label).ok_or_else(|| TableError::NoLabel {
+            path: path.to_path_buf(),
+            label: self.plan.label.to_string(),
+            columns: abbreviate(header),
+        })?;
+        if self.columns.is_empty() {
+            self.columns = match self.plan.features {
+                Some(features) => features.to_vec(),
+                None => {
+                    let mut columns = Vec::new();
+                    for name in header {
+                        if name == self.plan.label {
+                            continue;
+                        } else if self.plan.exclude.iter().any(|e| e == name) {
+                            self.dropped.push((name.clone(), "excluded".into()));
+                        } else if is_row_index_column(name) {
+                            self.dropped.push((display_name(name), "unnamed row index".into()));
+                        } else if columns.contains(name) {
+                            self.dropped.push((name.clone(), "duplicate column name".into()));
+                        } else {
+                            columns.push(name.clone());
+                        }
+                    }
+                    columns
+                }
+            };
+            let n = self.columns.len();
+            self.numeric_cells = vec![0; n];
+            self.text_cells = vec![0; n];
+            self.text_example = vec![None; n];
+        }
+        let mut sources = Vec::with_capacity(self.columns.len());
+        let mut missing = Vec::new();
+        for column in &self.columns {
+            match position(column) {
+                Some(i) => sources.push(i),
+                None => missing.push(column.as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(TableError::MissingFeatures {
+                path: path.to_path_buf(),
+                missing: missing.join(", "),
+            });
+        }
+        Ok(FileColumns { label, sources })
+    }
+
+    fn push_row<'c>(&mut self, file: &FileColumns, cell: impl Fn(usize) -> Cell<'c>) {
+        let label = match cell(file.label) {
+            Cell::Text(text) => text.to_string(),
+            Cell::Number(v) => format_number(v),
+            Cell::Missing => {
+                self.rows_without_label += 1;
+                return;
+            }
+        };
+        let positive = label == self.plan.positive_class;
+        match self.label_counts.get_mut(&label) {
+            Some(count) => *count += 1,
+            None => {
+                self.label_counts.insert(label, 1);
+            }
+        }
+        self.labels.push(positive);
+        for (column, &source) in file.sources.iter().enumerate() {
+            let value = match cell(source) {
+                Cell::Number(v) => {
+                    self.numeric_cells[column] += 1;
+                    v as f32
+                }
+                Cell::Missing => f32::NAN,
+                Cell::Text(text) => {
+                    self.text_cells[column] += 1;
+                    if self.text_example[column].is_none() {
+                        self.text_example[column] = Some(text.to_string());
+                    }
+                    f32::NAN
+                }
+            };
+            self.values.push(value);
+        }
+    }
+
+    fn finish(self) -> Result<LabelledTable, TableError> {
+        let width = self.columns.len();
+        let mut dropped = self.dropped;
+        let mut keep = Vec::with_capacity(width);
+        let mut unparsable_cells = 0;
+        for column in 0..width {
+            let text = self.text_cells[column];
+            let numbers = self.numeric_cells[column];
+            // Discovered columns that are mostly text are identifiers, not features. A column the
+            // model requires is always kept: its stray text cells become missing values.
+            let is_text = self.plan.features.is_none() && text > 0 && text * 100 >= (text + numbers);
+            if is_text {
+                let example = self.text_example[column].as_deref().unwrap_or_default();
+                dropped.push((self.columns[column].clone(), format!("not numeric (e.g. `{example}`)")));
+            } else {
+                unparsable_cells += text;
+                keep.push(column);
+            }
+        }
+        if keep.is_empty() {
+            let excluded = dropped.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>();
+            return Err(TableError::NoFeatures { excluded: excluded.join(", ") });
+        }
+        let values = if keep.len() == width {
+            self.values
+        } else {
+            let mut compact = Vec::with_capacity(self.labels.len() * keep.len());
+            for row in self.values.chunks_exact(width.max(1)) {
+                compact.extend(keep.iter().map(|&c| row[c]));
+            }
+            compact
+        };
+        Ok(LabelledTable {
+            features: keep.iter().map(|&c| self.columns[c].clone()).collect(),
+            values,
+            labels: self.labels,
+            label_counts: self.label_counts,
+            dropped_columns: dropped,
+            rows_without_label: self.rows_without_label,
+            unparsable_cells,
+            files: Vec::new(),
+        })
+    }
+}
+
+fn display_name(name: &str) -> String {
+    if name.is_empty() { "(unnamed)".to_string() } else { name.to_string() }
+}
+
+fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() }
+}
+
+fn abbreviate(header: &[String]) -> String {
+    let shown: Vec<&str> = header.iter().take(8).map(String::as_str).collect();
+    if header.len() > shown.len() {
+        format!("{}, … ({} in all)", shown.join(", "), header.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn read_csv(path: &Path, input: impl Read, builder: &mut TableBuilder<'_>) -> Result<(), TableError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .buffer_capacity(1 << 20)
+        .from_reader(input);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| unreadable(path, e))?
+        .iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+        .collect();
+    if header.is_empty() || header.iter().all(|h| h.is_empty()) {
+        return Err(TableError::NoHeader { path: path.to_path_buf() });
+    }
+    let columns = builder.start_file(path, &header)?;
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(unreadable(path, e)),
+        }
+        let record = &record;
+        builder.push_row(&columns, |i| match record.get(i).map(std::str::from_utf8) {
+            Some(Ok(text)) => parse_cell(text),
+            Some(Err(_)) => Cell::Text("(invalid UTF-8)"),
+            None => Cell::Missing,
+        });
+    }
+    Ok(())
+}
+
+fn read_parquet(path: &Path, builder: &mut TableBuilder<'_>) -> Result<(), TableError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+
+    let file = File::open(path).map_err(|e| unreadable(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| unreadable(path, e))?;
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let header: Vec<String> = schema.root_schema().get_fields().iter().map(|f| f.name().trim().to_string()).collect();
+    let columns = builder.start_file(path, &header)?;
+    let rows = reader.get_row_iter(None).map_err(|e| unreadable(path, e))?;
+    let mut texts: Vec<String> = Vec::new();
+    let mut cells: Vec<CellOwned> = Vec::with_capacity(header.len());
+    for row in rows {
+        let row = row.map_err(|e| unreadable(path, e))?;
+        cells.clear();
+        texts.clear();
+        for (_, field) in row.get_column_iter() {
+            let cell = match field {
+                Field::Null => CellOwned::Missing,
+                Field::Bool(b) => CellOwned::Number(f64::from(u8::from(*b))),
+                Field::Byte(v) => CellOwned::Number(f64::from(*v)),
+                Field::Short(v) => CellOwned::Number(f64::from(*v)),
+                Field::Int(v) => CellOwned::Number(f64::from(*v)),
+                Field::Long(v) => CellOwned::Number(*v as f64),
+                Field::UByte(v) => CellOwned::Number(f64::from(*v)),
+                Field::UShort(v) => CellOwned::Number(f64::from(*v)),
+                Field::UInt(v) => CellOwned::Number(f64::from(*v)),
+                Field::ULong(v) => CellOwned::Number(*v as f64),
+                Field::Float(v) => CellOwned::number(f64::from(*v)),
+                Field::Double(v) => CellOwned::number(*v),
+                Field::Str(s) => {
+                    texts.push(s.clone());
+                    CellOwned::Text(texts.len() - 1)
+                }
+                other => {
+                    texts.push(other.to_string());
+                    CellOwned::Text(texts.len() - 1)
+                }
+            };
+            cells.push(cell);
+        }
+        builder.push_row(&columns, |i| match cells.get(i) {
+            Some(CellOwned::Number(v)) => Cell::Number(*v),
+            Some(CellOwned::Text(t)) => parse_cell(&texts[*t]),
+            Some(CellOwned::Missing) | None => Cell::Missing,
+        });
+    }
+    Ok(())
+}
+
+/// A Parquet cell, with text kept in a side buffer.
+enum CellOwned {
+    Number(f64),
+    Text(usize),
+    Missing,
+}
+
+impl CellOwned {
+    fn number(v: f64) -> Self {
+        if v.is_finite() { CellOwned::Number(v) } else { CellOwned::Missing }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn plan<'a>(exclude: &'a [String]) -> ReadPlan<'a> {
+        ReadPlan { label: "Label", positive_class: "Anomaly", exclude, features: None }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn cells_parse_numbers_and_missing_spellings() {
+        assert_eq!(parse_cell("1.5"), Cell::Number(1.5));
+        assert_eq!(parse_cell(" 7 "), Cell::Number(7.0));
+        for missing in ["", "  ", "inf", "-inf", "Infinity", "NaN", "nan", "null", "NA"] {
+            assert_eq!(parse_cell(missing), Cell::Missing, "{missing:?}");
+        }
+        assert_eq!(parse_cell("192.168.0.1"), Cell::Text("192.168.0.1"));
+    }
+
+    #[test]
+    fn features_exclude_label_identifiers_and_index_and_text() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "a.csv",
+            ",Flow_ID,Src_IP,Rate,Note,Label,Cat\n\
+             0,f1,10.0.0.1,1.5,x,Anomaly,DoS\n\
+             1,f2,10.0.0.2,inf,y,Normal,Normal\n\
+             2,f3,10.0.0.3,,z,Anomaly,Mirai\n",
+        );
+        let exclude = vec!["Flow_ID".to_string(), "Cat".to_string()];
+        let table = read_channel(dir.path(), &plan(&exclude)).unwrap();
+        assert_eq!(table.features, ["Rate"]);
+        assert_eq!(table.rows(), 3);
+        assert_eq!(table.labels, [true, false, true]);
+        assert_eq!(table.values[0], 1.5);
+        assert!(table.values[1].is_nan() && table.values[2].is_nan());
+        let dropped: Vec<&str> = table.dropped_columns.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(dropped, ["(unnamed)", "Flow_ID", "Cat", "Src_IP", "Note"]);
+        assert_eq!(table.negative_label("Anomaly"), Some("Normal"));
+    }
+
+    #[test]
+    fn several_files_and_gzip_are_read_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b.csv", "Label,X,Y\nNormal,3,4\n");
+        let gz = File::create(dir.path().join("a.csv.gz")).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+        // Columns in another order: matched by name.
+        encoder.write_all(b"Y,X,Label\n2,1,Anomaly\n").unwrap();
+        encoder.finish().unwrap();
+        write(dir.path(), "notes.txt", "ignored");
+        let table = read_channel(dir.path(), &plan(&[])).unwrap();
+        assert_eq!(table.features, ["Y", "X"]);
+        assert_eq!(table.values, [2.0, 1.0, 4.0, 3.0]);
+        assert_eq!(table.labels, [true, false]);
+        assert_eq!(table.files.len(), 2);
+    }
+
+    #[test]
+    fn required_features_must_all_be_present() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.csv", "Label,X\nNormal,3\n");
+        let features = vec!["X".to_string(), "Z".to_string()];
+        let plan = ReadPlan { features: Some(&features), ..plan(&[]) };
+        let err = read_channel(dir.path(), &plan).unwrap_err();
+        assert!(err.to_string().contains("lacks the feature column(s) Z"), "{err}");
+    }
+
+    #[test]
+    fn missing_label_column_and_empty_channel_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(read_channel(dir.path(), &plan(&[])), Err(TableError::NoFiles(_))));
+        write(dir.path(), "a.csv", "Class,X\nNormal,3\n");
+        let err = read_channel(dir.path(), &plan(&[])).unwrap_err();
+        assert!(err.to_string().contains("no label column `Label`"), "{err}");
+        let missing = dir.path().join("nope");
+        assert!(matches!(read_channel(&missing, &plan(&[])), Err(TableError::MissingChannel(_))));
+    }
+
+    #[test]
+    fn rows_without_label_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.csv", "Label,X\nNormal,3\n,4\nAnomaly,5\n");
+        let table = read_channel(dir.path(), &plan(&[])).unwrap();
+        assert_eq!(table.rows(), 2);
+        assert_eq!(table.rows_without_label, 1);
+    }
+
+    #[test]
+    fn ragged_csv_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.csv", "Label,X\nNormal,3,9\n");
+        let err = read_channel(dir.path(), &plan(&[])).unwrap_err();
+        assert!(err.to_string().contains("a.csv"), "{err}");
+    }
+
+    #[test]
+    fn parquet_files_are_read() {
+        use parquet::data_type::{ByteArray, ByteArrayType, DoubleType};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(
+            parse_message_type(
+                "message flows { REQUIRED DOUBLE Rate; REQUIRED BYTE_ARRAY Label (UTF8); }",
+            )
+            .unwrap(),
+        );
+        let file = File::create(dir.path().join("part-0.parquet")).unwrap();
+        let mut writer =
+            SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        column.typed::<DoubleType>().write_batch(&[1.0, f64::INFINITY], None, None).unwrap();
+        column.close().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        let labels = [ByteArray::from("Anomaly"), ByteArray::from("Normal")];
+        column.typed::<ByteArrayType>().write_batch(&labels, None, None).unwrap();
+        column.close().unwrap();
+        group.close().unwrap();
+        writer.close().unwrap();
+
+        let table = read_channel(dir.path(), &plan(&[])).unwrap();
+        assert_eq!(table.features, ["Rate"]);
+        assert_eq!(table.values[0], 1.0);
+        assert!(table.values[1].is_nan());
+        assert_eq!(table.labels, [true, false]);
+    }
+}

@@ -65,7 +65,10 @@ pub struct Versions {
 
 impl Versions {
     pub fn current() -> Self {
-        Self { model_image: env!("CARGO_PKG_VERSION").to_string(), lightgbm: LIGHTGBM_VERSION.to_string() }
+        Self {
+            model_image: env!("CARGO_PKG_VERSION").to_string(),
+            lightgbm: LIGHTGBM_VERSION.to_string(),
+        }
     }
 }
 
@@ -87,7 +90,11 @@ pub enum ArtifactError {
     #[error("LightGBM cannot load {path}: {reason}")]
     Model { path: PathBuf, reason: String },
     #[error("{path} expects {trees} features but model.json lists {listed}")]
-    FeatureMismatch { path: PathBuf, trees: i32, listed: usize },
+    FeatureMismatch {
+        path: PathBuf,
+        trees: i32,
+        listed: usize,
+    },
 }
 
 /// A model directory read from disk.
@@ -103,8 +110,10 @@ impl ModelArtifact {
     pub fn load(dir: &Path) -> Result<Self, ArtifactError> {
         let metadata_path = dir.join(METADATA_FILE);
         let text = read(&metadata_path)?;
-        let metadata: ModelMetadata = serde_json::from_str(&text)
-            .map_err(|e| ArtifactError::Metadata { path: metadata_path.clone(), reason: e.to_string() })?;
+        let metadata: ModelMetadata = serde_json::from_str(&text).map_err(|e| ArtifactError::Metadata {
+            path: metadata_path.clone(),
+            reason: e.to_string(),
+        })?;
         if metadata.format_version != FORMAT_VERSION {
             return Err(ArtifactError::Metadata {
                 path: metadata_path,
@@ -116,8 +125,10 @@ impl ModelArtifact {
         }
         let model_path = dir.join(MODEL_FILE);
         let model_text = read(&model_path)?;
-        let booster = lightgbm3::Booster::from_string(&model_text)
-            .map_err(|e| ArtifactError::Model { path: model_path.clone(), reason: e.to_string() })?;
+        let booster = lightgbm3::Booster::from_string(&model_text).map_err(|e| ArtifactError::Model {
+            path: model_path.clone(),
+            reason: e.to_string(),
+        })?;
         if booster.num_features() as usize != metadata.features.len() {
             return Err(ArtifactError::FeatureMismatch {
                 path: model_path,
@@ -142,7 +153,10 @@ impl ModelArtifact {
 }
 
 fn read(path: &Path) -> Result<String, ArtifactError> {
-    std::fs::read_to_string(path).map_err(|source| ArtifactError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| ArtifactError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Scores rows with LightGBM.
@@ -164,14 +178,19 @@ thread_local! {
 
 impl LightGbmScorer {
     pub fn new(model_text: impl Into<Arc<str>>, n_features: usize) -> Self {
-        Self { model_text: model_text.into(), n_features, id: NEXT_SCORER_ID.fetch_add(1, Ordering::Relaxed) }
+        Self {
+            model_text: model_text.into(),
+            n_features,
+            id: NEXT_SCORER_ID.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     fn with_booster<T>(&self, f: impl FnOnce(&lightgbm3::Booster) -> Result<T, String>) -> Result<T, String> {
         THREAD_BOOSTER.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|(id, _)| *id != self.id) {
-                let mut booster = lightgbm3::Booster::from_string(&self.model_text).map_err(|e| e.to_string())?;
+                let mut booster =
+                    lightgbm3::Booster::from_string(&self.model_text).map_err(|e| e.to_string())?;
                 booster
                     .single_row_fast_init::<f64>(Some(&serde_json::json!({ "num_threads": 1 })))
                     .map_err(|e| e.to_string())?;

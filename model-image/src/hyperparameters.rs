@@ -105,15 +105,19 @@ pub enum HyperparameterError {
     #[error("unknown hyperparameter `{key}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
     Unknown { key: String, suggestion: Option<String> },
     #[error("hyperparameter `{key}` = `{value}` is invalid: {expected}")]
-    Invalid { key: String, value: String, expected: &'static str },
+    Invalid {
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 impl Hyperparameters {
     /// Parses SageMaker's hyperparameters.json text. Values may be strings (as SageMaker writes them)
     /// or plain JSON numbers and lists (as a person might).
     pub fn from_json(text: &str) -> Result<Self, HyperparameterError> {
-        let raw: BTreeMap<String, serde_json::Value> = serde_json::from_str(text)
-            .map_err(|e| HyperparameterError::NotAnObject(e.to_string()))?;
+        let raw: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| HyperparameterError::NotAnObject(e.to_string()))?;
         let strings = raw
             .into_iter()
             .map(|(key, value)| {
@@ -165,8 +169,7 @@ impl Hyperparameters {
                 }
                 "min_data_in_leaf" => hp.min_data_in_leaf = integer(key, value, "an integer >= 0", 0)?,
                 "feature_fraction" => {
-                    hp.feature_fraction =
-                        number(key, value, "a number in (0, 1]", |v| v > 0.0 && v <= 1.0)?
+                    hp.feature_fraction = number(key, value, "a number in (0, 1]", |v| v > 0.0 && v <= 1.0)?
                 }
                 "threads" => hp.threads = integer(key, value, "an integer >= 1", 1)?,
                 "validation_fraction" => {
@@ -186,9 +189,7 @@ impl Hyperparameters {
                         .parse()
                         .map_err(|_| invalid(key, value, "a non-negative integer"))?
                 }
-                "bootstrap_resamples" => {
-                    hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?
-                }
+                "bootstrap_resamples" => hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?,
                 k if k.starts_with("sagemaker_") || k.starts_with('_') => {}
                 other => {
                     return Err(HyperparameterError::Unknown {
@@ -203,7 +204,11 @@ impl Hyperparameters {
 }
 
 fn invalid(key: &str, value: &str, expected: &'static str) -> HyperparameterError {
-    HyperparameterError::Invalid { key: key.to_string(), value: value.to_string(), expected }
+    HyperparameterError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected,
+    }
 }
 
 fn non_empty(key: &str, value: &str) -> Result<String, HyperparameterError> {
@@ -236,7 +241,9 @@ fn integer(key: &str, value: &str, expected: &'static str, min: u32) -> Result<u
             .filter(|v| v.fract() == 0.0 && *v >= 0.0 && *v <= f64::from(u32::MAX))
             .map(|v| v as u32)
     });
-    parsed.filter(|&v| v >= min).ok_or_else(|| invalid(key, value, expected))
+    parsed
+        .filter(|&v| v >= min)
+        .ok_or_else(|| invalid(key, value, expected))
 }
 
 /// The known key closest to a misspelt one, if any is close.
@@ -299,7 +306,10 @@ mod tests {
     #[test]
     fn typo_is_an_error_with_a_suggestion() {
         let err = Hyperparameters::from_json(r#"{"learning_rte": "0.1"}"#).unwrap_err();
-        assert_eq!(err.to_string(), "unknown hyperparameter `learning_rte` (did you mean `learning_rate`?)");
+        assert_eq!(
+            err.to_string(),
+            "unknown hyperparameter `learning_rte` (did you mean `learning_rate`?)"
+        );
         let err = Hyperparameters::from_json(r#"{"colour": "red"}"#).unwrap_err();
         assert_eq!(err.to_string(), "unknown hyperparameter `colour`");
     }
@@ -321,7 +331,10 @@ mod tests {
         ] {
             let json = format!(r#"{{"{key}": "{value}"}}"#);
             let err = Hyperparameters::from_json(&json).unwrap_err();
-            assert!(matches!(err, HyperparameterError::Invalid { .. }), "{key}={value}: {err}");
+            assert!(
+                matches!(err, HyperparameterError::Invalid { .. }),
+                "{key}={value}: {err}"
+            );
         }
     }
 

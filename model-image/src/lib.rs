@@ -4,14 +4,14 @@
 //! reports robust held-out metrics; `serve` answers `/ping` and `/invocations` per the SageMaker
 //! inference contract. The binary (`main.rs`) only parses arguments and calls into these modules.
 
-// pub mod artifact; (lead: enabled once metrics/serve land)
+pub mod artifact;
 pub mod demo;
 pub mod hyperparameters;
 pub mod layout;
-pub mod metrics;
+pub use metrics;
 pub mod report;
 pub mod schema;
 pub mod serve;
 pub mod split;
 pub mod table;
-// pub mod trainer;
+pub mod trainer;

@@ -1,1 +1,189 @@
-fn main() {}
+//! The `model-image` binary: parses arguments and calls the library. SageMaker runs the container's
+//! entrypoint with the single argument `train` or `serve`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use model_image::artifact::ModelArtifact;
+use model_image::layout::Layout;
+use model_image::{demo, trainer};
+
+#[derive(Parser)]
+#[command(
+    name = "model-image",
+    version,
+    about = "SageMaker classifier container: train and serve"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train on /opt/ml/input (or $OPT_ML/input) and write the model to /opt/ml/model.
+    Train,
+    /// Serve the model in /opt/ml/model on 0.0.0.0:$SAGEMAKER_BIND_TO_PORT (default 8080).
+    Serve {
+        /// Model directory (default: the layout's model directory).
+        #[arg(long)]
+        model_dir: Option<PathBuf>,
+        /// Port to listen on.
+        #[arg(long, env = "SAGEMAKER_BIND_TO_PORT", default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value_t = Ipv4Addr::UNSPECIFIED.into())]
+        host: std::net::IpAddr,
+    },
+    /// Write the synthetic demo dataset (raw IoTID20 schema), or derive its statistics from real data.
+    DemoData {
+        /// Number of rows to generate.
+        #[arg(long, default_value_t = 5000)]
+        rows: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 20)]
+        seed: u64,
+        /// Output CSV file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Instead of generating rows, print the Rust source of the statistics derived from this real
+        /// IoTID20 CSV (aggregates only, never rows).
+        #[arg(long, conflicts_with = "out")]
+        derive_stats: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train => train(),
+        Command::Serve {
+            model_dir,
+            port,
+            host,
+        } => serve(model_dir, SocketAddr::new(host, port)),
+        Command::DemoData {
+            rows,
+            seed,
+            out,
+            derive_stats,
+        } => demo_data(rows, seed, out, derive_stats),
+    }
+}
+
+fn train() -> ExitCode {
+    let layout = Layout::from_env();
+    let failure_file = layout.failure_file();
+    // A panic is a bug, but SageMaker still deserves a reason.
+    let default_hook = std::panic::take_hook();
+    let hook_failure_file = failure_file.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        write_failure(&hook_failure_file, &format!("internal error: {info}"));
+        default_hook(info);
+    }));
+    match trainer::run(&layout) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            let reason = error.to_string();
+            eprintln!("model-image train: failed: {reason}");
+            write_failure(&failure_file, &reason);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_failure(path: &std::path::Path, reason: &str) {
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if let Err(e) = std::fs::write(path, format!("{reason}\n")) {
+        eprintln!("model-image: cannot write {}: {e}", path.display());
+    }
+}
+
+fn serve(model_dir: Option<PathBuf>, addr: SocketAddr) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let model_dir = model_dir.unwrap_or_else(|| Layout::from_env().model_dir());
+    let artifact = match ModelArtifact::load(&model_dir) {
+        Ok(artifact) => artifact,
+        Err(error) => {
+            eprintln!("model-image serve: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        model_dir = %model_dir.display(),
+        features = artifact.metadata.features.len(),
+        threshold = artifact.metadata.threshold,
+        "model loaded"
+    );
+    let model = Arc::new(artifact.into_served());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("model-image serve: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(async move { model_image::serve::serve_on(bind(addr)?, model).await }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("model-image serve: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds with `SO_REUSEPORT`, so a new server can start on the port of the one it replaces and take
+/// over without a gap (the orchestrator's local blue/green rollout); the old one then drains and exits.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+fn demo_data(rows: usize, seed: u64, out: Option<PathBuf>, derive_stats: Option<PathBuf>) -> ExitCode {
+    if let Some(real_csv) = derive_stats {
+        return match demo::derive_stats(&real_csv) {
+            Ok(source) => {
+                print!("{source}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("model-image demo-data: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let options = demo::DemoOptions {
+        rows,
+        seed,
+        ..demo::DemoOptions::default()
+    };
+    let result = match &out {
+        Some(path) => std::fs::File::create(path)
+            .and_then(|file| demo::write_demo_csv(&options, std::io::BufWriter::new(file))),
+        None => demo::write_demo_csv(&options, std::io::stdout().lock()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("model-image demo-data: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -40,7 +40,9 @@ mod tests {
     use super::*;
 
     fn labels(positives: usize, negatives: usize) -> Vec<bool> {
-        (0..positives + negatives).map(|i| i % (positives + negatives) < positives).collect()
+        (0..positives + negatives)
+            .map(|i| i % (positives + negatives) < positives)
+            .collect()
     }
 
     #[test]

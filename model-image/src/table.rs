@@ -74,7 +74,11 @@ impl LabelledTable {
             values.extend_from_slice(self.row(i));
             labels.push(self.labels[i]);
         }
-        LabelledTable { values, labels, ..self.clone_without_rows() }
+        LabelledTable {
+            values,
+            labels,
+            ..self.clone_without_rows()
+        }
     }
 
     fn clone_without_rows(&self) -> LabelledTable {
@@ -101,7 +105,11 @@ pub enum TableError {
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error("{path} has no label column `{label}` (columns: {columns})")]
-    NoLabel { path: PathBuf, label: String, columns: String },
+    NoLabel {
+        path: PathBuf,
+        label: String,
+        columns: String,
+    },
     #[error("{path} lacks the feature column(s) {missing} that the model was trained on")]
     MissingFeatures { path: PathBuf, missing: String },
     #[error("{path} has no header row")]
@@ -178,7 +186,11 @@ pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, T
             }
             Some(Format::CsvGz) => {
                 let reader = File::open(file).map_err(|e| unreadable(file, e))?;
-                read_csv(file, flate2::read::MultiGzDecoder::new(BufReader::new(reader)), &mut builder)?
+                read_csv(
+                    file,
+                    flate2::read::MultiGzDecoder::new(BufReader::new(reader)),
+                    &mut builder,
+                )?
             }
             Some(Format::Parquet) => read_parquet(file, &mut builder)?,
             None => unreachable!("channel_files only lists known formats"),
@@ -190,7 +202,10 @@ pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, T
 }
 
 fn unreadable(path: &Path, error: impl std::fmt::Display) -> TableError {
-    TableError::Unreadable { path: path.to_path_buf(), reason: error.to_string() }
+    TableError::Unreadable {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
 }
 
 /// One cell as a reader sees it.
@@ -278,7 +293,8 @@ impl<'p> TableBuilder<'p> {
                         } else if self.plan.exclude.iter().any(|e| e == name) {
                             self.dropped.push((name.clone(), "excluded".into()));
                         } else if is_row_index_column(name) {
-                            self.dropped.push((display_name(name), "unnamed row index".into()));
+                            self.dropped
+                                .push((display_name(name), "unnamed row index".into()));
                         } else if columns.contains(name) {
                             self.dropped.push((name.clone(), "duplicate column name".into()));
                         } else {
@@ -359,7 +375,10 @@ impl<'p> TableBuilder<'p> {
             let is_text = self.plan.features.is_none() && text > 0 && text * 100 >= (text + numbers);
             if is_text {
                 let example = self.text_example[column].as_deref().unwrap_or_default();
-                dropped.push((self.columns[column].clone(), format!("not numeric (e.g. `{example}`)")));
+                dropped.push((
+                    self.columns[column].clone(),
+                    format!("not numeric (e.g. `{example}`)"),
+                ));
             } else {
                 unparsable_cells += text;
                 keep.push(column);
@@ -367,7 +386,9 @@ impl<'p> TableBuilder<'p> {
         }
         if keep.is_empty() {
             let excluded = dropped.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>();
-            return Err(TableError::NoFeatures { excluded: excluded.join(", ") });
+            return Err(TableError::NoFeatures {
+                excluded: excluded.join(", "),
+            });
         }
         let values = if keep.len() == width {
             self.values
@@ -392,11 +413,19 @@ impl<'p> TableBuilder<'p> {
 }
 
 fn display_name(name: &str) -> String {
-    if name.is_empty() { "(unnamed)".to_string() } else { name.to_string() }
+    if name.is_empty() {
+        "(unnamed)".to_string()
+    } else {
+        name.to_string()
+    }
 }
 
 fn format_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        v.to_string()
+    }
 }
 
 fn abbreviate(header: &[String]) -> String {
@@ -421,7 +450,9 @@ fn read_csv(path: &Path, input: impl Read, builder: &mut TableBuilder<'_>) -> Re
         .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
         .collect();
     if header.is_empty() || header.iter().all(|h| h.is_empty()) {
-        return Err(TableError::NoHeader { path: path.to_path_buf() });
+        return Err(TableError::NoHeader {
+            path: path.to_path_buf(),
+        });
     }
     let columns = builder.start_file(path, &header)?;
     let mut record = csv::ByteRecord::new();
@@ -448,7 +479,12 @@ fn read_parquet(path: &Path, builder: &mut TableBuilder<'_>) -> Result<(), Table
     let file = File::open(path).map_err(|e| unreadable(path, e))?;
     let reader = SerializedFileReader::new(file).map_err(|e| unreadable(path, e))?;
     let schema = reader.metadata().file_metadata().schema_descr();
-    let header: Vec<String> = schema.root_schema().get_fields().iter().map(|f| f.name().trim().to_string()).collect();
+    let header: Vec<String> = schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().trim().to_string())
+        .collect();
     let columns = builder.start_file(path, &header)?;
     let rows = reader.get_row_iter(None).map_err(|e| unreadable(path, e))?;
     let mut texts: Vec<String> = Vec::new();
@@ -500,7 +536,11 @@ enum CellOwned {
 
 impl CellOwned {
     fn number(v: f64) -> Self {
-        if v.is_finite() { CellOwned::Number(v) } else { CellOwned::Missing }
+        if v.is_finite() {
+            CellOwned::Number(v)
+        } else {
+            CellOwned::Missing
+        }
     }
 }
 
@@ -510,7 +550,12 @@ mod tests {
     use std::io::Write;
 
     fn plan<'a>(exclude: &'a [String]) -> ReadPlan<'a> {
-        ReadPlan { label: "Label", positive_class: "Anomaly", exclude, features: None }
+        ReadPlan {
+            label: "Label",
+            positive_class: "Anomaly",
+            exclude,
+            features: None,
+        }
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -574,7 +619,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.csv", "Label,X\nNormal,3\n");
         let features = vec!["X".to_string(), "Z".to_string()];
-        let plan = ReadPlan { features: Some(&features), ..plan(&[]) };
+        let plan = ReadPlan {
+            features: Some(&features),
+            ..plan(&[])
+        };
         let err = read_channel(dir.path(), &plan).unwrap_err();
         assert!(err.to_string().contains("lacks the feature column(s) Z"), "{err}");
     }
@@ -582,12 +630,18 @@ mod tests {
     #[test]
     fn missing_label_column_and_empty_channel_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(read_channel(dir.path(), &plan(&[])), Err(TableError::NoFiles(_))));
+        assert!(matches!(
+            read_channel(dir.path(), &plan(&[])),
+            Err(TableError::NoFiles(_))
+        ));
         write(dir.path(), "a.csv", "Class,X\nNormal,3\n");
         let err = read_channel(dir.path(), &plan(&[])).unwrap_err();
         assert!(err.to_string().contains("no label column `Label`"), "{err}");
         let missing = dir.path().join("nope");
-        assert!(matches!(read_channel(&missing, &plan(&[])), Err(TableError::MissingChannel(_))));
+        assert!(matches!(
+            read_channel(&missing, &plan(&[])),
+            Err(TableError::MissingChannel(_))
+        ));
     }
 
     #[test]
@@ -617,21 +671,25 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let schema = Arc::new(
-            parse_message_type(
-                "message flows { REQUIRED DOUBLE Rate; REQUIRED BYTE_ARRAY Label (UTF8); }",
-            )
-            .unwrap(),
+            parse_message_type("message flows { REQUIRED DOUBLE Rate; REQUIRED BYTE_ARRAY Label (UTF8); }")
+                .unwrap(),
         );
         let file = File::create(dir.path().join("part-0.parquet")).unwrap();
         let mut writer =
             SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build())).unwrap();
         let mut group = writer.next_row_group().unwrap();
         let mut column = group.next_column().unwrap().unwrap();
-        column.typed::<DoubleType>().write_batch(&[1.0, f64::INFINITY], None, None).unwrap();
+        column
+            .typed::<DoubleType>()
+            .write_batch(&[1.0, f64::INFINITY], None, None)
+            .unwrap();
         column.close().unwrap();
         let mut column = group.next_column().unwrap().unwrap();
         let labels = [ByteArray::from("Anomaly"), ByteArray::from("Normal")];
-        column.typed::<ByteArrayType>().write_batch(&labels, None, None).unwrap();
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&labels, None, None)
+            .unwrap();
         column.close().unwrap();
         group.close().unwrap();
         writer.close().unwrap();

@@ -26,13 +26,20 @@ pub enum TrainError {
     #[error("invalid hyperparameters: {0}")]
     Hyperparameters(#[from] HyperparameterError),
     #[error("cannot read the {channel} channel: {source}")]
-    Channel { channel: &'static str, source: TableError },
+    Channel {
+        channel: &'static str,
+        source: TableError,
+    },
     #[error("the {channel} channel has no labelled rows")]
     NoRows { channel: &'static str },
     #[error(
         "the {channel} channel has only one class ({counts}); training needs rows of both the positive class `{positive}` and another class. Check the `label` and `positive_class` hyperparameters"
     )]
-    OneClass { channel: &'static str, counts: String, positive: String },
+    OneClass {
+        channel: &'static str,
+        counts: String,
+        positive: String,
+    },
     #[error("LightGBM failed: {0}")]
     LightGbm(String),
     #[error("cannot write {path}: {source}")]
@@ -73,13 +80,20 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
     check_classes(TRAIN_CHANNEL, &train, &hyperparameters.positive_class)?;
 
     let features = train.features.clone();
-    let fixed_plan = ReadPlan { features: Some(&features), ..plan.clone() };
+    let fixed_plan = ReadPlan {
+        features: Some(&features),
+        ..plan.clone()
+    };
     let validation_dir = layout.channel_dir(VALIDATION_CHANNEL);
     let (validation, validation_source) = if validation_dir.exists() {
         let validation = read(VALIDATION_CHANNEL, &validation_dir, &fixed_plan)?;
         (validation, "channel".to_string())
     } else {
-        let split = split::stratified(&train.labels, hyperparameters.validation_fraction, hyperparameters.seed);
+        let split = split::stratified(
+            &train.labels,
+            hyperparameters.validation_fraction,
+            hyperparameters.seed,
+        );
         let validation = train.select(&split.held_out);
         train = train.select(&split.train);
         let source = format!(
@@ -91,7 +105,11 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
     check_classes(VALIDATION_CHANNEL, &validation, &hyperparameters.positive_class)?;
     check_classes(TRAIN_CHANNEL, &train, &hyperparameters.positive_class)?;
     let test_dir = layout.channel_dir(TEST_CHANNEL);
-    let test = if test_dir.exists() { Some(read(TEST_CHANNEL, &test_dir, &fixed_plan)?) } else { None };
+    let test = if test_dir.exists() {
+        Some(read(TEST_CHANNEL, &test_dir, &fixed_plan)?)
+    } else {
+        None
+    };
 
     let fit_started = Instant::now();
     let booster = fit(&train, &validation, &hyperparameters)?;
@@ -108,8 +126,10 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
         ThresholdChoice::TargetFpr(fpr) => ThresholdRule::TargetFpr(fpr),
     };
     let threshold = metrics::choose_threshold(&validation.labels, &validation_scores, rule);
-    let bootstrap =
-        BootstrapConfig { resamples: hyperparameters.bootstrap_resamples as usize, seed: hyperparameters.seed };
+    let bootstrap = BootstrapConfig {
+        resamples: hyperparameters.bootstrap_resamples as usize,
+        seed: hyperparameters.seed,
+    };
     let validation_metrics = metrics::evaluate(&validation.labels, &validation_scores, threshold, &bootstrap);
     let test_scored = match &test {
         Some(test) => {
@@ -158,7 +178,9 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
         },
     };
 
-    let model_text = booster.save_string().map_err(|e| TrainError::LightGbm(e.to_string()))?;
+    let model_text = booster
+        .save_string()
+        .map_err(|e| TrainError::LightGbm(e.to_string()))?;
     write_outputs(layout, &metadata, &model_text)?;
     let mut splits = vec![SplitReport {
         name: "validation",
@@ -167,7 +189,12 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
         score: &validation_scores,
     }];
     if let (Some(test), Some((scores, evaluation))) = (&test, &test_scored) {
-        splits.push(SplitReport { name: "test", evaluation, y: &test.labels, score: scores });
+        splits.push(SplitReport {
+            name: "test",
+            evaluation,
+            y: &test.labels,
+            score: scores,
+        });
     }
     let facts = report_facts(&metadata);
     let html = report::render(&ReportInput {
@@ -189,7 +216,10 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
         println!("{line}");
     }
     log(&format!("done in {:.1}s", started.elapsed().as_secs_f64()));
-    Ok(TrainOutcome { metadata, metric_lines })
+    Ok(TrainOutcome {
+        metadata,
+        metric_lines,
+    })
 }
 
 fn log(message: &str) {
@@ -223,7 +253,11 @@ fn check_classes(channel: &'static str, table: &LabelledTable, positive: &str) -
             .map(|(label, count)| format!("{count} × `{label}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        return Err(TrainError::OneClass { channel, counts, positive: positive.to_string() });
+        return Err(TrainError::OneClass {
+            channel,
+            counts,
+            positive: positive.to_string(),
+        });
     }
     Ok(())
 }
@@ -232,7 +266,13 @@ fn check_classes(channel: &'static str, table: &LabelledTable, positive: &str) -
 /// names, the trees get sanitised ones (only used in `model.txt` for people reading it).
 fn lightgbm_feature_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_whitespace() || "\"',:[]{}".contains(c) { '_' } else { c })
+        .map(|c| {
+            if c.is_whitespace() || "\"',:[]{}".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -243,8 +283,14 @@ fn fit(
 ) -> Result<lightgbm3::Booster, TrainError> {
     let lgbm = |e: lightgbm3::Error| TrainError::LightGbm(e.to_string());
     let width = train.features.len() as i32;
-    let labels = |t: &LabelledTable| t.labels.iter().map(|&p| f32::from(u8::from(p))).collect::<Vec<f32>>();
-    let mut train_set = lightgbm3::Dataset::from_slice(&train.values, &labels(train), width, true).map_err(lgbm)?;
+    let labels = |t: &LabelledTable| {
+        t.labels
+            .iter()
+            .map(|&p| f32::from(u8::from(p)))
+            .collect::<Vec<f32>>()
+    };
+    let mut train_set =
+        lightgbm3::Dataset::from_slice(&train.values, &labels(train), width, true).map_err(lgbm)?;
     let names: Vec<String> = train.features.iter().map(|f| lightgbm_feature_name(f)).collect();
     train_set.set_feature_names(&names).map_err(lgbm)?;
     let validation_set = lightgbm3::Dataset::from_slice_with_reference(
@@ -286,7 +332,10 @@ fn write_outputs(layout: &Layout, metadata: &ModelMetadata, model_text: &str) ->
     write_file(&model_dir.join(artifact::METRICS_FILE), &metrics_json)?;
     // model.json last: its presence marks a complete model directory.
     write_file(&model_dir.join(artifact::METADATA_FILE), &metadata_json)?;
-    write_file(&layout.output_data_dir().join(artifact::METRICS_FILE), &metrics_json)?;
+    write_file(
+        &layout.output_data_dir().join(artifact::METRICS_FILE),
+        &metrics_json,
+    )?;
     Ok(())
 }
 
@@ -297,18 +346,30 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
         }
         std::fs::write(path, bytes)
     };
-    write().map_err(|source| TrainError::Write { path: path.to_path_buf(), source })
+    write().map_err(|source| TrainError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn report_facts(metadata: &ModelMetadata) -> Vec<(String, String)> {
     let data = &metadata.data;
     let hp = &metadata.hyperparameters;
     let mut facts = vec![
-        ("train rows".to_string(), format!("{} ({} positive)", data.train_rows, data.train_positives)),
-        ("validation rows".to_string(), format!("{} ({})", data.validation_rows, data.validation_source)),
+        (
+            "train rows".to_string(),
+            format!("{} ({} positive)", data.train_rows, data.train_positives),
+        ),
+        (
+            "validation rows".to_string(),
+            format!("{} ({})", data.validation_rows, data.validation_source),
+        ),
         ("features".to_string(), metadata.features.len().to_string()),
         ("boosting rounds kept".to_string(), metadata.rounds.to_string()),
-        ("decision threshold".to_string(), format!("{:.4} ({:?})", metadata.threshold, metadata.threshold_rule)),
+        (
+            "decision threshold".to_string(),
+            format!("{:.4} ({:?})", metadata.threshold, metadata.threshold_rule),
+        ),
         (
             "hyperparameters".to_string(),
             format!(
@@ -326,15 +387,22 @@ fn report_facts(metadata: &ModelMetadata) -> Vec<(String, String)> {
         ),
         (
             "versions".to_string(),
-            format!("model-image {}, LightGBM {}", metadata.versions.model_image, metadata.versions.lightgbm),
+            format!(
+                "model-image {}, LightGBM {}",
+                metadata.versions.model_image, metadata.versions.lightgbm
+            ),
         ),
     ];
     if let Some(rows) = data.test_rows {
         facts.insert(2, ("test rows".to_string(), rows.to_string()));
     }
     if !data.dropped_columns.is_empty() {
-        let dropped =
-            data.dropped_columns.iter().map(|(c, r)| format!("{c} ({r})")).collect::<Vec<_>>().join(", ");
+        let dropped = data
+            .dropped_columns
+            .iter()
+            .map(|(c, r)| format!("{c} ({r})"))
+            .collect::<Vec<_>>()
+            .join(", ");
         facts.push(("not features".to_string(), dropped));
     }
     facts

@@ -18,15 +18,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_model-image");
 /// The real IoTID20 sample beside the repository (`../shared/data`), or `$IOTID20_SAMPLE`.
 /// Missing data fails under CI and skips (loudly) elsewhere, e.g. in a clone without `shared/`.
 fn real_sample() -> Option<PathBuf> {
-    let path = std::env::var_os("IOTID20_SAMPLE").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/iotid20/iotid20_sample.csv")
-    });
+    let path = std::env::var_os("IOTID20_SAMPLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/iotid20/iotid20_sample.csv")
+        });
     if path.is_file() {
         Some(path)
     } else if std::env::var_os("CI").is_some() {
         panic!("real IoTID20 sample missing at {}", path.display());
     } else {
-        eprintln!("SKIPPED: real IoTID20 sample not found at {} (set IOTID20_SAMPLE)", path.display());
+        eprintln!(
+            "SKIPPED: real IoTID20 sample not found at {} (set IOTID20_SAMPLE)",
+            path.display()
+        );
         None
     }
 }
@@ -38,7 +43,9 @@ struct OptMl {
 
 impl OptMl {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn root(&self) -> &Path {
@@ -58,7 +65,11 @@ impl OptMl {
     }
 
     fn train(&self) -> Output {
-        Command::new(BIN).arg("train").env("OPT_ML", self.root()).output().unwrap()
+        Command::new(BIN)
+            .arg("train")
+            .env("OPT_ML", self.root())
+            .output()
+            .unwrap()
     }
 
     fn failure(&self) -> Option<String> {
@@ -74,7 +85,11 @@ struct Server {
 
 impl Server {
     fn start(opt_ml: &OptMl) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(BIN)
             .args(["serve", "--host", "127.0.0.1"])
             .env("OPT_ML", opt_ml.root())
@@ -83,7 +98,10 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let server = Server { child, base: format!("http://127.0.0.1:{port}") };
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(response) = reqwest::blocking::get(format!("{}/ping", server.base))
@@ -108,7 +126,10 @@ impl Server {
 
     /// SIGTERM, then the exit status and what the server logged.
     fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         let status = self.child.wait().unwrap();
         let mut log = String::new();
         if let Some(stderr) = self.child.stderr.take() {
@@ -134,7 +155,12 @@ fn predictions(body: &str) -> Vec<(String, f64)> {
         .as_array()
         .unwrap_or_else(|| panic!("no predictions in {body}"))
         .iter()
-        .map(|p| (p["label"].as_str().unwrap().to_string(), p["score"].as_f64().unwrap()))
+        .map(|p| {
+            (
+                p["label"].as_str().unwrap().to_string(),
+                p["score"].as_f64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -146,7 +172,10 @@ fn trains_on_real_rows_and_serves_held_out_rows_with_high_quality() {
     let header = lines.next().unwrap();
     let label_index = header.split(',').position(|c| c == "Label").unwrap();
     let rows: Vec<&str> = lines.collect();
-    let labels: Vec<bool> = rows.iter().map(|r| r.split(',').nth(label_index) == Some("Anomaly")).collect();
+    let labels: Vec<bool> = rows
+        .iter()
+        .map(|r| r.split(',').nth(label_index) == Some("Anomaly"))
+        .collect();
     let split = split::stratified(&labels, 0.3, 2026);
 
     let opt_ml = OptMl::new();
@@ -157,12 +186,27 @@ fn trains_on_real_rows_and_serves_held_out_rows_with_high_quality() {
     std::fs::write(opt_ml.channel("train").join("train.csv"), train_csv).unwrap();
     let output = opt_ml.train();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "train failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(opt_ml.failure().is_none());
     // SageMaker MetricDefinitions read `name=value` lines from the log.
-    assert!(stdout.lines().any(|l| l.starts_with("validation:mcc=")), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("validation:roc_auc=")), "{stdout}");
-    for file in ["model/model.txt", "model/model.json", "model/metrics.json", "output/data/metrics.json"] {
+    assert!(
+        stdout.lines().any(|l| l.starts_with("validation:mcc=")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("validation:roc_auc=")),
+        "{stdout}"
+    );
+    for file in [
+        "model/model.txt",
+        "model/model.json",
+        "model/metrics.json",
+        "output/data/metrics.json",
+    ] {
         assert!(opt_ml.root().join(file).is_file(), "{file} missing");
     }
     let report = std::fs::read_to_string(opt_ml.root().join("output/data/report.html")).unwrap();
@@ -195,9 +239,20 @@ fn trains_on_real_rows_and_serves_held_out_rows_with_high_quality() {
     let threshold = model["threshold"].as_f64().unwrap();
     for (label, score) in labelled.iter().zip(&scores) {
         let expected = if *score >= threshold { "Anomaly" } else { "Normal" };
-        assert_eq!(label, expected, "label must apply the trained threshold {threshold} to {score}");
+        assert_eq!(
+            label, expected,
+            "label must apply the trained threshold {threshold} to {score}"
+        );
     }
-    let evaluation = metrics::evaluate(&truth, &scores, threshold, &BootstrapConfig { resamples: 0, seed: 1 });
+    let evaluation = metrics::evaluate(
+        &truth,
+        &scores,
+        threshold,
+        &BootstrapConfig {
+            resamples: 0,
+            seed: 1,
+        },
+    );
     eprintln!(
         "held-out {} rows: mcc={:.4} roc_auc={:.4} pr_auc={:.4}",
         truth.len(),
@@ -206,7 +261,11 @@ fn trains_on_real_rows_and_serves_held_out_rows_with_high_quality() {
         evaluation.pr_auc.value
     );
     assert!(evaluation.mcc.value >= 0.97, "MCC {}", evaluation.mcc.value);
-    assert!(evaluation.roc_auc.value >= 0.995, "ROC-AUC {}", evaluation.roc_auc.value);
+    assert!(
+        evaluation.roc_auc.value >= 0.995,
+        "ROC-AUC {}",
+        evaluation.roc_auc.value
+    );
 
     // Bad input is a 4xx with a reason, and the server keeps serving.
     let (status, response) = server.invoke("text/csv", "1,2,3\n");
@@ -220,7 +279,10 @@ fn trains_on_real_rows_and_serves_held_out_rows_with_high_quality() {
     assert_eq!(predictions(&response).len(), 1);
 
     let (status, _) = server.terminate();
-    assert!(status.success(), "serve should exit cleanly on SIGTERM, got {status}");
+    assert!(
+        status.success(),
+        "serve should exit cleanly on SIGTERM, got {status}"
+    );
 }
 
 #[test]
@@ -235,32 +297,59 @@ fn trains_on_the_demo_data_and_answers_json() {
     assert!(status.success());
     opt_ml.hyperparameters(r#"{"max_rounds": "60", "bootstrap_resamples": "50"}"#);
     let output = opt_ml.train();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let model: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(opt_ml.root().join("model/model.json")).unwrap())
             .unwrap();
-    let features: Vec<&str> = model["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let features: Vec<&str> = model["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     // The raw schema's identifiers and label-derived columns never become features.
-    for leaky in ["Flow_ID", "Src_IP", "Dst_IP", "Timestamp", "Cat", "Sub_Cat", "Label"] {
+    for leaky in [
+        "Flow_ID",
+        "Src_IP",
+        "Dst_IP",
+        "Timestamp",
+        "Cat",
+        "Sub_Cat",
+        "Label",
+    ] {
         assert!(!features.contains(&leaky), "{leaky} used as a feature");
     }
     assert_eq!(features.len(), 79);
 
     let server = Server::start(&opt_ml);
-    let instance: serde_json::Map<String, serde_json::Value> =
-        features.iter().map(|f| (f.to_string(), serde_json::json!(1.0))).collect();
+    let instance: serde_json::Map<String, serde_json::Value> = features
+        .iter()
+        .map(|f| (f.to_string(), serde_json::json!(1.0)))
+        .collect();
     let body = serde_json::json!({ "instances": [instance, instance] }).to_string();
     let (status, response) = server.invoke("application/json", body);
     assert_eq!(status, 200, "{response}");
     let predicted = predictions(&response);
     assert_eq!(predicted.len(), 2);
-    assert!(predicted.iter().all(|(l, s)| (l == "Anomaly" || l == "Normal") && (0.0..=1.0).contains(s)));
+    assert!(
+        predicted
+            .iter()
+            .all(|(l, s)| (l == "Anomaly" || l == "Normal") && (0.0..=1.0).contains(s))
+    );
 }
 
 #[test]
 fn a_single_class_channel_fails_with_a_reason() {
     let opt_ml = OptMl::new();
-    std::fs::write(opt_ml.channel("train").join("a.csv"), "X,Label\n1,Normal\n2,Normal\n3,Normal\n").unwrap();
+    std::fs::write(
+        opt_ml.channel("train").join("a.csv"),
+        "X,Label\n1,Normal\n2,Normal\n3,Normal\n",
+    )
+    .unwrap();
     let output = opt_ml.train();
     assert!(!output.status.success());
     let failure = opt_ml.failure().expect("output/failure written");

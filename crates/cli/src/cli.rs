@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Recreates a whole ML deployment (data bucket, execution role, container image, training job,
 /// model, endpoint config, endpoint) from one declarative deploy.yaml, on AWS or on this machine.
 #[derive(Debug, Parser)]
-#[command(name = "orchestrate", version, about, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 success (in sync), 1 error, 2 drift (`status` and `plan`).")]
+#[command(name = "orchestrate", version, propagate_version = true)]
+#[command(
+    after_help = "Exit codes: 0 success (in sync), 1 error, 2 drift (`status` and `plan`), 130 interrupted."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -21,7 +23,13 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The deployment file
-    #[arg(short = 'f', long = "file", global = true, default_value = "deploy.yaml", value_name = "PATH")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "deploy.yaml",
+        value_name = "PATH"
+    )]
     pub file: PathBuf,
 
     /// Where the deployment lives [default: `target` in deploy.yaml]
@@ -32,7 +40,7 @@ pub struct Global {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
-    /// Debug logs on stderr (-vv for trace); RUST_LOG overrides the filter
+    /// Debug logs on stderr (-vv: also of libraries, -vvv: trace); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -98,9 +106,10 @@ pub struct DownArgs {
 #[derive(Debug, Args)]
 pub struct InvokeArgs {
     /// The request body: a CSV, JSON or JSON Lines file
+    #[arg(id = "input", value_name = "FILE")]
     pub file: PathBuf,
 
-    /// The request's content type [default: from the file's extension]
+    /// The request's content type
     #[arg(long, value_enum, default_value_t = ContentType::Auto)]
     pub content_type: ContentType,
 
@@ -144,6 +153,7 @@ impl Accept {
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// A labelled CSV file with a header (the label column is `data.label` of deploy.yaml)
+    #[arg(id = "input", value_name = "FILE")]
     pub file: PathBuf,
 
     /// Rows per request

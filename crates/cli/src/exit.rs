@@ -1,5 +1,6 @@
 //! Exit codes, the contract scripts and CI rely on: 0 success (or in sync), 1 error, 2 drift
-//! (`status` found differences, `plan` has changes to make).
+//! (`status` found differences, `plan` has changes to make), and 130 when interrupted by Ctrl-C
+//! (the shell's convention for SIGINT).
 
 use std::process::ExitCode;
 
@@ -13,6 +14,8 @@ pub enum Exit {
     Error,
     /// `status` found drift, or `plan` has changes.
     Drift,
+    /// Stopped by Ctrl-C.
+    Interrupted,
 }
 
 impl Exit {
@@ -21,6 +24,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Error => 1,
             Exit::Drift => 2,
+            Exit::Interrupted => 130,
         }
     }
 }
@@ -46,5 +50,6 @@ mod tests {
         assert_eq!(Exit::Success.code(), 0);
         assert_eq!(Exit::Error.code(), 1);
         assert_eq!(Exit::Drift.code(), 2);
+        assert_eq!(Exit::Interrupted.code(), 130);
     }
 }

@@ -19,14 +19,21 @@ const PACKAGE: &str = "model-image";
 /// Where the binary came from (shown with `-v` and in errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Flag,
+    /// `--model-image` or `ORCHESTRATE_MODEL_IMAGE`.
+    Explicit,
+    /// The `model-image` in the directory of the running `orchestrate`.
     NextToExecutable,
+    /// Built by `cargo build --release -p model-image` in this workspace.
     WorkspaceBuild { workspace: PathBuf },
 }
 
 /// Locates (or builds) the model-image binary. `explicit` is `--model-image`/the environment;
 /// `deploy_dir` is the directory of deploy.yaml; `announce` prints one line before a build starts.
-pub fn locate(explicit: Option<&Path>, deploy_dir: &Path, announce: impl Fn(&str)) -> anyhow::Result<(PathBuf, Source)> {
+pub fn locate(
+    explicit: Option<&Path>,
+    deploy_dir: &Path,
+    announce: impl Fn(&str),
+) -> anyhow::Result<(PathBuf, Source)> {
     if let Some(path) = explicit {
         if !path.is_file() {
             bail!(
@@ -34,7 +41,7 @@ pub fn locate(explicit: Option<&Path>, deploy_dir: &Path, announce: impl Fn(&str
                 path.display()
             );
         }
-        return Ok((absolute(path), Source::Flag));
+        return Ok((absolute(path), Source::Explicit));
     }
     if let Some(beside) = beside_executable()
         && beside.is_file()
@@ -60,19 +67,28 @@ fn absolute(path: &Path) -> PathBuf {
 /// `model-image` in the directory of the running executable.
 fn beside_executable() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.join(format!("{BINARY}{}", std::env::consts::EXE_SUFFIX)))
+    Some(
+        exe.parent()?
+            .join(format!("{BINARY}{}", std::env::consts::EXE_SUFFIX)),
+    )
 }
 
 /// The nearest directory at or above `start` whose Cargo.toml is a workspace with a `model-image`
 /// member (this project's root).
 pub fn find_workspace(start: &Path) -> Option<PathBuf> {
     let start = std::fs::canonicalize(start).ok()?;
-    start.ancestors().find(|dir| is_model_image_workspace(dir)).map(Path::to_path_buf)
+    start
+        .ancestors()
+        .find(|dir| is_model_image_workspace(dir))
+        .map(Path::to_path_buf)
 }
 
 fn is_model_image_workspace(dir: &Path) -> bool {
-    let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else { return false };
-    workspace_members(&manifest).iter().any(|m| m == PACKAGE) && dir.join(PACKAGE).join("Cargo.toml").is_file()
+    let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        return false;
+    };
+    workspace_members(&manifest).iter().any(|m| m == PACKAGE)
+        && dir.join(PACKAGE).join("Cargo.toml").is_file()
 }
 
 /// The entries of `members = [...]` in a `[workspace]` table. A small scan, not a TOML parser: it
@@ -87,8 +103,13 @@ fn workspace_members(manifest: &str) -> Vec<String> {
             in_workspace = line == "[workspace]";
             continue;
         }
-        if in_workspace && !collecting && let Some(rest) = line.strip_prefix("members") {
-            let Some(rest) = rest.trim_start().strip_prefix('=') else { continue };
+        if in_workspace
+            && !collecting
+            && let Some(rest) = line.strip_prefix("members")
+        {
+            let Some(rest) = rest.trim_start().strip_prefix('=') else {
+                continue;
+            };
             collecting = true;
             text.push_str(rest);
         } else if collecting {
@@ -100,7 +121,10 @@ fn workspace_members(manifest: &str) -> Vec<String> {
     }
     let list = text.trim().trim_start_matches('[');
     let list = list.split(']').next().unwrap_or("");
-    list.split(',').map(|m| m.trim().trim_matches('"').to_string()).filter(|m| !m.is_empty()).collect()
+    list.split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
 }
 
 /// The target directory cargo builds into for `workspace`.
@@ -108,7 +132,11 @@ fn target_dir(workspace: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { workspace.join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
         }
         _ => workspace.join("target"),
     }
@@ -130,9 +158,14 @@ fn build_in_workspace(workspace: &Path, announce: &impl Fn(&str)) -> anyhow::Res
             "`cargo build --release -p {PACKAGE}` failed ({status}); fix the build, or pass a built binary with --model-image PATH"
         );
     }
-    let binary = target_dir(workspace).join("release").join(format!("{BINARY}{}", std::env::consts::EXE_SUFFIX));
+    let binary = target_dir(workspace)
+        .join("release")
+        .join(format!("{BINARY}{}", std::env::consts::EXE_SUFFIX));
     if !binary.is_file() {
-        bail!("cargo built model-image but `{}` is missing; pass the binary with --model-image PATH", binary.display());
+        bail!(
+            "cargo built model-image but `{}` is missing; pass the binary with --model-image PATH",
+            binary.display()
+        );
     }
     Ok(binary)
 }
@@ -154,7 +187,11 @@ mod tests {
     #[test]
     fn workspace_is_found_from_a_nested_directory() {
         let root = tempfile::tempdir().unwrap();
-        std::fs::write(root.path().join("Cargo.toml"), "[workspace]\nmembers = [\"model-image\"]\n").unwrap();
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[workspace]\nmembers = [\"model-image\"]\n",
+        )
+        .unwrap();
         std::fs::create_dir_all(root.path().join("model-image")).unwrap();
         std::fs::write(root.path().join("model-image/Cargo.toml"), "[package]\n").unwrap();
         let nested = root.path().join("examples/demo");

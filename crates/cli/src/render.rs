@@ -55,7 +55,7 @@ impl Printer {
         }
         text.lines()
             .map(|line| {
-                let style = match line.trim_start().split_whitespace().next() {
+                let style = match line.split_whitespace().next() {
                     Some("+") => Style::new().green(),
                     Some("~") => Style::new().yellow(),
                     Some("-/+") | Some("-") => Style::new().red(),
@@ -91,11 +91,24 @@ pub fn error_text(error: &anyhow::Error) -> String {
     if let Some(diagnostics) = error.downcast_ref::<spec::Diagnostics>() {
         let n = diagnostics.len();
         let problems = if n == 1 { "problem" } else { "problems" };
-        return format!("{diagnostics}error: {} has {n} {problems}; nothing was changed\n", diagnostics.file());
+        return format!(
+            "{diagnostics}error: {} has {n} {problems}; nothing was changed\n",
+            diagnostics.file()
+        );
     }
     let mut out = format!("error: {error}\n");
     for cause in error.chain().skip(1) {
         let _ = writeln!(out, "  caused by: {cause}");
+    }
+    if let Some(engine::EngineError::QualityGate { metrics, .. }) =
+        error.downcast_ref::<engine::EngineError>()
+    {
+        let _ = write!(
+            out,
+            "Validation metrics of the new model:\n{}",
+            metrics_table(metrics)
+        );
+        out.push_str("  help: improve the model (data, hyperparameters) or lower training.quality_gate in deploy.yaml\n");
     }
     out
 }
@@ -109,7 +122,9 @@ pub fn error_json(error: &anyhow::Error) -> Value {
         value["message"] = json!(format!("{} is invalid; nothing was changed", diagnostics.file()));
         value["diagnostics"] = json!(diagnostics.iter().collect::<Vec<_>>());
     }
-    if let Some(engine::EngineError::QualityGate { failures, metrics }) = error.downcast_ref::<engine::EngineError>() {
+    if let Some(engine::EngineError::QualityGate { failures, metrics }) =
+        error.downcast_ref::<engine::EngineError>()
+    {
         value["quality_gate"] = json!({ "failures": failures, "metrics": metrics });
     }
     value
@@ -130,19 +145,38 @@ pub fn elapsed(d: Duration) -> String {
 /// `key: value` lines, keys aligned.
 pub fn key_values(pairs: &[(String, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-    pairs.iter().map(|(k, v)| format!("  {k:<width$}  {v}\n")).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| format!("  {k:<width$}  {v}\n"))
+        .collect()
 }
 
 /// Metric names shown first, in this order; others follow alphabetically.
-const HEADLINE_METRICS: [&str; 8] = ["pr_auc", "roc_auc", "mcc", "f1", "precision", "recall", "accuracy", "threshold"];
+const HEADLINE_METRICS: [&str; 8] = [
+    "pr_auc",
+    "roc_auc",
+    "mcc",
+    "f1",
+    "precision",
+    "recall",
+    "accuracy",
+    "threshold",
+];
 
 /// A training job's metrics as a table: one metric a line, with its confidence interval when the
 /// job recorded one (`<name>_ci_low`, `<name>_ci_high`).
 pub fn metrics_table(metrics: &BTreeMap<String, f64>) -> String {
     let is_bound = |name: &str| name.ends_with("_ci_low") || name.ends_with("_ci_high");
-    let mut names: Vec<&str> = HEADLINE_METRICS.iter().copied().filter(|m| metrics.contains_key(*m)).collect();
+    let mut names: Vec<&str> = HEADLINE_METRICS
+        .iter()
+        .copied()
+        .filter(|m| metrics.contains_key(*m))
+        .collect();
     names.extend(
-        metrics.keys().map(String::as_str).filter(|n| !is_bound(n) && !HEADLINE_METRICS.contains(n)),
+        metrics
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !is_bound(n) && !HEADLINE_METRICS.contains(n)),
     );
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
     let mut out = String::new();
@@ -195,6 +229,9 @@ mod tests {
     #[test]
     fn error_text_lists_causes() {
         let error = anyhow::anyhow!("disk full").context("cannot write the model");
-        assert_eq!(error_text(&error), "error: cannot write the model\n  caused by: disk full\n");
+        assert_eq!(
+            error_text(&error),
+            "error: cannot write the model\n  caused by: disk full\n"
+        );
     }
 }

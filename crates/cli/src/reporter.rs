@@ -33,7 +33,11 @@ impl Progress {
     /// Spinners when `interactive` (stderr is a terminal and nothing else writes to it), plain lines
     /// otherwise.
     pub fn new(interactive: bool) -> Self {
-        let mode = if interactive { Mode::Spinners(Spinners::new()) } else { Mode::Plain(Plain::default()) };
+        let mode = if interactive {
+            Mode::Spinners(Spinners::new())
+        } else {
+            Mode::Plain(Plain::default())
+        };
         Self { mode }
     }
 
@@ -55,7 +59,11 @@ impl Progress {
                 None
             }
         };
-        Step { progress: self, bar, started: Instant::now() }
+        Step {
+            progress: self,
+            bar,
+            started: Instant::now(),
+        }
     }
 
     /// Stops every spinner still running (the executor stopped with an error, or was interrupted):
@@ -89,7 +97,8 @@ impl Step<'_> {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        self.progress.line(&format!("✓ {result} ({})", elapsed(self.started.elapsed())));
+        self.progress
+            .line(&format!("✓ {result} ({})", elapsed(self.started.elapsed())));
     }
 }
 
@@ -136,7 +145,10 @@ struct Spinners {
 
 impl Spinners {
     fn new() -> Self {
-        Self { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::default() }
+        Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::default(),
+        }
     }
 
     fn style() -> ProgressStyle {
@@ -159,12 +171,17 @@ impl Spinners {
     }
 
     fn bars(&self) -> std::sync::MutexGuard<'_, HashMap<(Kind, String), (ProgressBar, String)>> {
-        self.bars.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn event(&self, event: Event) {
         match event {
-            Event::Observed { resources, elapsed: took } => {
+            Event::Observed {
+                resources,
+                elapsed: took,
+            } => {
                 self.println(&format!("Observed {resources} resources ({}).", elapsed(took)));
             }
             Event::Started { kind, name, verb } => {
@@ -174,17 +191,28 @@ impl Spinners {
                     old.finish_and_clear();
                 }
             }
-            Event::Waiting { kind, name, state, .. } => {
+            Event::Waiting {
+                kind, name, state, ..
+            } => {
                 if let Some((bar, phrase)) = self.bars().get(&(kind, name)) {
                     bar.set_message(format!("{phrase}: {state}"));
                 }
             }
             Event::Log { name, line, .. } => self.println(&format!("  {name} | {line}")),
-            Event::Finished { kind, name, verb, elapsed: took } => {
+            Event::Finished {
+                kind,
+                name,
+                verb,
+                elapsed: took,
+            } => {
                 if let Some((bar, _)) = self.bars().remove(&(kind, name.clone())) {
                     bar.finish_and_clear();
                 }
-                self.println(&format!("✓ {} ({})", finished_phrase(verb, kind, &name), elapsed(took)));
+                self.println(&format!(
+                    "✓ {} ({})",
+                    finished_phrase(verb, kind, &name),
+                    elapsed(took)
+                ));
             }
             Event::GatePassed { checks } => {
                 self.println(&format!("✓ quality gate passed: {}", checks.join(", ")));
@@ -213,12 +241,23 @@ impl Plain {
 
     fn event(&self, event: Event) {
         match event {
-            Event::Observed { resources, elapsed: took } => {
+            Event::Observed {
+                resources,
+                elapsed: took,
+            } => {
                 self.println(&format!("observed {resources} resources ({})", elapsed(took)));
             }
             Event::Started { kind, name, verb } => self.println(&started_phrase(verb, kind, &name)),
-            Event::Waiting { kind, name, state, elapsed: took } => {
-                let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Event::Waiting {
+                kind,
+                name,
+                state,
+                elapsed: took,
+            } => {
+                let mut waiting = self
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let key = (kind, name.clone());
                 let due = match waiting.get(&key) {
                     Some((last, at)) => *last != state || at.elapsed() >= PLAIN_WAIT_EVERY,
@@ -230,10 +269,21 @@ impl Plain {
                 }
             }
             Event::Log { name, line, .. } => self.println(&format!("{name} | {line}")),
-            Event::Finished { kind, name, verb, elapsed: took } => {
-                self.println(&format!("{} ({})", finished_phrase(verb, kind, &name), elapsed(took)));
+            Event::Finished {
+                kind,
+                name,
+                verb,
+                elapsed: took,
+            } => {
+                self.println(&format!(
+                    "{} ({})",
+                    finished_phrase(verb, kind, &name),
+                    elapsed(took)
+                ));
             }
-            Event::GatePassed { checks } => self.println(&format!("quality gate passed: {}", checks.join(", "))),
+            Event::GatePassed { checks } => {
+                self.println(&format!("quality gate passed: {}", checks.join(", ")))
+            }
         }
     }
 }
@@ -257,7 +307,13 @@ mod tests {
     #[test]
     fn phrases_read_as_sentences() {
         assert_eq!(started_phrase("create", Kind::Bucket, "b"), "creating bucket b");
-        assert_eq!(finished_phrase("wait for", Kind::TrainingJob, "j"), "training job j ready");
-        assert_eq!(finished_phrase("delete", Kind::EndpointConfig, "c"), "deleted endpoint config c");
+        assert_eq!(
+            finished_phrase("wait for", Kind::TrainingJob, "j"),
+            "training job j ready"
+        );
+        assert_eq!(
+            finished_phrase("delete", Kind::EndpointConfig, "c"),
+            "deleted endpoint config c"
+        );
     }
 }

@@ -75,7 +75,10 @@ impl DesiredState {
 
     /// The training job's base name (without attempt suffix).
     pub fn training_job(&self) -> &str {
-        &self.get(Kind::TrainingJob).expect("a deployment always trains").name
+        &self
+            .get(Kind::TrainingJob)
+            .expect("a deployment always trains")
+            .name
     }
 }
 
@@ -89,7 +92,10 @@ pub fn tags(spec: &Spec) -> BTreeMap<String, String> {
 
 /// Tags as one comparable field value: `k=v` pairs, sorted, `;`-separated.
 pub fn tags_field(tags: &BTreeMap<String, String>) -> String {
-    tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// Computes the whole desired state. Pure: same spec and facts, same names.
@@ -112,8 +118,11 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
 
     for channel in &facts.channels {
         resources.push(
-            Desired::new(Kind::TrainingData, format!("{}{}", channel.key_prefix, channel.channel))
-                .field("sha256", &channel.sha256, OnChange::Replace),
+            Desired::new(
+                Kind::TrainingData,
+                format!("{}{}", channel.key_prefix, channel.channel),
+            )
+            .field("sha256", &channel.sha256, OnChange::Replace),
         );
     }
 
@@ -125,7 +134,8 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     }
     resources.push(role);
 
-    let mut repository = Desired::new(Kind::Repository, &facts.repository).field("tags", &tags, OnChange::Update);
+    let mut repository =
+        Desired::new(Kind::Repository, &facts.repository).field("tags", &tags, OnChange::Update);
     if aws {
         repository = repository
             .field("tag_mutability", "IMMUTABLE", OnChange::Update)
@@ -134,12 +144,23 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     resources.push(repository);
 
     let image_ref = format!("{}@{}", facts.repository, facts.image_digest);
-    resources.push(Desired::new(Kind::Image, &image_ref).field("digest", &facts.image_digest, OnChange::Replace));
+    resources.push(Desired::new(Kind::Image, &image_ref).field(
+        "digest",
+        &facts.image_digest,
+        OnChange::Replace,
+    ));
 
     let hyperparameters = spec.sagemaker_hyperparameters();
-    let hyperparameters_text =
-        hyperparameters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-    let data_hashes: Vec<String> = facts.channels.iter().map(|c| format!("{}={}", c.channel, c.sha256)).collect();
+    let hyperparameters_text = hyperparameters
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let data_hashes: Vec<String> = facts
+        .channels
+        .iter()
+        .map(|c| format!("{}={}", c.channel, c.sha256))
+        .collect();
     let training = &spec.training;
     let instance = format!("{}x{}", training.instance_count, training.instance_type);
     let job_hash = hash12(&[
@@ -170,7 +191,10 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
 
     let endpoint = &spec.endpoint;
     let variant = format!("{}x{}", endpoint.instance_count, endpoint.instance_type);
-    let config = format!("{name}-{}", hash12(&["endpoint-config", model.as_str(), variant.as_str()]));
+    let config = format!(
+        "{name}-{}",
+        hash12(&["endpoint-config", model.as_str(), variant.as_str()])
+    );
     resources.push(
         Desired::new(Kind::EndpointConfig, &config)
             .field("model", &model, OnChange::Replace)
@@ -191,10 +215,18 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
             Desired::new(Kind::Autoscaling, name)
                 .field("min", scaling.min.to_string(), OnChange::Update)
                 .field("max", scaling.max.to_string(), OnChange::Update)
-                .field("invocations_per_instance", scaling.invocations_per_instance.to_string(), OnChange::Update),
+                .field(
+                    "invocations_per_instance",
+                    scaling.invocations_per_instance.to_string(),
+                    OnChange::Update,
+                ),
         );
     }
-    DesiredState { deployment: name.to_string(), target, resources }
+    DesiredState {
+        deployment: name.to_string(),
+        target,
+        resources,
+    }
 }
 
 /// Identifies the execution role's inline policy content (what it grants access to), so an edited

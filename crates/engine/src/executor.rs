@@ -24,37 +24,66 @@ use crate::target::{Applied, Found, Target, TargetError};
 pub enum EngineError {
     #[error(transparent)]
     Target(#[from] TargetError),
-    #[error("{kind} `{name}` was not ready after {timeout:?} (last state: {state}); raise the timeout in deploy.yaml or check the target")]
-    Timeout { kind: Kind, name: String, timeout: Duration, state: String },
+    #[error(
+        "{kind} `{name}` was not ready after {timeout:?} (last state: {state}); raise the timeout in deploy.yaml or check the target"
+    )]
+    Timeout {
+        kind: Kind,
+        name: String,
+        timeout: Duration,
+        state: String,
+    },
     #[error("{kind} `{name}` failed: {reason}")]
-    Failed { kind: Kind, name: String, reason: String },
+    Failed {
+        kind: Kind,
+        name: String,
+        reason: String,
+    },
     #[error(
         "quality gate: the new model is below the bar ({}); the live endpoint was left untouched",
         failures.join(", ")
     )]
-    QualityGate { failures: Vec<String>, metrics: BTreeMap<String, f64> },
+    QualityGate {
+        failures: Vec<String>,
+        metrics: BTreeMap<String, f64>,
+    },
     #[error(
         "the endpoint update did not take: `{name}` runs `{have}` instead of `{want}` (the target rolled the update back); the previous model keeps serving"
     )]
-    RolledBack { name: String, want: String, have: String },
+    RolledBack {
+        name: String,
+        want: String,
+        have: String,
+    },
     #[error("{0}")]
     Rollback(String),
 }
 
 /// Observes every desired resource and everything owned, concurrently, and plans.
-pub async fn plan<T: Target>(target: &T, state: &DesiredState, reporter: &dyn Reporter) -> Result<Plan, EngineError> {
+pub async fn plan<T: Target>(
+    target: &T,
+    state: &DesiredState,
+    reporter: &dyn Reporter,
+) -> Result<Plan, EngineError> {
     let started = Instant::now();
     let observations = join_all(state.resources.iter().map(|d| target.observe(d)));
     let (observations, owned) = tokio::join!(observations, target.owned());
     let observed = observations.into_iter().collect::<Result<Vec<_>, _>>()?;
-    reporter.event(Event::Observed { resources: observed.len(), elapsed: started.elapsed() });
+    reporter.event(Event::Observed {
+        resources: observed.len(),
+        elapsed: started.elapsed(),
+    });
     Ok(Plan::new(state, target.describe(), observed, owned?))
 }
 
 /// The dependency level of a kind: 0 for resources that need nothing, else one more than its
 /// deepest dependency. Resources of one level are applied concurrently.
 pub fn level(kind: Kind) -> usize {
-    kind.dependencies().iter().map(|d| level(*d) + 1).max().unwrap_or(0)
+    kind.dependencies()
+        .iter()
+        .map(|d| level(*d) + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 /// What `up` did.
@@ -73,16 +102,28 @@ pub async fn up<T: Target>(
     reporter: &dyn Reporter,
 ) -> Result<UpOutcome, EngineError> {
     let max_level = Kind::ALL.iter().map(|k| level(*k)).max().unwrap_or(0);
-    let rollout_needed = plan
-        .steps
-        .iter()
-        .any(|s| matches!(s.desired.kind, Kind::Model | Kind::EndpointConfig | Kind::Endpoint) && !s.change.is_noop());
+    let rollout_needed = plan.steps.iter().any(|s| {
+        matches!(
+            s.desired.kind,
+            Kind::Model | Kind::EndpointConfig | Kind::Endpoint
+        ) && !s.change.is_noop()
+    });
     for current in 0..=max_level {
-        let steps = plan.steps.iter().filter(|s| level(s.desired.kind) == current && !s.change.is_noop());
-        let results = join_all(steps.map(|step| apply_one(target, state, &step.desired, &step.change, reporter))).await;
+        let steps = plan
+            .steps
+            .iter()
+            .filter(|s| level(s.desired.kind) == current && !s.change.is_noop());
+        let results =
+            join_all(steps.map(|step| apply_one(target, state, &step.desired, &step.change, reporter))).await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        let finished_training = plan.steps.iter().any(|s| s.desired.kind == Kind::TrainingJob && level(s.desired.kind) == current);
-        if finished_training && rollout_needed && let Some(gate) = quality_gate {
+        let finished_training = plan
+            .steps
+            .iter()
+            .any(|s| s.desired.kind == Kind::TrainingJob && level(s.desired.kind) == current);
+        if finished_training
+            && rollout_needed
+            && let Some(gate) = quality_gate
+        {
             check_gate(target, state, gate, reporter).await?;
         }
     }
@@ -94,12 +135,24 @@ pub async fn up<T: Target>(
     deletions.sort_by_key(|f| std::cmp::Reverse(f.kind));
     for found in deletions {
         let started = Instant::now();
-        reporter.event(Event::Started { kind: found.kind, name: found.name.clone(), verb: "delete" });
+        reporter.event(Event::Started {
+            kind: found.kind,
+            name: found.name.clone(),
+            verb: "delete",
+        });
         target.delete(found).await?;
-        reporter.event(Event::Finished { kind: found.kind, name: found.name.clone(), verb: "delete", elapsed: started.elapsed() });
+        reporter.event(Event::Finished {
+            kind: found.kind,
+            name: found.name.clone(),
+            verb: "delete",
+            elapsed: started.elapsed(),
+        });
         deleted.push(found.clone());
     }
-    Ok(UpOutcome { changed: plan.steps.iter().filter(|s| !s.change.is_noop()).count(), deleted })
+    Ok(UpOutcome {
+        changed: plan.steps.iter().filter(|s| !s.change.is_noop()).count(),
+        deleted,
+    })
 }
 
 async fn apply_one<T: Target>(
@@ -111,7 +164,11 @@ async fn apply_one<T: Target>(
 ) -> Result<(), EngineError> {
     let started = Instant::now();
     let verb = change.verb();
-    reporter.event(Event::Started { kind: desired.kind, name: desired.name.clone(), verb });
+    reporter.event(Event::Started {
+        kind: desired.kind,
+        name: desired.name.clone(),
+        verb,
+    });
     let applied = match change {
         Change::Wait { .. } => Applied::Pending,
         _ => target.apply(desired, change, state).await?,
@@ -119,38 +176,83 @@ async fn apply_one<T: Target>(
     if applied == Applied::Pending {
         wait_ready(target, desired, reporter).await?;
     }
-    reporter.event(Event::Finished { kind: desired.kind, name: desired.name.clone(), verb, elapsed: started.elapsed() });
+    reporter.event(Event::Finished {
+        kind: desired.kind,
+        name: desired.name.clone(),
+        verb,
+        elapsed: started.elapsed(),
+    });
     Ok(())
 }
 
 /// Polls `observe` until the resource is ready, failed, or its timeout passes.
-async fn wait_ready<T: Target>(target: &T, desired: &Desired, reporter: &dyn Reporter) -> Result<(), EngineError> {
+async fn wait_ready<T: Target>(
+    target: &T,
+    desired: &Desired,
+    reporter: &dyn Reporter,
+) -> Result<(), EngineError> {
     let started = Instant::now();
     loop {
         for line in target.new_log_lines(desired).await {
-            reporter.event(Event::Log { kind: desired.kind, name: desired.name.clone(), line });
+            reporter.event(Event::Log {
+                kind: desired.kind,
+                name: desired.name.clone(),
+                line,
+            });
         }
         let state = match target.observe(desired).await? {
-            Observed::Present { lifecycle: Lifecycle::Ready, .. } => {
+            Observed::Present {
+                lifecycle: Lifecycle::Ready,
+                ..
+            } => {
                 for line in target.new_log_lines(desired).await {
-                    reporter.event(Event::Log { kind: desired.kind, name: desired.name.clone(), line });
+                    reporter.event(Event::Log {
+                        kind: desired.kind,
+                        name: desired.name.clone(),
+                        line,
+                    });
                 }
                 return Ok(());
             }
-            Observed::Present { lifecycle: Lifecycle::Failed(reason), name, .. } => {
+            Observed::Present {
+                lifecycle: Lifecycle::Failed(reason),
+                name,
+                ..
+            } => {
                 for line in target.new_log_lines(desired).await {
-                    reporter.event(Event::Log { kind: desired.kind, name: desired.name.clone(), line });
+                    reporter.event(Event::Log {
+                        kind: desired.kind,
+                        name: desired.name.clone(),
+                        line,
+                    });
                 }
-                return Err(EngineError::Failed { kind: desired.kind, name, reason });
+                return Err(EngineError::Failed {
+                    kind: desired.kind,
+                    name,
+                    reason,
+                });
             }
-            Observed::Present { lifecycle: Lifecycle::InProgress(now), .. } => now,
+            Observed::Present {
+                lifecycle: Lifecycle::InProgress(now),
+                ..
+            } => now,
             Observed::Absent => "not visible yet".to_string(),
         };
         let elapsed = started.elapsed();
         if elapsed >= desired.wait_timeout {
-            return Err(EngineError::Timeout { kind: desired.kind, name: desired.name.clone(), timeout: desired.wait_timeout, state });
+            return Err(EngineError::Timeout {
+                kind: desired.kind,
+                name: desired.name.clone(),
+                timeout: desired.wait_timeout,
+                state,
+            });
         }
-        reporter.event(Event::Waiting { kind: desired.kind, name: desired.name.clone(), state: state.clone(), elapsed });
+        reporter.event(Event::Waiting {
+            kind: desired.kind,
+            name: desired.name.clone(),
+            state: state.clone(),
+            elapsed,
+        });
         tokio::time::sleep(target.poll_interval().min(desired.wait_timeout - elapsed)).await;
     }
 }
@@ -194,7 +296,11 @@ async fn verify_endpoint<T: Target>(target: &T, endpoint: &Desired) -> Result<()
             if have == want {
                 Ok(())
             } else {
-                Err(EngineError::RolledBack { name: endpoint.name.clone(), want, have })
+                Err(EngineError::RolledBack {
+                    name: endpoint.name.clone(),
+                    want,
+                    have,
+                })
             }
         }
         Observed::Absent => Err(EngineError::Failed {
@@ -231,9 +337,18 @@ pub async fn down<T: Target>(
             continue;
         }
         let started = Instant::now();
-        reporter.event(Event::Started { kind: found.kind, name: found.name.clone(), verb: "delete" });
+        reporter.event(Event::Started {
+            kind: found.kind,
+            name: found.name.clone(),
+            verb: "delete",
+        });
         target.delete(&found).await?;
-        reporter.event(Event::Finished { kind: found.kind, name: found.name.clone(), verb: "delete", elapsed: started.elapsed() });
+        reporter.event(Event::Finished {
+            kind: found.kind,
+            name: found.name.clone(),
+            verb: "delete",
+            elapsed: started.elapsed(),
+        });
         deleted.push(found);
     }
     let left: Vec<Found> = target.owned().await?.into_iter().filter(|f| !keep(f)).collect();
@@ -257,9 +372,10 @@ pub async fn rollback<T: Target>(
 ) -> Result<String, EngineError> {
     let endpoint = state.get(Kind::Endpoint).expect("deployments have an endpoint");
     let (current, previous) = match target.observe(endpoint).await? {
-        Observed::Present { fields, .. } => {
-            (fields.get("endpoint_config").cloned(), fields.get(crate::plan::PREVIOUS_CONFIG_FIELD).cloned())
-        }
+        Observed::Present { fields, .. } => (
+            fields.get("endpoint_config").cloned(),
+            fields.get(crate::plan::PREVIOUS_CONFIG_FIELD).cloned(),
+        ),
         Observed::Absent => {
             return Err(EngineError::Rollback(format!(
                 "endpoint `{}` does not exist: nothing to roll back",
@@ -280,7 +396,11 @@ pub async fn rollback<T: Target>(
         }
     }
     let change = Change::Update {
-        fields: vec![crate::resource::FieldDiff { field: "endpoint_config", want: previous.clone(), have: current }],
+        fields: vec![crate::resource::FieldDiff {
+            field: "endpoint_config",
+            want: previous.clone(),
+            have: current,
+        }],
     };
     apply_one(target, state, &rolled, &change, reporter).await?;
     verify_endpoint(target, &rolled).await?;

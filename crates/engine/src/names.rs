@@ -34,10 +34,12 @@ pub fn attempt_of(base: &str, name: &str) -> Option<u32> {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// SHA-256 of training data: of the file, or of a directory's files (relative path and content, in
@@ -49,7 +51,11 @@ pub fn data_sha256(path: &Path) -> std::io::Result<String> {
         collect_files(path, &mut files)?;
         files.sort();
         for file in files {
-            let relative = file.strip_prefix(path).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+            let relative = file
+                .strip_prefix(path)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .replace('\\', "/");
             hasher.update((relative.len() as u64).to_le_bytes());
             hasher.update(relative.as_bytes());
             hash_file(&file, &mut hasher)?;

@@ -57,10 +57,22 @@ impl Plan {
             .into_iter()
             // Training jobs are permanent records in SageMaker: never leftovers.
             .filter(|found| found.kind != Kind::TrainingJob)
-            .filter(|found| !steps.iter().any(|s| s.desired.kind == found.kind && s.desired.name == found.name))
-            .map(|found| Leftover { kept_for_rollback: keep.contains(&(found.kind, found.name.clone())), found })
+            .filter(|found| {
+                !steps
+                    .iter()
+                    .any(|s| s.desired.kind == found.kind && s.desired.name == found.name)
+            })
+            .map(|found| Leftover {
+                kept_for_rollback: keep.contains(&(found.kind, found.name.clone())),
+                found,
+            })
             .collect();
-        Plan { deployment: state.deployment.clone(), target, steps, leftovers }
+        Plan {
+            deployment: state.deployment.clone(),
+            target,
+            steps,
+            leftovers,
+        }
     }
 
     /// Changes to make (leftovers to delete included).
@@ -74,7 +86,10 @@ impl Plan {
 
     /// Leftovers `up` deletes.
     pub fn deletions(&self) -> impl Iterator<Item = &Found> {
-        self.leftovers.iter().filter(|l| !l.kept_for_rollback).map(|l| &l.found)
+        self.leftovers
+            .iter()
+            .filter(|l| !l.kept_for_rollback)
+            .map(|l| &l.found)
     }
 
     pub fn step(&self, kind: Kind) -> Option<&Step> {
@@ -93,7 +108,13 @@ impl Plan {
         let _ = writeln!(out, "Plan for `{}` on {}:", self.deployment, self.target);
         for step in &self.steps {
             let name = display_name(step);
-            let _ = writeln!(out, "  {:<3} {:<16} {}", step.change.symbol(), step.desired.kind.label(), name);
+            let _ = writeln!(
+                out,
+                "  {:<3} {:<16} {}",
+                step.change.symbol(),
+                step.desired.kind.label(),
+                name
+            );
             match &step.change {
                 Change::Update { fields } => write_fields(&mut out, fields),
                 Change::Replace { reason, fields } => {
@@ -107,7 +128,11 @@ impl Plan {
             }
         }
         for leftover in &self.leftovers {
-            let note = if leftover.kept_for_rollback { "kept for rollback" } else { "no longer desired" };
+            let note = if leftover.kept_for_rollback {
+                "kept for rollback"
+            } else {
+                "no longer desired"
+            };
             let symbol = if leftover.kept_for_rollback { " " } else { "-" };
             let _ = writeln!(
                 out,
@@ -147,17 +172,33 @@ fn write_fields(out: &mut String, fields: &[FieldDiff]) {
     }
 }
 
-/// The endpoint's previous config (recorded by the target) and that config's model.
+/// The config (and its model) to keep for `orchestrate rollback`: when the endpoint is about to move
+/// to a new config, the one it serves now (it becomes the previous one); otherwise the previous
+/// config the target recorded on the endpoint.
 fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<(Kind, String)> {
-    let previous = steps.iter().find(|s| s.desired.kind == Kind::Endpoint).and_then(|s| match &s.observed {
-        Observed::Present { fields, .. } => fields.get(PREVIOUS_CONFIG_FIELD).cloned(),
-        Observed::Absent => None,
-    });
-    let Some(previous) = previous else { return Vec::new() };
-    let mut keep = vec![(Kind::EndpointConfig, previous.clone())];
+    let Some(endpoint) = steps.iter().find(|s| s.desired.kind == Kind::Endpoint) else {
+        return Vec::new();
+    };
+    let Observed::Present { fields, .. } = &endpoint.observed else {
+        return Vec::new();
+    };
+    let serving = fields.get("endpoint_config").filter(|c| !c.is_empty());
+    let moving = serving.is_some_and(|c| Some(c.as_str()) != endpoint.desired.get("endpoint_config"));
+    let keep_config = if moving {
+        serving.cloned()
+    } else {
+        fields
+            .get(PREVIOUS_CONFIG_FIELD)
+            .filter(|c| !c.is_empty())
+            .cloned()
+    };
+    let Some(config) = keep_config else {
+        return Vec::new();
+    };
+    let mut keep = vec![(Kind::EndpointConfig, config.clone())];
     if let Some(model) = owned
         .iter()
-        .find(|f| f.kind == Kind::EndpointConfig && f.name == previous)
+        .find(|f| f.kind == Kind::EndpointConfig && f.name == config)
         .and_then(|f| f.fields.get("model"))
     {
         keep.push((Kind::Model, model.clone()));
@@ -170,10 +211,17 @@ fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<(Kind, String)> {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Standing {
     InSync,
-    Drifted { fields: Vec<FieldDiff>, action: &'static str },
+    Drifted {
+        fields: Vec<FieldDiff>,
+        action: &'static str,
+    },
     Missing,
-    InProgress { state: String },
-    Failed { reason: String },
+    InProgress {
+        state: String,
+    },
+    Failed {
+        reason: String,
+    },
     /// Owned by the deployment but not desired.
     Orphan,
     /// The endpoint's previous config or model, kept for rollback.
@@ -225,38 +273,69 @@ impl StatusReport {
             .map(|step| {
                 let standing = match (&step.change, &step.observed) {
                     (_, Observed::Absent) => Standing::Missing,
-                    (_, Observed::Present { lifecycle: Lifecycle::Failed(reason), .. }) => {
-                        Standing::Failed { reason: reason.clone() }
-                    }
+                    (
+                        _,
+                        Observed::Present {
+                            lifecycle: Lifecycle::Failed(reason),
+                            ..
+                        },
+                    ) => Standing::Failed {
+                        reason: reason.clone(),
+                    },
                     (Change::Wait { state }, _) => Standing::InProgress { state: state.clone() },
-                    (Change::Update { fields }, _) => Standing::Drifted { fields: fields.clone(), action: "update" },
-                    (Change::Replace { fields, .. }, _) => {
-                        Standing::Drifted { fields: fields.clone(), action: "replace" }
-                    }
+                    (Change::Update { fields }, _) => Standing::Drifted {
+                        fields: fields.clone(),
+                        action: "update",
+                    },
+                    (Change::Replace { fields, .. }, _) => Standing::Drifted {
+                        fields: fields.clone(),
+                        action: "replace",
+                    },
                     (Change::NoOp | Change::Create, _) => Standing::InSync,
                 };
-                StatusEntry { kind: step.desired.kind, name: display_name(step), standing }
+                StatusEntry {
+                    kind: step.desired.kind,
+                    name: display_name(step),
+                    standing,
+                }
             })
             .collect();
         resources.extend(plan.leftovers.iter().map(|l| StatusEntry {
             kind: l.found.kind,
             name: l.found.name.clone(),
-            standing: if l.kept_for_rollback { Standing::KeptForRollback } else { Standing::Orphan },
+            standing: if l.kept_for_rollback {
+                Standing::KeptForRollback
+            } else {
+                Standing::Orphan
+            },
         }));
         let in_sync = resources.iter().all(|r| !r.standing.is_drift());
-        StatusReport { deployment: plan.deployment.clone(), target: plan.target.clone(), resources, in_sync }
+        StatusReport {
+            deployment: plan.deployment.clone(),
+            target: plan.target.clone(),
+            resources,
+            in_sync,
+        }
     }
 
     /// Resources reported absent (all of them after `down`).
     pub fn all_missing(&self) -> bool {
-        self.resources.iter().all(|r| matches!(r.standing, Standing::Missing))
+        self.resources
+            .iter()
+            .all(|r| matches!(r.standing, Standing::Missing))
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "Status of `{}` on {}:", self.deployment, self.target);
         for entry in &self.resources {
-            let _ = writeln!(out, "  {:<18} {:<16} {}", entry.standing.label(), entry.kind.label(), entry.name);
+            let _ = writeln!(
+                out,
+                "  {:<18} {:<16} {}",
+                entry.standing.label(),
+                entry.kind.label(),
+                entry.name
+            );
             match &entry.standing {
                 Standing::Drifted { fields, action } => {
                     for field in fields {
@@ -277,7 +356,11 @@ impl StatusReport {
         if self.in_sync {
             let _ = writeln!(out, "In sync.");
         } else {
-            let _ = writeln!(out, "{drifted} of {} resources differ from deploy.yaml.", self.resources.len());
+            let _ = writeln!(
+                out,
+                "{drifted} of {} resources differ from deploy.yaml.",
+                self.resources.len()
+            );
         }
         out
     }
@@ -294,7 +377,11 @@ mod tests {
             target: spec::Target::Local,
             resources: vec![
                 Desired::new(Kind::Model, "iot-new").field("training_job", "job", OnChange::Replace),
-                Desired::new(Kind::EndpointConfig, "iot-cfg-new").field("model", "iot-new", OnChange::Replace),
+                Desired::new(Kind::EndpointConfig, "iot-cfg-new").field(
+                    "model",
+                    "iot-new",
+                    OnChange::Replace,
+                ),
                 Desired::new(Kind::Endpoint, "iot").field("endpoint_config", "iot-cfg-new", OnChange::Update),
             ],
         }
@@ -319,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn roll_forward_keeps_previous_config_and_model_and_deletes_older_ones() {
+    fn roll_forward_keeps_the_config_being_left_and_deletes_the_older_previous_one() {
         let observed = vec![
             Observed::Absent,
             Observed::Absent,
@@ -336,14 +423,37 @@ mod tests {
         let text = plan.render();
         assert!(text.contains("  +   model            iot-new"), "{text}");
         assert!(text.contains("  ~   endpoint         iot"), "{text}");
-        assert!(text.contains("endpoint_config: want iot-cfg-new, have iot-cfg-old"), "{text}");
-        // The previous config ("older", recorded on the endpoint) is kept; "old" is what the endpoint runs
-        // now: after the update it becomes the previous one, but until then it is not desired.
-        assert!(text.contains("iot-cfg-older (kept for rollback)"), "{text}");
-        assert!(text.contains("iot-older (kept for rollback)"), "{text}");
+        assert!(
+            text.contains("endpoint_config: want iot-cfg-new, have iot-cfg-old"),
+            "{text}"
+        );
+        // The endpoint serves "old" until the update: it becomes the previous config, kept for
+        // rollback; "older" (the previous one so far) is no longer needed.
+        assert!(text.contains("iot-cfg-old (kept for rollback)"), "{text}");
+        assert!(text.contains("iot-old (kept for rollback)"), "{text}");
         let deletions: Vec<&str> = plan.deletions().map(|f| f.name.as_str()).collect();
-        assert_eq!(deletions, ["iot-cfg-old", "iot-old"]);
-        assert!(text.contains("2 to create, 1 to update, 0 to replace, 0 to wait for, 2 to delete."), "{text}");
+        assert_eq!(deletions, ["iot-cfg-older", "iot-older"]);
+        assert!(
+            text.contains("2 to create, 1 to update, 0 to replace, 0 to wait for, 2 to delete."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn converged_endpoint_keeps_its_recorded_previous_config() {
+        let observed = vec![
+            ready("iot-new", "training_job", "job"),
+            ready("iot-cfg-new", "model", "iot-new"),
+            ready("iot", "endpoint_config", "iot-cfg-new").with_field(PREVIOUS_CONFIG_FIELD, "iot-cfg-old"),
+        ];
+        let owned = vec![
+            Found::new(Kind::EndpointConfig, "iot-cfg-old").with_field("model", "iot-old"),
+            Found::new(Kind::Model, "iot-old"),
+        ];
+        let plan = Plan::new(&state(), "local".into(), observed, owned);
+        assert!(plan.is_noop(), "{}", plan.render());
+        assert!(plan.leftovers.iter().all(|l| l.kept_for_rollback));
+        assert!(StatusReport::from_plan(&plan).in_sync);
     }
 
     #[test]
@@ -359,7 +469,10 @@ mod tests {
         assert_eq!(standings, ["missing", "in progress", "drifted", "orphan"]);
         assert!(!status.in_sync);
         let text = status.render();
-        assert!(text.contains("endpoint_config: want iot-cfg-new, have iot-cfg-x"), "{text}");
+        assert!(
+            text.contains("endpoint_config: want iot-cfg-new, have iot-cfg-x"),
+            "{text}"
+        );
         assert!(text.contains("4 of 4 resources differ"), "{text}");
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["resources"][2]["status"], "drifted");

@@ -11,13 +11,27 @@ pub enum Event {
     /// Observation of every resource finished.
     Observed { resources: usize, elapsed: Duration },
     /// A change to one resource started (`verb`: create, update, replace, wait for, delete).
-    Started { kind: Kind, name: String, verb: &'static str },
+    Started {
+        kind: Kind,
+        name: String,
+        verb: &'static str,
+    },
     /// Still waiting for a resource; `state` is the target's word for it.
-    Waiting { kind: Kind, name: String, state: String, elapsed: Duration },
+    Waiting {
+        kind: Kind,
+        name: String,
+        state: String,
+        elapsed: Duration,
+    },
     /// A log line of a pending resource (a training job's output).
     Log { kind: Kind, name: String, line: String },
     /// The change finished.
-    Finished { kind: Kind, name: String, verb: &'static str, elapsed: Duration },
+    Finished {
+        kind: Kind,
+        name: String,
+        verb: &'static str,
+        elapsed: Duration,
+    },
     /// The quality gate was checked against the training job's validation metrics.
     GatePassed { checks: Vec<String> },
 }

@@ -113,11 +113,20 @@ pub struct Desired {
 
 impl Desired {
     pub fn new(kind: Kind, name: impl Into<String>) -> Self {
-        Self { kind, name: name.into(), fields: Vec::new(), wait_timeout: Duration::from_secs(600) }
+        Self {
+            kind,
+            name: name.into(),
+            fields: Vec::new(),
+            wait_timeout: Duration::from_secs(600),
+        }
     }
 
     pub fn field(mut self, name: &'static str, value: impl Into<String>, on_change: OnChange) -> Self {
-        self.fields.push(Field { name, value: value.into(), on_change });
+        self.fields.push(Field {
+            name,
+            value: value.into(),
+            on_change,
+        });
         self
     }
 
@@ -128,7 +137,10 @@ impl Desired {
 
     /// The wanted value of a field.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|f| f.name == name).map(|f| f.value.as_str())
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.as_str())
     }
 }
 
@@ -164,7 +176,11 @@ pub enum Observed {
 
 impl Observed {
     pub fn present(name: impl Into<String>, lifecycle: Lifecycle) -> Self {
-        Observed::Present { name: name.into(), fields: BTreeMap::new(), lifecycle }
+        Observed::Present {
+            name: name.into(),
+            fields: BTreeMap::new(),
+            lifecycle,
+        }
     }
 
     pub fn with_field(mut self, field: &str, value: impl Into<String>) -> Self {
@@ -246,12 +262,17 @@ impl Change {
 pub fn diff(desired: &Desired, observed: &Observed) -> Change {
     let (fields, lifecycle) = match observed {
         Observed::Absent => return Change::Create,
-        Observed::Present { fields, lifecycle, .. } => (fields, lifecycle),
+        Observed::Present {
+            fields, lifecycle, ..
+        } => (fields, lifecycle),
     };
     match lifecycle {
         Lifecycle::InProgress(state) => return Change::Wait { state: state.clone() },
         Lifecycle::Failed(reason) => {
-            return Change::Replace { reason: format!("the existing one failed: {reason}"), fields: vec![] };
+            return Change::Replace {
+                reason: format!("the existing one failed: {reason}"),
+                fields: vec![],
+            };
         }
         Lifecycle::Ready => {}
     }
@@ -261,16 +282,27 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Change {
             .iter()
             .filter(|f| f.on_change == policy)
             .filter(|f| fields.get(f.name) != Some(&f.value))
-            .map(|f| FieldDiff { field: f.name, want: f.value.clone(), have: fields.get(f.name).cloned() })
+            .map(|f| FieldDiff {
+                field: f.name,
+                want: f.value.clone(),
+                have: fields.get(f.name).cloned(),
+            })
             .collect()
     };
     let immutable = differing(OnChange::Replace);
     if !immutable.is_empty() {
         let names: Vec<&str> = immutable.iter().map(|d| d.field).collect();
-        return Change::Replace { reason: format!("{} cannot change in place", names.join(", ")), fields: immutable };
+        return Change::Replace {
+            reason: format!("{} cannot change in place", names.join(", ")),
+            fields: immutable,
+        };
     }
     let mutable = differing(OnChange::Update);
-    if mutable.is_empty() { Change::NoOp } else { Change::Update { fields: mutable } }
+    if mutable.is_empty() {
+        Change::NoOp
+    } else {
+        Change::Update { fields: mutable }
+    }
 }
 
 #[cfg(test)]
@@ -306,9 +338,17 @@ mod tests {
         let observed = ready().with_field("instance_count", "4");
         assert_eq!(diff(&desired(), &observed), Change::NoOp);
         let observed = match ready() {
-            Observed::Present { name, mut fields, lifecycle } => {
+            Observed::Present {
+                name,
+                mut fields,
+                lifecycle,
+            } => {
                 fields.remove("instance_count");
-                Observed::Present { name, fields, lifecycle }
+                Observed::Present {
+                    name,
+                    fields,
+                    lifecycle,
+                }
             }
             Observed::Absent => unreachable!(),
         };
@@ -322,7 +362,11 @@ mod tests {
         assert_eq!(
             change,
             Change::Update {
-                fields: vec![FieldDiff { field: "config", want: "iot-aaa".into(), have: Some("iot-old".into()) }]
+                fields: vec![FieldDiff {
+                    field: "config",
+                    want: "iot-aaa".into(),
+                    have: Some("iot-old".into())
+                }]
             }
         );
         assert_eq!(change.symbol(), "~");
@@ -343,7 +387,9 @@ mod tests {
 
     #[test]
     fn immutable_field_wins_over_mutable_ones() {
-        let observed = ready().with_field("config", "iot-old").with_field("instance_type", "ml.c5.large");
+        let observed = ready()
+            .with_field("config", "iot-old")
+            .with_field("instance_type", "ml.c5.large");
         match diff(&desired(), &observed) {
             Change::Replace { reason, fields } => {
                 assert_eq!(reason, "instance_type cannot change in place");
@@ -356,7 +402,12 @@ mod tests {
     #[test]
     fn in_progress_is_wait_and_failed_is_replace() {
         let observed = Observed::present("iot", Lifecycle::InProgress("Updating".into()));
-        assert_eq!(diff(&desired(), &observed), Change::Wait { state: "Updating".into() });
+        assert_eq!(
+            diff(&desired(), &observed),
+            Change::Wait {
+                state: "Updating".into()
+            }
+        );
         let observed = Observed::present("iot", Lifecycle::Failed("AlgorithmError: boom".into()));
         match diff(&desired(), &observed) {
             Change::Replace { reason, .. } => assert!(reason.contains("AlgorithmError: boom")),

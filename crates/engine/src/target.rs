@@ -23,7 +23,11 @@ pub struct Found {
 
 impl Found {
     pub fn new(kind: Kind, name: impl Into<String>) -> Self {
-        Self { kind, name: name.into(), fields: BTreeMap::new() }
+        Self {
+            kind,
+            name: name.into(),
+            fields: BTreeMap::new(),
+        }
     }
 
     pub fn with_field(mut self, field: &str, value: impl Into<String>) -> Self {
@@ -53,7 +57,12 @@ pub struct TargetError {
 
 impl TargetError {
     pub fn new(action: &'static str, kind: Kind, name: &str, message: impl std::fmt::Display) -> Self {
-        Self { action, kind, name: name.to_string(), message: message.to_string() }
+        Self {
+            action,
+            kind,
+            name: name.to_string(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -77,7 +86,12 @@ pub trait Target {
 
     /// Makes one resource match `desired`, given the change `diff` decided. `state` gives the other
     /// resources' names (a training job needs its data, role and image).
-    async fn apply(&self, desired: &Desired, change: &Change, state: &DesiredState) -> Result<Applied, TargetError>;
+    async fn apply(
+        &self,
+        desired: &Desired,
+        change: &Change,
+        state: &DesiredState,
+    ) -> Result<Applied, TargetError>;
 
     /// Deletes one resource; deleting what is already gone succeeds.
     async fn delete(&self, found: &Found) -> Result<(), TargetError>;

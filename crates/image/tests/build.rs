@@ -244,6 +244,13 @@ fn two_builds_of_the_same_binary_give_identical_digests() {
     one.write_docker_archive(&a, "model-image:0.1.0").unwrap();
     two.write_docker_archive(&b, "model-image:0.1.0").unwrap();
     assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    // Written via a temporary file and a rename: nothing else is left behind.
+    let mut names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.tar", "b.tar", "model-image"]);
 }
 
 #[test]
@@ -472,10 +479,10 @@ fn is_root() -> bool {
 
 /// Extracts the layer with GNU tar and runs the shipped binary in a chroot of it: proof that the layer
 /// alone (loader, libraries) is enough to start it, as on a bare SageMaker host.
-fn run_in_chroot(built: &BuiltImage, args: &[&str]) -> bool {
+fn run_in_chroot(built: &BuiltImage, args: &[&str]) -> Option<String> {
     let Some(chroot) = on_path("chroot").filter(|_| is_root()) else {
         eprintln!("SKIP: running the layer needs root and chroot");
-        return false;
+        return None;
     };
     let dir = tempfile::tempdir().unwrap();
     let blob = dir.path().join("layer.tar.gz");
@@ -493,10 +500,10 @@ fn run_in_chroot(built: &BuiltImage, args: &[&str]) -> bool {
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.contains("Operation not permitted") {
         eprintln!("SKIP: chroot is not permitted here: {stderr}");
-        return false;
+        return None;
     }
     assert!(output.status.success(), "chroot run failed: {stderr}");
-    true
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[test]
@@ -526,10 +533,61 @@ fn a_static_binary_ships_without_libraries() {
     assert_eq!(files, ["/etc/group", "/etc/passwd", BINARY_PATH]);
 }
 
+/// A C++ program using OpenMP has model-image's closure (libstdc++, libgomp, libm, libgcc_s, libc and the
+/// loader); compiled here with the system g++, imaged, and run from nothing but its layer.
+#[test]
+fn an_openmp_cxx_binary_runs_from_its_layer_alone() {
+    let Some(compiler) = on_path("g++") else {
+        eprintln!("SKIP: g++ is not on PATH");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("omp.cpp");
+    fs::write(
+        &source,
+        r#"#include <cmath>
+#include <iostream>
+#include <omp.h>
+#include <vector>
+int main(int argc, char **) {
+    std::vector<double> values(1000, 1.0);
+    double sum = 0;
+#pragma omp parallel for reduction(+ : sum)
+    for (int i = 0; i < static_cast<int>(values.size()); ++i) sum += std::sqrt(values[i] * argc);
+    std::cout << "threads " << omp_get_max_threads() << " sum " << sum << std::endl;
+    return sum == 1000.0 ? 0 : 1;
+}
+"#,
+    )
+    .unwrap();
+    let binary = dir.path().join("omp");
+    run_ok(
+        Command::new(compiler)
+            .args(["-O1", "-fopenmp", "-o"])
+            .arg(&binary)
+            .arg(&source),
+    );
+    let built = image::build(&spec(&binary)).unwrap();
+    let shipped: Vec<&str> = built.files.iter().map(|file| file.path.as_str()).collect();
+    let libraries = ldd_paths(&binary);
+    for wanted in ["libgomp.so", "libstdc++.so"] {
+        assert!(
+            libraries.iter().any(|library| library.contains(wanted)),
+            "ldd lists no {wanted}: {libraries:?}"
+        );
+    }
+    for library in &libraries {
+        assert!(shipped.contains(&library.as_str()), "{library} missing");
+    }
+    if let Some(stdout) = run_in_chroot(&built, &[]) {
+        assert!(stdout.contains("sum 1000"), "{stdout}");
+    }
+}
+
 /// The real thing: the model-image binary, if one has been built (set `MODEL_IMAGE_BIN`, or build it in
 /// release into the same target directory as this test).
 #[test]
-fn model_image_ships_with_its_openmp_closure() {
+fn model_image_ships_with_its_closure_and_runs_from_its_layer() {
     let from_env = std::env::var_os("MODEL_IMAGE_BIN").map(PathBuf::from);
     let beside_tests = std::env::current_exe().ok().and_then(|exe| {
         // <target>/<profile>/deps/<test> -> <target>/release/model-image

@@ -17,7 +17,9 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     if !folder(target, &desired.name).is_dir() {
         return Ok(Observed::Absent);
     }
-    Ok(observed_record(target.state.read::<NoDetails>(Kind::Bucket, &desired.name)?))
+    Ok(observed_record(
+        target.state.read::<NoDetails>(Kind::Bucket, &desired.name)?,
+    ))
 }
 
 pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {

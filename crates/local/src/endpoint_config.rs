@@ -13,7 +13,11 @@ use crate::state::NoDetails;
 use crate::{LocalError, LocalTarget, apply_record, endpoint, observed_record};
 
 pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    Ok(observed_record(target.state.read::<NoDetails>(Kind::EndpointConfig, &desired.name)?))
+    Ok(observed_record(
+        target
+            .state
+            .read::<NoDetails>(Kind::EndpointConfig, &desired.name)?,
+    ))
 }
 
 pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
@@ -21,7 +25,11 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, 
 }
 
 pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
-    if endpoint::rollback_protected(target)?.configs.iter().any(|c| c == name) {
+    if endpoint::rollback_protected(target)?
+        .configs
+        .iter()
+        .any(|c| c == name)
+    {
         return Ok(());
     }
     target.state.remove(Kind::EndpointConfig, name)

@@ -17,9 +17,7 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "another orchestrate run holds the lock `{path}` ({holder}); wait for it to finish, or stop it"
-    )]
+    #[error("another orchestrate run holds the lock `{path}` ({holder}); wait for it to finish, or stop it")]
     Locked { path: PathBuf, holder: String },
     #[error("cannot lock `{path}`")]
     Lock {
@@ -63,14 +61,20 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the {channel} data `{location}` is in S3; the local target trains on local files (use `--target aws`)")]
+    #[error(
+        "the {channel} data `{location}` is in S3; the local target trains on local files (use `--target aws`)"
+    )]
     RemoteData { channel: String, location: String },
     #[error("training data `{name}`: the deployment has no `{channel}` channel")]
     UnknownChannel { name: String, channel: String },
     #[error(
         "training data `{name}` changed while it was copied (want sha256 {want}, have {have}); run `orchestrate up` again"
     )]
-    DataChanged { name: String, want: String, have: String },
+    DataChanged {
+        name: String,
+        want: String,
+        have: String,
+    },
     #[error("cannot build the image from `{path}`")]
     Image {
         path: PathBuf,
@@ -80,7 +84,12 @@ pub enum LocalError {
     #[error(
         "image `{name}`: `{binary}` now builds {have}, not the planned {want}; it changed since planning, run `orchestrate up` again"
     )]
-    DigestMismatch { name: String, binary: PathBuf, want: String, have: String },
+    DigestMismatch {
+        name: String,
+        binary: PathBuf,
+        want: String,
+        have: String,
+    },
     #[error("{kind} `{name}` needs {what}, which does not exist; run `orchestrate up` to create it")]
     Missing { kind: Kind, name: String, what: String },
     #[error("{kind} `{name}`: cannot start `{binary}`")]
@@ -92,9 +101,18 @@ pub enum LocalError {
         source: std::io::Error,
     },
     #[error("{kind} `{name}`: the started process did not report its pid (shell said: {output})")]
-    NoPid { kind: Kind, name: String, output: String },
+    NoPid {
+        kind: Kind,
+        name: String,
+        output: String,
+    },
     #[error("endpoint `{name}`: the server {reason}; its log `{log}` ends with:\n{tail}")]
-    NotServing { name: String, reason: String, log: PathBuf, tail: String },
+    NotServing {
+        name: String,
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("endpoint `{name}`: no free port on 127.0.0.1")]
     NoPort {
         name: String,
@@ -119,9 +137,18 @@ pub enum LocalError {
         source: std::io::Error,
     },
     #[error("training job `{name}`: `{path}` is not metrics JSON: {reason}")]
-    BadMetrics { name: String, path: PathBuf, reason: String },
+    BadMetrics {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("process {pid} of {kind} `{name}` still runs {waited:?} after SIGKILL")]
-    Unkillable { kind: Kind, name: String, pid: i32, waited: Duration },
+    Unkillable {
+        kind: Kind,
+        name: String,
+        pid: i32,
+        waited: Duration,
+    },
 }
 
 /// The error and each of its sources, `: `-joined: one line for the engine's `TargetError`.
@@ -137,7 +164,12 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Maps a local error into the engine's error for `action` on a resource.
-pub(crate) fn target_error(action: &'static str, kind: Kind, name: &str, error: &LocalError) -> engine::TargetError {
+pub(crate) fn target_error(
+    action: &'static str,
+    kind: Kind,
+    name: &str,
+    error: &LocalError,
+) -> engine::TargetError {
     engine::TargetError::new(action, kind, name, chain(error))
 }
 
@@ -154,6 +186,9 @@ mod tests {
             path: "state/buckets/iot-local".into(),
             source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
         };
-        assert_eq!(chain(&error), "bucket `iot-local`: cannot create `state/buckets/iot-local`: denied");
+        assert_eq!(
+            chain(&error),
+            "bucket `iot-local`: cannot create `state/buckets/iot-local`: denied"
+        );
     }
 }

@@ -3,6 +3,9 @@
 //! copy of the binary it ships, `model-image`. Training jobs and endpoints run that copy, so they
 //! run exactly what was imaged, whatever happens to the build output afterwards.
 //!
+//! An image that a model kept for rollback runs is not deleted while the endpoint records that
+//! model's config: rolling back must find its binary.
+//!
 //! Observation checks both files are there and that the copy is still the imaged binary (its
 //! sha256, recomputed only when its size or mtime changed); a modified copy shows as a differing
 //! `digest`, which `up` replaces.
@@ -66,7 +69,10 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     if sha256 == record.details.binary_sha256 {
         return Ok(observed_record(Some(record)));
     }
-    Ok(observed_record(Some(record)).with_field("digest", format!("unknown (the imaged binary was modified: sha256 {sha256})")))
+    Ok(observed_record(Some(record)).with_field(
+        "digest",
+        format!("unknown (the imaged binary was modified: sha256 {sha256})"),
+    ))
 }
 
 pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
@@ -80,10 +86,17 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, 
     let binary = folder.join(BINARY);
     let staging = folder.join(format!(".{BINARY}.partial"));
     fs::copy(source, &staging).map_err(io_error(KIND, name, "copy", source))?;
-    fs::set_permissions(&staging, fs::Permissions::from_mode(0o755)).map_err(io_error(KIND, name, "chmod", &staging))?;
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))
+        .map_err(io_error(KIND, name, "chmod", &staging))?;
     // The imaged size must match the copy: a binary rebuilt since `build_image` is not the image.
-    let copied = fs::metadata(&staging).map_err(io_error(KIND, name, "stat", &staging))?.len();
-    let imaged = built.files.iter().find(|f| f.path == ::image::BINARY_PATH).map(|f| f.size);
+    let copied = fs::metadata(&staging)
+        .map_err(io_error(KIND, name, "stat", &staging))?
+        .len();
+    let imaged = built
+        .files
+        .iter()
+        .find(|f| f.path == ::image::BINARY_PATH)
+        .map(|f| f.size);
     if imaged.is_some_and(|size| size != copied) {
         let _ = fs::remove_file(&staging);
         let rebuilt = crate::build_image(source)?;
@@ -101,16 +114,33 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, 
     let archive = folder.join(ARCHIVE);
     built
         .write_docker_archive(&archive, &repo_tag)
-        .map_err(|source| LocalError::Image { path: archive.clone(), source })?;
+        .map_err(|source| LocalError::Image {
+            path: archive.clone(),
+            source,
+        })?;
 
     let binary_sha256 = sha256_file(&binary).map_err(io_error(KIND, name, "hash", &binary))?;
     let stamp = Stamp::of(&binary).map_err(io_error(KIND, name, "stat", &binary))?;
-    let details = ImageDetails { folder, binary_sha256, binary: stamp };
-    target.state.write(KIND, &Record::new(name, desired_fields(desired), details))?;
+    let details = ImageDetails {
+        folder,
+        binary_sha256,
+        binary: stamp,
+    };
+    target
+        .state
+        .write(KIND, &Record::new(name, desired_fields(desired), details))?;
     Ok(Applied::Ready)
 }
 
+/// Deletes the image folder, unless a model the endpoint runs or may roll back to runs this image.
 pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+    if crate::endpoint::rollback_protected(target)?
+        .images
+        .iter()
+        .any(|i| i == name)
+    {
+        return Ok(());
+    }
     if let Some(record) = target.state.read::<ImageDetails>(KIND, name)? {
         remove_dir_all(KIND, name, &record.details.folder)?;
     }
@@ -163,7 +193,11 @@ mod tests {
         let spec = crate::tests::spec(dir.path());
         let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
         let binary = binary_for(&target, "iot-model-image@sha256:abc");
-        assert!(binary.ends_with("iot/images/abc/model-image"), "{}", binary.display());
+        assert!(
+            binary.ends_with("iot/images/abc/model-image"),
+            "{}",
+            binary.display()
+        );
         assert_eq!(binary_for(&target, "sha256:abc"), binary);
     }
 
@@ -172,6 +206,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         fs::write(&path, "2").unwrap();
-        assert_eq!(sha256_file(&path).unwrap(), "d4735e3a265e16eee03f59718b9b5d03019c07d8b6c51f90da3a666eec13ab35");
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "d4735e3a265e16eee03f59718b9b5d03019c07d8b6c51f90da3a666eec13ab35"
+        );
     }
 }

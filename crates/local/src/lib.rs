@@ -70,7 +70,10 @@ impl LocalTarget {
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
             .build()
-            .map_err(|source| LocalError::Http { url: "http://127.0.0.1".into(), source })?;
+            .map_err(|source| LocalError::Http {
+                url: "http://127.0.0.1".into(),
+                source,
+            })?;
         Ok(LocalTarget {
             spec: spec.clone(),
             state: State::new(&spec.local.state_dir, spec.name.as_str()),
@@ -103,7 +106,10 @@ impl LocalTarget {
     /// The facts the desired state needs: resource names on this target and the data hashes.
     /// `image_digest` is the manifest digest of [`build_image`](Self::build_image).
     pub fn facts(&self, image_digest: &str) -> Result<Facts, LocalError> {
-        let mut channels = vec![ChannelData::new("train", &data_hash("train", &self.spec.data.train)?)];
+        let mut channels = vec![ChannelData::new(
+            "train",
+            &data_hash("train", &self.spec.data.train)?,
+        )];
         if let Validation::Source(source) = &self.spec.data.validation {
             channels.push(ChannelData::new("validation", &data_hash("validation", source)?));
         }
@@ -135,7 +141,10 @@ impl LocalTarget {
 /// gives the same manifest digest), labelled with this workspace's version.
 pub fn build_image(model_image_bin: &Path) -> Result<::image::BuiltImage, LocalError> {
     let spec = ::image::ImageSpec::new(model_image_bin, env!("CARGO_PKG_VERSION"));
-    ::image::build(&spec).map_err(|source| LocalError::Image { path: model_image_bin.to_path_buf(), source })
+    ::image::build(&spec).map_err(|source| LocalError::Image {
+        path: model_image_bin.to_path_buf(),
+        source,
+    })
 }
 
 /// The local bucket: `<name>-local` (there is no account or region to put in the name).
@@ -155,11 +164,16 @@ pub fn repository_name(spec: &Spec) -> String {
 
 fn data_hash(channel: &str, source: &DataSource) -> Result<String, LocalError> {
     match source {
-        DataSource::LocalFile(path) | DataSource::LocalDir(path) => engine::names::data_sha256(path)
-            .map_err(|source| LocalError::HashData { path: path.clone(), source }),
-        DataSource::S3 { .. } => {
-            Err(LocalError::RemoteData { channel: channel.to_string(), location: source.to_string() })
+        DataSource::LocalFile(path) | DataSource::LocalDir(path) => {
+            engine::names::data_sha256(path).map_err(|source| LocalError::HashData {
+                path: path.clone(),
+                source,
+            })
         }
+        DataSource::S3 { .. } => Err(LocalError::RemoteData {
+            channel: channel.to_string(),
+            location: source.to_string(),
+        }),
     }
 }
 
@@ -177,7 +191,11 @@ fn desired_fields(desired: &Desired) -> BTreeMap<String, String> {
 /// A record that exists is a ready resource with the fields it was applied with.
 fn observed_record<D>(record: Option<Record<D>>) -> Observed {
     match record {
-        Some(record) => Observed::Present { name: record.name, fields: record.fields, lifecycle: Lifecycle::Ready },
+        Some(record) => Observed::Present {
+            name: record.name,
+            fields: record.fields,
+            lifecycle: Lifecycle::Ready,
+        },
         None => Observed::Absent,
     }
 }
@@ -187,19 +205,39 @@ fn remove_dir_all(kind: Kind, name: &str, path: &Path) -> Result<(), LocalError>
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(LocalError::Io { kind, name: name.to_string(), action: "remove", path: path.to_path_buf(), source }),
+        Err(source) => Err(LocalError::Io {
+            kind,
+            name: name.to_string(),
+            action: "remove",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// Maps an I/O error of `action` on `path` for a resource.
-fn io_error(kind: Kind, name: &str, action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocalError {
+fn io_error(
+    kind: Kind,
+    name: &str,
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> LocalError {
     let (name, path) = (name.to_string(), path.to_path_buf());
-    move |source| LocalError::Io { kind, name, action, path, source }
+    move |source| LocalError::Io {
+        kind,
+        name,
+        action,
+        path,
+        source,
+    }
 }
 
 /// Records the desired fields: applying a resource that is only a record.
 fn apply_record(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
-    target.state.write(desired.kind, &Record::new(&desired.name, desired_fields(desired), NoDetails {}))?;
+    target.state.write(
+        desired.kind,
+        &Record::new(&desired.name, desired_fields(desired), NoDetails {}),
+    )?;
     Ok(Applied::Ready)
 }
 
@@ -235,12 +273,21 @@ impl Target for LocalTarget {
                 .state
                 .list::<serde_json::Value>(kind)
                 .map_err(|e| target_error("list", kind, &self.state.root().display().to_string(), &e))?;
-            found.extend(records.into_iter().map(|r| Found { kind, name: r.name, fields: r.fields }));
+            found.extend(records.into_iter().map(|r| Found {
+                kind,
+                name: r.name,
+                fields: r.fields,
+            }));
         }
         Ok(found)
     }
 
-    async fn apply(&self, desired: &Desired, change: &Change, state: &DesiredState) -> Result<Applied, TargetError> {
+    async fn apply(
+        &self,
+        desired: &Desired,
+        change: &Change,
+        state: &DesiredState,
+    ) -> Result<Applied, TargetError> {
         let applied = match desired.kind {
             Kind::Bucket => bucket::apply(self, desired),
             Kind::TrainingData => training_data::apply(self, desired, state),
@@ -273,7 +320,8 @@ impl Target for LocalTarget {
     }
 
     async fn training_metrics(&self, job_name: &str) -> Result<BTreeMap<String, f64>, TargetError> {
-        training_job::metrics(self, job_name).map_err(|e| target_error("read metrics of", Kind::TrainingJob, job_name, &e))
+        training_job::metrics(self, job_name)
+            .map_err(|e| target_error("read metrics of", Kind::TrainingJob, job_name, &e))
     }
 
     async fn new_log_lines(&self, desired: &Desired) -> Vec<String> {
@@ -306,5 +354,45 @@ impl Target for LocalTarget {
         }
         facts.push(("state".to_string(), self.state.root().display().to_string()));
         facts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spec for deployment `iot` with a one-row CSV in `dir`.
+    pub(crate) fn spec(dir: &Path) -> Spec {
+        std::fs::write(dir.join("train.csv"), "a,Label\n1,Normal\n").unwrap();
+        let yaml = "version: 1\nname: iot\ndata: {train: train.csv}\n";
+        spec::parse(yaml, "deploy.yaml", dir).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn facts_name_resources_and_hash_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path());
+        let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
+        let facts = target.facts("sha256:00").unwrap();
+        assert_eq!(facts.bucket, "iot-local");
+        assert_eq!(facts.role, "iot-sagemaker-execution");
+        assert_eq!(facts.repository, "iot-model-image");
+        let want = engine::names::data_sha256(&dir.path().join("train.csv")).unwrap();
+        assert_eq!(facts.channels, vec![ChannelData::new("train", &want)]);
+        assert!(
+            target.state_dir().ends_with(".orchestrate/iot"),
+            "{}",
+            target.state_dir().display()
+        );
+        assert!(!target.state_dir().exists(), "opening creates nothing");
+        assert!(target.describe().starts_with("local ("));
+    }
+
+    #[test]
+    fn a_missing_binary_is_an_image_error_with_the_fix() {
+        let error = build_image(Path::new("no/such/model-image")).unwrap_err();
+        let text = error::chain(&error);
+        assert!(text.contains("no/such/model-image"), "{text}");
+        assert!(text.contains("cargo build --release -p model-image"), "{text}");
     }
 }

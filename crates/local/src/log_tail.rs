@@ -20,10 +20,17 @@ impl LogTail {
     /// Complete lines appended to `path` since the last call (all of them on the first call). A
     /// missing file has no lines; a file that shrank (rewritten) is read from its start again.
     pub fn new_lines(&self, path: &Path) -> Vec<String> {
-        let mut offsets = self.offsets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut offsets = self
+            .offsets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let offset = offsets.entry(path.to_path_buf()).or_insert(0);
-        let Ok(mut file) = std::fs::File::open(path) else { return Vec::new() };
-        let Ok(length) = file.metadata().map(|m| m.len()) else { return Vec::new() };
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return Vec::new();
+        };
+        let Ok(length) = file.metadata().map(|m| m.len()) else {
+            return Vec::new();
+        };
         if length < *offset {
             *offset = 0;
         }
@@ -51,7 +58,10 @@ impl LogTail {
 
     /// Forgets a file (a deleted training job's log).
     pub fn forget(&self, path: &Path) {
-        self.offsets.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(path);
+        self.offsets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(path);
     }
 }
 

@@ -8,7 +8,9 @@ use crate::state::NoDetails;
 use crate::{LocalError, LocalTarget, apply_record, observed_record};
 
 pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    Ok(observed_record(target.state.read::<NoDetails>(Kind::Role, &desired.name)?))
+    Ok(observed_record(
+        target.state.read::<NoDetails>(Kind::Role, &desired.name)?,
+    ))
 }
 
 pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {

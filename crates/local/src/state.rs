@@ -42,7 +42,11 @@ pub struct Record<D> {
 
 impl<D> Record<D> {
     pub fn new(name: impl Into<String>, fields: BTreeMap<String, String>, details: D) -> Self {
-        Self { name: name.into(), fields, details }
+        Self {
+            name: name.into(),
+            fields,
+            details,
+        }
     }
 
     pub fn field(&self, name: &str) -> Option<&str> {
@@ -67,7 +71,10 @@ pub struct Stamp {
 impl Stamp {
     pub fn of(path: &Path) -> std::io::Result<Stamp> {
         let metadata = fs::metadata(path)?;
-        let mtime = metadata.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mtime = metadata
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Ok(Stamp {
             path: path.to_path_buf(),
             size: metadata.len(),
@@ -80,7 +87,10 @@ impl Stamp {
     pub fn all(path: &Path) -> std::io::Result<Vec<Stamp>> {
         let mut files = Vec::new();
         collect_files(path, &mut files)?;
-        let mut stamps = files.iter().map(|f| Stamp::of(f)).collect::<std::io::Result<Vec<_>>>()?;
+        let mut stamps = files
+            .iter()
+            .map(|f| Stamp::of(f))
+            .collect::<std::io::Result<Vec<_>>>()?;
         stamps.sort();
         Ok(stamps)
     }
@@ -142,12 +152,21 @@ impl State {
     /// Writes a record atomically (temporary file in the same folder, then rename).
     pub fn write<D: Serialize>(&self, kind: Kind, record: &Record<D>) -> Result<(), LocalError> {
         let path = self.record_path(kind, &record.name);
-        let error = |source| LocalError::WriteRecord { kind, path: path.clone(), source };
+        let error = |source| LocalError::WriteRecord {
+            kind,
+            path: path.clone(),
+            source,
+        };
         let dir = self.kind_dir(kind);
         fs::create_dir_all(&dir).map_err(error)?;
-        let mut bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other).map_err(error)?;
+        let mut bytes = serde_json::to_vec_pretty(record)
+            .map_err(std::io::Error::other)
+            .map_err(error)?;
         bytes.push(b'\n');
-        let mut temp = tempfile::Builder::new().prefix(".record-").tempfile_in(&dir).map_err(error)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".record-")
+            .tempfile_in(&dir)
+            .map_err(error)?;
         temp.write_all(&bytes).map_err(error)?;
         temp.as_file().sync_all().map_err(error)?;
         temp.persist(&path).map_err(|e| error(e.error))?;
@@ -179,11 +198,21 @@ impl State {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(LocalError::ReadRecord { kind, path: dir, source }),
+            Err(source) => {
+                return Err(LocalError::ReadRecord {
+                    kind,
+                    path: dir,
+                    source,
+                });
+            }
         };
         let mut records = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| LocalError::ReadRecord { kind, path: dir.clone(), source })?;
+            let entry = entry.map_err(|source| LocalError::ReadRecord {
+                kind,
+                path: dir.clone(),
+                source,
+            })?;
             let file_name = entry.file_name();
             let file_name = file_name.to_string_lossy();
             if file_name.starts_with('.') || !file_name.ends_with(".json") {
@@ -200,19 +229,34 @@ impl State {
     /// Takes the deployment's lock: exclusive, not waiting. A second run gets [`LocalError::Locked`]
     /// naming the holder's pid and command.
     pub fn lock(&self) -> Result<StateLock, LocalError> {
-        fs::create_dir_all(&self.root)
-            .map_err(|source| LocalError::StateDir { path: self.root.clone(), source })?;
+        fs::create_dir_all(&self.root).map_err(|source| LocalError::StateDir {
+            path: self.root.clone(),
+            source,
+        })?;
         let path = self.root.join("lock");
-        let error = |source| LocalError::Lock { path: path.clone(), source };
+        let error = |source| LocalError::Lock {
+            path: path.clone(),
+            source,
+        };
         // Not truncated on open: the contents name the current holder until we hold the lock.
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(error)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(error)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "holder unknown".to_string() } else { holder.to_string() };
+                let holder = if holder.is_empty() {
+                    "holder unknown".to_string()
+                } else {
+                    holder.to_string()
+                };
                 return Err(LocalError::Locked { path, holder });
             }
             Err(fs::TryLockError::Error(source)) => return Err(error(source)),
@@ -251,11 +295,21 @@ fn read_record<D: DeserializeOwned>(kind: Kind, path: &Path) -> Result<Option<Re
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(LocalError::ReadRecord { kind, path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(LocalError::ReadRecord {
+                kind,
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|source| LocalError::CorruptRecord { kind, path: path.to_path_buf(), source })
+        .map_err(|source| LocalError::CorruptRecord {
+            kind,
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The folder name of a kind's records.
@@ -299,7 +353,10 @@ mod tests {
     }
 
     fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -318,7 +375,10 @@ mod tests {
     #[test]
     fn names_become_safe_file_names() {
         assert_eq!(encode_name("iot-anomaly-local"), "iot-anomaly-local");
-        assert_eq!(encode_name("data/0123/train/train"), "data%2F0123%2Ftrain%2Ftrain");
+        assert_eq!(
+            encode_name("data/0123/train/train"),
+            "data%2F0123%2Ftrain%2Ftrain"
+        );
         assert_eq!(encode_name("repo@sha256:ab"), "repo%40sha256%3Aab");
         assert_eq!(encode_name(".hidden.json"), "%2Ehidden.json");
         assert_ne!(encode_name("a%2Fb"), encode_name("a/b"));
@@ -329,27 +389,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::new(dir.path(), "iot");
         assert_eq!(state.read::<Details>(Kind::Endpoint, "iot").unwrap(), None);
-        let record = Record::new("iot", fields(&[("endpoint_config", "iot-abc")]), Details { pid: 42 });
+        let record = Record::new(
+            "iot",
+            fields(&[("endpoint_config", "iot-abc")]),
+            Details { pid: 42 },
+        );
         state.write(Kind::Endpoint, &record).unwrap();
-        assert_eq!(state.read::<Details>(Kind::Endpoint, "iot").unwrap(), Some(record.clone()));
+        assert_eq!(
+            state.read::<Details>(Kind::Endpoint, "iot").unwrap(),
+            Some(record.clone())
+        );
         let other = Record::new("data/x/train", fields(&[]), Details { pid: 1 });
         state.write(Kind::Endpoint, &other).unwrap();
-        let names: Vec<String> = state.list::<Details>(Kind::Endpoint).unwrap().into_iter().map(|r| r.name).collect();
+        let names: Vec<String> = state
+            .list::<Details>(Kind::Endpoint)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         assert_eq!(names, ["data/x/train", "iot"]);
         // Any record can be listed without knowing its details' type (for `owned`).
         assert_eq!(state.list::<serde_json::Value>(Kind::Endpoint).unwrap().len(), 2);
         // Overwriting leaves no temporary files behind.
-        state.write(Kind::Endpoint, &Record::new("iot", fields(&[]), Details { pid: 43 })).unwrap();
+        state
+            .write(
+                Kind::Endpoint,
+                &Record::new("iot", fields(&[]), Details { pid: 43 }),
+            )
+            .unwrap();
         let files = fs::read_dir(state.kind_dir(Kind::Endpoint)).unwrap().count();
         assert_eq!(files, 2);
-        assert_eq!(state.read::<Details>(Kind::Endpoint, "iot").unwrap().unwrap().details.pid, 43);
+        assert_eq!(
+            state
+                .read::<Details>(Kind::Endpoint, "iot")
+                .unwrap()
+                .unwrap()
+                .details
+                .pid,
+            43
+        );
     }
 
     #[test]
     fn removing_records_prunes_empty_folders_and_tolerates_missing_ones() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::new(dir.path(), "iot");
-        state.write(Kind::Role, &Record::new("r", fields(&[]), NoDetails {})).unwrap();
+        state
+            .write(Kind::Role, &Record::new("r", fields(&[]), NoDetails {}))
+            .unwrap();
         state.remove(Kind::Role, "r").unwrap();
         state.remove(Kind::Role, "r").unwrap();
         assert!(!state.root().exists());

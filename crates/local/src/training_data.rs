@@ -43,7 +43,9 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     let Some(record) = target.state.read::<DataDetails>(KIND, &desired.name)? else {
         return Ok(Observed::Absent);
     };
-    let Ok(stamps) = Stamp::all(&record.details.path) else { return Ok(Observed::Absent) };
+    let Ok(stamps) = Stamp::all(&record.details.path) else {
+        return Ok(Observed::Absent);
+    };
     if stamps.is_empty() {
         return Ok(Observed::Absent);
     }
@@ -55,30 +57,49 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     Ok(observed_record(Some(record)).with_field("sha256", sha256))
 }
 
-pub(crate) fn apply(target: &LocalTarget, desired: &Desired, state: &DesiredState) -> Result<Applied, LocalError> {
+pub(crate) fn apply(
+    target: &LocalTarget,
+    desired: &Desired,
+    state: &DesiredState,
+) -> Result<Applied, LocalError> {
     let name = desired.name.as_str();
     let (prefix, channel) = split_name(name);
     let source = target
         .channel_source(channel)
-        .ok_or_else(|| LocalError::UnknownChannel { name: name.to_string(), channel: channel.to_string() })?;
+        .ok_or_else(|| LocalError::UnknownChannel {
+            name: name.to_string(),
+            channel: channel.to_string(),
+        })?;
     let (source, is_dir) = match source {
         DataSource::LocalFile(path) => (path, false),
         DataSource::LocalDir(path) => (path, true),
         DataSource::S3 { .. } => {
-            return Err(LocalError::RemoteData { channel: channel.to_string(), location: source.to_string() });
+            return Err(LocalError::RemoteData {
+                channel: channel.to_string(),
+                location: source.to_string(),
+            });
         }
     };
-    let bucket_name = state.get(Kind::Bucket).map_or_else(|| crate::bucket_name(&target.spec), |b| b.name.clone());
+    let bucket_name = state
+        .get(Kind::Bucket)
+        .map_or_else(|| crate::bucket_name(&target.spec), |b| b.name.clone());
     let bucket = bucket::folder(target, &bucket_name);
     if !bucket.is_dir() {
-        return Err(LocalError::Missing { kind: KIND, name: name.to_string(), what: format!("bucket `{bucket_name}`") });
+        return Err(LocalError::Missing {
+            kind: KIND,
+            name: name.to_string(),
+            what: format!("bucket `{bucket_name}`"),
+        });
     }
     let folder = bucket.join(prefix);
     // Upload into a hidden staging folder, then rename: a half-copied channel is never observed.
     let staging = bucket.join(format!(".upload-{}", encode_name(name)));
     remove_dir_all(KIND, name, &staging)?;
     fs::create_dir_all(&staging).map_err(io_error(KIND, name, "create", &staging))?;
-    let file_name = source.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(channel));
+    let file_name = source
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(channel));
     if is_dir {
         copy_tree(source, &staging).map_err(io_error(KIND, name, "upload", source))?;
     } else {
@@ -89,16 +110,35 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired, state: &DesiredStat
         fs::create_dir_all(parent).map_err(io_error(KIND, name, "create", parent))?;
     }
     fs::rename(&staging, &folder).map_err(io_error(KIND, name, "store", &folder))?;
-    let path = if is_dir { folder.clone() } else { folder.join(&file_name) };
+    let path = if is_dir {
+        folder.clone()
+    } else {
+        folder.join(&file_name)
+    };
     let want = desired.get("sha256").unwrap_or_default();
-    let have = engine::names::data_sha256(&path).map_err(|source| LocalError::HashData { path: path.clone(), source })?;
+    let have = engine::names::data_sha256(&path).map_err(|source| LocalError::HashData {
+        path: path.clone(),
+        source,
+    })?;
     if have != want {
         remove_dir_all(KIND, name, &folder)?;
-        return Err(LocalError::DataChanged { name: name.to_string(), want: want.to_string(), have });
+        return Err(LocalError::DataChanged {
+            name: name.to_string(),
+            want: want.to_string(),
+            have,
+        });
     }
     let stamps = Stamp::all(&path).map_err(io_error(KIND, name, "stat", &path))?;
-    let details = DataDetails { channel: channel.to_string(), bucket, folder, path, stamps };
-    target.state.write(KIND, &Record::new(name, desired_fields(desired), details))?;
+    let details = DataDetails {
+        channel: channel.to_string(),
+        bucket,
+        folder,
+        path,
+        stamps,
+    };
+    target
+        .state
+        .write(KIND, &Record::new(name, desired_fields(desired), details))?;
     Ok(Applied::Ready)
 }
 
@@ -120,11 +160,14 @@ pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError>
 
 /// Puts a channel's stored files into a training job's `input/data/<channel>/`; returns the channel.
 pub(crate) fn link_into(target: &LocalTarget, name: &str, channels_dir: &Path) -> Result<String, LocalError> {
-    let record = target.state.read::<DataDetails>(KIND, name)?.ok_or_else(|| LocalError::Missing {
-        kind: Kind::TrainingJob,
-        name: name.to_string(),
-        what: format!("uploaded training data `{name}`"),
-    })?;
+    let record = target
+        .state
+        .read::<DataDetails>(KIND, name)?
+        .ok_or_else(|| LocalError::Missing {
+            kind: Kind::TrainingJob,
+            name: name.to_string(),
+            what: format!("uploaded training data `{name}`"),
+        })?;
     let details = record.details;
     let channel_dir = channels_dir.join(&details.channel);
     fs::create_dir_all(&channel_dir).map_err(io_error(KIND, name, "create", &channel_dir))?;
@@ -132,7 +175,12 @@ pub(crate) fn link_into(target: &LocalTarget, name: &str, channels_dir: &Path) -
         link_tree(&details.path, &channel_dir).map_err(io_error(KIND, name, "link", &details.path))?;
     } else {
         let file_name = details.path.file_name().unwrap_or_default();
-        link_or_copy(&details.path, &channel_dir.join(file_name)).map_err(io_error(KIND, name, "link", &details.path))?;
+        link_or_copy(&details.path, &channel_dir.join(file_name)).map_err(io_error(
+            KIND,
+            name,
+            "link",
+            &details.path,
+        ))?;
     }
     Ok(details.channel)
 }
@@ -187,14 +235,21 @@ mod tests {
 
     #[test]
     fn names_split_into_prefix_and_channel() {
-        assert_eq!(split_name("data/0123456789ab/train/train"), ("data/0123456789ab/train", "train"));
+        assert_eq!(
+            split_name("data/0123456789ab/train/train"),
+            ("data/0123456789ab/train", "train")
+        );
         assert_eq!(split_name("validation"), ("", "validation"));
     }
 
     #[test]
     fn trees_are_copied_and_linked_without_hidden_files() {
         let dir = tempfile::tempdir().unwrap();
-        let (from, copy, linked) = (dir.path().join("from"), dir.path().join("copy"), dir.path().join("linked"));
+        let (from, copy, linked) = (
+            dir.path().join("from"),
+            dir.path().join("copy"),
+            dir.path().join("linked"),
+        );
         fs::create_dir_all(from.join("part")).unwrap();
         fs::write(from.join("a.csv"), "a").unwrap();
         fs::write(from.join("part/b.csv"), "b").unwrap();
@@ -203,7 +258,10 @@ mod tests {
         fs::create_dir_all(&linked).unwrap();
         copy_tree(&from, &copy).unwrap();
         link_tree(&copy, &linked).unwrap();
-        assert_eq!(engine::names::data_sha256(&from).unwrap(), engine::names::data_sha256(&linked).unwrap());
+        assert_eq!(
+            engine::names::data_sha256(&from).unwrap(),
+            engine::names::data_sha256(&linked).unwrap()
+        );
         assert!(!linked.join(".hidden").exists());
         assert_eq!(fs::read_to_string(linked.join("part/b.csv")).unwrap(), "b");
     }

@@ -71,7 +71,10 @@ pub fn run(load: &Load) -> Outcome {
             std::thread::spawn(move || client_loop(addr, &requests, client, clients, measure_from, end))
         })
         .collect();
-    let mut total = Outcome { seconds: load.duration.as_secs_f64(), ..Outcome::default() };
+    let mut total = Outcome {
+        seconds: load.duration.as_secs_f64(),
+        ..Outcome::default()
+    };
     for handle in handles {
         let part = handle.join().expect("load client panicked");
         total.ok += part.ok;
@@ -135,7 +138,9 @@ fn connect(addr: SocketAddr) -> std::io::Result<Connection> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(Connection { reader: BufReader::with_capacity(64 * 1024, stream) })
+    Ok(Connection {
+        reader: BufReader::with_capacity(64 * 1024, stream),
+    })
 }
 
 /// Sends one request and reads its response, reconnecting once if a kept-alive connection turns out
@@ -162,7 +167,10 @@ fn exchange(
                 return if status == 200 {
                     Ok(())
                 } else {
-                    Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])))
+                    Err(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(300)])
+                    ))
                 };
             }
             Err(Failure::Stale) if reused && attempt == 0 => *connection = None,
@@ -179,7 +187,11 @@ enum Failure {
     Io(String),
 }
 
-fn send_and_receive(conn: &mut Connection, request: &[u8], body: &mut Vec<u8>) -> Result<(u16, bool), Failure> {
+fn send_and_receive(
+    conn: &mut Connection,
+    request: &[u8],
+    body: &mut Vec<u8>,
+) -> Result<(u16, bool), Failure> {
     if let Err(e) = conn.reader.get_mut().write_all(request) {
         return Err(match e.kind() {
             std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => Failure::Stale,
@@ -211,24 +223,32 @@ fn send_and_receive(conn: &mut Connection, request: &[u8], body: &mut Vec<u8>) -
         if header.is_empty() {
             break;
         }
-        let Some((name, value)) = header.split_once(':') else { continue };
+        let Some((name, value)) = header.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             content_length = value.parse().ok();
         } else if name.eq_ignore_ascii_case("connection") {
             keep_alive = !value.eq_ignore_ascii_case("close");
         } else if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
-            return Err(Failure::Io("chunked responses are not supported by this client".to_string()));
+            return Err(Failure::Io(
+                "chunked responses are not supported by this client".to_string(),
+            ));
         }
     }
     body.clear();
     match content_length {
         Some(n) => {
             body.resize(n, 0);
-            conn.reader.read_exact(body).map_err(|e| Failure::Io(format!("read body: {e}")))?;
+            conn.reader
+                .read_exact(body)
+                .map_err(|e| Failure::Io(format!("read body: {e}")))?;
         }
         None => {
-            conn.reader.read_to_end(body).map_err(|e| Failure::Io(format!("read body: {e}")))?;
+            conn.reader
+                .read_to_end(body)
+                .map_err(|e| Failure::Io(format!("read body: {e}")))?;
             keep_alive = false;
         }
     }

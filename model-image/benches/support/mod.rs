@@ -4,6 +4,7 @@
 //! Each bench binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod loadgen;
 pub mod sample;
 
 use std::fmt::Write as _;
@@ -15,6 +16,11 @@ use std::time::{Duration, Instant};
 /// The `model-image` binary Cargo built for this bench (release, like the bench).
 pub const BIN: &str = env!("CARGO_BIN_EXE_model-image");
 
+/// The binary under test: `$MODEL_IMAGE_BIN` (e.g. one copied out of the container image), else [`BIN`].
+pub fn model_image_bin() -> PathBuf {
+    std::env::var_os("MODEL_IMAGE_BIN").map_or_else(|| PathBuf::from(BIN), PathBuf::from)
+}
+
 /// Prints the benchmark's title, the command that reproduces it, and the machine it runs on.
 pub fn print_header(title: &str, command: &str) {
     println!("== {title}");
@@ -25,7 +31,11 @@ pub fn print_header(title: &str, command: &str) {
         load_average(),
         std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| m.lines().next().map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")))
+            .and_then(|m| m.lines().next().map(|l| l
+                .split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")))
             .map_or_else(String::new, |total| format!("memory {total}")),
     );
     println!();
@@ -71,7 +81,9 @@ pub fn bench_data(name: &str) -> PathBuf {
 
 /// `benches/python/<script>`.
 pub fn python_script(script: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python").join(script)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/python")
+        .join(script)
 }
 
 /// The Python interpreter: `$PYTHON`, else `python3`.
@@ -107,7 +119,8 @@ pub fn bail(message: &str) -> ! {
 /// A log file for a child's output under `dir`.
 pub fn log_file(dir: &Path, name: &str) -> (File, PathBuf) {
     let path = dir.join(name);
-    let file = File::create(&path).unwrap_or_else(|e| bail(&format!("cannot create {}: {e}", path.display())));
+    let file =
+        File::create(&path).unwrap_or_else(|e| bail(&format!("cannot create {}: {e}", path.display())));
     (file, path)
 }
 
@@ -123,8 +136,13 @@ impl Guarded {
     pub fn spawn(name: &str, mut command: Command) -> Guarded {
         use std::os::unix::process::CommandExt as _;
         command.process_group(0);
-        let child = command.spawn().unwrap_or_else(|e| bail(&format!("cannot start {name}: {e}")));
-        Guarded { child, name: name.to_string() }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| bail(&format!("cannot start {name}: {e}")));
+        Guarded {
+            child,
+            name: name.to_string(),
+        }
     }
 
     pub fn id(&self) -> u32 {
@@ -194,7 +212,11 @@ pub fn tree_peak_rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0);
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    own + children.split_whitespace().filter_map(|c| c.parse().ok()).map(tree_peak_rss_kib).sum::<u64>()
+    own + children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .map(tree_peak_rss_kib)
+        .sum::<u64>()
 }
 
 /// A plain-text table with right-aligned columns after the first.
@@ -205,7 +227,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Table {
-        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -215,7 +240,12 @@ impl Table {
     pub fn render(&self) -> String {
         let columns = self.header.len();
         let width = |i: usize| {
-            self.rows.iter().map(|r| r.get(i).map_or(0, String::len)).chain([self.header[i].len()]).max().unwrap_or(0)
+            self.rows
+                .iter()
+                .map(|r| r.get(i).map_or(0, String::len))
+                .chain([self.header[i].len()])
+                .max()
+                .unwrap_or(0)
         };
         let widths: Vec<usize> = (0..columns).map(width).collect();
         let mut out = String::new();

@@ -36,8 +36,9 @@ impl Sample {
         let indices: Vec<usize> = features
             .iter()
             .map(|f| {
-                self.column(f)
-                    .unwrap_or_else(|| super::bail(&format!("the sample has no column `{f}` the model needs")))
+                self.column(f).unwrap_or_else(|| {
+                    super::bail(&format!("the sample has no column `{f}` the model needs"))
+                })
             })
             .collect();
         self.records

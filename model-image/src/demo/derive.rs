@@ -13,7 +13,12 @@ pub const CAT_SUB_CATS: [(&str, &[&str]); 5] = [
     ("DoS", &["DoS-Synflooding"]),
     (
         "Mirai",
-        &["Mirai-Ackflooding", "Mirai-HTTP Flooding", "Mirai-Hostbruteforceg", "Mirai-UDP Flooding"],
+        &[
+            "Mirai-Ackflooding",
+            "Mirai-HTTP Flooding",
+            "Mirai-Hostbruteforceg",
+            "Mirai-UDP Flooding",
+        ],
     ),
     ("Scan", &["Scan Hostport", "Scan Port OS"]),
     ("MITM ARP Spoofing", &["MITM ARP Spoofing"]),
@@ -26,10 +31,16 @@ pub enum DeriveStatsError {
     Csv(#[from] csv::Error),
     #[error("the real CSV has no column `{0}`")]
     MissingColumn(String),
-    #[error("data row {row}: unknown Cat `{cat}` (expected one of Normal, DoS, Mirai, Scan, MITM ARP Spoofing)")]
+    #[error(
+        "data row {row}: unknown Cat `{cat}` (expected one of Normal, DoS, Mirai, Scan, MITM ARP Spoofing)"
+    )]
     UnknownCat { row: usize, cat: String },
     #[error("data row {row}, column `{column}`: `{cell}` is not a number")]
-    NotANumber { row: usize, column: String, cell: String },
+    NotANumber {
+        row: usize,
+        column: String,
+        cell: String,
+    },
     #[error("the real CSV has no row of Cat `{0}`")]
     MissingCat(&'static str),
 }
@@ -53,7 +64,9 @@ struct Acc {
 /// `inf`/`-inf`/`Infinity` cells count as inf; empty and `nan` cells are skipped (the rates are over
 /// the non-empty cells).
 pub fn derive_stats(real_csv: &Path) -> Result<String, DeriveStatsError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(real_csv)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(real_csv)?;
     let headers = reader.headers()?.clone();
     let find = |name: &str| {
         headers
@@ -68,7 +81,10 @@ pub fn derive_stats(real_csv: &Path) -> Result<String, DeriveStatsError> {
 
     let new_acc = || {
         (0..features.len())
-            .map(|_| Acc { integral: true, ..Acc::default() })
+            .map(|_| Acc {
+                integral: true,
+                ..Acc::default()
+            })
             .collect::<Vec<_>>()
     };
     let mut accs: Vec<Vec<Acc>> = CAT_SUB_CATS.iter().map(|_| new_acc()).collect();
@@ -81,13 +97,19 @@ pub fn derive_stats(real_csv: &Path) -> Result<String, DeriveStatsError> {
         total_rows += 1;
         let row = total_rows;
         let cat = record.get(cat_idx).unwrap_or("");
-        let k = CAT_SUB_CATS
-            .iter()
-            .position(|(c, _)| *c == cat)
-            .ok_or_else(|| DeriveStatsError::UnknownCat { row, cat: cat.to_string() })?;
+        let k =
+            CAT_SUB_CATS
+                .iter()
+                .position(|(c, _)| *c == cat)
+                .ok_or_else(|| DeriveStatsError::UnknownCat {
+                    row,
+                    cat: cat.to_string(),
+                })?;
         rows[k] += 1;
         if let Some(s) = sub_cat_idx {
-            *sub_cats[k].entry(record.get(s).unwrap_or("").to_string()).or_default() += 1;
+            *sub_cats[k]
+                .entry(record.get(s).unwrap_or("").to_string())
+                .or_default() += 1;
         }
         for (j, &c) in feature_idx.iter().enumerate() {
             let cell = record.get(c).unwrap_or("");
@@ -121,9 +143,18 @@ pub fn derive_stats(real_csv: &Path) -> Result<String, DeriveStatsError> {
         return Err(DeriveStatsError::MissingCat(CAT_SUB_CATS[k].0));
     }
 
-    let file_name = real_csv.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = real_csv
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut out = String::new();
-    header(&mut out, &file_name, total_rows, empty_cells, sub_cat_idx.is_some());
+    header(
+        &mut out,
+        &file_name,
+        total_rows,
+        empty_cells,
+        sub_cat_idx.is_some(),
+    );
     let _ = writeln!(out, "pub static CATS: [CatStats; {}] = [", CAT_SUB_CATS.len());
     for (k, (cat, names)) in CAT_SUB_CATS.iter().enumerate() {
         let _ = writeln!(out, "    CatStats {{");
@@ -131,9 +162,15 @@ pub fn derive_stats(real_csv: &Path) -> Result<String, DeriveStatsError> {
         let _ = writeln!(out, "        share: {:?},", rows[k] as f64 / total_rows as f64);
         let _ = writeln!(out, "        rows: {},", rows[k]);
         let shares: Vec<(String, f64)> = if sub_cat_idx.is_some() {
-            sub_cats[k].iter().map(|(s, &n)| (s.clone(), n as f64 / rows[k] as f64)).collect()
+            sub_cats[k]
+                .iter()
+                .map(|(s, &n)| (s.clone(), n as f64 / rows[k] as f64))
+                .collect()
         } else {
-            names.iter().map(|s| (s.to_string(), 1.0 / names.len() as f64)).collect()
+            names
+                .iter()
+                .map(|s| (s.to_string(), 1.0 / names.len() as f64))
+                .collect()
         };
         let shares: Vec<String> = shares.iter().map(|(s, p)| format!("({s:?}, {p:?})")).collect();
         let _ = writeln!(out, "        sub_cats: &[{}],", shares.join(", "));
@@ -183,7 +220,11 @@ pub const SOURCE_ROWS: usize = {rows};
 
 fn feature(out: &mut String, name: &str, acc: &mut Acc) {
     let cells = acc.cells.max(1) as f64;
-    let (inf_rate, zero_rate) = if acc.cells == 0 { (0.0, 1.0) } else { (acc.inf as f64 / cells, acc.zero as f64 / cells) };
+    let (inf_rate, zero_rate) = if acc.cells == 0 {
+        (0.0, 1.0)
+    } else {
+        (acc.inf as f64 / cells, acc.zero as f64 / cells)
+    };
     acc.nonzero.sort_by(f64::total_cmp);
     let values = &acc.nonzero;
     let quantiles: Vec<f64> = QUANTILE_LEVELS.iter().map(|&p| quantile(values, p)).collect();
@@ -195,7 +236,10 @@ fn feature(out: &mut String, name: &str, acc: &mut Acc) {
         }
     }
     let levels: Vec<String> = if acc.integral && levels.len() <= MAX_LEVELS {
-        levels.iter().map(|&(v, n)| format!("({v:?}, {:?})", n as f64 / values.len() as f64)).collect()
+        levels
+            .iter()
+            .map(|&(v, n)| format!("({v:?}, {:?})", n as f64 / values.len() as f64))
+            .collect()
     } else {
         Vec::new()
     };

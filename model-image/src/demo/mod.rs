@@ -18,6 +18,8 @@
 //! Commands (run from the repository root):
 //! - regenerate `stats.rs`:
 //!   `cargo run -p model-image -- demo-data --derive-stats ../shared/data/iotid20/iotid20_sample.csv > model-image/src/demo/stats.rs`
+//!   (or, without the CLI, `DEMO_REWRITE_STATS=1 cargo test -p model-image --lib stats_rs_is_up_to_date`);
+//!   the test `stats_rs_is_up_to_date_with_the_real_sample` fails while the file is stale
 //! - regenerate the shipped `data/iotid20-demo.csv` (5,000 rows, seed 20):
 //!   `cargo test -p model-image --lib demo -- --ignored regenerate`
 
@@ -144,20 +146,24 @@ enum Cell {
 pub fn write_demo_csv(opts: &DemoOptions, out: impl std::io::Write) -> std::io::Result<()> {
     let shares = class_shares(opts.normal_share)?;
     if !(0.0..=1.0).contains(&opts.missing_rate) {
-        return Err(invalid(format!("missing_rate {} is not in [0, 1]", opts.missing_rate)));
+        return Err(invalid(format!(
+            "missing_rate {} is not in [0, 1]",
+            opts.missing_rate
+        )));
     }
     let column = |name: &str| RAW_COLUMNS.iter().position(|c| *c == name).expect("raw column");
-    let copies: Vec<(usize, usize)> = COPIES.iter().map(|(to, from)| (column(to), column(from))).collect();
+    let copies: Vec<(usize, usize)> = COPIES
+        .iter()
+        .map(|(to, from)| (column(to), column(from)))
+        .collect();
     let (std_col, var_col) = (column("Pkt_Len_Std"), column("Pkt_Len_Var"));
     // Raw column index of every feature of a class's stats (the same for every class).
     let feature_cols: Vec<usize> = stats::CATS[0].features.iter().map(|f| column(f.name)).collect();
-    let integral: Vec<bool> = (0..RAW_COLUMNS.len())
-        .map(|c| {
-            stats::CATS
-                .iter()
-                .all(|cat| cat.features.iter().find(|f| column(f.name) == c).is_none_or(|f| f.integral))
-        })
-        .collect();
+    // A column is written as integers when it is integral in every class.
+    let mut integral = vec![false; RAW_COLUMNS.len()];
+    for (j, &c) in feature_cols.iter().enumerate() {
+        integral[c] = stats::CATS.iter().all(|cat| cat.features[j].integral);
+    }
 
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut w = csv::Writer::from_writer(out);
@@ -226,7 +232,11 @@ fn class_shares(normal_share: f64) -> std::io::Result<Vec<f64>> {
     if !(0.0..=1.0).contains(&normal_share) {
         return Err(invalid(format!("normal_share {normal_share} is not in [0, 1]")));
     }
-    let attack_total: f64 = stats::CATS.iter().filter(|c| c.cat != "Normal").map(|c| c.share).sum();
+    let attack_total: f64 = stats::CATS
+        .iter()
+        .filter(|c| c.cat != "Normal")
+        .map(|c| c.share)
+        .sum();
     Ok(stats::CATS
         .iter()
         .map(|c| {
@@ -276,7 +286,10 @@ fn sample_feature(f: &FeatureStats, rng: &mut ChaCha8Rng) -> Cell {
 
 /// The value at probability `u` of the piecewise-linear CDF through `quantiles` at [`QUANTILE_LEVELS`].
 fn inverse_cdf(quantiles: &[f64; QUANTILE_LEVELS.len()], u: f64) -> f64 {
-    let i = QUANTILE_LEVELS[1..].iter().position(|&l| u < l).unwrap_or(QUANTILE_LEVELS.len() - 2);
+    let i = QUANTILE_LEVELS[1..]
+        .iter()
+        .position(|&l| u < l)
+        .unwrap_or(QUANTILE_LEVELS.len() - 2);
     let (l0, l1) = (QUANTILE_LEVELS[i], QUANTILE_LEVELS[i + 1]);
     let (q0, q1) = (quantiles[i], quantiles[i + 1]);
     q0 + (q1 - q0) * ((u - l0) / (l1 - l0)).clamp(0.0, 1.0)

@@ -11,7 +11,7 @@ mod response;
 mod tests;
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -123,12 +123,13 @@ pub async fn serve_with_shutdown(
     Ok(())
 }
 
-/// `0.0.0.0:$SAGEMAKER_BIND_TO_PORT`, or port [`DEFAULT_PORT`] when the variable is unset or empty.
-pub fn bind_addr_from_env() -> std::io::Result<SocketAddr> {
-    bind_addr(std::env::var("SAGEMAKER_BIND_TO_PORT").ok().as_deref())
+/// `host:$SAGEMAKER_BIND_TO_PORT`, or port [`DEFAULT_PORT`] when the variable is unset or empty.
+/// SageMaker expects `host` = `0.0.0.0` (all interfaces).
+pub fn bind_addr_from_env(host: IpAddr) -> std::io::Result<SocketAddr> {
+    bind_addr(host, std::env::var("SAGEMAKER_BIND_TO_PORT").ok().as_deref())
 }
 
-fn bind_addr(port: Option<&str>) -> std::io::Result<SocketAddr> {
+fn bind_addr(host: IpAddr, port: Option<&str>) -> std::io::Result<SocketAddr> {
     let port = match port.map(str::trim) {
         None | Some("") => DEFAULT_PORT,
         Some(text) => text.parse().map_err(|_| {
@@ -138,7 +139,7 @@ fn bind_addr(port: Option<&str>) -> std::io::Result<SocketAddr> {
             )
         })?,
     };
-    Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+    Ok(SocketAddr::new(host, port))
 }
 
 /// Completes on SIGTERM (what SageMaker sends) or SIGINT.

@@ -94,6 +94,9 @@ pub(crate) struct FeatureLayout {
     /// Every known column name (model features and the raw IoTID20 columns) -> its feature index, if
     /// it is a model feature.
     names: HashMap<Box<[u8]>, Option<usize>>,
+    /// `initials[b]`: some known name starts with byte `b`. Cells starting otherwise (numbers, for
+    /// every raw column) are never looked up when detecting a header.
+    initials: [bool; 256],
     /// The row widths accepted without a header, each with the column of every feature.
     positional: Vec<Positional>,
     /// The accepted widths in words, for the wrong-width message.
@@ -114,6 +117,13 @@ impl FeatureLayout {
         }
         for name in RAW_COLUMNS {
             names.entry(name.as_bytes().into()).or_insert(None);
+        }
+
+        let mut initials = [false; 256];
+        for name in names.keys() {
+            if let Some(&first) = name.first() {
+                initials[usize::from(first)] = true;
+            }
         }
 
         let mut positional = vec![Positional {
@@ -151,6 +161,7 @@ impl FeatureLayout {
         Self {
             features: features.to_vec(),
             names,
+            initials,
             positional,
             widths_text,
         }
@@ -362,12 +373,12 @@ impl CsvRows<'_> {
         Ok(())
     }
 
-    /// A record is a header iff one of its cells is a model feature or a raw column name. Names start
-    /// with a letter, so numeric cells are never looked up.
+    /// A record is a header iff one of its cells is a model feature or a raw column name.
     fn is_header<R: Record + ?Sized>(&self, record: &R) -> bool {
+        let layout = self.layout;
         (0..record.width()).any(|i| {
             let cell = record.cell(i).trim_ascii();
-            cell.first().is_some_and(u8::is_ascii_alphabetic) && self.layout.lookup(cell).is_some()
+            cell.first().is_some_and(|&b| layout.initials[usize::from(b)]) && layout.lookup(cell).is_some()
         })
     }
 }
@@ -618,9 +629,12 @@ impl<'de> Visitor<'de> for Instance<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let rows = self.0;
         let start = rows.begin_object();
-        while let Some(key) = map.next_key_seed(FeatureKey(rows.layout))? {
+        // Clients usually send the features in the model's order: try the next one before hashing.
+        let mut expected = 0;
+        while let Some(key) = map.next_key_seed(FeatureKey(rows.layout, expected))? {
             match key {
                 Some(feature) => {
+                    expected = feature + 1;
                     let cell = map.next_value_seed(CellSeed)?;
                     rows.set(start, feature, cell).map_err(|e| rows.fail(e))?;
                 }
@@ -652,8 +666,9 @@ impl<'de> Visitor<'de> for Instance<'_, '_> {
     }
 }
 
-/// An object key: its feature index if it names a model feature.
-struct FeatureKey<'l>(&'l FeatureLayout);
+/// An object key: its feature index if it names a model feature. The second field is the feature
+/// expected next, compared before the name map is consulted.
+struct FeatureKey<'l>(&'l FeatureLayout, usize);
 
 impl<'de> DeserializeSeed<'de> for FeatureKey<'_> {
     type Value = Option<usize>;
@@ -670,7 +685,11 @@ impl<'de> Visitor<'de> for FeatureKey<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.lookup(key.as_bytes()).flatten())
+        let FeatureKey(layout, expected) = self;
+        if layout.features.get(expected).is_some_and(|f| f == key) {
+            return Ok(Some(expected));
+        }
+        Ok(layout.lookup(key.as_bytes()).flatten())
     }
 }
 

@@ -538,7 +538,7 @@ async fn json_shape_errors_are_400() {
     post_json(&app, &deep)
         .await
         .assert_error(StatusCode::BAD_REQUEST, &["instance 1", "1 values"]);
-    let deep = format!("{}{}", r#"{"a":"#.repeat(100_000), "}".repeat(100_000));
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(100_000), "}".repeat(100_000));
     post_json(&app, &format!("[{deep}]"))
         .await
         .assert_error(StatusCode::BAD_REQUEST, &["instance 1", "missing"]);
@@ -769,10 +769,20 @@ async fn large_batches_are_scored_in_order() {
 
 #[test]
 fn bind_address_comes_from_sagemaker_bind_to_port() {
-    assert_eq!(bind_addr(None).unwrap(), "0.0.0.0:8080".parse().unwrap());
-    assert_eq!(bind_addr(Some("")).unwrap(), "0.0.0.0:8080".parse().unwrap());
-    assert_eq!(bind_addr(Some("9090")).unwrap(), "0.0.0.0:9090".parse().unwrap());
-    assert!(bind_addr(Some("http")).is_err());
+    let any = IpAddr::from([0, 0, 0, 0]);
+    assert_eq!(bind_addr(any, None).unwrap(), "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(bind_addr(any, Some("")).unwrap(), "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(
+        bind_addr(any, Some("9090")).unwrap(),
+        "0.0.0.0:9090".parse().unwrap()
+    );
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    assert_eq!(
+        bind_addr(loopback, Some(" 9091 ")).unwrap(),
+        "127.0.0.1:9091".parse().unwrap()
+    );
+    assert!(bind_addr(any, Some("http")).is_err());
+    assert!(bind_addr(any, Some("70000")).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------

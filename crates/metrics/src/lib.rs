@@ -17,7 +17,8 @@
 //!   mean recall over the classes present in `y` (scikit-learn's behaviour), `0.0` if none is.
 //! * ROC-AUC counts tied positive/negative pairs as one half. It is undefined with one class; the
 //!   point value is then `0.5` (chance). Average precision (`pr_auc`) is scikit-learn's step-wise
-//!   `average_precision_score`; it is `0.0` with no positives (as scikit-learn returns).
+//!   `average_precision_score`; it is `0.0` with no positives (as scikit-learn returns), and
+//!   likewise `pr_auc_negative` is `0.0` with no negatives.
 //!   `pr_auc_negative` is the average precision of the negative class ranked by `1 - score`
 //!   (ties are the ties of `score`).
 //! * Log-loss clips probabilities to `[1e-15, 1 - 1e-15]` and uses the natural logarithm.

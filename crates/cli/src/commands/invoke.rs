@@ -1,0 +1,167 @@
+//! `orchestrate invoke FILE`: sends a CSV, JSON or JSON Lines file to the deployment's endpoint and
+//! prints the predictions as the endpoint answers them (`--accept`). The content type comes from the
+//! file's extension unless `--content-type` says otherwise. A refused request (non-2xx) prints the
+//! endpoint's reason and exits 1.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use engine::Target;
+use serde_json::{Value, json};
+
+use crate::cli::{ContentType, InvokeArgs};
+use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::exit::{Exit, Reported};
+
+pub async fn run(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
+    let content_type = content_type(&args.file, args.content_type)?;
+    let body = std::fs::read(&args.file).with_context(|| format!("cannot read `{}`", args.file.display()))?;
+    let spec = cx.load_spec()?;
+    let progress = cx.progress();
+    let request = Request {
+        content_type,
+        accept: args.accept.mime(),
+        body,
+    };
+    let (status, response) = dispatch(cx, &spec, &progress, request).await?;
+    let ok = (200..300).contains(&status);
+    if cx.printer.is_json() {
+        let parsed = serde_json::from_slice::<Value>(&response)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response).into_owned()));
+        cx.printer
+            .json(&json!({ "ok": ok, "status": status, "response": parsed }));
+        return if ok {
+            Ok(Exit::Success)
+        } else {
+            Err(Reported(Exit::Error).into())
+        };
+    }
+    if !ok {
+        bail!(
+            "the endpoint refused the request (HTTP {status}): {}",
+            reason(&response)
+        );
+    }
+    let mut text = String::from_utf8_lossy(&response).into_owned();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    cx.printer.text(&text);
+    Ok(Exit::Success)
+}
+
+/// One request to the endpoint.
+pub struct Request {
+    pub content_type: &'static str,
+    pub accept: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl OnTarget for Request {
+    /// The HTTP status and the body.
+    type Output = (u16, Vec<u8>);
+
+    fn needs(&self) -> Needs {
+        Needs {
+            lock: false,
+            desired_state: false,
+        }
+    }
+
+    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<(u16, Vec<u8>)> {
+        let endpoint = session.spec.name.as_str();
+        Ok(session
+            .target
+            .invoke(endpoint, self.content_type, self.accept, self.body)
+            .await?)
+    }
+}
+
+/// The request's content type: the flag's, or the one the extension implies.
+pub fn content_type(file: &Path, flag: ContentType) -> anyhow::Result<&'static str> {
+    Ok(match flag {
+        ContentType::Csv => "text/csv",
+        ContentType::Json => "application/json",
+        ContentType::JsonLines => "application/jsonlines",
+        ContentType::Auto => {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            match name.rsplit_once('.').map(|(_, ext)| ext) {
+                Some("csv") => "text/csv",
+                Some("json") => "application/json",
+                Some("jsonl" | "jsonlines" | "ndjson") => "application/jsonlines",
+                _ => bail!(
+                    "cannot tell the content type of `{}` from its extension; name it .csv, .json or .jsonl, \
+                     or pass --content-type",
+                    file.display()
+                ),
+            }
+        }
+    })
+}
+
+/// The reason in an error body: model-image answers `{"error": "<sentence>", "row": n?, "column": "name"?}`;
+/// anything else is shown as text.
+fn reason(body: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<Value>(body)
+        && let Some(text) = ["error", "message"]
+            .iter()
+            .find_map(|k| value.get(*k).and_then(Value::as_str))
+    {
+        let mut reason = text.to_string();
+        if let Some(row) = value.get("row").and_then(Value::as_u64) {
+            reason.push_str(&format!(" (row {row}"));
+            if let Some(column) = value.get("column").and_then(Value::as_str) {
+                reason.push_str(&format!(", column `{column}`"));
+            }
+            reason.push(')');
+        } else if let Some(column) = value.get("column").and_then(Value::as_str) {
+            reason.push_str(&format!(" (column `{column}`)"));
+        }
+        return reason;
+    }
+    let text = String::from_utf8_lossy(body).trim().to_string();
+    if text.is_empty() {
+        "no reason given".to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_follows_the_extension_unless_given() {
+        let auto = |name: &str| content_type(Path::new(name), ContentType::Auto);
+        assert_eq!(auto("rows.csv").unwrap(), "text/csv");
+        assert_eq!(auto("ROWS.CSV").unwrap(), "text/csv");
+        assert_eq!(auto("rows.json").unwrap(), "application/json");
+        assert_eq!(auto("rows.jsonl").unwrap(), "application/jsonlines");
+        assert_eq!(auto("rows.ndjson").unwrap(), "application/jsonlines");
+        assert!(
+            auto("rows.txt")
+                .unwrap_err()
+                .to_string()
+                .contains("--content-type")
+        );
+        assert_eq!(
+            content_type(Path::new("rows.txt"), ContentType::Csv).unwrap(),
+            "text/csv"
+        );
+    }
+
+    #[test]
+    fn reason_reads_model_image_errors() {
+        assert_eq!(
+            reason(br#"{"error": "not a number", "row": 3, "column": "Flow_Duration"}"#),
+            "not a number (row 3, column `Flow_Duration`)"
+        );
+        assert_eq!(reason(br#"{"error": "empty body"}"#), "empty body");
+        assert_eq!(reason(b"plain words\n"), "plain words");
+        assert_eq!(reason(b""), "no reason given");
+    }
+}

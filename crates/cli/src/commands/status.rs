@@ -1,0 +1,24 @@
+//! `orchestrate status`: every resource compared with deploy.yaml — in sync, drifted (field: want,
+//! have), missing, in progress, failed, orphan, kept for rollback. Changes nothing. Exit 0 in sync,
+//! 2 drift, 1 error.
+
+use engine::StatusReport;
+use serde_json::json;
+
+use crate::commands::plan::Observe;
+use crate::deployment::{Context, dispatch};
+use crate::exit::Exit;
+
+pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
+    let spec = cx.load_spec()?;
+    let progress = cx.progress();
+    let plan = dispatch(cx, &spec, &progress, Observe).await?;
+    let report = StatusReport::from_plan(&plan);
+    cx.printer.text(&cx.printer.plan_text(&report.render()));
+    cx.printer.json(&json!({ "ok": true, "status": report }));
+    Ok(if report.in_sync {
+        Exit::Success
+    } else {
+        Exit::Drift
+    })
+}

@@ -1,0 +1,147 @@
+//! `orchestrate up`: plan, print the plan, apply it (progress on stderr), then print where the
+//! deployment answers and the new model's validation metrics. A converged deployment prints
+//! "No changes" and returns at once. With `--output json`, one document: the plan, the outcome (or
+//! the error that stopped the run), the summary and the metrics.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use engine::executor::{self, UpOutcome};
+use engine::target::Found;
+use engine::{Kind, Observed, Target};
+use serde_json::{Value, json};
+
+use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::exit::{Exit, Reported};
+use crate::render::{elapsed, error_json, key_values, metrics_table};
+
+pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
+    let spec = cx.load_spec()?;
+    let progress = cx.progress();
+    dispatch(cx, &spec, &progress, Up { cx }).await
+}
+
+struct Up<'a> {
+    cx: &'a Context,
+}
+
+impl OnTarget for Up<'_> {
+    type Output = Exit;
+
+    fn needs(&self) -> Needs {
+        Needs {
+            lock: true,
+            desired_state: true,
+        }
+    }
+
+    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
+        let printer = &self.cx.printer;
+        let (target, state, progress) = (&session.target, session.state(), session.progress);
+        let plan = executor::plan(target, state, progress).await?;
+        printer.text(&printer.plan_text(&plan.render()));
+
+        let started = Instant::now();
+        let outcome = if plan.is_noop() {
+            UpOutcome {
+                changed: 0,
+                deleted: Vec::new(),
+            }
+        } else {
+            let gate = session.spec.training.quality_gate.as_ref();
+            let result = executor::up(target, state, &plan, gate, progress).await;
+            progress.close();
+            match result {
+                Ok(outcome) => outcome,
+                Err(error) if printer.is_json() => {
+                    let error = anyhow::Error::from(error);
+                    printer.json(
+                        &json!({ "ok": false, "plan": plan, "outcome": null, "error": error_json(&error) }),
+                    );
+                    return Err(Reported(Exit::Error).into());
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+
+        // A target may keep a leftover it was asked to delete (the local target keeps the config
+        // the endpoint just left, for rollback): report what is really gone.
+        let (deleted, kept) =
+            if outcome.deleted.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                let owned = target.owned().await.unwrap_or_default();
+                outcome.deleted.iter().cloned().partition::<Vec<Found>, _>(|d| {
+                    !owned.iter().any(|o| o.kind == d.kind && o.name == d.name)
+                })
+            };
+        let summary = target.summary(state).await;
+        let (job, metrics) = training_metrics(target, session).await;
+
+        if !plan.is_noop() {
+            let mut text = format!(
+                "Applied {} change{} in {}.\n",
+                outcome.changed,
+                if outcome.changed == 1 { "" } else { "s" },
+                elapsed(started.elapsed())
+            );
+            for found in &deleted {
+                text.push_str(&format!("  deleted {} {}\n", found.kind, found.name));
+            }
+            for found in &kept {
+                text.push_str(&format!("  kept {} {} for rollback\n", found.kind, found.name));
+            }
+            printer.text(&text);
+        }
+        if !summary.is_empty() {
+            printer.text(&format!(
+                "Deployment `{}` on {}:\n{}",
+                plan.deployment,
+                plan.target,
+                key_values(&summary)
+            ));
+        }
+        if let (Some(job), Some(metrics)) = (&job, &metrics) {
+            printer.text(&format!(
+                "Validation metrics of training job {job}:\n{}",
+                metrics_table(metrics)
+            ));
+        }
+        printer.json(&json!({
+            "ok": true,
+            "changes": plan.changes(),
+            "plan": plan,
+            "outcome": { "changed": outcome.changed, "deleted": deleted, "kept_for_rollback": kept },
+            "summary": summary.iter().cloned().collect::<BTreeMap<String, String>>(),
+            "training_job": job,
+            "validation_metrics": metrics.map_or(Value::Null, |m| json!(m)),
+        }));
+        Ok(Exit::Success)
+    }
+}
+
+/// The completed training job's actual name (with its attempt suffix) and validation metrics. A
+/// failure to read them is logged, not fatal: the deployment is up.
+async fn training_metrics<T: Target>(
+    target: &T,
+    session: &Session<'_, T>,
+) -> (Option<String>, Option<BTreeMap<String, f64>>) {
+    let Some(job) = session.state().get(Kind::TrainingJob) else {
+        return (None, None);
+    };
+    let name = match target.observe(job).await {
+        Ok(Observed::Present { name, .. }) => name,
+        Ok(Observed::Absent) => return (None, None),
+        Err(error) => {
+            tracing::warn!(%error, "cannot observe the training job");
+            return (None, None);
+        }
+    };
+    match target.training_metrics(&name).await {
+        Ok(metrics) => (Some(name), Some(metrics)),
+        Err(error) => {
+            session.progress.line(&format!("warning: {error}"));
+            (Some(name), None)
+        }
+    }
+}

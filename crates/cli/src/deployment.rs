@@ -1,0 +1,160 @@
+//! From a parsed command line to an open target: loading deploy.yaml (all diagnostics before any
+//! side effect), choosing the target (`--target` over the file's `target`), opening it, taking its
+//! lock, building the image and computing the desired state.
+//!
+//! Commands are written once, generically over `engine::Target`, as an [`OnTarget`]; [`dispatch`] is
+//! the one place that knows the concrete targets. The AWS target is not part of this build yet: its
+//! arm reports that clearly, and adding it means one more arm here.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use engine::{DesiredState, Facts, Target};
+use local::LocalTarget;
+use spec::Spec;
+
+use crate::cli::Global;
+use crate::model_image;
+use crate::render::Printer;
+use crate::reporter::Progress;
+
+/// What the AWS target's absence looks like to users.
+pub const AWS_UNAVAILABLE: &str = "the `aws` target is not available in this version of orchestrate yet (it arrives \
+     with the AWS issues); use `--target local` to deploy on this machine";
+
+/// Everything a command needs from the command line.
+#[derive(Debug)]
+pub struct Context {
+    pub global: Global,
+    pub printer: Printer,
+    /// stderr is a terminal and nothing else writes to it: draw spinners.
+    pub spinners: bool,
+}
+
+impl Context {
+    /// Reads and validates deploy.yaml, with `--target` applied. On failure the error is the
+    /// [`spec::Diagnostics`], every problem at once.
+    pub fn load_spec(&self) -> anyhow::Result<Spec> {
+        let overrides = spec::Overrides {
+            target: self.global.target.map(Into::into),
+        };
+        Ok(spec::load_with(&self.global.file, &overrides)?)
+    }
+
+    /// The folder of deploy.yaml (relative paths in it are relative to this folder).
+    pub fn deploy_dir(&self) -> PathBuf {
+        match self.global.file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress::new(self.spinners)
+    }
+}
+
+/// The targets this binary can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetChoice {
+    Local,
+    Aws,
+}
+
+impl TargetChoice {
+    /// The target of a validated spec (where `--target` has already replaced the file's choice).
+    pub fn of(spec: &Spec) -> Self {
+        match spec.target {
+            spec::Target::Local => TargetChoice::Local,
+            spec::Target::Aws => TargetChoice::Aws,
+        }
+    }
+}
+
+/// What a command needs prepared before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Hold the deployment's lock for the whole run (commands that change something).
+    pub lock: bool,
+    /// Build the image and compute the desired state (every command that plans).
+    pub desired_state: bool,
+}
+
+/// An open target, ready for a command.
+pub struct Session<'a, T> {
+    pub spec: &'a Spec,
+    pub target: T,
+    pub progress: &'a Progress,
+    /// Present when the command asked for it ([`Needs::desired_state`]).
+    state: Option<DesiredState>,
+}
+
+impl<T> Session<'_, T> {
+    /// The desired state; only for commands that declared [`Needs::desired_state`].
+    pub fn state(&self) -> &DesiredState {
+        self.state
+            .as_ref()
+            .expect("the command declared Needs::desired_state")
+    }
+}
+
+/// A command, written once for every target.
+#[allow(async_fn_in_trait)]
+pub trait OnTarget {
+    type Output;
+
+    fn needs(&self) -> Needs;
+
+    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Self::Output>;
+}
+
+/// Opens the spec's target, prepares what `command` needs and runs it.
+pub async fn dispatch<C: OnTarget>(
+    cx: &Context,
+    spec: &Spec,
+    progress: &Progress,
+    command: C,
+) -> anyhow::Result<C::Output> {
+    let needs = command.needs();
+    match TargetChoice::of(spec) {
+        TargetChoice::Local => {
+            let binary = model_image_binary(cx, needs.desired_state, progress)?;
+            let target = LocalTarget::open(spec, &binary).context("cannot open the local target")?;
+            let _lock = needs.lock.then(|| target.lock()).transpose()?;
+            let state = if needs.desired_state {
+                let step = progress.begin(format!("building the image from {}", binary.display()));
+                let built = target.build_image()?;
+                let digest = built.manifest_digest.to_string();
+                step.done(&format!("image {digest}"));
+                let facts: Facts = target.facts(&digest)?;
+                Some(engine::desired_state(spec, spec.target, &facts))
+            } else {
+                None
+            };
+            command
+                .run(&Session {
+                    spec,
+                    target,
+                    progress,
+                    state,
+                })
+                .await
+        }
+        TargetChoice::Aws => bail!(AWS_UNAVAILABLE),
+    }
+}
+
+/// The model-image binary. Commands that build the image find (or build) it; the others only pass
+/// it along to the target, which does not run it, so a missing one is not worth a build.
+fn model_image_binary(cx: &Context, needed: bool, progress: &Progress) -> anyhow::Result<PathBuf> {
+    let explicit = cx.global.model_image.as_deref();
+    if needed {
+        let (path, source) = model_image::locate(explicit, &cx.deploy_dir(), |line| progress.line(line))?;
+        tracing::debug!(path = %path.display(), ?source, "model-image binary");
+        Ok(path)
+    } else {
+        Ok(explicit
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("model-image")))
+    }
+}

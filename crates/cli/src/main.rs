@@ -1,0 +1,98 @@
+//! `orchestrate`: recreates a whole ML deployment from one deploy.yaml.
+//!
+//! This binary stays thin: it parses the command line ([`cli`]), runs the subcommand ([`commands`],
+//! which call the spec, engine and target libraries), renders the result ([`render`], progress via
+//! [`reporter`]) and maps it to an exit code ([`exit`]: 0 ok, 1 error, 2 drift; 130 on Ctrl-C).
+
+mod cli;
+mod commands;
+mod deployment;
+mod exit;
+mod model_image;
+mod render;
+mod reporter;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::deployment::Context;
+use crate::exit::{Exit, Reported};
+use crate::render::Printer;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // clap exits 2 on usage errors; 2 means drift here.
+            return if error.use_stderr() {
+                Exit::Error
+            } else {
+                Exit::Success
+            }
+            .into();
+        }
+    };
+    init_logging(cli.global.verbose);
+    let printer = Printer::new(cli.global.output);
+    let spinners = std::io::stderr().is_terminal() && !printer.is_json() && cli.global.verbose == 0;
+    let cx = Context {
+        global: cli.global,
+        printer,
+        spinners,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            cx.printer
+                .error(&anyhow::Error::new(error).context("cannot start the async runtime"));
+            return Exit::Error.into();
+        }
+    };
+    runtime.spawn(interrupted());
+    match runtime.block_on(commands::run(&cx, cli.command)) {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            if let Some(Reported(exit)) = error.downcast_ref::<Reported>() {
+                return (*exit).into();
+            }
+            cx.printer.error(&error);
+            Exit::Error.into()
+        }
+    }
+}
+
+/// Ctrl-C: says what state things are left in and exits at once with 130, the shell's code for
+/// SIGINT. Runs on a worker thread, so it also fires while the main thread waits at a prompt. Nothing
+/// needs undoing: every target operation is idempotent and the next `up` picks up where this one
+/// stopped (a running training job is re-attached to); the OS releases the deployment lock.
+async fn interrupted() {
+    if tokio::signal::ctrl_c().await.is_ok() {
+        eprintln!(
+            "\ninterrupted: work already started goes on (a training job keeps running); \
+             `orchestrate status` shows where things stand and `orchestrate up` continues from there"
+        );
+        std::process::exit(Exit::Interrupted.code().into());
+    }
+}
+
+/// Logs on stderr: warnings only by default; `-v` debug logs of orchestrate's own crates, `-vv`
+/// of every library too, `-vvv` trace. `RUST_LOG` wins when set.
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,orchestrate=debug,engine=debug,local=debug,spec=debug,image=debug",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

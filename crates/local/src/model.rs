@@ -1,0 +1,154 @@
+//! Models: the completed training job's `opt_ml/model/` packed into `models/<name>/model.tar.gz`
+//! (tar + gzip, files at the archive's root, as SageMaker uploads it) and extracted beside it into
+//! `model/`, the folder the endpoint serves from. A model whose folder, archive or extracted copy is
+//! gone is absent and `up` makes it again from its training job.
+//!
+//! The model of a config kept for rollback is never deleted while the endpoint records that config
+//! (see [`endpoint_config`](crate::endpoint_config)).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use engine::resource::{Desired, Kind, Lifecycle, Observed};
+use engine::target::Applied;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{Record, collect_files};
+use crate::{
+    LocalError, LocalTarget, desired_fields, endpoint, io_error, observed_record, remove_dir_all,
+    training_job,
+};
+
+const KIND: Kind = Kind::Model;
+const ARCHIVE: &str = "model.tar.gz";
+const EXTRACTED: &str = "model";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ModelDetails {
+    /// The training job attempt the model came from.
+    pub training_job: String,
+    pub folder: PathBuf,
+}
+
+/// The folder an endpoint serves model `name` from.
+pub(crate) fn serving_dir(target: &LocalTarget, name: &str) -> PathBuf {
+    target.state.resource_dir(KIND, name).join(EXTRACTED)
+}
+
+/// The image a model runs (`repo@sha256:…`), from its record.
+pub(crate) fn image_of(target: &LocalTarget, name: &str) -> Result<Option<String>, LocalError> {
+    Ok(target
+        .state
+        .read::<ModelDetails>(KIND, name)?
+        .and_then(|r| r.field("image").map(str::to_string)))
+}
+
+pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
+    let Some(record) = target.state.read::<ModelDetails>(KIND, &desired.name)? else {
+        return Ok(Observed::Absent);
+    };
+    let folder = &record.details.folder;
+    if !folder.join(ARCHIVE).is_file() || !folder.join(EXTRACTED).is_dir() {
+        return Ok(Observed::Absent);
+    }
+    Ok(observed_record(Some(record)))
+}
+
+pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
+    let name = desired.name.as_str();
+    let base = desired.get("training_job").unwrap_or_default();
+    let job = training_job::latest(target, base)?
+        .filter(|job| training_job::lifecycle(target, job) == Lifecycle::Ready)
+        .ok_or_else(|| LocalError::Missing {
+            kind: KIND,
+            name: name.to_string(),
+            what: format!("a completed attempt of training job `{base}`"),
+        })?;
+    let source = job.details.folder.join("opt_ml/model");
+    let folder = target.state.resource_dir(KIND, name);
+    fs::create_dir_all(&folder).map_err(io_error(KIND, name, "create", &folder))?;
+
+    let archive = folder.join(ARCHIVE);
+    let staging = folder.join(format!(".{ARCHIVE}.partial"));
+    pack(&source, &staging).map_err(io_error(KIND, name, "pack", &source))?;
+    fs::rename(&staging, &archive).map_err(io_error(KIND, name, "store", &archive))?;
+
+    let extracted = folder.join(EXTRACTED);
+    let staging = folder.join(format!(".{EXTRACTED}.partial"));
+    remove_dir_all(KIND, name, &staging)?;
+    unpack(&archive, &staging).map_err(io_error(KIND, name, "extract", &archive))?;
+    remove_dir_all(KIND, name, &extracted)?;
+    fs::rename(&staging, &extracted).map_err(io_error(KIND, name, "store", &extracted))?;
+
+    let details = ModelDetails {
+        training_job: job.name,
+        folder,
+    };
+    target
+        .state
+        .write(KIND, &Record::new(name, desired_fields(desired), details))?;
+    Ok(Applied::Ready)
+}
+
+pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+    if endpoint::rollback_protected(target)?
+        .models
+        .iter()
+        .any(|m| m == name)
+    {
+        return Ok(());
+    }
+    remove_dir_all(KIND, name, &target.state.resource_dir(KIND, name))?;
+    target.state.remove(KIND, name)
+}
+
+/// `tar czf archive -C source .`, entries sorted, paths relative to `source`.
+fn pack(source: &Path, archive: &Path) -> std::io::Result<()> {
+    let mut files = Vec::new();
+    collect_files(source, &mut files)?;
+    files.sort();
+    let file = fs::File::create(archive)?;
+    let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::default()));
+    builder.follow_symlinks(true);
+    for path in &files {
+        let relative = path.strip_prefix(source).map_err(std::io::Error::other)?;
+        builder.append_path_with_name(path, relative)?;
+    }
+    builder.into_inner()?.finish()?.sync_all()
+}
+
+/// Extracts a `.tar.gz` into `dest` (the tar crate refuses paths that leave `dest`).
+fn unpack(archive: &Path, dest: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(dest)?;
+    tar::Archive::new(GzDecoder::new(fs::File::open(archive)?)).unpack(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_and_unpack_round_trip_with_files_at_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("model");
+        fs::create_dir_all(source.join("extra")).unwrap();
+        fs::write(source.join("model.txt"), "tree").unwrap();
+        fs::write(source.join("model.json"), "{}").unwrap();
+        fs::write(source.join("extra/notes"), "n").unwrap();
+        let archive = dir.path().join("model.tar.gz");
+        pack(&source, &archive).unwrap();
+        let names: Vec<String> = tar::Archive::new(GzDecoder::new(fs::File::open(&archive).unwrap()))
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["extra/notes", "model.json", "model.txt"]);
+        let out = dir.path().join("out");
+        unpack(&archive, &out).unwrap();
+        assert_eq!(fs::read_to_string(out.join("model.txt")).unwrap(), "tree");
+        assert_eq!(fs::read_to_string(out.join("extra/notes")).unwrap(), "n");
+    }
+}

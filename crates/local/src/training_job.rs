@@ -1,0 +1,266 @@
+//! Training jobs: the real `model-image train` on the SageMaker layout, one folder per attempt.
+//!
+//! An attempt `<job>-<n>` lives in `training-jobs/<job>-<n>/`: `opt_ml/` (hyperparameters,
+//! channels hard-linked from the bucket, model, outputs, failure), `train.log` (stdout and stderr)
+//! and `exit_code`, written when the process ends. The process is started detached (see
+//! [`process`](crate::process)), so an interrupted `up` leaves it running and the next `up` finds it
+//! in progress and waits for it again. Like on SageMaker a failed attempt stays and the next one gets
+//! the next number; a completed one is reused.
+//!
+//! State of the latest attempt: its process alive -> in progress; `exit_code` 0 with
+//! `model/model.json` -> ready; a non-zero exit -> failed with the first line of `output/failure`
+//! (or the exit code); no process and no exit code -> failed, "interrupted".
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use engine::desired::DesiredState;
+use engine::names::{attempt_name, attempt_of};
+use engine::resource::{Desired, Kind, Lifecycle, Observed};
+use engine::target::Applied;
+use serde::{Deserialize, Serialize};
+
+use crate::process::{self, Spawned};
+use crate::state::Record;
+use crate::{LocalError, LocalTarget, desired_fields, image, io_error, remove_dir_all, training_data};
+
+const KIND: Kind = Kind::TrainingJob;
+const LOG: &str = "train.log";
+const EXIT_CODE: &str = "exit_code";
+/// How long a stopped training process gets to exit before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JobDetails {
+    pub attempt: u32,
+    /// The attempt's folder.
+    pub folder: PathBuf,
+    /// The running `sh` that waits for `model-image train` (0 until started).
+    pub pid: i32,
+    pub pgid: i32,
+}
+
+/// The attempt folder's `opt_ml`.
+fn opt_ml(folder: &Path) -> PathBuf {
+    folder.join("opt_ml")
+}
+
+/// The latest attempt of job `base`.
+pub(crate) fn latest(target: &LocalTarget, base: &str) -> Result<Option<Record<JobDetails>>, LocalError> {
+    Ok(target
+        .state
+        .list::<JobDetails>(KIND)?
+        .into_iter()
+        .filter_map(|r| attempt_of(base, &r.name).map(|n| (n, r)))
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, r)| r))
+}
+
+/// Where the attempt stands (see the module docs).
+pub(crate) fn lifecycle(target: &LocalTarget, record: &Record<JobDetails>) -> Lifecycle {
+    let details = &record.details;
+    if details.pid > 0 && process::alive(details.pid, target.state.root()) {
+        return Lifecycle::InProgress("Training".into());
+    }
+    let opt_ml = opt_ml(&details.folder);
+    let failure = || {
+        fs::read_to_string(opt_ml.join("output/failure"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .map(str::to_string)
+            })
+    };
+    match fs::read_to_string(details.folder.join(EXIT_CODE)).map(|t| t.trim().parse::<i32>()) {
+        Ok(Ok(0)) if opt_ml.join("model/model.json").is_file() => Lifecycle::Ready,
+        Ok(Ok(0)) => Lifecycle::Failed("exited 0 but wrote no model/model.json".into()),
+        Ok(Ok(code)) => Lifecycle::Failed(
+            failure().unwrap_or_else(|| format!("model-image train exited with code {code}")),
+        ),
+        _ => Lifecycle::Failed(failure().unwrap_or_else(|| {
+            format!(
+                "interrupted: process {} ended without an exit code (see {})",
+                details.pid,
+                details.folder.join(LOG).display()
+            )
+        })),
+    }
+}
+
+pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
+    let Some(record) = latest(target, &desired.name)? else {
+        return Ok(Observed::Absent);
+    };
+    let lifecycle = lifecycle(target, &record);
+    Ok(Observed::Present {
+        name: record.name,
+        fields: record.fields,
+        lifecycle,
+    })
+}
+
+/// Starts the next attempt and returns at once: the executor polls `observe`.
+pub(crate) fn apply(
+    target: &LocalTarget,
+    desired: &Desired,
+    state: &DesiredState,
+) -> Result<Applied, LocalError> {
+    let base = desired.name.as_str();
+    let attempt = latest(target, base)?.map_or(1, |r| r.details.attempt + 1);
+    let name = attempt_name(base, attempt);
+    let folder = target.state.resource_dir(KIND, &name);
+    remove_dir_all(KIND, &name, &folder)?;
+    let opt_ml = opt_ml(&folder);
+    for dir in ["input/config", "input/data", "model", "output/data"] {
+        let dir = opt_ml.join(dir);
+        fs::create_dir_all(&dir).map_err(io_error(KIND, &name, "create", &dir))?;
+    }
+    let hyperparameters = opt_ml.join("input/config/hyperparameters.json");
+    let json =
+        serde_json::to_vec_pretty(&target.spec.sagemaker_hyperparameters()).map_err(std::io::Error::other);
+    json.and_then(|json| fs::write(&hyperparameters, json))
+        .map_err(io_error(KIND, &name, "write", &hyperparameters))?;
+    for data in state.all(Kind::TrainingData) {
+        training_data::link_into(target, &data.name, &opt_ml.join("input/data"))?;
+    }
+    let image_ref = desired.get("image").unwrap_or_default();
+    let binary = image::binary_for(target, image_ref);
+    if !binary.is_file() {
+        return Err(LocalError::Missing {
+            kind: KIND,
+            name,
+            what: format!("image `{image_ref}`"),
+        });
+    }
+    // Recorded before starting: a run killed right here leaves an attempt that reads "interrupted".
+    let mut record = Record::new(
+        &name,
+        desired_fields(desired),
+        JobDetails {
+            attempt,
+            folder: folder.clone(),
+            pid: 0,
+            pgid: 0,
+        },
+    );
+    target.state.write(KIND, &record)?;
+    let (log, exit_code) = (folder.join(LOG), folder.join(EXIT_CODE));
+    let spawned = process::spawn_detached(
+        r#"( "$1" train; echo $? >"$3.tmp"; mv "$3.tmp" "$3" ) >"$2" 2>&1"#,
+        &[binary.as_os_str(), log.as_os_str(), exit_code.as_os_str()],
+        &[("OPT_ML", opt_ml.as_os_str()), ("NO_COLOR", "1".as_ref())],
+        &folder,
+    )
+    .map_err(|source| LocalError::Spawn {
+        kind: KIND,
+        name: name.clone(),
+        binary: binary.clone(),
+        source,
+    })?
+    .map_err(|output| LocalError::NoPid {
+        kind: KIND,
+        name: name.clone(),
+        output,
+    })?;
+    record.details.pid = spawned.pid;
+    record.details.pgid = spawned.pgid;
+    target.state.write(KIND, &record)?;
+    Ok(Applied::Pending)
+}
+
+/// Stops a running attempt and removes it: locally `down` leaves nothing behind.
+pub(crate) async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+    if let Some(record) = target.state.read::<JobDetails>(KIND, name)? {
+        let details = &record.details;
+        if details.pid > 0 {
+            let spawned = Spawned {
+                pid: details.pid,
+                pgid: details.pgid,
+            };
+            if !process::stop(spawned, target.state.root(), STOP_GRACE).await {
+                return Err(LocalError::Unkillable {
+                    kind: KIND,
+                    name: name.to_string(),
+                    pid: details.pid,
+                    waited: STOP_GRACE,
+                });
+            }
+        }
+        target.logs.forget(&details.folder.join(LOG));
+        remove_dir_all(KIND, name, &details.folder)?;
+    }
+    target.state.remove(KIND, name)
+}
+
+/// Lines the latest attempt of job `base` logged since the last call.
+pub(crate) fn new_log_lines(target: &LocalTarget, base: &str) -> Vec<String> {
+    match latest(target, base) {
+        Ok(Some(record)) => target.logs.new_lines(&record.details.folder.join(LOG)),
+        _ => Vec::new(),
+    }
+}
+
+/// The validation metrics a completed attempt wrote to `model/metrics.json`: every
+/// `validation.<metric>.value`.
+pub(crate) fn metrics(target: &LocalTarget, name: &str) -> Result<BTreeMap<String, f64>, LocalError> {
+    let path = opt_ml(&target.state.resource_dir(KIND, name)).join("model/metrics.json");
+    let text = fs::read_to_string(&path).map_err(|source| LocalError::Metrics {
+        name: name.to_string(),
+        path: path.clone(),
+        source,
+    })?;
+    let bad = |reason: String| LocalError::BadMetrics {
+        name: name.to_string(),
+        path: path.clone(),
+        reason,
+    };
+    parse_metrics(&text).map_err(bad)
+}
+
+fn parse_metrics(text: &str) -> Result<BTreeMap<String, f64>, String> {
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let validation = json
+        .get("validation")
+        .and_then(|v| v.as_object())
+        .ok_or("no `validation` object")?;
+    Ok(validation
+        .iter()
+        .filter_map(|(metric, estimate)| Some((metric.clone(), estimate.get("value")?.as_f64()?)))
+        .collect())
+}
+
+/// The latest completed attempt's metrics and report (`output/data/`), for `up`'s summary.
+pub(crate) fn outputs(target: &LocalTarget, base: &str) -> Option<(PathBuf, PathBuf)> {
+    let record = latest(target, base).ok()??;
+    let output = opt_ml(&record.details.folder).join("output/data");
+    let (metrics, report) = (output.join("metrics.json"), output.join("report.html"));
+    metrics.is_file().then_some((metrics, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_every_validation_value() {
+        let text = r#"{"validation": {"rows": 300, "threshold": 0.4,
+            "pr_auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0},
+            "mcc": {"value": -0.1, "ci_low": -0.2, "ci_high": 0.0}},
+            "test": {"pr_auc": {"value": 0.5}}}"#;
+        let metrics = parse_metrics(text).unwrap();
+        assert_eq!(
+            metrics,
+            BTreeMap::from([("mcc".to_string(), -0.1), ("pr_auc".to_string(), 0.99)])
+        );
+        assert!(
+            parse_metrics(r#"{"test": {}}"#)
+                .unwrap_err()
+                .contains("validation")
+        );
+        assert!(parse_metrics("nope").is_err());
+    }
+}

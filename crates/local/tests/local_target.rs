@@ -1,0 +1,541 @@
+//! The local target end to end: the engine's `plan`, `up`, `rollback` and `down` against a real
+//! `LocalTarget` in a temporary deployment, running the real `model-image` (`train` and `serve`).
+//!
+//! Needs `MODEL_IMAGE_BIN`, the path of a built `model-image` (`cargo build --release -p
+//! model-image`, then `MODEL_IMAGE_BIN=target/release/model-image`). The tests panic without it
+//! rather than pass without testing anything.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use engine::desired::{DesiredState, LOCAL_SERVING, LOCAL_SERVING_FIELD, desired_state};
+use engine::executor::{self, EngineError};
+use engine::plan::{PREVIOUS_CONFIG_FIELD, Plan, StatusReport};
+use engine::progress::{Event, Recorder, Silent};
+use engine::resource::{Change, Kind, Lifecycle, Observed};
+use engine::target::Target;
+use local::{LocalError, LocalTarget};
+
+fn model_image_bin() -> PathBuf {
+    let path = std::env::var_os("MODEL_IMAGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "MODEL_IMAGE_BIN is not set: these tests run the real model-image. Build it \
+             (`cargo build --release -p model-image`) and set MODEL_IMAGE_BIN=target/release/model-image"
+            )
+        });
+    // A relative path is read from the workspace root, where `cargo test` is usually typed (the test
+    // itself runs in the crate's folder).
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = if path.is_relative() {
+        workspace.join(&path)
+    } else {
+        path
+    };
+    assert!(
+        path.is_file(),
+        "MODEL_IMAGE_BIN={} does not exist; build it with `cargo build --release -p model-image`",
+        path.display()
+    );
+    path
+}
+
+/// A deployment folder with generated demo data and a deploy.yaml.
+struct Deployment {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Deployment {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A private copy: a rebuild of the original during the test must not change the image.
+        let bin = dir.path().join("model-image");
+        std::fs::copy(model_image_bin(), &bin).expect("copy model-image");
+        let status = Command::new(&bin)
+            .args(["demo-data", "--rows", "1500", "--out"])
+            .arg(dir.path().join("train.csv"))
+            .status()
+            .expect("run model-image demo-data");
+        assert!(status.success(), "model-image demo-data failed: {status}");
+        Deployment { dir, bin }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// deploy.yaml with `max_rounds` and the rest of `extra` (indented YAML under `training:`).
+    fn spec(&self, max_rounds: u32, label: &str) -> spec::Spec {
+        let yaml = format!(
+            "version: 1\nname: iot\ndata:\n  train: train.csv\n  validation: 0.2\n  label: {label}\n\
+             training:\n  max_runtime: 10m\n  hyperparameters: {{max_rounds: {max_rounds}, threads: 2, seed: 7}}\n  \
+             quality_gate: {{min_pr_auc: 0.5}}\n\
+             endpoint:\n  autoscaling: {{min: 1, max: 2}}\n  wait_timeout: 2m\n"
+        );
+        std::fs::write(self.path().join("deploy.yaml"), &yaml).unwrap();
+        spec::parse(&yaml, "deploy.yaml", self.path()).unwrap_or_else(|e| panic!("deploy.yaml: {e:?}"))
+    }
+
+    fn target(&self, spec: &spec::Spec) -> (LocalTarget, DesiredState) {
+        let target = LocalTarget::open(spec, &self.bin).expect("open");
+        let built = target.build_image().expect("build the image");
+        let facts = target.facts(built.manifest_digest.as_str()).expect("facts");
+        let state = desired_state(spec, spec::Target::Local, &facts);
+        (target, state)
+    }
+
+    /// The header and first data row of the training data: a request body in the raw schema.
+    fn csv_request(&self) -> Vec<u8> {
+        let text = std::fs::read_to_string(self.path().join("train.csv")).unwrap();
+        let lines: Vec<&str> = text.lines().take(2).collect();
+        format!("{}\n", lines.join("\n")).into_bytes()
+    }
+}
+
+/// A failing test leaves no server or training process behind: kill whatever the records name.
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let state = self.path().join(".orchestrate/iot");
+        for kind in ["endpoints", "training-jobs"] {
+            let Ok(entries) = std::fs::read_dir(state.join(kind)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                let details = record.get("details").unwrap_or(&record);
+                for (key, prefix) in [("pgid", "-"), ("pid", "")] {
+                    if let Some(id) = details[key].as_i64().filter(|id| *id > 0) {
+                        let target = format!("{prefix}{id}");
+                        let _ = Command::new("kill").args(["-KILL", "--", &target]).status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn plan(target: &LocalTarget, state: &DesiredState) -> Plan {
+    executor::plan(target, state, &Silent).await.expect("plan")
+}
+
+fn change(plan: &Plan, kind: Kind) -> &Change {
+    &plan.step(kind).unwrap_or_else(|| panic!("no {kind} step")).change
+}
+
+fn observed_field(plan: &Plan, kind: Kind, field: &str) -> Option<String> {
+    match &plan.step(kind)?.observed {
+        Observed::Present { fields, .. } => fields.get(field).cloned(),
+        Observed::Absent => None,
+    }
+}
+
+async fn invoke_ok(target: &LocalTarget, request: &[u8]) -> String {
+    let (status, body) = target
+        .invoke("iot", "text/csv", "application/json", request.to_vec())
+        .await
+        .expect("invoke the endpoint");
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "/invocations answered {status}: {body}");
+    body
+}
+
+/// The endpoint's server pid, from its record.
+fn endpoint_pid(target: &LocalTarget) -> i32 {
+    let record = std::fs::read_to_string(target.state_dir().join("endpoints/iot.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&record).unwrap();
+    json["details"]["pid"]
+        .as_i64()
+        .expect("pid in the endpoint record") as i32
+}
+
+fn process_running(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    matches!(state, Some(s) if s != 'Z' && s != 'X')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
+    let deployment = Deployment::new();
+    let request = deployment.csv_request();
+    let spec = deployment.spec(30, "Label");
+    let (target, state) = deployment.target(&spec);
+    let _lock = target.lock().expect("lock");
+
+    // First up: everything is created, training logs are tailed, the gate passes.
+    let first = plan(&target, &state).await;
+    for step in &first.steps {
+        assert_eq!(
+            step.change,
+            Change::Create,
+            "{} {}",
+            step.desired.kind,
+            step.desired.name
+        );
+    }
+    let recorder = Recorder::default();
+    executor::up(
+        &target,
+        &state,
+        &first,
+        spec.training.quality_gate.as_ref(),
+        &recorder,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("first up: {e}"));
+    let events = recorder.events.lock().unwrap().clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Log { line, .. } if line.contains("validation:pr_auc="))),
+        "training log lines reach the reporter: {events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::GatePassed { .. })),
+        "{events:?}"
+    );
+    invoke_ok(&target, &request).await;
+    let summary = target.summary(&state).await;
+    let url = summary
+        .iter()
+        .find(|(k, _)| k == "endpoint URL")
+        .map(|(_, v)| v.clone())
+        .expect("URL in summary");
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    for key in ["metrics", "report"] {
+        let (_, path) = summary
+            .iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("{key} in {summary:?}"));
+        assert!(Path::new(path).is_file(), "{key} at {path}");
+    }
+    let job = state.training_job().to_string();
+    let metrics = target
+        .training_metrics(&format!("{job}-1"))
+        .await
+        .expect("metrics");
+    assert!(metrics.get("pr_auc").is_some_and(|v| *v > 0.5), "{metrics:?}");
+    let archive = std::fs::read_dir(target.state_dir().join("images"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir());
+    assert!(
+        archive
+            .expect("an image folder")
+            .path()
+            .join("image.tar")
+            .is_file()
+    );
+
+    // Converged: a no-op plan, in sync.
+    let again = plan(&target, &state).await;
+    assert!(again.is_noop(), "{}", again.render());
+    assert!(StatusReport::from_plan(&again).in_sync);
+    assert_eq!(
+        observed_field(&again, Kind::Endpoint, LOCAL_SERVING_FIELD).as_deref(),
+        Some(LOCAL_SERVING)
+    );
+
+    // A killed server is drift on `serving`; up restarts it on the same port.
+    let pid = endpoint_pid(&target);
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for _ in 0..50 {
+        if !process_running(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drifted = plan(&target, &state).await;
+    match change(&drifted, Kind::Endpoint) {
+        Change::Update { fields } => {
+            assert_eq!(fields.len(), 1, "{fields:?}");
+            assert_eq!(fields[0].field, LOCAL_SERVING_FIELD);
+            assert!(
+                fields[0]
+                    .have
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("not running"),
+                "{fields:?}"
+            );
+        }
+        other => panic!("want an endpoint update, got {other:?}"),
+    }
+    assert!(!StatusReport::from_plan(&drifted).in_sync);
+    executor::up(&target, &state, &drifted, None, &Silent)
+        .await
+        .expect("repair");
+    invoke_ok(&target, &request).await;
+    assert_eq!(
+        target.endpoint_url().unwrap().as_deref(),
+        Some(url.as_str()),
+        "same port after a repair"
+    );
+    assert!(plan(&target, &state).await.is_noop());
+
+    // A deleted model folder: the model is created again, from the same training job.
+    let model = state.get(Kind::Model).unwrap().name.clone();
+    std::fs::remove_dir_all(target.state_dir().join("models").join(&model)).unwrap();
+    let missing = plan(&target, &state).await;
+    assert_eq!(change(&missing, Kind::Model), &Change::Create);
+    assert!(change(&missing, Kind::TrainingJob).is_noop());
+    executor::up(&target, &state, &missing, None, &Silent)
+        .await
+        .expect("recreate the model");
+    assert!(plan(&target, &state).await.is_noop());
+
+    // A server that cannot start (its model files are gone): up fails naming the log.
+    let model_dir = target.state_dir().join("models").join(&model).join("model");
+    for entry in std::fs::read_dir(&model_dir).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let pid = endpoint_pid(&target);
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let broken = plan(&target, &state).await;
+    assert!(
+        matches!(change(&broken, Kind::Endpoint), Change::Update { .. }),
+        "{}",
+        broken.render()
+    );
+    let error = executor::up(&target, &state, &broken, None, &Silent)
+        .await
+        .expect_err("the server cannot start");
+    let text = error.to_string();
+    assert!(
+        text.contains("exited before answering /ping") && text.contains("iot.log"),
+        "{text}"
+    );
+    // Deleting the model folder makes `up` rebuild the model and restart the server.
+    std::fs::remove_dir_all(model_dir.parent().unwrap()).unwrap();
+    let repair = plan(&target, &state).await;
+    assert_eq!(change(&repair, Kind::Model), &Change::Create);
+    executor::up(&target, &state, &repair, None, &Silent)
+        .await
+        .expect("repair the model and the server");
+    invoke_ok(&target, &request).await;
+    assert!(plan(&target, &state).await.is_noop());
+
+    // A changed hyperparameter: new job, model and config, and the endpoint rolls forward.
+    let old_config = state.get(Kind::EndpointConfig).unwrap().name.clone();
+    let old_model = model;
+    let spec2 = deployment.spec(31, "Label");
+    let (target2, state2) = deployment.target(&spec2);
+    let new_config = state2.get(Kind::EndpointConfig).unwrap().name.clone();
+    assert_ne!(new_config, old_config);
+    let forward = plan(&target2, &state2).await;
+    for kind in [Kind::TrainingJob, Kind::Model, Kind::EndpointConfig] {
+        assert_eq!(change(&forward, kind), &Change::Create, "{kind}");
+    }
+    assert!(
+        matches!(change(&forward, Kind::Endpoint), Change::Update { .. }),
+        "{}",
+        forward.render()
+    );
+    // Start the training job alone, as an interrupted `up` would have: the next plan waits for it.
+    let job2 = state2.get(Kind::TrainingJob).unwrap();
+    target2
+        .apply(job2, &Change::Create, &state2)
+        .await
+        .expect("start training");
+    let reattach = plan(&target2, &state2).await;
+    // `apply` returned as soon as the process started; training takes longer than planning.
+    assert_eq!(
+        change(&reattach, Kind::TrainingJob),
+        &Change::Wait {
+            state: "Training".into()
+        },
+        "{}",
+        reattach.render()
+    );
+    executor::up(
+        &target2,
+        &state2,
+        &reattach,
+        spec2.training.quality_gate.as_ref(),
+        &Silent,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("roll forward: {e}"));
+    let job_dirs = std::fs::read_dir(target2.state_dir().join("training-jobs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(
+        job_dirs, 2,
+        "one attempt per job: the re-attached job was not started twice"
+    );
+    invoke_ok(&target2, &request).await;
+    // model-image binds with SO_REUSEPORT: the new server took over the same port.
+    assert_eq!(target2.endpoint_url().unwrap().as_deref(), Some(url.as_str()));
+    let after = plan(&target2, &state2).await;
+    assert!(after.is_noop(), "{}", after.render());
+    assert_eq!(
+        observed_field(&after, Kind::Endpoint, PREVIOUS_CONFIG_FIELD).as_deref(),
+        Some(old_config.as_str())
+    );
+    let kept: Vec<(Kind, &str)> = after
+        .leftovers
+        .iter()
+        .filter(|l| l.kept_for_rollback)
+        .map(|l| (l.found.kind, l.found.name.as_str()))
+        .collect();
+    assert!(
+        kept.contains(&(Kind::EndpointConfig, old_config.as_str())),
+        "{}",
+        after.render()
+    );
+    assert!(
+        kept.contains(&(Kind::Model, old_model.as_str())),
+        "{}",
+        after.render()
+    );
+
+    // Rollback switches the endpoint back to the previous config; it still answers.
+    let rolled_to = executor::rollback(&target2, &state2, &Silent)
+        .await
+        .expect("rollback");
+    assert_eq!(rolled_to, old_config);
+    invoke_ok(&target2, &request).await;
+    assert_eq!(target2.endpoint_url().unwrap().as_deref(), Some(url.as_str()));
+    let rolled = plan(&target2, &state2).await;
+    assert_eq!(
+        observed_field(&rolled, Kind::Endpoint, "endpoint_config").as_deref(),
+        Some(old_config.as_str())
+    );
+    assert_eq!(
+        observed_field(&rolled, Kind::Endpoint, PREVIOUS_CONFIG_FIELD).as_deref(),
+        Some(new_config.as_str())
+    );
+    assert!(
+        matches!(change(&rolled, Kind::Endpoint), Change::Update { .. }),
+        "{}",
+        rolled.render()
+    );
+
+    // Down removes everything, processes included; afterwards everything is to be created.
+    let server = endpoint_pid(&target2);
+    let down = executor::down(&target2, |_| false, &Silent).await.expect("down");
+    assert!(down.kept.is_empty());
+    assert!(down.deleted.iter().any(|f| f.kind == Kind::TrainingJob));
+    assert!(target2.owned().await.unwrap().is_empty());
+    assert!(!process_running(server), "the server was stopped");
+    let left: Vec<String> = std::fs::read_dir(target2.state_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|name| name == "lock"),
+        "left after down: {left:?}"
+    );
+    let fresh = plan(&target2, &state2).await;
+    for step in &fresh.steps {
+        assert_eq!(
+            step.change,
+            Change::Create,
+            "{} {}",
+            step.desired.kind,
+            step.desired.name
+        );
+    }
+    assert!(fresh.leftovers.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_training_is_reported_and_the_next_up_makes_a_new_attempt() {
+    let deployment = Deployment::new();
+    let spec = deployment.spec(30, "NoSuchColumn");
+    let (target, state) = deployment.target(&spec);
+    let _lock = target.lock().expect("lock");
+    let first = plan(&target, &state).await;
+    let error = executor::up(&target, &state, &first, None, &Silent)
+        .await
+        .expect_err("training must fail");
+    let job = state.training_job().to_string();
+    match &error {
+        EngineError::Failed {
+            kind: Kind::TrainingJob,
+            name,
+            reason,
+        } => {
+            assert_eq!(name, &format!("{job}-1"));
+            assert!(!reason.is_empty() && !reason.contains("interrupted"), "{reason}");
+        }
+        other => panic!("want a failed training job, got {other}"),
+    }
+    assert!(
+        target
+            .owned()
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.kind != Kind::Endpoint),
+        "nothing was served"
+    );
+    let retry = plan(&target, &state).await;
+    match &retry.step(Kind::TrainingJob).unwrap().observed {
+        Observed::Present {
+            name,
+            lifecycle: Lifecycle::Failed(_),
+            ..
+        } => assert_eq!(name, &format!("{job}-1")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        change(&retry, Kind::TrainingJob),
+        Change::Replace { .. }
+    ));
+    let _ = executor::up(&target, &state, &retry, None, &Silent)
+        .await
+        .expect_err("fails again");
+    let names: Vec<String> = target
+        .owned()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.kind == Kind::TrainingJob)
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, [format!("{job}-1"), format!("{job}-2")]);
+    executor::down(&target, |_| false, &Silent).await.expect("down");
+    assert!(target.owned().await.unwrap().is_empty());
+}
+
+/// Needs no model-image: the lock is taken before anything is built.
+#[test]
+fn a_second_concurrent_run_cannot_take_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train.csv"), "a,Label\n1,Normal\n").unwrap();
+    let yaml = "version: 1\nname: iot\ndata: {train: train.csv}\n";
+    let spec = spec::parse(yaml, "deploy.yaml", dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
+    let first = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
+    let second = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
+    let held = first.lock().expect("first lock");
+    let error = second.lock().expect_err("second lock must fail");
+    assert!(matches!(error, LocalError::Locked { .. }));
+    let text = error.to_string();
+    assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+    assert!(text.contains("another orchestrate run"), "{text}");
+    drop(held);
+    second.lock().expect("free again after the first run ends");
+}

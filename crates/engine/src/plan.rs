@@ -172,9 +172,9 @@ fn write_fields(out: &mut String, fields: &[FieldDiff]) {
     }
 }
 
-/// The config (and its model) to keep for `orchestrate rollback`: when the endpoint is about to move
-/// to a new config, the one it serves now (it becomes the previous one); otherwise the previous
-/// config the target recorded on the endpoint.
+/// The config (and its model and image) to keep for `orchestrate rollback`: when the endpoint is
+/// about to move to a new config, the one it serves now (it becomes the previous one); otherwise the
+/// previous config the target recorded on the endpoint.
 fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<(Kind, String)> {
     let Some(endpoint) = steps.iter().find(|s| s.desired.kind == Kind::Endpoint) else {
         return Vec::new();
@@ -202,6 +202,14 @@ fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<(Kind, String)> {
         .and_then(|f| f.fields.get("model"))
     {
         keep.push((Kind::Model, model.clone()));
+        // And the model's image: rolling back to a model needs the binary that serves it.
+        if let Some(image) = owned
+            .iter()
+            .find(|f| f.kind == Kind::Model && &f.name == model)
+            .and_then(|f| f.fields.get("image"))
+        {
+            keep.push((Kind::Image, image.clone()));
+        }
     }
     keep
 }
@@ -414,7 +422,8 @@ mod tests {
         ];
         let owned = vec![
             Found::new(Kind::EndpointConfig, "iot-cfg-old").with_field("model", "iot-old"),
-            Found::new(Kind::Model, "iot-old"),
+            Found::new(Kind::Model, "iot-old").with_field("image", "repo@sha256:old"),
+            Found::new(Kind::Image, "repo@sha256:old"),
             Found::new(Kind::EndpointConfig, "iot-cfg-older").with_field("model", "iot-older"),
             Found::new(Kind::Model, "iot-older"),
             Found::new(Kind::TrainingJob, "iot-job-1"),
@@ -431,6 +440,7 @@ mod tests {
         // rollback; "older" (the previous one so far) is no longer needed.
         assert!(text.contains("iot-cfg-old (kept for rollback)"), "{text}");
         assert!(text.contains("iot-old (kept for rollback)"), "{text}");
+        assert!(text.contains("repo@sha256:old (kept for rollback)"), "{text}");
         let deletions: Vec<&str> = plan.deletions().map(|f| f.name.as_str()).collect();
         assert_eq!(deletions, ["iot-cfg-older", "iot-older"]);
         assert!(

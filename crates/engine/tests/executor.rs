@@ -615,9 +615,8 @@ async fn plan_is_noop(fake: &Fake, state: &DesiredState) -> bool {
 /// After a roll-forward the endpoint records the config it left as `previous_endpoint_config`; that
 /// config (and its model) must survive the same `up`, or `orchestrate rollback` has nothing to go
 /// back to. The executor deletes the leftovers of the plan it was given, computed before the
-/// endpoint update, in which that config was neither desired nor the recorded previous one.
+/// endpoint update: that plan must already count the config being left as kept for rollback.
 #[tokio::test(start_paused = true)]
-#[ignore = "engine: `up` deletes the config the endpoint just left (the new rollback target); see the local target's report"]
 async fn a_roll_forward_keeps_the_config_it_left_for_rollback() {
     let old = desired("1");
     let fake = Fake::converged(&old);

@@ -1,10 +1,10 @@
 //! Endpoint configs: records of the model and variant an endpoint runs. Like on SageMaker they are
 //! immutable and content-named; the endpoint reads its config's record to find the model to serve.
 //!
-//! The config the endpoint runs and the one it ran before (kept for `orchestrate rollback`) are
-//! never deleted while the endpoint records them: `up` plans its deletions before it updates the
-//! endpoint, so without this guard it would delete the config the endpoint just left, which is the
-//! one a rollback needs. `down` deletes the endpoint first, so nothing is protected there.
+//! The config the endpoint runs and the one it ran before (kept for `orchestrate rollback`), and
+//! their models, are never deleted while the endpoint records them. The engine's plan already keeps
+//! them; the guard keeps the target safe on its own (a plan made before an endpoint update, a
+//! hand-run delete). `down` deletes the endpoint first, so nothing is protected there.
 
 use engine::resource::{Desired, Kind, Observed};
 use engine::target::Applied;

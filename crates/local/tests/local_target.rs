@@ -1,9 +1,8 @@
 //! The local target end to end: the engine's `plan`, `up`, `rollback` and `down` against a real
 //! `LocalTarget` in a temporary deployment, running the real `model-image` (`train` and `serve`).
 //!
-//! Needs `MODEL_IMAGE_BIN`, the path of a built `model-image` (`cargo build --release -p
-//! model-image`, then `MODEL_IMAGE_BIN=target/release/model-image`). The tests panic without it
-//! rather than pass without testing anything.
+//! Runs the `model-image` that `cargo test --workspace` builds next to the test executables, or
+//! `MODEL_IMAGE_BIN`. The tests panic without one rather than pass without testing anything.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,25 +17,29 @@ use engine::target::Target;
 use local::{LocalError, LocalTarget};
 
 fn model_image_bin() -> PathBuf {
-    let path = std::env::var_os("MODEL_IMAGE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "MODEL_IMAGE_BIN is not set: these tests run the real model-image. Build it \
-             (`cargo build --release -p model-image`) and set MODEL_IMAGE_BIN=target/release/model-image"
-            )
-        });
-    // A relative path is read from the workspace root, where `cargo test` is usually typed (the test
-    // itself runs in the crate's folder).
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = if path.is_relative() {
-        workspace.join(&path)
-    } else {
-        path
+    // `cargo test --workspace` builds every workspace binary next to the test executables
+    // (`target/<profile>/`), before running any test.
+    let built_alongside = || {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("model-image")))
+    };
+    let path = match std::env::var_os("MODEL_IMAGE_BIN") {
+        Some(path) => {
+            // A relative path is read from the workspace root, where `cargo test` is usually typed
+            // (the test itself runs in the crate's folder).
+            let path = PathBuf::from(path);
+            if path.is_relative() {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+            } else {
+                path
+            }
+        }
+        None => built_alongside().expect("test executable path"),
     };
     assert!(
         path.is_file(),
-        "MODEL_IMAGE_BIN={} does not exist; build it with `cargo build --release -p model-image`",
+        "model-image not found at {}: run `cargo test --workspace` (which builds it) or set MODEL_IMAGE_BIN",
         path.display()
     );
     path

@@ -1,0 +1,119 @@
+//! Helpers for the end-to-end suite: finding the built binaries, making throwaway deployments and
+//! running `orchestrate` the way a user does (no TTY, exit codes, stdout and stderr).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The directory holding the workspace's built binaries (`target/debug` under `cargo test`): the
+/// test executable lives in its `deps/` folder.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// A workspace binary; `cargo test --workspace` builds them all before running tests.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run the suite with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// The outcome of one `orchestrate` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts the exit code, showing both streams when it differs.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A deployment folder: deploy.yaml plus its data, in a temp dir.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    pub fn new(deploy_yaml: &str) -> Deployment {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("deploy.yaml"), deploy_yaml).expect("write deploy.yaml");
+        Deployment { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write_deploy_yaml(&self, text: &str) {
+        std::fs::write(self.path().join("deploy.yaml"), text).expect("write deploy.yaml");
+    }
+
+    /// Runs `orchestrate ARGS` in the deployment folder, without a terminal.
+    pub fn orchestrate(&self, args: &[&str]) -> Run {
+        let output = Command::new(binary("orchestrate"))
+            .args(args)
+            .current_dir(self.path())
+            .env("ORCHESTRATE_MODEL_IMAGE", binary("model-image"))
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run orchestrate");
+        Run::from(output)
+    }
+
+    /// The local target's state folder of deployment `name`.
+    pub fn state(&self, name: &str) -> PathBuf {
+        self.path().join(".orchestrate").join(name)
+    }
+}
+
+/// POSTs a body to `url` and returns status and text.
+pub fn post(url: &str, content_type: &str, body: String) -> (u16, String) {
+    let response = reqwest::blocking::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (response.status().as_u16(), response.text().unwrap_or_default())
+}
+
+/// Whether `GET url` answers 200.
+pub fn answers(url: &str) -> bool {
+    reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("client")
+        .get(url)
+        .send()
+        .is_ok_and(|r| r.status() == 200)
+}

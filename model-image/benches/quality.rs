@@ -121,7 +121,21 @@ fn main() {
         results.push((seed, ours, theirs));
     }
     print_results(&results);
-    println!("load average at the end: {}", support::load_average());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = support::load_average();
+    println!("load average at the end: {load}");
+    if load
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .is_some_and(|l| l > cores as f64)
+    {
+        println!(
+            "note: the load average exceeds the {cores} cores: other processes share them, so the wall \
+             times are inflated and noisy (LightGBM's threads wait on busy cores); the metrics are not \
+             affected"
+        );
+    }
 }
 
 /// `$QUALITY_SEEDS` (comma-separated), else [`SEEDS`].
@@ -360,7 +374,8 @@ fn diff_row(seed: &str, ours: &Scores, theirs: &Scores) -> Vec<String> {
         .metrics()
         .iter()
         .zip(theirs.metrics())
-        .map(|(a, b)| format!("{:+.4}", a - b))
+        // `+ 0.0` turns a rounded `-0.0000` into `+0.0000`.
+        .map(|(a, b)| format!("{:+.4}", ((a - b) * 1e4).round() / 1e4 + 0.0))
         .collect();
     row.push(diffs[0].clone());
     row.push(String::new());

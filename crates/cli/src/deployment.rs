@@ -122,9 +122,8 @@ pub async fn dispatch<C: OnTarget>(
             let target = LocalTarget::open(spec, &binary).context("cannot open the local target")?;
             let _lock = needs.lock.then(|| target.lock()).transpose()?;
             let state = if needs.desired_state {
-                let step = progress.begin(format!("building the image from {}", binary.display()));
-                let built = target.build_image()?;
-                let digest = built.manifest_digest.to_string();
+                let step = progress.begin(format!("image of {}", binary.display()));
+                let digest = target.image_digest()?;
                 step.done(&format!("image {digest}"));
                 let facts: Facts = target.facts(&digest)?;
                 Some(engine::desired_state(spec, spec.target, &facts))

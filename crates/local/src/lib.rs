@@ -103,6 +103,34 @@ impl LocalTarget {
         Ok(built)
     }
 
+    /// The manifest digest of the image [`build_image`](Self::build_image) would build, without
+    /// building it when the binary is unchanged since the last build: the digest is cached in the
+    /// state folder, keyed by the binary's path, size and modification time (and this version of
+    /// the image layout). A cache miss builds and remembers the image, as `build_image` does. This
+    /// keeps a no-op `status` or `up` fast; the image is built lazily if it must be applied.
+    pub fn image_digest(&self) -> Result<String, LocalError> {
+        let cache_path = self.state.root().join("image-digest.json");
+        let key = binary_stamp(&self.model_image_bin);
+        if let (Some(key), Ok(text)) = (&key, std::fs::read_to_string(&cache_path))
+            && let Ok(cached) = serde_json::from_str::<ImageDigestCache>(&text)
+            && &cached.binary == key
+        {
+            return Ok(cached.digest);
+        }
+        let digest = self.build_image()?.manifest_digest.to_string();
+        if let Some(key) = key
+            && self.state.root().is_dir()
+        {
+            let cached = ImageDigestCache {
+                binary: key,
+                digest: digest.clone(),
+            };
+            // A cache that cannot be written only costs a rebuild next time.
+            let _ = serde_json::to_vec(&cached).map(|bytes| std::fs::write(&cache_path, bytes));
+        }
+        Ok(digest)
+    }
+
     /// The facts the desired state needs: resource names on this target and the data hashes.
     /// `image_digest` is the manifest digest of [`build_image`](Self::build_image).
     pub fn facts(&self, image_digest: &str) -> Result<Facts, LocalError> {
@@ -135,6 +163,32 @@ impl LocalTarget {
     pub fn endpoint_url(&self) -> Result<Option<String>, LocalError> {
         endpoint::url(self, self.spec.name.as_str())
     }
+}
+
+/// `image-digest.json`: the digest last built from a binary, and what identified the binary.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ImageDigestCache {
+    binary: String,
+    digest: String,
+}
+
+/// Identifies a binary file cheaply: canonical path, size, modification time, and the version of
+/// this crate (whose image layout decides the digest).
+fn binary_stamp(path: &Path) -> Option<String> {
+    let canonical = std::fs::canonicalize(path).ok()?;
+    let metadata = std::fs::metadata(&canonical).ok()?;
+    let modified = metadata
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{}|{}|{}|{}",
+        canonical.display(),
+        metadata.len(),
+        modified.as_nanos(),
+        env!("CARGO_PKG_VERSION")
+    ))
 }
 
 /// Builds the model-image container image from `model_image_bin`, reproducibly (the same binary

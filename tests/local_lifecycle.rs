@@ -34,7 +34,7 @@ endpoint:
 }
 
 fn status_of(run: &serde_json::Value, kind: &str) -> Vec<(String, String)> {
-    run["resources"]
+    run["status"]["resources"]
         .as_array()
         .expect("resources")
         .iter()
@@ -99,7 +99,7 @@ fn local_target_lifecycle() {
         .expect(2)
         .json();
     assert!(
-        before["resources"]
+        before["status"]["resources"]
             .as_array()
             .unwrap()
             .iter()
@@ -315,7 +315,7 @@ fn local_target_lifecycle() {
         .expect(2)
         .json();
     assert!(
-        after["resources"]
+        after["status"]["resources"]
             .as_array()
             .unwrap()
             .iter()

@@ -2,11 +2,13 @@
 //! would otherwise run (pandas `read_csv`, LightGBM `train` or XGBoost `hist`, scikit-learn
 //! `average_precision_score`), on the real IoTID20 sample scaled to 625,000 rows.
 //!
-//! Scaling: rows are resampled with replacement from the real sample (seeded) and every continuous
-//! cell is multiplied by `1 + N(0, 0.01)`; integer-valued columns stay integral (jittered, then
+//! Scaling: the real sample's rows are split 70/10/20 per label (seeded) into disjoint train,
+//! validation and test rows; each file resamples its own rows with replacement (seeded) and multiplies
+//! every continuous cell by `1 + N(0, 0.01)`; integer-valued columns stay integral (jittered, then
 //! rounded), ports, protocol and the label columns are kept as they are. Train (625,000 rows, seed 1),
 //! validation (125,000, seed 2) and test (125,000, seed 3) are written once to `target/bench-data/`
-//! and reused while the sample and the generator are unchanged.
+//! and reused while the sample and the generator are unchanged. (Without the split, the test file
+//! would be jittered copies of training rows and every pipeline would score a PR-AUC of 1.)
 //!
 //! Every pipeline gets the same threads (2), learning rate (0.1), leaves (31) and the same fixed
 //! number of rounds: the same validation file is given to all, with early stopping patience equal to
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use support::sample::Sample;
@@ -35,7 +38,7 @@ const COMMAND: &str = "cargo bench -p model-image --bench training";
 const TRAIN_ROWS: usize = 625_000;
 const HELD_OUT_ROWS: usize = 125_000;
 /// Bump when the generated data would change, so cached files are rebuilt.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 /// Columns that are codes, not magnitudes: copied as they are.
 const CODES: [&str; 3] = ["Src_Port", "Dst_Port", "Protocol"];
 const LABELS: [&str; 3] = ["Label", "Cat", "Sub_Cat"];
@@ -96,21 +99,27 @@ fn main() {
     );
 
     let work = support::bench_data("training");
-    // With repeats, each pipeline's fastest run counts (the others were slowed by something else).
-    let best = |run: &dyn Fn() -> Run| {
-        (0..repeats)
-            .map(|_| run())
-            .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
-            .expect("repeats >= 1")
-    };
-    let mut runs = vec![best(&|| {
-        run_model_image(&files, &work, rounds, threads, bootstrap)
-    })];
+    // Round-robin, so that whatever else runs on the machine hits every pipeline alike; with
+    // repeats, each pipeline's fastest run counts.
+    let mut tries: [Vec<Run>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    for repeat in 1..=repeats {
+        if repeats > 1 {
+            println!("repeat {repeat}/{repeats}");
+        }
+        tries[0].push(run_model_image(&files, &work, rounds, threads, bootstrap));
+        tries[1].push(run_python("lightgbm", &files, &work, rounds, threads));
+        tries[2].push(run_python("xgboost", &files, &work, rounds, threads));
+    }
+    let runs: Vec<Run> = tries
+        .into_iter()
+        .map(|t| {
+            t.into_iter()
+                .min_by(|a, b| a.wall_s.total_cmp(&b.wall_s))
+                .expect("repeats >= 1")
+        })
+        .collect();
     let model_text = work.join("opt_ml/model/model.txt");
     let cross_check = score_with_sklearn(&model_text, &files.test, threads);
-    for framework in ["lightgbm", "xgboost"] {
-        runs.push(best(&|| run_python(framework, &files, &work, rounds, threads)));
-    }
     print_results(&runs, cross_check);
     println!("load average at the end: {}", support::load_average());
 }
@@ -205,12 +214,13 @@ fn scaled_data(sample_path: &Path, data: &Path) -> Files {
     let started = Instant::now();
     let sample = Sample::load(sample_path);
     let kinds = column_kinds(&sample);
-    for (path, rows, seed) in [
-        (&files.train, TRAIN_ROWS, 1),
-        (&files.validation, HELD_OUT_ROWS, 2),
-        (&files.test, HELD_OUT_ROWS, 3),
+    let [train_pool, validation_pool, test_pool] = disjoint_pools(&sample);
+    for (path, pool, rows, seed) in [
+        (&files.train, &train_pool, TRAIN_ROWS, 1),
+        (&files.validation, &validation_pool, HELD_OUT_ROWS, 2),
+        (&files.test, &test_pool, HELD_OUT_ROWS, 3),
     ] {
-        write_scaled(&sample, &kinds, path, rows, seed);
+        write_scaled(&sample, &kinds, pool, path, rows, seed);
     }
     std::fs::write(&stamp_path, stamp).unwrap_or_else(|e| bail(&format!("cannot write {stamp_path:?}: {e}")));
     println!(
@@ -253,8 +263,34 @@ fn column_kinds(sample: &Sample) -> Vec<Kind> {
         .collect()
 }
 
-/// Writes `rows` bootstrap rows of `sample`, jittered, to `path` (via a temp file and a rename).
-fn write_scaled(sample: &Sample, kinds: &[Kind], path: &Path, rows: usize, seed: u64) {
+/// The real rows split 70/10/20 per label value (seeded): train, validation and test files are each
+/// resampled from their own rows only, so the test file holds no jittered copy of a training row.
+fn disjoint_pools(sample: &Sample) -> [Vec<usize>; 3] {
+    let label = sample
+        .column("Label")
+        .unwrap_or_else(|| bail("the sample has no `Label` column"));
+    let mut by_label: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, record) in sample.records.iter().enumerate() {
+        by_label.entry(&record[label]).or_default().push(i);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut pools = [Vec::new(), Vec::new(), Vec::new()];
+    for indices in by_label.values_mut() {
+        indices.shuffle(&mut rng);
+        let (train_end, validation_end) = (indices.len() * 7 / 10, indices.len() * 8 / 10);
+        pools[0].extend_from_slice(&indices[..train_end]);
+        pools[1].extend_from_slice(&indices[train_end..validation_end]);
+        pools[2].extend_from_slice(&indices[validation_end..]);
+    }
+    if pools.iter().any(Vec::is_empty) {
+        bail("the sample is too small to split into train, validation and test rows");
+    }
+    pools
+}
+
+/// Writes `rows` rows resampled with replacement from the `pool` rows of `sample`, jittered, to
+/// `path` (via a temp file and a rename).
+fn write_scaled(sample: &Sample, kinds: &[Kind], pool: &[usize], path: &Path, rows: usize, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let partial = path.with_extension("csv.partial");
     let file =
@@ -265,7 +301,7 @@ fn write_scaled(sample: &Sample, kinds: &[Kind], path: &Path, rows: usize, seed:
     let mut record = csv::ByteRecord::new();
     let mut cell = Vec::with_capacity(32);
     for _ in 0..rows {
-        let source = &sample.records[rng.random_range(0..sample.records.len())];
+        let source = &sample.records[pool[rng.random_range(0..pool.len())]];
         record.clear();
         for (text, kind) in source.iter().zip(kinds) {
             cell.clear();
@@ -328,7 +364,7 @@ fn timed(name: &'static str, command: &mut Command, work: &Path) -> (f64, u64, S
         };
     }
     wrapped.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
-    println!("running {name} ...");
+    println!("running {name} ... (load average {})", support::load_average());
     let started = Instant::now();
     let mut child = Guarded::spawn(name, wrapped);
     let status = child.wait_with_limit(RUN_LIMIT);

@@ -330,6 +330,7 @@ fn train_model_image(sample: &Path, opt_ml: &Path) {
     command
         .arg("train")
         .env("OPT_ML", opt_ml)
+        .env("OMP_WAIT_POLICY", omp_wait_policy())
         .stdout(Stdio::piped())
         .stderr(log);
     let output = command
@@ -377,6 +378,7 @@ fn train_xgboost(sample: &Path, model_dir: &Path, out: &Path, rounds: u64) {
         .arg(&model_json)
         .arg("--save-model")
         .arg(out)
+        .env("OMP_WAIT_POLICY", omp_wait_policy())
         .stdout(Stdio::null())
         .status()
         .unwrap_or_else(|e| bail(&format!("cannot run train_reference.py: {e}")));
@@ -385,6 +387,12 @@ fn train_xgboost(sample: &Path, model_dir: &Path, out: &Path, rounds: u64) {
             "train_reference.py --framework xgboost failed ({status})"
         ));
     }
+}
+
+/// Training the served models (not measured here) waits passively at OpenMP barriers unless told
+/// otherwise: libgomp's spin-waiting makes a 1 s fit take minutes when the 2 cores are shared.
+fn omp_wait_policy() -> String {
+    std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".to_string())
 }
 
 fn retrain() -> bool {

@@ -3,8 +3,8 @@
 training benchmark (benches/training.rs).
 
 pandas `read_csv`, drop the leaky IoTID20 columns, LightGBM `train` (or XGBoost `hist`) with a fixed
-number of rounds, predict the test file, scikit-learn `average_precision_score` (PR-AUC). Prints one
-JSON object on the last stdout line: phase timings, rounds, test PR-AUC.
+number of rounds, predict the test file with every round, scikit-learn `average_precision_score`
+(PR-AUC). Prints one JSON object on the last stdout line: phase timings, rounds, test PR-AUC.
 
     train_reference.py --framework lightgbm --train T.csv --validation V.csv --test X.csv --rounds 200
     train_reference.py --framework xgboost --train sample.csv --rounds 120 --save-model DIR
@@ -106,9 +106,19 @@ def main():
             valid_sets = [lgb.Dataset(x_valid, label=y_valid, reference=train_set)]
             # Early stopping as a user would configure it, with patience = rounds: all rounds run.
             callbacks = [lgb.early_stopping(args.rounds, verbose=False)]
-        booster = lgb.train(params, train_set, args.rounds, valid_sets=valid_sets, callbacks=callbacks)
+        # keep_training_booster: the model keeps every round trained (as model-image's does), not only
+        # the rounds up to the best validation score, which lgb.train would otherwise cut it to.
+        booster = lgb.train(
+            params,
+            train_set,
+            args.rounds,
+            valid_sets=valid_sets,
+            callbacks=callbacks,
+            keep_training_booster=True,
+        )
         rounds = booster.current_iteration()
-        predict = lambda x: booster.predict(x, num_threads=args.threads)  # noqa: E731
+        # num_iteration=0: all rounds, not `best_iteration`.
+        predict = lambda x: booster.predict(x, num_iteration=0, num_threads=args.threads)  # noqa: E731
     else:
         import xgboost as xgb
 
@@ -134,7 +144,7 @@ def main():
             params, train_matrix, args.rounds, evals=evals, early_stopping_rounds=patience, verbose_eval=False
         )
         rounds = booster.num_boosted_rounds()
-        predict = lambda x: booster.predict(xgb.DMatrix(x))  # noqa: E731
+        predict = lambda x: booster.predict(xgb.DMatrix(x), iteration_range=(0, rounds))  # noqa: E731
     seconds["fit"] = time.perf_counter() - fit_started
 
     result = {"framework": args.framework, "rounds": rounds, "train_rows": len(y_train), "features": x_train.shape[1]}

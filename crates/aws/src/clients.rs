@@ -1,0 +1,152 @@
+//! The AWS clients a deployment uses, all built from one `SdkConfig`.
+//!
+//! Credentials come from the standard chain (environment, shared config and credentials files, web
+//! identity, ECS/EC2 metadata); the region is the deployment's. `AWS_ENDPOINT_URL` and the
+//! per-service `AWS_ENDPOINT_URL_<SERVICE>` variables (or `endpoint_url` in the shared config) are
+//! honoured by the SDK itself; when S3's endpoint is overridden (moto, MinIO, a VPC endpoint) S3 is
+//! addressed path-style, since such endpoints rarely resolve `<bucket>.<host>` names.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use tokio::sync::OnceCell;
+
+use crate::errors::AwsError;
+use engine::Kind;
+
+/// The environment variables that override every service's endpoint, and S3's alone.
+pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
+pub const S3_ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_S3";
+
+/// One client per service, sharing credentials, region and endpoint configuration.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub ecr: aws_sdk_ecr::Client,
+    pub sts: aws_sdk_sts::Client,
+    region: String,
+    account: std::sync::Arc<OnceCell<String>>,
+}
+
+impl Clients {
+    /// Loads the shared configuration from the environment for `region` and builds every client.
+    pub async fn load(region: &str) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .load()
+            .await;
+        Self::from_config(&config, |name| std::env::var(name).ok())
+    }
+
+    /// Builds every client from `config`; `env` reads environment variables (injected for tests).
+    pub fn from_config(config: &SdkConfig, env: impl Fn(&str) -> Option<String>) -> Self {
+        let path_style = s3_path_style(config.endpoint_url(), env);
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(path_style)
+            .build();
+        let region = config
+            .region()
+            .map(|r| r.as_ref().to_string())
+            .unwrap_or_default();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            iam: aws_sdk_iam::Client::new(config),
+            ecr: aws_sdk_ecr::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
+            region,
+            account: Default::default(),
+        }
+    }
+
+    /// The deployment's region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The account the credentials belong to (STS `GetCallerIdentity`, asked once).
+    pub async fn account(&self) -> Result<&str, AwsError> {
+        let account = self
+            .account
+            .get_or_try_init(|| async {
+                let identity = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("identify the account of", Kind::Role, "caller", e))?;
+                identity.account().map(str::to_string).ok_or_else(|| {
+                    AwsError::other(
+                        "identify the account of",
+                        Kind::Role,
+                        "caller",
+                        "STS returned no account",
+                    )
+                })
+            })
+            .await?;
+        Ok(account)
+    }
+}
+
+/// The ARN partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Whether S3 must be addressed path-style: whenever its endpoint is overridden, by the shared
+/// configuration or by `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3`.
+pub fn s3_path_style(config_endpoint: Option<&str>, env: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |value: Option<String>| value.is_some_and(|v| !v.trim().is_empty());
+    config_endpoint.is_some_and(|e| !e.is_empty()) || set(env(S3_ENDPOINT_ENV)) || set(env(ENDPOINT_ENV))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn path_style_only_when_an_endpoint_is_overridden() {
+        assert!(!s3_path_style(None, env_of(&[])));
+        assert!(!s3_path_style(None, env_of(&[(ENDPOINT_ENV, "")])));
+        assert!(s3_path_style(
+            None,
+            env_of(&[(ENDPOINT_ENV, "http://127.0.0.1:5000")])
+        ));
+        assert!(s3_path_style(
+            None,
+            env_of(&[(S3_ENDPOINT_ENV, "http://127.0.0.1:9000")])
+        ));
+        assert!(s3_path_style(Some("http://127.0.0.1:5000"), env_of(&[])));
+    }
+
+    #[test]
+    fn partitions_follow_the_region() {
+        assert_eq!(partition("us-east-1"), "aws");
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
+
+    #[tokio::test]
+    async fn clients_take_the_region_and_path_style_from_one_config() {
+        let config = SdkConfig::builder()
+            .region(Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:1")
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let clients = Clients::from_config(&config, |_| None);
+        assert_eq!(clients.region(), "eu-west-1");
+        assert_eq!(
+            clients.iam.config().region().map(|r| r.as_ref()),
+            Some("eu-west-1")
+        );
+    }
+}

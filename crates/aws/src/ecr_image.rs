@@ -1,0 +1,248 @@
+//! The model image in ECR: pushed over the registry HTTP API with `oci-client` (monolithic uploads,
+//! basic auth `AWS` + the password from `GetAuthorizationToken`, blobs already present skipped),
+//! tagged with a digest-derived tag, and referenced by digest everywhere.
+//!
+//! The registry address is ECR's proxy endpoint unless `ORCHESTRATE_REGISTRY` overrides it (a test
+//! registry, `http://127.0.0.1:5000`). With an override the registry is not ECR's own, so the
+//! manifest is also registered through ECR's `PutImage` (with `imageDigest`), for ECR's API to know
+//! the image.
+
+use base64::Engine as _;
+use engine::resource::Lifecycle;
+use engine::{Desired, Kind, Observed};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Reference, RegistryOperation};
+
+use crate::clients::Clients;
+use crate::errors::AwsError;
+
+const KIND: Kind = Kind::Image;
+/// Overrides the registry address (`http://127.0.0.1:5000`).
+pub const REGISTRY_ENV: &str = "ORCHESTRATE_REGISTRY";
+
+/// The tag an image is pushed under: derived from its digest, so immutable tags never collide
+/// (`sha-<first 16 hex digits>`; not `sha256-…`, which OCI reserves for referrer indexes).
+pub fn tag_for(digest: &image::Digest) -> String {
+    format!("sha-{}", &digest.hex()[..16])
+}
+
+/// Splits a registry address into its protocol and host (`https://host` -> Https, `host`).
+pub fn registry_address(address: &str) -> (ClientProtocol, String) {
+    let address = address.trim_end_matches('/');
+    match address.split_once("://") {
+        Some(("http", host)) => (ClientProtocol::Http, host.to_string()),
+        Some((_, host)) => (ClientProtocol::Https, host.to_string()),
+        None => (ClientProtocol::Https, address.to_string()),
+    }
+}
+
+/// Decodes ECR's authorization token (`base64("AWS:<password>")`) into user and password.
+pub fn decode_token(token: &str) -> Option<(String, String)> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Whether the image (`<repository>@<digest>`) is in the repository, by digest.
+pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
+    let name = desired.name.as_str();
+    let Some((repository, digest)) = name.split_once('@') else {
+        return Err(AwsError::other(
+            "find",
+            KIND,
+            name,
+            "not a `repository@digest` reference",
+        ));
+    };
+    let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+        .image_digest(digest)
+        .build();
+    match clients
+        .ecr
+        .describe_images()
+        .repository_name(repository)
+        .image_ids(id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(match out.image_details().first().and_then(|d| d.image_digest()) {
+            Some(found) => Observed::present(name, Lifecycle::Ready).with_field("digest", found),
+            None => Observed::Absent,
+        }),
+        Err(e) => {
+            let e = AwsError::sdk("find", KIND, name, e);
+            if e.is_not_found() {
+                Ok(Observed::Absent)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Pushes `built` into `repository`; returns the digest reference (`<registry>/<repo>@sha256:…`).
+/// `registry_override` is `ORCHESTRATE_REGISTRY`'s value, if set.
+pub async fn push(
+    clients: &Clients,
+    repository: &str,
+    built: &image::BuiltImage,
+    registry_override: Option<&str>,
+) -> Result<String, AwsError> {
+    let name = format!("{repository}@{}", built.manifest_digest);
+    let failed = |action: &'static str| {
+        let name = name.clone();
+        move |e: oci_client::errors::OciDistributionError| AwsError::other(action, KIND, &name, e)
+    };
+    let auth = clients
+        .ecr
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("log in to push", KIND, &name, e))?;
+    let data = auth.authorization_data().first().ok_or_else(|| {
+        AwsError::other(
+            "log in to push",
+            KIND,
+            &name,
+            "ECR returned no authorization data",
+        )
+    })?;
+    let (user, password) = data.authorization_token().and_then(decode_token).ok_or_else(|| {
+        AwsError::other(
+            "log in to push",
+            KIND,
+            &name,
+            "unreadable ECR authorization token",
+        )
+    })?;
+    let address = match registry_override {
+        Some(address) => address.to_string(),
+        None => data
+            .proxy_endpoint()
+            .ok_or_else(|| {
+                AwsError::other("log in to push", KIND, &name, "ECR returned no registry endpoint")
+            })?
+            .to_string(),
+    };
+    let (protocol, host) = registry_address(&address);
+    let client = oci_client::Client::new(ClientConfig {
+        protocol,
+        use_monolithic_push: true,
+        ..Default::default()
+    });
+    let tag = tag_for(&built.manifest_digest);
+    let reference = Reference::with_tag(host.clone(), repository.to_string(), tag.clone());
+    client
+        .auth(
+            &reference,
+            &RegistryAuth::Basic(user, password),
+            RegistryOperation::Push,
+        )
+        .await
+        .map_err(failed("log in to push"))?;
+    for blob in built.blobs() {
+        let digest = blob.digest.to_string();
+        if client
+            .blob_exists(&reference, &digest)
+            .await
+            .map_err(failed("check a blob of"))?
+        {
+            tracing::debug!(digest, "blob already present");
+            continue;
+        }
+        client
+            .push_blob(&reference, blob.bytes.to_vec(), &digest)
+            .await
+            .map_err(failed("upload a blob of"))?;
+    }
+    client
+        .push_manifest_raw(
+            &reference,
+            built.manifest.clone(),
+            http::HeaderValue::from_static(image::MANIFEST_MEDIA_TYPE),
+        )
+        .await
+        .map_err(failed("push the manifest of"))?;
+    if registry_override.is_some() {
+        register_with_ecr(clients, repository, built, &tag, &name).await?;
+    }
+    tracing::info!(image = name, "pushed image");
+    Ok(format!("{host}/{repository}@{}", built.manifest_digest))
+}
+
+/// `PutImage` of the pushed manifest, passing `imageDigest` (moto computes a wrong one otherwise).
+async fn register_with_ecr(
+    clients: &Clients,
+    repository: &str,
+    built: &image::BuiltImage,
+    tag: &str,
+    name: &str,
+) -> Result<(), AwsError> {
+    let manifest =
+        String::from_utf8(built.manifest.clone()).map_err(|e| AwsError::other("register", KIND, name, e))?;
+    let result = clients
+        .ecr
+        .put_image()
+        .repository_name(repository)
+        .image_manifest(manifest)
+        .image_manifest_media_type(image::MANIFEST_MEDIA_TYPE)
+        .image_tag(tag)
+        .image_digest(built.manifest_digest.to_string())
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = AwsError::sdk("register", KIND, name, e);
+            if e.has_code("ImageAlreadyExistsException") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_derive_from_the_digest() {
+        let digest = image::Digest::sha256(b"manifest");
+        let tag = tag_for(&digest);
+        assert_eq!(tag.len(), 20);
+        assert!(tag.starts_with("sha-"));
+        assert_eq!(&tag[4..], &digest.hex()[..16]);
+    }
+
+    #[test]
+    fn registry_addresses_split_into_protocol_and_host() {
+        assert_eq!(
+            registry_address("http://127.0.0.1:5000/"),
+            (ClientProtocol::Http, "127.0.0.1:5000".to_string())
+        );
+        assert_eq!(
+            registry_address("https://123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+            (
+                ClientProtocol::Https,
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string()
+            )
+        );
+        assert_eq!(registry_address("registry:5000").0, ClientProtocol::Https);
+    }
+
+    #[test]
+    fn ecr_tokens_decode_to_user_and_password() {
+        let token = base64::engine::general_purpose::STANDARD.encode("AWS:secret:with:colons");
+        assert_eq!(
+            decode_token(&token),
+            Some(("AWS".to_string(), "secret:with:colons".to_string()))
+        );
+        assert_eq!(decode_token("not base64!"), None);
+    }
+}

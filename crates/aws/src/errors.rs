@@ -1,0 +1,315 @@
+//! SDK error classification, in one place: every module asks "was that not found, throttled, a
+//! conflict, access denied, or something else?" here and nowhere else.
+//!
+//! The modelled error's code is used where AWS sends one (S3's `NoSuchBucket`, IAM's `NoSuchEntity`,
+//! ECR's `RepositoryNotFoundException`), the HTTP status where it does not (S3 answers `HeadBucket`
+//! and `HeadObject` with a bare 404), and the message for services that report a missing resource
+//! as `ValidationException` (SageMaker's `Describe*`: "Could not find …").
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use engine::{Kind, TargetError};
+
+/// What kind of failure an SDK error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The resource (or its sub-configuration, like a bucket policy) does not exist.
+    NotFound,
+    /// The service asked us to slow down; retrying later helps.
+    Throttled,
+    /// The resource exists already, is in use, or a precondition (`If-None-Match`) failed.
+    Conflict,
+    /// The credentials are missing, wrong, expired, or not allowed to do this.
+    AccessDenied,
+    /// Anything else (validation, service errors, network).
+    Other,
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorClass::NotFound => "not found",
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::AccessDenied => "access denied",
+            ErrorClass::Other => "failed",
+        })
+    }
+}
+
+const NOT_FOUND_CODES: &[&str] = &[
+    "NotFound",
+    "NoSuchBucket",
+    "NoSuchKey",
+    "NoSuchVersion",
+    "NoSuchBucketPolicy",
+    "NoSuchTagSet",
+    "NoSuchTagSetError",
+    "NoSuchPublicAccessBlockConfiguration",
+    "ServerSideEncryptionConfigurationNotFoundError",
+    "NoSuchEntity",
+    "RepositoryNotFoundException",
+    "ImageNotFoundException",
+    "RepositoryPolicyNotFoundException",
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+];
+
+const THROTTLED_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ProvisionedThroughputExceededException",
+];
+
+const CONFLICT_CODES: &[&str] = &[
+    "BucketAlreadyExists",
+    "BucketAlreadyOwnedByYou",
+    "OperationAborted",
+    "PreconditionFailed",
+    "ConditionalRequestConflict",
+    "EntityAlreadyExists",
+    "DeleteConflict",
+    "ConcurrentModification",
+    "RepositoryAlreadyExistsException",
+    "RepositoryNotEmptyException",
+    "ImageAlreadyExistsException",
+    "ImageTagAlreadyExistsException",
+    "LayerAlreadyExistsException",
+    "ResourceInUse",
+    "ResourceInUseException",
+    "ConflictException",
+];
+
+const ACCESS_DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "AllAccessDisabled",
+    "UnauthorizedOperation",
+    "UnauthorizedAccess",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "MissingAuthenticationToken",
+];
+
+/// Classifies an error from its code, message and HTTP status (pure; the codes take precedence).
+pub fn classify_parts(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> ErrorClass {
+    if let Some(code) = code {
+        if NOT_FOUND_CODES.contains(&code) {
+            return ErrorClass::NotFound;
+        }
+        if THROTTLED_CODES.contains(&code) {
+            return ErrorClass::Throttled;
+        }
+        if CONFLICT_CODES.contains(&code) {
+            return ErrorClass::Conflict;
+        }
+        if ACCESS_DENIED_CODES.contains(&code) {
+            return ErrorClass::AccessDenied;
+        }
+        if code == "ValidationException"
+            && message.is_some_and(|m| m.contains("Could not find") || m.contains("does not exist"))
+        {
+            return ErrorClass::NotFound;
+        }
+    }
+    match status {
+        Some(404) => ErrorClass::NotFound,
+        Some(429) => ErrorClass::Throttled,
+        Some(409 | 412) => ErrorClass::Conflict,
+        Some(401 | 403) => ErrorClass::AccessDenied,
+        _ => ErrorClass::Other,
+    }
+}
+
+/// Classifies an SDK error of any AWS service.
+pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> ErrorClass {
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    classify_parts(error.code(), error.message(), status)
+}
+
+/// One failed AWS call, with what it was doing to which resource.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {kind} `{name}` ({class})")]
+pub struct AwsError {
+    pub action: &'static str,
+    pub kind: Kind,
+    pub name: String,
+    pub class: ErrorClass,
+    /// The service's error code (`NoSuchBucket`), when it sent one.
+    pub code: Option<String>,
+    #[source]
+    pub source: Box<dyn StdError + Send + Sync>,
+}
+
+impl AwsError {
+    /// Wraps an SDK error, classifying it.
+    pub fn sdk<E>(action: &'static str, kind: Kind, name: &str, error: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        let class = classify(&error);
+        let code = error.code().map(str::to_string);
+        // `SdkError`'s Display says only "service error"; the code and message say what happened.
+        let detail = match (error.code(), error.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            _ => DisplayErrorContext(&error).to_string(),
+        };
+        Self {
+            action,
+            kind,
+            name: name.to_string(),
+            class,
+            code,
+            source: detail.into(),
+        }
+    }
+
+    /// A failure that is not an SDK error (a registry push, a malformed document).
+    pub fn other(
+        action: &'static str,
+        kind: Kind,
+        name: &str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self {
+            action,
+            kind,
+            name: name.to_string(),
+            class: ErrorClass::Other,
+            code: None,
+            source: source.into(),
+        }
+    }
+
+    /// Whether the service sent this error code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.class == ErrorClass::NotFound
+    }
+}
+
+impl From<AwsError> for TargetError {
+    fn from(error: AwsError) -> Self {
+        let message = format!("{} ({})", error.source, error.class);
+        TargetError::new(error.action, error.kind, &error.name, message)
+    }
+}
+
+/// Displays an error with its whole `source()` chain (`a: b: c`).
+pub struct DisplayErrorContext<'a, E: ?Sized>(pub &'a E);
+
+impl<E: StdError + ?Sized> fmt::Display for DisplayErrorContext<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl<E: ?Sized> fmt::Debug for DisplayErrorContext<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DisplayErrorContext")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modelled_codes_win_over_status() {
+        assert_eq!(
+            classify_parts(Some("NoSuchBucket"), None, Some(404)),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify_parts(Some("NoSuchEntity"), None, Some(404)),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify_parts(Some("RepositoryNotFoundException"), None, Some(400)),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify_parts(Some("SlowDown"), None, Some(503)),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            classify_parts(Some("ThrottlingException"), None, Some(400)),
+            ErrorClass::Throttled
+        );
+        assert_eq!(
+            classify_parts(Some("EntityAlreadyExists"), None, Some(409)),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            classify_parts(Some("BucketAlreadyOwnedByYou"), None, Some(409)),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            classify_parts(Some("PreconditionFailed"), None, Some(412)),
+            ErrorClass::Conflict
+        );
+        assert_eq!(
+            classify_parts(Some("AccessDenied"), None, Some(403)),
+            ErrorClass::AccessDenied
+        );
+        assert_eq!(
+            classify_parts(Some("ExpiredToken"), None, Some(400)),
+            ErrorClass::AccessDenied
+        );
+    }
+
+    #[test]
+    fn sagemaker_reports_missing_resources_as_validation_errors() {
+        assert_eq!(
+            classify_parts(
+                Some("ValidationException"),
+                Some("Could not find endpoint \"iot-anomaly\"."),
+                Some(400)
+            ),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify_parts(Some("ValidationException"), Some("Bad instance type"), Some(400)),
+            ErrorClass::Other
+        );
+    }
+
+    #[test]
+    fn bare_statuses_are_classified() {
+        // HeadBucket / HeadObject answer with no body, so no code.
+        assert_eq!(classify_parts(None, None, Some(404)), ErrorClass::NotFound);
+        assert_eq!(classify_parts(None, None, Some(403)), ErrorClass::AccessDenied);
+        assert_eq!(classify_parts(None, None, Some(412)), ErrorClass::Conflict);
+        assert_eq!(classify_parts(None, None, Some(429)), ErrorClass::Throttled);
+        assert_eq!(classify_parts(None, None, Some(500)), ErrorClass::Other);
+        assert_eq!(classify_parts(None, None, None), ErrorClass::Other);
+        assert_eq!(
+            classify_parts(Some("InternalError"), None, Some(500)),
+            ErrorClass::Other
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! The SageMaker execution role: trusted by `sagemaker.amazonaws.com`, with one inline
+//! least-privilege policy scoped to this deployment's bucket, repository and SageMaker log groups,
+//! and the deployment's tags.
+//!
+//! The desired `policy` field is a scope identifier (`s3:<bucket>;ecr:<repository>;logs:…`); the
+//! document is rendered from it, and observation reports the identifier back only when the inline
+//! policy is exactly that document, so an edited policy is drift.
+//!
+//! IAM is eventually consistent: a new role can take several seconds before SageMaker can assume it.
+//! `GetRole` succeeds at once, so there is nothing to poll here; the SageMaker calls that take a role
+//! retry while [`is_propagation_error`] says the role is not assumable yet.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_iam::types::Tag;
+use engine::resource::Lifecycle;
+use engine::{Desired, Kind, Observed};
+use serde_json::{Value, json};
+
+use crate::clients::{Clients, partition};
+use crate::errors::AwsError;
+use crate::tags;
+
+const KIND: Kind = Kind::Role;
+/// The service the role trusts.
+pub const TRUSTED_SERVICE: &str = "sagemaker.amazonaws.com";
+/// The name of the role's one inline policy.
+pub const POLICY_NAME: &str = "orchestrate";
+/// What observation reports when the inline policy is not the one orchestrate writes.
+pub const POLICY_EDITED: &str = "edited outside orchestrate";
+pub const POLICY_MISSING: &str = "none";
+/// How long SageMaker calls keep retrying a role IAM has not propagated yet.
+pub const PROPAGATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// What the inline policy grants access to (the desired `policy` field, parsed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyScope {
+    pub bucket: String,
+    pub repository: String,
+    /// The deployment name: its training jobs' and endpoint's log groups and streams.
+    pub deployment: String,
+}
+
+impl PolicyScope {
+    /// Parses `s3:<bucket>;ecr:<repository>;logs:/aws/sagemaker/*<deployment>*`.
+    pub fn parse(id: &str) -> Option<Self> {
+        let mut bucket = None;
+        let mut repository = None;
+        let mut deployment = None;
+        for part in id.split(';') {
+            match part.split_once(':')? {
+                ("s3", v) => bucket = Some(v.to_string()),
+                ("ecr", v) => repository = Some(v.to_string()),
+                ("logs", v) => {
+                    deployment = v
+                        .strip_prefix("/aws/sagemaker/*")
+                        .and_then(|v| v.strip_suffix('*'))
+                        .map(str::to_string)
+                }
+                _ => return None,
+            }
+        }
+        Some(Self {
+            bucket: bucket?,
+            repository: repository?,
+            deployment: deployment?,
+        })
+    }
+}
+
+/// The trust policy: only SageMaker may assume the role.
+pub fn trust_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": TRUSTED_SERVICE},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+/// The inline execution policy: the bucket's objects, the repository's layers, the deployment's log
+/// streams. `ecr:GetAuthorizationToken` is the one action that cannot be scoped (IAM supports no
+/// resource for it).
+pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Value {
+    let p = partition(region);
+    let bucket = format!("arn:{p}:s3:::{}", scope.bucket);
+    let repository = format!("arn:{p}:ecr:{region}:{account}:repository/{}", scope.repository);
+    let logs = format!("arn:{p}:logs:{region}:{account}:log-group:/aws/sagemaker");
+    let name = &scope.deployment;
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DataBucket",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+                "Resource": bucket
+            },
+            {
+                "Sid": "DataObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": format!("{bucket}/*")
+            },
+            {
+                "Sid": "ImagePull",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": repository
+            },
+            {
+                "Sid": "RegistryLogin",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*"
+            },
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                "Resource": [
+                    format!("{logs}/TrainingJobs:*"),
+                    format!("{logs}/TrainingJobs:log-stream:{name}-*"),
+                    format!("{logs}/Endpoints/{name}:*"),
+                    format!("{logs}/Endpoints/{name}:log-stream:*")
+                ]
+            }
+        ]
+    })
+}
+
+/// Decodes IAM's policy documents, which `GetRole` and `GetRolePolicy` return URL-encoded.
+pub fn decode_document(text: &str) -> String {
+    if text.trim_start().starts_with('{') {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The services a trust policy lets assume the role, sorted and comma-separated.
+pub fn trusted_services(document: &str) -> String {
+    let Ok(document) = serde_json::from_str::<Value>(&decode_document(document)) else {
+        return String::new();
+    };
+    let mut services: Vec<String> = list(&document["Statement"])
+        .into_iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| list(&s["Principal"]["Service"]))
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    services.sort();
+    services.dedup();
+    services.join(",")
+}
+
+fn list(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+/// Whether a SageMaker error says the role is not assumable yet (IAM has not propagated it).
+pub fn is_propagation_error(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("could not assume role")
+        || message.contains("not authorized to assume")
+        || message.contains("unable to assume role")
+}
+
+fn iam_tags(name: &str, wanted: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+    wanted
+        .iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| AwsError::other("tag", KIND, name, e))
+        })
+        .collect()
+}
+
+/// Reads the role: `tags`, `trusted_service`, and `policy` (the desired scope when the inline policy
+/// is exactly the rendered document).
+pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
+    let name = desired.name.as_str();
+    let role = match clients.iam.get_role().role_name(name).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let e = AwsError::sdk("find", KIND, name, e);
+            return if e.is_not_found() {
+                Ok(Observed::Absent)
+            } else {
+                Err(e)
+            };
+        }
+    };
+    let trusted = role
+        .role()
+        .and_then(|r| r.assume_role_policy_document())
+        .map(trusted_services)
+        .unwrap_or_default();
+    let tag_list = clients
+        .iam
+        .list_role_tags()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("read the tags of", KIND, name, e))?;
+    let tags = tags::field(tag_list.tags().iter().map(|t| (t.key(), t.value())));
+    let policy = match clients
+        .iam
+        .get_role_policy()
+        .role_name(name)
+        .policy_name(POLICY_NAME)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let have = serde_json::from_str::<Value>(&decode_document(out.policy_document())).ok();
+            let wanted = desired.get("policy").unwrap_or_default();
+            match PolicyScope::parse(wanted) {
+                Some(scope) => {
+                    let expected = execution_policy(&scope, clients.account().await?, clients.region());
+                    if have.as_ref() == Some(&expected) {
+                        wanted.to_string()
+                    } else {
+                        POLICY_EDITED.to_string()
+                    }
+                }
+                None => POLICY_EDITED.to_string(),
+            }
+        }
+        Err(e) => {
+            let e = AwsError::sdk("read the policy of", KIND, name, e);
+            if !e.is_not_found() {
+                return Err(e);
+            }
+            POLICY_MISSING.to_string()
+        }
+    };
+    Ok(Observed::present(name, Lifecycle::Ready)
+        .with_field("tags", tags)
+        .with_field("trusted_service", trusted)
+        .with_field("policy", policy))
+}
+
+/// Creates the role if absent, then sets its trust policy, inline policy and tags (each idempotent).
+pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
+    let name = desired.name.as_str();
+    let iam = &clients.iam;
+    let wanted_tags = tags::parse(desired.get("tags").unwrap_or_default());
+    let trust = trust_policy().to_string();
+    let created = iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(&trust)
+        .description("SageMaker execution role managed by orchestrate")
+        .set_tags(Some(iam_tags(name, &wanted_tags)?))
+        .send()
+        .await;
+    match created {
+        Ok(_) => tracing::info!(role = name, "created role"),
+        Err(e) => {
+            let e = AwsError::sdk("create", KIND, name, e);
+            if !e.has_code("EntityAlreadyExists") {
+                return Err(e);
+            }
+            iam.update_assume_role_policy()
+                .role_name(name)
+                .policy_document(&trust)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("set the trust policy of", KIND, name, e))?;
+            let have = iam
+                .list_role_tags()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("read the tags of", KIND, name, e))?;
+            let have: BTreeMap<String, String> = have
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+            let removed = tags::removed(&have, &wanted_tags);
+            if !removed.is_empty() {
+                iam.untag_role()
+                    .role_name(name)
+                    .set_tag_keys(Some(removed))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("untag", KIND, name, e))?;
+            }
+            iam.tag_role()
+                .role_name(name)
+                .set_tags(Some(iam_tags(name, &wanted_tags)?))
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("tag", KIND, name, e))?;
+        }
+    }
+    let scope_id = desired.get("policy").unwrap_or_default();
+    let scope = PolicyScope::parse(scope_id).ok_or_else(|| {
+        AwsError::other(
+            "render the policy of",
+            KIND,
+            name,
+            format!("unreadable policy scope `{scope_id}`"),
+        )
+    })?;
+    let document = execution_policy(&scope, clients.account().await?, clients.region());
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name(POLICY_NAME)
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("set the policy of", KIND, name, e))?;
+    Ok(())
+}
+
+/// Deletes the role's inline policies, detaches its managed ones, then deletes the role. Deleting a
+/// role that is gone succeeds.
+pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
+    let iam = &clients.iam;
+    let gone = |e: AwsError| if e.is_not_found() { Ok(()) } else { Err(e) };
+    let policies = match iam.list_role_policies().role_name(name).send().await {
+        Ok(out) => out.policy_names().to_vec(),
+        Err(e) => return gone(AwsError::sdk("list the policies of", KIND, name, e)),
+    };
+    for policy in policies {
+        if let Err(e) = iam
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(&policy)
+            .send()
+            .await
+        {
+            gone(AwsError::sdk("delete a policy of", KIND, name, e))?;
+        }
+    }
+    let attached = match iam.list_attached_role_policies().role_name(name).send().await {
+        Ok(out) => out.attached_policies().to_vec(),
+        Err(e) => return gone(AwsError::sdk("list the managed policies of", KIND, name, e)),
+    };
+    for policy in attached.iter().filter_map(|p| p.policy_arn()) {
+        if let Err(e) = iam
+            .detach_role_policy()
+            .role_name(name)
+            .policy_arn(policy)
+            .send()
+            .await
+        {
+            gone(AwsError::sdk("detach a policy from", KIND, name, e))?;
+        }
+    }
+    match iam.delete_role().role_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => gone(AwsError::sdk("delete", KIND, name, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> PolicyScope {
+        PolicyScope::parse("s3:iot-123-us-east-1;ecr:iot-anomaly;logs:/aws/sagemaker/*iot-anomaly*").unwrap()
+    }
+
+    #[test]
+    fn the_scope_parses_from_the_desired_field() {
+        let scope = scope();
+        assert_eq!(scope.bucket, "iot-123-us-east-1");
+        assert_eq!(scope.repository, "iot-anomaly");
+        assert_eq!(scope.deployment, "iot-anomaly");
+        assert_eq!(PolicyScope::parse("s3:b"), None);
+        assert_eq!(PolicyScope::parse("garbage"), None);
+    }
+
+    #[test]
+    fn no_s3_or_ecr_action_has_a_wildcard_resource() {
+        let policy = execution_policy(&scope(), "123456789012", "us-east-1");
+        for statement in policy["Statement"].as_array().unwrap() {
+            let actions: Vec<&str> = list(&statement["Action"])
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let resources: Vec<&str> = list(&statement["Resource"])
+                .iter()
+                .map(|r| r.as_str().unwrap())
+                .collect();
+            for resource in &resources {
+                assert!(resource.starts_with("arn:") || *resource == "*");
+                if resource.contains('*') {
+                    // Only object keys, log streams and the one unscopable ECR call may use wildcards.
+                    let scoped = resource.ends_with("iot-123-us-east-1/*")
+                        || resource.contains(":log-group:/aws/sagemaker/");
+                    assert!(
+                        scoped || actions == ["ecr:GetAuthorizationToken"],
+                        "{actions:?} on {resource}"
+                    );
+                }
+            }
+            for action in &actions {
+                assert!(!action.contains('*'), "wildcard action {action}");
+            }
+        }
+        let text = policy.to_string();
+        assert!(text.contains("arn:aws:ecr:us-east-1:123456789012:repository/iot-anomaly"));
+        assert!(text.contains("log-stream:iot-anomaly-*"));
+    }
+
+    #[test]
+    fn the_trust_policy_names_sagemaker_only() {
+        assert_eq!(trusted_services(&trust_policy().to_string()), TRUSTED_SERVICE);
+        let encoded = "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%5B%22sagemaker.amazonaws.com%22%2C%22ec2.amazonaws.com%22%5D%7D%7D%5D%7D";
+        assert_eq!(
+            trusted_services(encoded),
+            "ec2.amazonaws.com,sagemaker.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn documents_are_url_decoded_when_encoded() {
+        assert_eq!(decode_document("%7B%22a%22%3A1%7D"), "{\"a\":1}");
+        assert_eq!(decode_document("{\"a\":\"%7B\"}"), "{\"a\":\"%7B\"}");
+        assert_eq!(decode_document("100%"), "100%");
+    }
+
+    #[test]
+    fn propagation_errors_are_recognised() {
+        assert!(is_propagation_error(
+            "Could not assume role arn:aws:iam::1:role/x. Please ensure"
+        ));
+        assert!(!is_propagation_error("Requested resource not found"));
+    }
+}

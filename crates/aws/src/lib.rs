@@ -1,0 +1,20 @@
+//! The AWS target of `orchestrate`: one module per AWS resource kind, SDK error classification in one
+//! place, and the ECR-aware image push (DESIGN.md §1, §3-§5).
+//!
+//! Every module offers the same shape of functions: `observe` (reports the fields the engine diffs,
+//! under the names `engine::desired_state` gives them), `apply` (idempotent create-or-update) and
+//! `delete` (idempotent; deleting what is gone succeeds). All clients come from one `SdkConfig`
+//! ([`clients::Clients`]).
+
+pub mod clients;
+pub mod ecr_image;
+pub mod ecr_repository;
+pub mod errors;
+pub mod iam_role;
+pub mod lock;
+pub mod s3_bucket;
+pub mod tags;
+pub mod training_data;
+
+pub use clients::Clients;
+pub use errors::{AwsError, ErrorClass};

@@ -1,0 +1,480 @@
+//! The deployment's data bucket: created in the deployment's region if absent, with versioning,
+//! default encryption (SSE-S3, `AES256`), every public access block on, a TLS-only bucket policy and
+//! the deployment's tags. Observation reports each of those as the field the engine diffs; teardown
+//! removes every object version and delete marker, then the bucket.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
+};
+use engine::resource::Lifecycle;
+use engine::{Desired, Kind, Observed};
+use serde_json::{Value, json};
+
+use crate::clients::{Clients, partition};
+use crate::errors::AwsError;
+use crate::tags;
+
+/// The field values a compliant bucket reports (the engine's desired values).
+pub const VERSIONING_ENABLED: &str = "Enabled";
+pub const ENCRYPTION_AES256: &str = "AES256";
+pub const ALL_BLOCKED: &str = "all blocked";
+pub const POLICY_PRESENT: &str = "present";
+pub const POLICY_ABSENT: &str = "absent";
+
+const KIND: Kind = Kind::Bucket;
+/// `DeleteObjects` takes at most this many keys per call.
+const DELETE_BATCH: usize = 1000;
+
+/// The bucket policy that refuses every request not made over TLS.
+pub fn tls_only_policy(bucket: &str, region: &str) -> Value {
+    let arn = format!("arn:{}:s3:::{bucket}", partition(region));
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }]
+    })
+}
+
+/// Whether a bucket policy document denies non-TLS requests for the whole bucket and its objects.
+pub fn is_tls_only(policy: &str, bucket: &str) -> bool {
+    let Ok(document) = serde_json::from_str::<Value>(policy) else {
+        return false;
+    };
+    let bucket_arn_suffix = format!(":s3:::{bucket}");
+    let objects_arn_suffix = format!(":s3:::{bucket}/*");
+    as_list(&document["Statement"]).iter().any(|statement| {
+        let deny = statement["Effect"] == "Deny";
+        let everyone = statement["Principal"] == "*" || statement["Principal"]["AWS"] == "*";
+        let all_actions = as_list(&statement["Action"]).iter().any(|a| *a == "s3:*");
+        let resources = as_list(&statement["Resource"]);
+        let covers = |suffix: &str| {
+            resources.iter().any(|r| {
+                r.as_str()
+                    .is_some_and(|r| r.starts_with("arn:") && r.ends_with(suffix))
+            })
+        };
+        let insecure = as_list(&statement["Condition"]["Bool"]["aws:SecureTransport"])
+            .iter()
+            .any(|v| *v == "false" || *v == false);
+        deny && everyone
+            && all_actions
+            && covers(&bucket_arn_suffix)
+            && covers(&objects_arn_suffix)
+            && insecure
+    })
+}
+
+/// A JSON value that IAM allows as "one or a list" as a list.
+fn as_list(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+/// Describes a public access block configuration: `all blocked`, or which blocks are off.
+pub fn public_access_field(config: Option<&PublicAccessBlockConfiguration>) -> String {
+    let Some(config) = config else {
+        return "not configured".to_string();
+    };
+    let open: Vec<&str> = [
+        ("block_public_acls", config.block_public_acls()),
+        ("ignore_public_acls", config.ignore_public_acls()),
+        ("block_public_policy", config.block_public_policy()),
+        ("restrict_public_buckets", config.restrict_public_buckets()),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on != Some(true))
+    .map(|(name, _)| name)
+    .collect();
+    if open.is_empty() {
+        ALL_BLOCKED.to_string()
+    } else {
+        format!("off: {}", open.join(", "))
+    }
+}
+
+/// The region a bucket lives in, from `GetBucketLocation`'s constraint (empty means us-east-1,
+/// `EU` is the legacy name of eu-west-1).
+pub fn region_of(constraint: Option<&str>) -> String {
+    match constraint {
+        None | Some("") => "us-east-1".to_string(),
+        Some("EU") => "eu-west-1".to_string(),
+        Some(region) => region.to_string(),
+    }
+}
+
+/// Reads the bucket and reports every field the engine diffs.
+pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
+    let name = desired.name.as_str();
+    let s3 = &clients.s3;
+    match s3.head_bucket().bucket(name).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            let e = AwsError::sdk("find", KIND, name, e);
+            return if e.is_not_found() {
+                Ok(Observed::Absent)
+            } else {
+                Err(e)
+            };
+        }
+    }
+    let location = s3
+        .get_bucket_location()
+        .bucket(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("read the region of", KIND, name, e))?;
+    let region = region_of(
+        location
+            .location_constraint()
+            .map(BucketLocationConstraint::as_str),
+    );
+
+    let tags = match s3.get_bucket_tagging().bucket(name).send().await {
+        Ok(out) => tags::field(out.tag_set().iter().map(|t| (t.key(), t.value()))),
+        Err(e) => absent_or(AwsError::sdk("read the tags of", KIND, name, e), String::new())?,
+    };
+    let versioning = match s3.get_bucket_versioning().bucket(name).send().await {
+        Ok(out) => out
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "Disabled".to_string()),
+        // moto 5.2 answers with a `GetBucketVersioningResponse` root, which the SDK refuses to
+        // decode; the answer itself is a successful one, so read its status from the body.
+        Err(e) => match e.raw_response().filter(|r| r.status().as_u16() == 200) {
+            Some(raw) => versioning_from_body(raw.body().bytes().unwrap_or_default()),
+            None => return Err(AwsError::sdk("read the versioning of", KIND, name, e)),
+        },
+    };
+    let encryption = match s3.get_bucket_encryption().bucket(name).send().await {
+        Ok(out) => out
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| d.sse_algorithm().as_str().to_string())
+            .unwrap_or_else(|| "none".to_string()),
+        Err(e) => absent_or(
+            AwsError::sdk("read the encryption of", KIND, name, e),
+            "none".to_string(),
+        )?,
+    };
+    let public_access = match s3.get_public_access_block().bucket(name).send().await {
+        Ok(out) => public_access_field(out.public_access_block_configuration()),
+        Err(e) => absent_or(
+            AwsError::sdk("read the public access block of", KIND, name, e),
+            public_access_field(None),
+        )?,
+    };
+    let policy = match s3.get_bucket_policy().bucket(name).send().await {
+        Ok(out) if out.policy().is_some_and(|p| is_tls_only(p, name)) => POLICY_PRESENT,
+        Ok(_) => POLICY_ABSENT,
+        Err(e) => absent_or(AwsError::sdk("read the policy of", KIND, name, e), POLICY_ABSENT)?,
+    };
+    Ok(Observed::present(name, Lifecycle::Ready)
+        .with_field("tags", tags)
+        .with_field("region", region)
+        .with_field("versioning", versioning)
+        .with_field("encryption", encryption)
+        .with_field("public_access_block", public_access)
+        .with_field("tls_only_policy", policy))
+}
+
+/// The `<Status>` of a successful `GetBucketVersioning` body (`Disabled` when there is none).
+pub fn versioning_from_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split_once("<Status>")
+        .and_then(|(_, rest)| rest.split_once("</Status>"))
+        .map(|(status, _)| status.trim().to_string())
+        .unwrap_or_else(|| "Disabled".to_string())
+}
+
+/// A sub-configuration that is not set reads as `default`; any other failure is an error.
+fn absent_or<T>(error: AwsError, default: T) -> Result<T, AwsError> {
+    if error.is_not_found() {
+        Ok(default)
+    } else {
+        Err(error)
+    }
+}
+
+/// Creates the bucket if absent (in `region`) and sets versioning, encryption, the public access
+/// block, the TLS-only policy and the tags. Every step is idempotent, so this serves both create and
+/// update, and a run after an interrupted one.
+pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
+    let name = desired.name.as_str();
+    let region = desired.get("region").unwrap_or(clients.region());
+    let s3 = &clients.s3;
+    let build = |action| move |e| AwsError::other(action, KIND, name, e);
+
+    let mut create = s3.create_bucket().bucket(name);
+    if region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    match create.send().await {
+        Ok(_) => tracing::info!(bucket = name, region, "created bucket"),
+        Err(e) => {
+            let e = AwsError::sdk("create", KIND, name, e);
+            // Already ours (a re-run); a name taken by another account is `BucketAlreadyExists`.
+            if !e.has_code("BucketAlreadyOwnedByYou") {
+                return Err(e);
+            }
+        }
+    }
+    s3.put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("enable versioning of", KIND, name, e))?;
+    let by_default = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .map_err(build("configure the encryption of"))?;
+    let encryption = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(by_default)
+                .build(),
+        )
+        .build()
+        .map_err(build("configure the encryption of"))?;
+    s3.put_bucket_encryption()
+        .bucket(name)
+        .server_side_encryption_configuration(encryption)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("set the encryption of", KIND, name, e))?;
+    s3.put_public_access_block()
+        .bucket(name)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("block public access to", KIND, name, e))?;
+    s3.put_bucket_policy()
+        .bucket(name)
+        .policy(tls_only_policy(name, region).to_string())
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("set the policy of", KIND, name, e))?;
+    put_tags(
+        clients,
+        name,
+        &tags::parse(desired.get("tags").unwrap_or_default()),
+    )
+    .await
+}
+
+/// Replaces the bucket's tags.
+pub async fn put_tags(
+    clients: &Clients,
+    name: &str,
+    wanted: &BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    let build = |e| AwsError::other("tag", KIND, name, e);
+    let tag_set = wanted
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().map_err(build))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(tag_set))
+        .build()
+        .map_err(build)?;
+    clients
+        .s3
+        .put_bucket_tagging()
+        .bucket(name)
+        .tagging(tagging)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("tag", KIND, name, e))?;
+    Ok(())
+}
+
+/// Deletes every object version and delete marker in the bucket. Returns how many were deleted.
+pub async fn empty(clients: &Clients, name: &str) -> Result<usize, AwsError> {
+    let s3 = &clients.s3;
+    let mut deleted = 0;
+    let mut key_marker: Option<String> = None;
+    let mut version_marker: Option<String> = None;
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(name)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return absent_or(AwsError::sdk("list the objects of", KIND, name, e), deleted),
+        };
+        let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+        let markers = page.delete_markers().iter().map(|m| (m.key(), m.version_id()));
+        let identifiers = versions
+            .chain(markers)
+            .filter_map(|(key, version)| {
+                let key = key?;
+                Some(
+                    ObjectIdentifier::builder()
+                        .key(key)
+                        .set_version_id(version.map(str::to_string))
+                        .build(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AwsError::other("empty", KIND, name, e))?;
+        for batch in identifiers.chunks(DELETE_BATCH) {
+            let delete = Delete::builder()
+                .set_objects(Some(batch.to_vec()))
+                .quiet(true)
+                .build()
+                .map_err(|e| AwsError::other("empty", KIND, name, e))?;
+            let out = s3
+                .delete_objects()
+                .bucket(name)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk("empty", KIND, name, e))?;
+            if let Some(error) = out.errors().first() {
+                let message = format!(
+                    "{} object(s) not deleted; `{}`: {}",
+                    out.errors().len(),
+                    error.key().unwrap_or_default(),
+                    error.message().or(error.code()).unwrap_or_default()
+                );
+                return Err(AwsError::other("empty", KIND, name, message));
+            }
+            deleted += batch.len();
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(deleted);
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+    }
+}
+
+/// Deletes the bucket: its policy first (a policy can deny the deletions that follow), every object
+/// version and delete marker, then the bucket. Deleting a bucket that is gone succeeds.
+pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
+    let s3 = &clients.s3;
+    if let Err(e) = s3.delete_bucket_policy().bucket(name).send().await {
+        absent_or(AwsError::sdk("delete the policy of", KIND, name, e), ())?;
+    }
+    let deleted = empty(clients, name).await?;
+    tracing::info!(bucket = name, deleted, "emptied bucket");
+    match s3.delete_bucket().bucket(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => absent_or(AwsError::sdk("delete", KIND, name, e), ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_we_write_is_recognised_as_tls_only() {
+        let policy = tls_only_policy("iot-123-us-east-1", "us-east-1").to_string();
+        assert!(is_tls_only(&policy, "iot-123-us-east-1"));
+        // Another bucket's policy does not count.
+        assert!(!is_tls_only(&policy, "other"));
+        let china = tls_only_policy("b", "cn-north-1");
+        assert_eq!(china["Statement"][0]["Resource"][0], "arn:aws-cn:s3:::b");
+    }
+
+    #[test]
+    fn weakened_policies_are_not_tls_only() {
+        let mut policy = tls_only_policy("b", "us-east-1");
+        policy["Statement"][0]["Effect"] = json!("Allow");
+        assert!(!is_tls_only(&policy.to_string(), "b"));
+
+        let mut objects_only = tls_only_policy("b", "us-east-1");
+        objects_only["Statement"][0]["Resource"] = json!("arn:aws:s3:::b/*");
+        assert!(!is_tls_only(&objects_only.to_string(), "b"));
+
+        let mut no_condition = tls_only_policy("b", "us-east-1");
+        no_condition["Statement"][0]["Condition"] = json!({});
+        assert!(!is_tls_only(&no_condition.to_string(), "b"));
+
+        assert!(!is_tls_only("not json", "b"));
+    }
+
+    #[test]
+    fn single_statement_and_boolean_forms_are_accepted() {
+        let policy = json!({
+            "Statement": {
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": ["s3:*"],
+                "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": false}}
+            }
+        });
+        assert!(is_tls_only(&policy.to_string(), "b"));
+    }
+
+    #[test]
+    fn public_access_names_the_blocks_that_are_off() {
+        let all = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        assert_eq!(public_access_field(Some(&all)), ALL_BLOCKED);
+        let partly = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(false)
+            .block_public_policy(true)
+            .build();
+        assert_eq!(
+            public_access_field(Some(&partly)),
+            "off: ignore_public_acls, restrict_public_buckets"
+        );
+        assert_eq!(public_access_field(None), "not configured");
+    }
+
+    #[test]
+    fn versioning_is_read_from_an_undecodable_body() {
+        let body = br#"<GetBucketVersioningResponse xmlns="x"><Status>Suspended</Status></GetBucketVersioningResponse>"#;
+        assert_eq!(versioning_from_body(body), "Suspended");
+        assert_eq!(versioning_from_body(b"<VersioningConfiguration/>"), "Disabled");
+    }
+
+    #[test]
+    fn location_constraints_map_to_regions() {
+        assert_eq!(region_of(None), "us-east-1");
+        assert_eq!(region_of(Some("")), "us-east-1");
+        assert_eq!(region_of(Some("EU")), "eu-west-1");
+        assert_eq!(region_of(Some("eu-central-1")), "eu-central-1");
+    }
+}

@@ -1,0 +1,231 @@
+//! Training data: each channel's local files, uploaded into the data bucket under a content-hash key
+//! (`data/<sha12>/<channel>/<file>`, the prefix the desired state names) and skipped when present.
+//!
+//! The channel's prefix is exactly what SageMaker reads as the channel, so no marker object is written
+//! there. Each uploaded object carries the channel's sha256 and file count as metadata instead:
+//! observation lists the prefix and reads one object's metadata, and an interrupted upload (fewer
+//! objects than the count says) reads as a differing `sha256`, which `up` replaces.
+
+use std::path::{Path, PathBuf};
+
+use aws_sdk_s3::primitives::ByteStream;
+use engine::resource::Lifecycle;
+use engine::{Desired, Kind, Observed};
+
+use crate::clients::Clients;
+use crate::errors::AwsError;
+
+const KIND: Kind = Kind::TrainingData;
+/// Object metadata (`x-amz-meta-…`) naming the channel's hash and how many files it has.
+pub const SHA256_METADATA: &str = "orchestrate-sha256";
+pub const FILES_METADATA: &str = "orchestrate-files";
+
+/// `data/<sha12>/<channel>/<channel>` -> the channel's key prefix, `data/<sha12>/<channel>/`.
+pub fn key_prefix(name: &str) -> String {
+    match name.rsplit_once('/') {
+        Some((prefix, _)) => format!("{prefix}/"),
+        None => String::new(),
+    }
+}
+
+/// The files of a channel source with their key below the prefix: a file as its own name, a
+/// directory's files by their path relative to it (`/`-separated), sorted.
+pub fn files_of(source: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    if source.is_file() {
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".to_string());
+        return Ok(vec![(name, source.to_path_buf())]);
+    }
+    let mut files = Vec::new();
+    let mut folders = vec![source.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(source)
+                    .unwrap_or(&path)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                files.push((relative, path));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Lists the channel's prefix and reports its `sha256` (from the objects' metadata).
+pub async fn observe(clients: &Clients, bucket: &str, desired: &Desired) -> Result<Observed, AwsError> {
+    let name = desired.name.as_str();
+    let prefix = key_prefix(name);
+    let keys = list_keys(clients, bucket, &prefix, name).await?;
+    let Some(first) = keys.first() else {
+        return Ok(Observed::Absent);
+    };
+    let head = clients
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(first)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("read", KIND, name, e))?;
+    let metadata = head.metadata();
+    let sha256 = metadata
+        .and_then(|m| m.get(SHA256_METADATA))
+        .cloned()
+        .unwrap_or_default();
+    let files: Option<usize> = metadata
+        .and_then(|m| m.get(FILES_METADATA))
+        .and_then(|n| n.parse().ok());
+    let sha256 = match files {
+        Some(n) if n == keys.len() => sha256,
+        Some(n) => format!("incomplete ({} of {n} files)", keys.len()),
+        None => "unknown (no metadata)".to_string(),
+    };
+    Ok(Observed::present(name, Lifecycle::Ready).with_field("sha256", sha256))
+}
+
+async fn list_keys(
+    clients: &Clients,
+    bucket: &str,
+    prefix: &str,
+    name: &str,
+) -> Result<Vec<String>, AwsError> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = clients
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                let e = AwsError::sdk("list", KIND, name, e);
+                return if e.is_not_found() { Ok(keys) } else { Err(e) };
+            }
+        };
+        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+            _ => return Ok(keys),
+        }
+    }
+}
+
+/// Uploads the channel's files from `source`, skipping objects already stored with this hash.
+/// Returns how many files were uploaded.
+pub async fn apply(
+    clients: &Clients,
+    bucket: &str,
+    desired: &Desired,
+    source: &Path,
+) -> Result<usize, AwsError> {
+    let name = desired.name.as_str();
+    let sha256 = desired.get("sha256").unwrap_or_default();
+    let prefix = key_prefix(name);
+    let files = files_of(source).map_err(|e| AwsError::other("read the files of", KIND, name, e))?;
+    let count = files.len().to_string();
+    let mut uploaded = 0;
+    for (relative, path) in &files {
+        let key = format!("{prefix}{relative}");
+        let existing = clients.s3.head_object().bucket(bucket).key(&key).send().await;
+        match existing {
+            Ok(head)
+                if head
+                    .metadata()
+                    .and_then(|m| m.get(SHA256_METADATA))
+                    .map(String::as_str)
+                    == Some(sha256) =>
+            {
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let e = AwsError::sdk("check", KIND, name, e);
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| AwsError::other("read", KIND, name, e))?;
+        clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .metadata(SHA256_METADATA, sha256)
+            .metadata(FILES_METADATA, &count)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("upload", KIND, name, e))?;
+        uploaded += 1;
+    }
+    tracing::info!(
+        data = name,
+        uploaded,
+        skipped = files.len() - uploaded,
+        "uploaded training data"
+    );
+    Ok(uploaded)
+}
+
+/// Deletes the channel's current objects (older versions go with the bucket).
+pub async fn delete(clients: &Clients, bucket: &str, name: &str) -> Result<(), AwsError> {
+    for key in list_keys(clients, bucket, &key_prefix(name), name).await? {
+        clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("delete", KIND, name, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_is_the_names_folder() {
+        assert_eq!(
+            key_prefix("data/0123456789ab/train/train"),
+            "data/0123456789ab/train/"
+        );
+        assert_eq!(key_prefix("train"), "");
+    }
+
+    #[test]
+    fn files_are_keyed_relative_to_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("part")).unwrap();
+        std::fs::write(dir.path().join("b.csv"), "b").unwrap();
+        std::fs::write(dir.path().join("part/a.csv"), "a").unwrap();
+        let keys: Vec<String> = files_of(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["b.csv", "part/a.csv"]);
+        let single = files_of(&dir.path().join("b.csv")).unwrap();
+        assert_eq!(single[0].0, "b.csv");
+    }
+}

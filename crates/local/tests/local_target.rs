@@ -57,11 +57,22 @@ impl Deployment {
         // A private copy: a rebuild of the original during the test must not change the image.
         let bin = dir.path().join("model-image");
         std::fs::copy(model_image_bin(), &bin).expect("copy model-image");
-        let status = Command::new(&bin)
-            .args(["demo-data", "--rows", "1500", "--out"])
-            .arg(dir.path().join("train.csv"))
-            .status()
-            .expect("run model-image demo-data");
+        // Executing a file just written can fail with ETXTBSY while another test thread's child
+        // (between fork and exec) still holds the copy's descriptor: retry briefly.
+        let mut attempts = 0;
+        let status = loop {
+            match Command::new(&bin)
+                .args(["demo-data", "--rows", "1500", "--out"])
+                .arg(dir.path().join("train.csv"))
+                .status()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                result => break result.expect("run model-image demo-data"),
+            }
+        };
         assert!(status.success(), "model-image demo-data failed: {status}");
         Deployment { dir, bin }
     }

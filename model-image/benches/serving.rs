@@ -24,7 +24,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use support::loadgen::{self, Load, Outcome};
 use support::sample::Sample;
-use support::{Guarded, Table, bail};
+use support::{Guarded, Table, bail, env_number, read_json};
 
 const COMMAND: &str = "cargo bench -p model-image --bench serving";
 const ROWS_PER_REQUEST: [usize; 2] = [1, 100];
@@ -489,20 +489,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| bail(&format!("no free loopback port: {e}")))
-}
-
-fn read_json(path: &PathBuf) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| bail(&format!("cannot read {}: {e}", path.display())));
-    serde_json::from_str(&text).unwrap_or_else(|e| bail(&format!("{} is not JSON: {e}", path.display())))
-}
-
-fn env_number(name: &str, default: u64, min: u64, max: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-        .clamp(min, max)
 }
 
 fn env_list(name: &str, default: &[usize], min: usize, max: usize) -> Vec<usize> {

@@ -35,7 +35,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use support::sample::Sample;
-use support::{Guarded, Table, bail};
+use support::{Guarded, Table, bail, env_number, read_json};
 
 const COMMAND: &str = "cargo bench -p model-image --bench training";
 const TRAIN_ROWS: usize = 625_000;
@@ -538,18 +538,4 @@ fn score_with_sklearn(model: &Path, test: &Path, threads: u64) -> Option<f64> {
     let text = String::from_utf8_lossy(&output.stdout);
     let value: serde_json::Value = serde_json::from_str(text.lines().last()?).ok()?;
     value["test_pr_auc"].as_f64()
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| bail(&format!("cannot read {}: {e}", path.display())));
-    serde_json::from_str(&text).unwrap_or_else(|e| bail(&format!("{} is not JSON: {e}", path.display())))
-}
-
-fn env_number(name: &str, default: u64, min: u64, max: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-        .clamp(min, max)
 }

@@ -116,6 +116,23 @@ pub fn bail(message: &str) -> ! {
     std::process::exit(2);
 }
 
+/// Reads a JSON file the benchmark depends on, or bails.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| bail(&format!("cannot read {}: {e}", path.display())));
+    serde_json::from_str(&text).unwrap_or_else(|e| bail(&format!("{} is not JSON: {e}", path.display())))
+}
+
+/// A numeric setting from the environment, `default` when unset or unreadable, clamped to
+/// `min..=max` so a benchmark stays bounded.
+pub fn env_number(name: &str, default: u64, min: u64, max: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+        .clamp(min, max)
+}
+
 /// A log file for a child's output under `dir`.
 pub fn log_file(dir: &Path, name: &str) -> (File, PathBuf) {
     let path = dir.join(name);

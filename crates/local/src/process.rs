@@ -92,9 +92,17 @@ pub fn alive(pid: i32, marker: &Path) -> bool {
     if matches!(state, Some('Z' | 'X')) {
         return false;
     }
-    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
+    let Ok(mut cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
         return false;
     };
+    if cmdline.is_empty() {
+        // Read in the middle of an `exec` (the old image gone, the new one not set up yet).
+        std::thread::sleep(Duration::from_millis(20));
+        let Ok(again) = std::fs::read(proc_dir.join("cmdline")) else {
+            return false;
+        };
+        cmdline = again;
+    }
     let marker = marker.as_os_str().as_encoded_bytes();
     cmdline.windows(marker.len().max(1)).any(|w| w == marker)
 }

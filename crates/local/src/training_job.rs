@@ -7,9 +7,9 @@
 //! in progress and waits for it again. Like on SageMaker a failed attempt stays and the next one gets
 //! the next number; a completed one is reused.
 //!
-//! State of the latest attempt: its process alive -> in progress; `exit_code` 0 with
-//! `model/model.json` -> ready; a non-zero exit -> failed with the first line of `output/failure`
-//! (or the exit code); no process and no exit code -> failed, "interrupted".
+//! State of the latest attempt: no `exit_code` yet and its process alive -> in progress;
+//! `exit_code` 0 with `model/model.json` -> ready; a non-zero exit -> failed with the first line of
+//! `output/failure` (or the exit code); no process and no exit code -> failed, "interrupted".
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -61,8 +61,16 @@ pub(crate) fn latest(target: &LocalTarget, base: &str) -> Result<Option<Record<J
 /// Where the attempt stands (see the module docs).
 pub(crate) fn lifecycle(target: &LocalTarget, record: &Record<JobDetails>) -> Lifecycle {
     let details = &record.details;
-    if details.pid > 0 && process::alive(details.pid, target.state.root()) {
+    let exit_code = || fs::read_to_string(details.folder.join(EXIT_CODE)).map(|t| t.trim().parse::<i32>());
+    // The exit code is written last, so once it is there the attempt has ended whatever the pid
+    // says (the shell may still be on its way out).
+    let mut ended = exit_code();
+    if ended.is_err() && details.pid > 0 && process::alive(details.pid, target.state.root()) {
         return Lifecycle::InProgress("Training".into());
+    }
+    if ended.is_err() {
+        // It may have written the code between the two reads.
+        ended = exit_code();
     }
     let opt_ml = opt_ml(&details.folder);
     let failure = || {
@@ -75,7 +83,7 @@ pub(crate) fn lifecycle(target: &LocalTarget, record: &Record<JobDetails>) -> Li
                     .map(str::to_string)
             })
     };
-    match fs::read_to_string(details.folder.join(EXIT_CODE)).map(|t| t.trim().parse::<i32>()) {
+    match ended {
         Ok(Ok(0)) if opt_ml.join("model/model.json").is_file() => Lifecycle::Ready,
         Ok(Ok(0)) => Lifecycle::Failed("exited 0 but wrote no model/model.json".into()),
         Ok(Ok(code)) => Lifecycle::Failed(
@@ -150,7 +158,10 @@ pub(crate) fn apply(
     target.state.write(KIND, &record)?;
     let (log, exit_code) = (folder.join(LOG), folder.join(EXIT_CODE));
     let spawned = process::spawn_detached(
-        r#"( "$1" train; echo $? >"$3.tmp"; mv "$3.tmp" "$3" ) >"$2" 2>&1"#,
+        // The trailing `:` keeps the subshell a shell to its end: as the last command `mv` would
+        // replace it (`exec`), and a process read in mid-exec looks like it is not ours, which
+        // made a running attempt briefly read as ended.
+        r#"( "$1" train; echo $? >"$3.tmp"; mv "$3.tmp" "$3"; : ) >"$2" 2>&1"#,
         &[binary.as_os_str(), log.as_os_str(), exit_code.as_os_str()],
         &[("OPT_ML", opt_ml.as_os_str()), ("NO_COLOR", "1".as_ref())],
         &folder,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use spec::{Spec, Target};
+use spec::{DataSource, Spec, Target, Validation};
 
 use crate::names::hash12;
 use crate::resource::{Desired, Kind, OnChange};
@@ -54,6 +54,16 @@ impl ChannelData {
             key_prefix: format!("data/{}/{channel}/", &sha256[..12.min(sha256.len())]),
         }
     }
+}
+
+/// The data channels a deployment uploads for training, in order: `train`, then `validation` when
+/// it is a source of its own (not a fraction of `train`).
+pub fn channel_sources(spec: &Spec) -> Vec<(&'static str, &DataSource)> {
+    let mut channels = vec![("train", &spec.data.train)];
+    if let Validation::Source(source) = &spec.data.validation {
+        channels.push(("validation", source));
+    }
+    channels
 }
 
 /// Every desired resource, in dependency order.

@@ -16,6 +16,7 @@
 //! ```
 
 mod archive;
+mod cache;
 mod closure;
 mod config;
 mod digest;
@@ -28,6 +29,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub use cache::cached_digest;
 pub use closure::{Linkage, SharedLibrary, parse_ldd, shared_libraries};
 pub use config::{BINARY_PATH, CREATED, EXPOSED_PORT, PATH_ENV, TITLE_LABEL, VERSION_LABEL};
 pub use digest::{Digest, ParseDigestError};

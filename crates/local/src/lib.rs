@@ -38,7 +38,7 @@ use std::time::Duration;
 use engine::desired::{ChannelData, DesiredState, Facts};
 use engine::resource::{Change, Desired, Kind, Lifecycle, Observed};
 use engine::target::{Applied, Found, Target, TargetError};
-use spec::{DataSource, Spec, Validation};
+use spec::{DataSource, Spec};
 
 pub use error::LocalError;
 pub use state::StateLock;
@@ -104,43 +104,30 @@ impl LocalTarget {
     }
 
     /// The manifest digest of the image [`build_image`](Self::build_image) would build, without
-    /// building it when the binary is unchanged since the last build: the digest is cached in the
-    /// state folder, keyed by the binary's path, size and modification time (and this version of
-    /// the image layout). A cache miss builds and remembers the image, as `build_image` does. This
-    /// keeps a no-op `status` or `up` fast; the image is built lazily if it must be applied.
+    /// building it when the binary is unchanged since the last build (see [`::image::cached_digest`];
+    /// the cache lives in the state folder). A cache miss builds and remembers the image, as
+    /// `build_image` does. This keeps a no-op `status` or `up` fast; the image is built lazily if it
+    /// must be applied.
     pub fn image_digest(&self) -> Result<String, LocalError> {
-        let cache_path = self.state.root().join("image-digest.json");
-        let key = binary_stamp(&self.model_image_bin);
-        if let (Some(key), Ok(text)) = (&key, std::fs::read_to_string(&cache_path))
-            && let Ok(cached) = serde_json::from_str::<ImageDigestCache>(&text)
-            && &cached.binary == key
-        {
-            return Ok(cached.digest);
+        let spec = image_spec(&self.model_image_bin);
+        let (digest, built) = ::image::cached_digest(&spec, &self.state.root().join("image-digest.json"))
+            .map_err(|source| LocalError::Image {
+                path: self.model_image_bin.clone(),
+                source,
+            })?;
+        if let Some(built) = built {
+            *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(built);
         }
-        let digest = self.build_image()?.manifest_digest.to_string();
-        if let Some(key) = key
-            && self.state.root().is_dir()
-        {
-            let cached = ImageDigestCache {
-                binary: key,
-                digest: digest.clone(),
-            };
-            // A cache that cannot be written only costs a rebuild next time.
-            let _ = serde_json::to_vec(&cached).map(|bytes| std::fs::write(&cache_path, bytes));
-        }
-        Ok(digest)
+        Ok(digest.to_string())
     }
 
     /// The facts the desired state needs: resource names on this target and the data hashes.
     /// `image_digest` is the manifest digest of [`build_image`](Self::build_image).
     pub fn facts(&self, image_digest: &str) -> Result<Facts, LocalError> {
-        let mut channels = vec![ChannelData::new(
-            "train",
-            &data_hash("train", &self.spec.data.train)?,
-        )];
-        if let Validation::Source(source) = &self.spec.data.validation {
-            channels.push(ChannelData::new("validation", &data_hash("validation", source)?));
-        }
+        let channels = engine::desired::channel_sources(&self.spec)
+            .into_iter()
+            .map(|(channel, source)| Ok(ChannelData::new(channel, &data_hash(channel, source)?)))
+            .collect::<Result<_, LocalError>>()?;
         Ok(Facts {
             bucket: bucket_name(&self.spec),
             channels,
@@ -152,11 +139,10 @@ impl LocalTarget {
 
     /// The local data source of a channel (`train`, `validation`).
     fn channel_source(&self, channel: &str) -> Option<&DataSource> {
-        match (channel, &self.spec.data.validation) {
-            ("train", _) => Some(&self.spec.data.train),
-            ("validation", Validation::Source(source)) => Some(source),
-            _ => None,
-        }
+        engine::desired::channel_sources(&self.spec)
+            .into_iter()
+            .find(|(name, _)| *name == channel)
+            .map(|(_, source)| source)
     }
 
     /// The URL the deployment's endpoint serves on, if it was started.
@@ -165,40 +151,18 @@ impl LocalTarget {
     }
 }
 
-/// `image-digest.json`: the digest last built from a binary, and what identified the binary.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ImageDigestCache {
-    binary: String,
-    digest: String,
-}
-
-/// Identifies a binary file cheaply: canonical path, size, modification time, and the version of
-/// this crate (whose image layout decides the digest).
-fn binary_stamp(path: &Path) -> Option<String> {
-    let canonical = std::fs::canonicalize(path).ok()?;
-    let metadata = std::fs::metadata(&canonical).ok()?;
-    let modified = metadata
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    Some(format!(
-        "{}|{}|{}|{}",
-        canonical.display(),
-        metadata.len(),
-        modified.as_nanos(),
-        env!("CARGO_PKG_VERSION")
-    ))
-}
-
 /// Builds the model-image container image from `model_image_bin`, reproducibly (the same binary
 /// gives the same manifest digest), labelled with this workspace's version.
 pub fn build_image(model_image_bin: &Path) -> Result<::image::BuiltImage, LocalError> {
-    let spec = ::image::ImageSpec::new(model_image_bin, env!("CARGO_PKG_VERSION"));
-    ::image::build(&spec).map_err(|source| LocalError::Image {
+    ::image::build(&image_spec(model_image_bin)).map_err(|source| LocalError::Image {
         path: model_image_bin.to_path_buf(),
         source,
     })
+}
+
+/// What the image is built from: the binary, labelled with this workspace's version.
+pub fn image_spec(model_image_bin: &Path) -> ::image::ImageSpec {
+    ::image::ImageSpec::new(model_image_bin, env!("CARGO_PKG_VERSION"))
 }
 
 /// The local bucket: `<name>-local` (there is no account or region to put in the name).
@@ -208,12 +172,12 @@ pub fn bucket_name(spec: &Spec) -> String {
 
 /// The execution role, named as on AWS.
 pub fn role_name(spec: &Spec) -> String {
-    format!("{}-sagemaker-execution", spec.name)
+    spec.role_name()
 }
 
 /// The image repository, named as on AWS.
 pub fn repository_name(spec: &Spec) -> String {
-    format!("{}-model-image", spec.name)
+    spec.repository_name()
 }
 
 fn data_hash(channel: &str, source: &DataSource) -> Result<String, LocalError> {

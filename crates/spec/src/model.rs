@@ -267,6 +267,16 @@ impl Spec {
     pub fn bucket_name(&self, account_id: &str) -> String {
         self.name.bucket_name(account_id, &self.region)
     }
+
+    /// The SageMaker execution role's name, `<name>-sagemaker-execution` (IAM allows 64 characters).
+    pub fn role_name(&self) -> String {
+        format!("{}-sagemaker-execution", self.name)
+    }
+
+    /// The image repository's name, `<name>-model-image`.
+    pub fn repository_name(&self) -> String {
+        format!("{}-model-image", self.name)
+    }
 }
 
 fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -1,72 +1,20 @@
 //! The AWS adapters against moto_server, over real HTTP: every test starts its own moto on a free
-//! loopback port and checks the outcome through the SDK directly, not through our own `observe`.
-//! Tests skip (with a note) when `moto_server` is not installed.
+//! loopback port (`testbed::Moto`) and checks the outcome through the SDK directly, not through our
+//! own `observe`. Tests skip (with a note) when moto is not installed, outside CI.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use aws::lock::{Lock, LockError};
 use aws::{Clients, iam_role, s3_bucket, training_data};
-use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region};
 use engine::resource::{OnChange, diff};
 use engine::{Change, Desired, Kind, Observed};
+use testbed::Moto;
 
 const REGION: &str = "eu-west-1";
 const TAGS: &str = "managed-by=orchestrate;orchestrate:deployment=iot-test;team=ml";
 
-/// A moto_server on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn moto() -> Option<Moto> {
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let child = match Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipping: moto_server not available ({e})");
-            return None;
-        }
-    };
-    let moto = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(response) = http.get(format!("{}/moto-api/", moto.url)).send().await
-            && response.status().is_success()
-        {
-            return Some(moto);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("moto_server did not answer on {}", moto.url);
-}
-
 async fn clients(moto: &Moto) -> Clients {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(&moto.url)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
-        .load()
-        .await;
-    Clients::from_config(&config, |_| None)
+    Clients::from_config(&moto.sdk_config(REGION).await, |_| None)
 }
 
 fn desired_bucket(name: &str) -> Desired {
@@ -88,7 +36,7 @@ fn field(observed: &Observed, name: &str) -> String {
 
 #[tokio::test]
 async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
-    let Some(moto) = moto().await else { return };
+    let Some(moto) = Moto::start().await else { return };
     let clients = clients(&moto).await;
     let s3 = &clients.s3;
     let name = "iot-test-123456789012-eu-west-1";
@@ -128,8 +76,16 @@ async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
             .any(|t| t.key() == "orchestrate:deployment" && t.value() == "iot-test")
     );
 
+    moto.reset_requests().await;
     let observed = s3_bucket::observe(&clients, &desired).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
+    let requests = moto.requests().await;
+    assert!(!requests.is_empty());
+    assert_eq!(
+        testbed::mutating(&requests),
+        Vec::<&testbed::Request>::new(),
+        "observe only reads"
+    );
 
     // Drift: someone suspends versioning and removes the policy.
     s3.put_bucket_versioning()
@@ -154,7 +110,7 @@ async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
         other => panic!("expected an update, got {other:?}"),
     }
 
-    // Versions and delete markers (written while moto has no Deny policy: it blocks object calls).
+    // Versions and delete markers.
     s3.put_bucket_versioning()
         .bucket(name)
         .versioning_configuration(
@@ -207,7 +163,7 @@ fn desired_role(name: &str) -> Desired {
 
 #[tokio::test]
 async fn role_is_created_with_its_policy_observed_and_deleted() {
-    let Some(moto) = moto().await else { return };
+    let Some(moto) = Moto::start().await else { return };
     let clients = clients(&moto).await;
     let iam = &clients.iam;
     let name = "iot-test-sagemaker";
@@ -236,8 +192,16 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
     let tags = iam.list_role_tags().role_name(name).send().await.unwrap();
     assert!(tags.tags().iter().any(|t| t.key() == "team" && t.value() == "ml"));
 
+    moto.reset_requests().await;
     let observed = iam_role::observe(&clients, &desired).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
+    let requests = moto.requests().await;
+    assert!(!requests.is_empty());
+    assert_eq!(
+        testbed::mutating(&requests),
+        Vec::<&testbed::Request>::new(),
+        "observe only reads"
+    );
 
     // Drift: the inline policy is edited by hand.
     iam.put_role_policy()
@@ -287,21 +251,21 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
 
 #[tokio::test]
 async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
-    let Some(moto) = moto().await else { return };
+    let Some(moto) = Moto::start().await else { return };
     let clients = clients(&moto).await;
     let s3 = &clients.s3;
-    // A bucket without the TLS-only policy: moto applies any Deny policy to every object call.
-    let bucket = "iot-test-plain";
-    s3.create_bucket()
-        .bucket(bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(REGION))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // The full compliant bucket, TLS-only Deny policy included: object calls still work (moto is
+    // patched to count its requests as TLS, as AWS counts our HTTPS requests).
+    let bucket = "iot-test-data-123456789012-eu-west-1";
+    s3_bucket::apply(&clients, &desired_bucket(bucket)).await.unwrap();
+    let policy = s3.get_bucket_policy().bucket(bucket).send().await.unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    assert_eq!(policy, s3_bucket::tls_only_policy(bucket, REGION));
+    assert_eq!(policy["Statement"][0]["Effect"], "Deny");
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"],
+        "false"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("train.csv");

@@ -1,0 +1,24 @@
+//! Real servers on loopback for orchestrate's integration tests, each stopped when dropped.
+//!
+//! - [`Moto`]: moto_server (pinned to the version its launcher's patches are written for) on a free
+//!   port, with a server-side log of every AWS request ([`Request`], [`mutating`]) so a test can prove
+//!   that a run made no mutating call.
+//! - [`Registry`]: Debian's `docker-registry` with htpasswd basic auth, the stand-in for ECR's
+//!   registry endpoint (ECR's API in moto has none), and its access log ([`RegistryRequest`]).
+//! - [`skopeo_inspect`] / [`skopeo_inspect_config`]: an independent look at a pushed image.
+//!
+//! A missing program skips the test with a note on a developer's machine and fails it in CI
+//! ([`require`]). DESIGN.md §9 lists what these backends do and do not emulate.
+
+mod moto;
+mod registry;
+mod requests;
+mod server;
+mod skopeo;
+mod tools;
+
+pub use moto::{MOTO_VERSION, Moto};
+pub use registry::{Registry, RegistryRequest};
+pub use requests::{Protocol, Request, mutating};
+pub use skopeo::{skopeo_inspect, skopeo_inspect_config};
+pub use tools::{Tool, require};

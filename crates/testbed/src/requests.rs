@@ -1,0 +1,252 @@
+//! AWS requests as moto's launcher records them, and which of them change something.
+//!
+//! The classification: a request naming an operation (`X-Amz-Target` for JSON-protocol services such
+//! as ECR and SageMaker, the `Action` parameter for query-protocol ones such as IAM and STS) reads when
+//! the operation starts with a reading verb (`Get`, `List`, `Describe`, `Head`, `BatchGet`,
+//! `BatchCheck`, `Query`, `Scan`, `Search`, `Select`, `Lookup`) and mutates otherwise (`Create`, `Put`,
+//! `Delete`, `Update`, `Tag`, `Untag`, `Attach`, `Detach`, `Set`, `Upload`, `Complete`, `Initiate`,
+//! `BatchDelete`, `Start`, `Stop`, …): an operation the list does not know counts as mutating, so a
+//! "no mutating call" assertion fails on it rather than passing. A REST request (S3) reads when its
+//! method is `GET` or `HEAD` and mutates otherwise (`PUT`, `POST`, `DELETE`).
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// One AWS request moto served.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Request {
+    /// The HTTP method.
+    pub method: String,
+    /// The URL path (`/` for query and JSON protocols, `/bucket/key` for S3).
+    pub path: String,
+    /// The raw query string.
+    pub query: String,
+    /// The `X-Amz-Target` header (JSON protocol: `AmazonEC2ContainerRegistry_V20150921.CreateRepository`).
+    pub target: Option<String>,
+    /// The service of the SigV4 credential scope (`s3`, `iam`, `ecr`, `sts`, `sagemaker`).
+    pub service: Option<String>,
+    /// How the operation was named.
+    pub protocol: Protocol,
+    /// The operation (`CreateRepository`, `CreateRole`), or for REST `METHOD path?parameter-names`
+    /// (`PUT /bucket?policy`).
+    pub action: String,
+}
+
+/// How a request names its operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// JSON protocol: the `X-Amz-Target` header (ECR, SageMaker).
+    Json,
+    /// Query protocol: the `Action` parameter (IAM, STS).
+    Query,
+    /// REST: the method and path (S3).
+    Rest,
+}
+
+/// Verbs of operations that only read.
+const READS: &[&str] = &[
+    "Get",
+    "List",
+    "Describe",
+    "Head",
+    "BatchGet",
+    "BatchCheck",
+    "Query",
+    "Scan",
+    "Search",
+    "Select",
+    "Lookup",
+];
+
+impl Request {
+    /// Whether the request may change state (see the module documentation for the rule).
+    pub fn is_mutating(&self) -> bool {
+        match self.protocol {
+            Protocol::Json | Protocol::Query => {
+                !READS.iter().any(|verb| starts_with_word(&self.action, verb))
+            }
+            Protocol::Rest => !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS"),
+        }
+    }
+}
+
+/// `name` starts with `verb` followed by the end or an uppercase letter (`Get` in `GetRole`, not in
+/// `Getaway`).
+fn starts_with_word(name: &str, verb: &str) -> bool {
+    name.strip_prefix(verb)
+        .is_some_and(|rest| rest.chars().next().is_none_or(|c| c.is_ascii_uppercase()))
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.service {
+            Some(service) => write!(f, "{service} {}", self.action),
+            None => f.write_str(&self.action),
+        }
+    }
+}
+
+/// The requests that may change state, in order.
+pub fn mutating(requests: &[Request]) -> Vec<&Request> {
+    requests.iter().filter(|r| r.is_mutating()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(service: &str, target: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            target: Some(target.into()),
+            service: Some(service.into()),
+            protocol: Protocol::Json,
+            action: target.rsplit('.').next().unwrap().into(),
+        }
+    }
+
+    fn query(service: &str, action: &str) -> Request {
+        Request {
+            method: "POST".into(),
+            path: "/".into(),
+            query: String::new(),
+            target: None,
+            service: Some(service.into()),
+            protocol: Protocol::Query,
+            action: action.into(),
+        }
+    }
+
+    fn rest(method: &str, path: &str, query: &str) -> Request {
+        let names: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split('=').next().unwrap())
+            .collect();
+        let suffix = if names.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", names.join("&"))
+        };
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            target: None,
+            service: Some("s3".into()),
+            protocol: Protocol::Rest,
+            action: format!("{method} {path}{suffix}"),
+        }
+    }
+
+    const ECR: &str = "AmazonEC2ContainerRegistry_V20150921";
+
+    #[test]
+    fn json_protocol_operations_are_classified_by_their_verb() {
+        for op in [
+            "CreateRepository",
+            "DeleteRepository",
+            "PutImage",
+            "PutImageTagMutability",
+            "PutImageScanningConfiguration",
+            "TagResource",
+            "UntagResource",
+            "BatchDeleteImage",
+            "InitiateLayerUpload",
+            "UploadLayerPart",
+            "CompleteLayerUpload",
+            "SetRepositoryPolicy",
+        ] {
+            assert!(json("ecr", &format!("{ECR}.{op}")).is_mutating(), "{op}");
+        }
+        for op in [
+            "DescribeRepositories",
+            "DescribeImages",
+            "ListTagsForResource",
+            "GetAuthorizationToken",
+            "BatchGetImage",
+            "BatchCheckLayerAvailability",
+        ] {
+            assert!(!json("ecr", &format!("{ECR}.{op}")).is_mutating(), "{op}");
+        }
+        assert!(json("sagemaker", "SageMaker.CreateTrainingJob").is_mutating());
+        assert!(json("sagemaker", "SageMaker.StopTrainingJob").is_mutating());
+        assert!(!json("sagemaker", "SageMaker.DescribeEndpoint").is_mutating());
+        assert!(!json("sagemaker", "SageMaker.Search").is_mutating());
+    }
+
+    #[test]
+    fn query_protocol_actions_are_classified_by_their_verb() {
+        for action in [
+            "CreateRole",
+            "PutRolePolicy",
+            "DeleteRolePolicy",
+            "AttachRolePolicy",
+            "DetachRolePolicy",
+            "TagRole",
+            "UntagRole",
+            "UpdateAssumeRolePolicy",
+        ] {
+            assert!(query("iam", action).is_mutating(), "{action}");
+        }
+        for action in [
+            "GetRole",
+            "GetRolePolicy",
+            "ListRoleTags",
+            "ListAttachedRolePolicies",
+        ] {
+            assert!(!query("iam", action).is_mutating(), "{action}");
+        }
+        assert!(!query("sts", "GetCallerIdentity").is_mutating());
+    }
+
+    #[test]
+    fn unknown_operations_count_as_mutating() {
+        assert!(query("sts", "AssumeRole").is_mutating());
+        assert!(
+            json("ecr", &format!("{ECR}.Getaway")).is_mutating(),
+            "a verb is a whole word"
+        );
+    }
+
+    #[test]
+    fn rest_requests_are_classified_by_method() {
+        assert!(rest("PUT", "/bucket", "").is_mutating());
+        assert!(rest("PUT", "/bucket", "policy").is_mutating());
+        assert!(rest("PUT", "/bucket/data/x.csv", "").is_mutating());
+        assert!(rest("POST", "/bucket", "delete").is_mutating());
+        assert!(rest("DELETE", "/bucket", "policy").is_mutating());
+        assert!(!rest("GET", "/bucket", "versioning").is_mutating());
+        assert!(!rest("GET", "/bucket", "list-type=2&prefix=data").is_mutating());
+        assert!(!rest("HEAD", "/bucket/data/x.csv", "").is_mutating());
+    }
+
+    #[test]
+    fn mutating_keeps_only_the_mutating_requests_in_order() {
+        let requests = vec![
+            query("sts", "GetCallerIdentity"),
+            rest("HEAD", "/bucket", ""),
+            rest("PUT", "/bucket", "tagging"),
+            json("ecr", &format!("{ECR}.DescribeRepositories")),
+            query("iam", "CreateRole"),
+        ];
+        let names: Vec<String> = mutating(&requests).iter().map(|r| r.to_string()).collect();
+        assert_eq!(names, ["s3 PUT /bucket?tagging", "iam CreateRole"]);
+        assert!(mutating(&requests[..2]).is_empty());
+    }
+
+    #[test]
+    fn the_launchers_json_deserializes() {
+        let requests: Vec<Request> = serde_json::from_str(
+            r#"[{"method":"POST","path":"/","query":"","target":null,"service":"iam","protocol":"query","action":"CreateRole"},
+                {"method":"PUT","path":"/b","query":"policy","target":null,"service":"s3","protocol":"rest","action":"PUT /b?policy"}]"#,
+        )
+        .unwrap();
+        assert_eq!(requests[0], query("iam", "CreateRole"));
+        assert_eq!(requests[1], rest("PUT", "/b", "policy"));
+    }
+}

@@ -23,6 +23,10 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub sts: aws_sdk_sts::Client,
+    pub sagemaker: aws_sdk_sagemaker::Client,
+    pub runtime: aws_sdk_sagemakerruntime::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub autoscaling: aws_sdk_applicationautoscaling::Client,
     region: String,
     account: std::sync::Arc<OnceCell<String>>,
 }
@@ -52,6 +56,10 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(config),
             ecr: aws_sdk_ecr::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            sagemaker: aws_sdk_sagemaker::Client::new(config),
+            runtime: aws_sdk_sagemakerruntime::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
+            autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
             region,
             account: Default::default(),
         }
@@ -84,6 +92,15 @@ impl Clients {
             })
             .await?;
         Ok(account)
+    }
+}
+
+/// The DNS suffix of a region's AWS endpoints (`amazonaws.com`, `amazonaws.com.cn` in China).
+pub fn dns_suffix(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
     }
 }
 

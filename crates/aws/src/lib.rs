@@ -9,12 +9,21 @@
 pub mod clients;
 pub mod ecr_image;
 pub mod ecr_repository;
+pub mod endpoint_autoscaling;
 pub mod errors;
 pub mod iam_role;
+pub mod invocations;
 pub mod lock;
 pub mod s3_bucket;
+pub mod sagemaker;
+pub mod sagemaker_endpoint;
+pub mod sagemaker_endpoint_config;
+pub mod sagemaker_model;
+pub mod sagemaker_training_job;
 pub mod tags;
+pub mod target;
 pub mod training_data;
 
 pub use clients::Clients;
 pub use errors::{AwsError, ErrorClass};
+pub use target::AwsTarget;

@@ -44,10 +44,14 @@ fn epoch_secs(time: SystemTime) -> u64 {
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("the deployment is locked by {owner} until {expires_at} (Unix time)")]
+    #[error(
+        "the deployment is locked by another run ({owner}) until {expires_at} (Unix time); wait for it to \
+         finish, or if that run is gone (interrupted, its machine lost), run again with --break-lock"
+    )]
     Held { owner: String, expires_at: u64 },
     #[error(
-        "the deployment's lock held by {owner} expired at {expires_at} (Unix time); if that run is gone, break the lock explicitly"
+        "the deployment's lock held by {owner} expired at {expires_at} (Unix time); if that run is gone, \
+         run again with --break-lock"
     )]
     Stale { owner: String, expires_at: u64 },
     #[error(transparent)]
@@ -55,21 +59,22 @@ pub enum LockError {
 }
 
 /// A held lock; [`Lock::release`] deletes it (dropping it does not: no async drop).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Lock {
     bucket: String,
     record: LockRecord,
 }
 
 impl Lock {
-    /// Takes the lock in `bucket`. A stale lock is broken only with `break_stale`.
+    /// Takes the lock in `bucket`. Another run's lock is broken only with `break_lock` (the user's
+    /// explicit `--break-lock`), whether or not it has expired.
     pub async fn acquire(
         clients: &Clients,
         bucket: &str,
         owner: &str,
         ttl: Duration,
         now: SystemTime,
-        break_stale: bool,
+        break_lock: bool,
     ) -> Result<Lock, LockError> {
         let record = LockRecord::new(owner, now, ttl);
         for _ in 0..2 {
@@ -86,19 +91,20 @@ impl Lock {
             let Some(held) = read(clients, bucket).await? else {
                 continue; // released in between: try again
             };
-            if !held.is_stale(now) {
-                return Err(LockError::Held {
-                    owner: held.owner,
-                    expires_at: held.expires_at,
+            if !break_lock {
+                let stale = held.is_stale(now);
+                let (owner, expires_at) = (held.owner, held.expires_at);
+                return Err(if stale {
+                    LockError::Stale { owner, expires_at }
+                } else {
+                    LockError::Held { owner, expires_at }
                 });
             }
-            if !break_stale {
-                return Err(LockError::Stale {
-                    owner: held.owner,
-                    expires_at: held.expires_at,
-                });
-            }
-            tracing::warn!(owner = held.owner, "breaking a stale lock");
+            tracing::warn!(
+                owner = held.owner,
+                stale = held.is_stale(now),
+                "breaking the lock"
+            );
             delete(clients, bucket).await?;
         }
         let held = read(clients, bucket).await?.unwrap_or(record);
@@ -106,6 +112,11 @@ impl Lock {
             owner: held.owner,
             expires_at: held.expires_at,
         })
+    }
+
+    /// The bucket the lock object is in.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
     }
 
     pub fn record(&self) -> &LockRecord {

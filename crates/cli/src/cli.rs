@@ -44,6 +44,11 @@ pub struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Break the deployment's lock left by a run that is gone (interrupted, its machine lost). On
+    /// AWS the lock is an object in the data bucket; the local lock is released by the OS anyway
+    #[arg(long, global = true)]
+    pub break_lock: bool,
+
     /// The model-image binary to ship [default: next to orchestrate, or built from this workspace]
     #[arg(long, global = true, env = "ORCHESTRATE_MODEL_IMAGE", value_name = "PATH")]
     pub model_image: Option<PathBuf>,

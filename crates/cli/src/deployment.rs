@@ -3,12 +3,14 @@
 //! lock, building the image and computing the desired state.
 //!
 //! Commands are written once, generically over `engine::Target`, as an [`OnTarget`]; [`dispatch`] is
-//! the one place that knows the concrete targets. The AWS target is not part of this build yet: its
-//! arm reports that clearly, and adding it means one more arm here.
+//! the one place that knows the concrete targets. A command that changes something takes the
+//! deployment's lock itself ([`Session::lock`]), at the moment it knows it will change something, so
+//! a no-op `up` makes no write at all.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use aws::AwsTarget;
 use engine::{DesiredState, Facts, Target};
 use local::LocalTarget;
 use spec::Spec;
@@ -17,10 +19,12 @@ use crate::cli::Global;
 use crate::model_image;
 use crate::render::Printer;
 use crate::reporter::Progress;
+use crate::run_lock::{Lockable, RunLock};
 
-/// What the AWS target's absence looks like to users.
-pub const AWS_UNAVAILABLE: &str = "the `aws` target is not available in this version of orchestrate yet (it arrives \
-     with the AWS issues); use `--target local` to deploy on this machine";
+/// The hint when AWS cannot be reached.
+pub const AWS_CREDENTIALS: &str = "cannot reach AWS: orchestrate uses the standard credential chain (AWS_PROFILE, \
+     AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, an instance role); check them with \
+     `aws sts get-caller-identity`, or use `--target local` to deploy on this machine";
 
 /// Everything a command needs from the command line.
 #[derive(Debug)]
@@ -74,8 +78,6 @@ impl TargetChoice {
 /// What a command needs prepared before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
-    /// Hold the deployment's lock for the whole run (commands that change something).
-    pub lock: bool,
     /// Build the image and compute the desired state (every command that plans).
     pub desired_state: bool,
 }
@@ -87,6 +89,18 @@ pub struct Session<'a, T> {
     pub progress: &'a Progress,
     /// Present when the command asked for it ([`Needs::desired_state`]).
     state: Option<DesiredState>,
+    /// `--break-lock`.
+    break_lock: bool,
+}
+
+impl<T: Lockable> Session<'_, T> {
+    /// Takes the deployment's lock; hold it until the changes are done, then
+    /// [`release`](RunLock::release) it (also when they failed).
+    pub async fn lock(&self) -> anyhow::Result<RunLock> {
+        self.target
+            .take_lock(self.spec, self.state.as_ref(), self.break_lock)
+            .await
+    }
 }
 
 impl<T> Session<'_, T> {
@@ -105,7 +119,7 @@ pub trait OnTarget {
 
     fn needs(&self) -> Needs;
 
-    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Self::Output>;
+    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Self::Output>;
 }
 
 /// Opens the spec's target, prepares what `command` needs and runs it.
@@ -116,11 +130,11 @@ pub async fn dispatch<C: OnTarget>(
     command: C,
 ) -> anyhow::Result<C::Output> {
     let needs = command.needs();
+    let break_lock = cx.global.break_lock;
     match TargetChoice::of(spec) {
         TargetChoice::Local => {
             let binary = model_image_binary(cx, needs.desired_state, progress)?;
             let target = LocalTarget::open(spec, &binary).context("cannot open the local target")?;
-            let _lock = needs.lock.then(|| target.lock()).transpose()?;
             let state = if needs.desired_state {
                 let step = progress.begin(format!("image of {}", binary.display()));
                 let digest = target.image_digest()?;
@@ -130,16 +144,43 @@ pub async fn dispatch<C: OnTarget>(
             } else {
                 None
             };
-            command
-                .run(&Session {
-                    spec,
-                    target,
-                    progress,
-                    state,
-                })
-                .await
+            let session = Session {
+                spec,
+                target,
+                progress,
+                state,
+                break_lock,
+            };
+            command.run(&session).await
         }
-        TargetChoice::Aws => bail!(AWS_UNAVAILABLE),
+        TargetChoice::Aws => {
+            // Credentials first: without them nothing else is worth doing (or building).
+            let step = progress.begin(format!("AWS account ({})", spec.region));
+            let clients = aws::Clients::load(spec.region.as_str()).await;
+            clients.account().await.context(AWS_CREDENTIALS)?;
+            let binary = model_image_binary(cx, needs.desired_state, progress)?;
+            let target = AwsTarget::with_clients(spec, &binary, clients)
+                .await
+                .context(AWS_CREDENTIALS)?;
+            step.done(&target.describe());
+            let state = if needs.desired_state {
+                let step = progress.begin(format!("image of {}", binary.display()));
+                let digest = target.image_digest()?;
+                step.done(&format!("image {digest}"));
+                let facts = target.facts(&digest)?;
+                Some(engine::desired_state(spec, spec.target, &facts))
+            } else {
+                None
+            };
+            let session = Session {
+                spec,
+                target,
+                progress,
+                state,
+                break_lock,
+            };
+            command.run(&session).await
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod exit;
 mod model_image;
 mod render;
 mod reporter;
+mod run_lock;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -68,13 +69,15 @@ fn main() -> ExitCode {
 /// Ctrl-C: says what state things are left in and exits at once with 130, the shell's code for
 /// SIGINT. Runs on a worker thread, so it also fires while the main thread waits at a prompt. Nothing
 /// needs undoing: every target operation is idempotent and the next `up` picks up where this one
-/// stopped (a running training job is re-attached to); the OS releases the deployment lock.
+/// stopped (a running training job is re-attached to). The deployment lock is released: by the OS
+/// (local) or by deleting its object in the bucket (AWS, a best effort of a few seconds).
 async fn interrupted() {
     if tokio::signal::ctrl_c().await.is_ok() {
         eprintln!(
             "\ninterrupted: work already started goes on (a training job keeps running); \
              `orchestrate status` shows where things stand and `orchestrate up` continues from there"
         );
+        run_lock::release_on_interrupt().await;
         std::process::exit(Exit::Interrupted.code().into());
     }
 }

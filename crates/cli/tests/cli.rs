@@ -181,18 +181,38 @@ fn down_without_terminal_requires_yes() {
     assert!(!dir.path().join(".orchestrate").exists(), "nothing was touched");
 }
 
+/// `run` with no AWS credentials anywhere (and no instance metadata to ask).
+fn run_without_aws(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ORCHESTRATE_MODEL_IMAGE")
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run orchestrate")
+}
+
 #[test]
-fn aws_target_is_refused_clearly() {
+fn aws_target_without_credentials_says_how_to_provide_them() {
     let dir = valid_deployment();
     for args in [
         &["--target", "aws", "up"][..],
         &["plan", "--target", "aws"],
         &["status", "--target=aws"],
     ] {
-        let output = run(dir.path(), args);
+        let output = run_without_aws(dir.path(), args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         let err = stderr(&output);
-        assert!(err.contains("`aws` target is not available"), "{err}");
+        assert!(err.contains("cannot reach AWS"), "{err}");
+        assert!(err.contains("aws sts get-caller-identity"), "{err}");
         assert!(err.contains("--target local"), "{err}");
     }
     // From the file too.
@@ -200,22 +220,19 @@ fn aws_target_is_refused_clearly() {
         .unwrap()
         .replace("target: local", "target: aws");
     std::fs::write(dir.path().join("deploy.yaml"), yaml).unwrap();
-    let output = run(dir.path(), &["plan"]);
+    let output = run_without_aws(dir.path(), &["plan"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("`aws` target is not available"),
-        "{}",
-        stderr(&output)
-    );
-    // Validation still works for it.
-    let output = run(dir.path(), &["validate"]);
+    assert!(stderr(&output).contains("cannot reach AWS"), "{}", stderr(&output));
+    assert!(!dir.path().join(".orchestrate").exists(), "nothing was touched");
+    // Validation needs no account.
+    let output = run_without_aws(dir.path(), &["validate"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
 #[test]
 fn aws_error_in_json_mode_is_a_json_document() {
     let dir = valid_deployment();
-    let output = run(dir.path(), &["--target", "aws", "--output", "json", "status"]);
+    let output = run_without_aws(dir.path(), &["--target", "aws", "--output", "json", "status"]);
     assert_eq!(output.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(doc["ok"], false);
@@ -223,7 +240,7 @@ fn aws_error_in_json_mode_is_a_json_document() {
         doc["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("--target local")
+            .contains("cannot reach AWS")
     );
 }
 

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod progress;
 pub mod resource;
 pub mod target;
+pub mod training_output;
 
 pub use desired::{DesiredState, Facts, desired_state};
 pub use executor::EngineError;

@@ -229,19 +229,7 @@ pub(crate) fn metrics(target: &LocalTarget, name: &str) -> Result<BTreeMap<Strin
         path: path.clone(),
         reason,
     };
-    parse_metrics(&text).map_err(bad)
-}
-
-fn parse_metrics(text: &str) -> Result<BTreeMap<String, f64>, String> {
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let validation = json
-        .get("validation")
-        .and_then(|v| v.as_object())
-        .ok_or("no `validation` object")?;
-    Ok(validation
-        .iter()
-        .filter_map(|(metric, estimate)| Some((metric.clone(), estimate.get("value")?.as_f64()?)))
-        .collect())
+    engine::training_output::validation_metrics(&text).map_err(bad)
 }
 
 /// The latest completed attempt's metrics and report (`output/data/`), for `up`'s summary.
@@ -250,28 +238,4 @@ pub(crate) fn outputs(target: &LocalTarget, base: &str) -> Option<(PathBuf, Path
     let output = opt_ml(&record.details.folder).join("output/data");
     let (metrics, report) = (output.join("metrics.json"), output.join("report.html"));
     metrics.is_file().then_some((metrics, report))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_are_every_validation_value() {
-        let text = r#"{"validation": {"rows": 300, "threshold": 0.4,
-            "pr_auc": {"value": 0.99, "ci_low": 0.98, "ci_high": 1.0},
-            "mcc": {"value": -0.1, "ci_low": -0.2, "ci_high": 0.0}},
-            "test": {"pr_auc": {"value": 0.5}}}"#;
-        let metrics = parse_metrics(text).unwrap();
-        assert_eq!(
-            metrics,
-            BTreeMap::from([("mcc".to_string(), -0.1), ("pr_auc".to_string(), 0.99)])
-        );
-        assert!(
-            parse_metrics(r#"{"test": {}}"#)
-                .unwrap_err()
-                .contains("validation")
-        );
-        assert!(parse_metrics("nope").is_err());
-    }
 }

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::cli::DownArgs;
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
 use crate::exit::Exit;
+use crate::run_lock::Lockable;
 
 /// The error without a terminal and without `--yes`.
 pub const NEEDS_YES: &str = "`orchestrate down` deletes every resource of the deployment and asks for confirmation, \
@@ -38,17 +39,28 @@ impl OnTarget for Down<'_> {
     type Output = Exit;
 
     fn needs(&self) -> Needs {
-        Needs {
-            lock: true,
-            desired_state: false,
-        }
+        Needs { desired_state: false }
     }
 
-    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
+    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
+        let retain = session.spec.bucket.retain_on_down;
+        let keep = |found: &Found| retain && matches!(found.kind, Kind::Bucket | Kind::TrainingData);
+        let lock = session.lock().await?;
+        let result = self.delete_all(session, keep).await;
+        lock.release().await;
+        result
+    }
+}
+
+impl Down<'_> {
+    async fn delete_all<T: Target>(
+        &self,
+        session: &Session<'_, T>,
+        keep: impl Fn(&Found) -> bool,
+    ) -> anyhow::Result<Exit> {
         let printer = &self.cx.printer;
         let (target, spec) = (&session.target, session.spec);
         let retain = spec.bucket.retain_on_down;
-        let keep = |found: &Found| retain && matches!(found.kind, Kind::Bucket | Kind::TrainingData);
         let owned = target.owned().await?;
         let doomed: Vec<&Found> = owned.iter().filter(|f| !keep(f)).collect();
         if doomed.is_empty() {

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::cli::EvaluateArgs;
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
 use crate::exit::Exit;
+use crate::run_lock::Lockable;
 
 pub async fn run(cx: &Context, args: &EvaluateArgs) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
@@ -96,13 +97,10 @@ impl OnTarget for Score {
     type Output = Scored;
 
     fn needs(&self) -> Needs {
-        Needs {
-            lock: false,
-            desired_state: false,
-        }
+        Needs { desired_state: false }
     }
 
-    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Scored> {
+    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Scored> {
         let (label, positive) = (&session.spec.data.label, &session.spec.data.positive);
         let endpoint = session.spec.name.as_str();
         let file = &self.file;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::cli::{ContentType, InvokeArgs};
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
 use crate::exit::{Exit, Reported};
+use crate::run_lock::Lockable;
 
 pub async fn run(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
     let content_type = content_type(&args.file, args.content_type)?;
@@ -62,13 +63,10 @@ impl OnTarget for Request {
     type Output = (u16, Vec<u8>);
 
     fn needs(&self) -> Needs {
-        Needs {
-            lock: false,
-            desired_state: false,
-        }
+        Needs { desired_state: false }
     }
 
-    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<(u16, Vec<u8>)> {
+    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<(u16, Vec<u8>)> {
         let endpoint = session.spec.name.as_str();
         Ok(session
             .target

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
 use crate::exit::Exit;
+use crate::run_lock::Lockable;
 
 /// Observes everything and plans; shared with `status`.
 pub struct Observe;
@@ -14,13 +15,10 @@ impl OnTarget for Observe {
     type Output = Plan;
 
     fn needs(&self) -> Needs {
-        Needs {
-            lock: false,
-            desired_state: true,
-        }
+        Needs { desired_state: true }
     }
 
-    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Plan> {
+    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Plan> {
         Ok(executor::plan(&session.target, session.state(), session.progress).await?)
     }
 }

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
 use crate::exit::Exit;
+use crate::run_lock::Lockable;
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
@@ -21,15 +22,14 @@ impl OnTarget for Rollback<'_> {
     type Output = Exit;
 
     fn needs(&self) -> Needs {
-        Needs {
-            lock: true,
-            desired_state: true,
-        }
+        Needs { desired_state: true }
     }
 
-    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
+    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
+        let lock = session.lock().await?;
         let result = executor::rollback(&session.target, session.state(), session.progress).await;
         session.progress.close();
+        lock.release().await;
         let config = result?;
         let endpoint = session.spec.name.to_string();
         self.cx.printer.text(&format!(

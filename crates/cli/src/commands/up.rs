@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
 use crate::exit::{Exit, Reported};
 use crate::render::{elapsed, error_json, key_values, metrics_table};
+use crate::run_lock::Lockable;
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
@@ -29,28 +30,36 @@ impl OnTarget for Up<'_> {
     type Output = Exit;
 
     fn needs(&self) -> Needs {
-        Needs {
-            lock: true,
-            desired_state: true,
-        }
+        Needs { desired_state: true }
     }
 
-    async fn run<T: Target>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
+    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
         let printer = &self.cx.printer;
         let (target, state, progress) = (&session.target, session.state(), session.progress);
-        let plan = executor::plan(target, state, progress).await?;
+        let mut plan = executor::plan(target, state, progress).await?;
+        // Only a run that changes something takes the lock, so a no-op `up` writes nothing. Under
+        // the lock the plan is made again: another run may have changed things meanwhile.
+        let lock = if plan.is_noop() {
+            None
+        } else {
+            let lock = session.lock().await?;
+            match executor::plan(target, state, progress).await {
+                Ok(fresh) => plan = fresh,
+                Err(error) => {
+                    lock.release().await;
+                    return Err(error.into());
+                }
+            }
+            Some(lock)
+        };
         printer.text(&printer.plan_text(&plan.render()));
 
         let started = Instant::now();
-        let outcome = if plan.is_noop() {
-            UpOutcome {
-                changed: 0,
-                deleted: Vec::new(),
-            }
-        } else {
+        let outcome = if let Some(lock) = lock {
             let gate = session.spec.training.quality_gate.as_ref();
             let result = executor::up(target, state, &plan, gate, progress).await;
             progress.close();
+            lock.release().await;
             match result {
                 Ok(outcome) => outcome,
                 Err(error) if printer.is_json() => {
@@ -61,6 +70,11 @@ impl OnTarget for Up<'_> {
                     return Err(Reported(Exit::Error).into());
                 }
                 Err(error) => return Err(error.into()),
+            }
+        } else {
+            UpOutcome {
+                changed: 0,
+                deleted: Vec::new(),
             }
         };
 

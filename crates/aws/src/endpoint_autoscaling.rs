@@ -1,0 +1,148 @@
+//! Endpoint autoscaling (optional in deploy.yaml): an Application Auto Scaling target on the
+//! endpoint variant's instance count (min/max) and a target-tracking policy on invocations per
+//! instance. The instance count the autoscaler sets is its business, never drift. Deregistering the
+//! target on `down` removes its policies with it.
+
+use aws_sdk_applicationautoscaling::types::{
+    MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
+    TargetTrackingScalingPolicyConfiguration,
+};
+use engine::resource::Lifecycle;
+use engine::{Desired, Kind, Observed};
+
+use crate::clients::Clients;
+use crate::errors::AwsError;
+use crate::sagemaker::VARIANT;
+
+const KIND: Kind = Kind::Autoscaling;
+/// The target-tracking policy's name.
+pub const POLICY_NAME: &str = "orchestrate-invocations-per-instance";
+
+/// The scalable resource of an endpoint's variant.
+pub fn resource_id(endpoint: &str) -> String {
+    format!("endpoint/{endpoint}/variant/{VARIANT}")
+}
+
+fn dimension() -> ScalableDimension {
+    ScalableDimension::SageMakerVariantDesiredInstanceCount
+}
+
+/// Reads the scaling target and policy: `min`, `max`, `invocations_per_instance`.
+pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
+    let name = desired.name.as_str();
+    let id = resource_id(name);
+    let targets = clients
+        .autoscaling
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .scalable_dimension(dimension())
+        .resource_ids(&id)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("describe", KIND, name, e))?;
+    let Some(target) = targets.scalable_targets().first() else {
+        return Ok(Observed::Absent);
+    };
+    let policies = clients
+        .autoscaling
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .scalable_dimension(dimension())
+        .resource_id(&id)
+        .policy_names(POLICY_NAME)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("describe the policy of", KIND, name, e))?;
+    let target_value = policies
+        .scaling_policies()
+        .first()
+        .and_then(|p| p.target_tracking_scaling_policy_configuration())
+        .map(|c| format!("{}", c.target_value().round() as i64))
+        .unwrap_or_else(|| "none".to_string());
+    Ok(Observed::present(name, Lifecycle::Ready)
+        .with_field("min", target.min_capacity().to_string())
+        .with_field("max", target.max_capacity().to_string())
+        .with_field("invocations_per_instance", target_value))
+}
+
+/// Registers the scaling target and puts the policy (both idempotent).
+pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
+    let name = desired.name.as_str();
+    let id = resource_id(name);
+    let number = |field: &str| -> Result<i32, AwsError> {
+        desired
+            .get(field)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| AwsError::other("register", KIND, name, format!("no `{field}` setting")))
+    };
+    clients
+        .autoscaling
+        .register_scalable_target()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .scalable_dimension(dimension())
+        .resource_id(&id)
+        .min_capacity(number("min")?)
+        .max_capacity(number("max")?)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("register", KIND, name, e))?;
+    let metric = PredefinedMetricSpecification::builder()
+        .predefined_metric_type(MetricType::SageMakerVariantInvocationsPerInstance)
+        .build()
+        .map_err(|e| AwsError::other("configure", KIND, name, e))?;
+    let configuration = TargetTrackingScalingPolicyConfiguration::builder()
+        .target_value(f64::from(number("invocations_per_instance")?))
+        .predefined_metric_specification(metric)
+        .build()
+        .map_err(|e| AwsError::other("configure", KIND, name, e))?;
+    clients
+        .autoscaling
+        .put_scaling_policy()
+        .policy_name(POLICY_NAME)
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .scalable_dimension(dimension())
+        .resource_id(&id)
+        .policy_type(PolicyType::TargetTrackingScaling)
+        .target_tracking_scaling_policy_configuration(configuration)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("set the policy of", KIND, name, e))?;
+    Ok(())
+}
+
+/// Deregisters the scaling target (its policies go with it).
+pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
+    match clients
+        .autoscaling
+        .deregister_scalable_target()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .scalable_dimension(dimension())
+        .resource_id(resource_id(name))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = AwsError::sdk("deregister", KIND, name, e);
+            if e.is_not_found() || e.has_code("ObjectNotFoundException") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether the endpoint has a registered scaling target (for `owned`).
+pub async fn exists(clients: &Clients, endpoint: &str) -> Result<bool, AwsError> {
+    let targets = clients
+        .autoscaling
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Sagemaker)
+        .scalable_dimension(dimension())
+        .resource_ids(resource_id(endpoint))
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("describe", KIND, endpoint, e))?;
+    Ok(!targets.scalable_targets().is_empty())
+}

@@ -34,7 +34,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(output: Output) -> Run {
+    pub fn from(output: Output) -> Run {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -79,15 +79,28 @@ impl Deployment {
 
     /// Runs `orchestrate ARGS` in the deployment folder, without a terminal.
     pub fn orchestrate(&self, args: &[&str]) -> Run {
-        let output = Command::new(binary("orchestrate"))
+        self.orchestrate_with(args, &[])
+    }
+
+    /// [`orchestrate`](Self::orchestrate) with more environment variables (an AWS endpoint).
+    pub fn orchestrate_with(&self, args: &[&str], env: &[(&str, String)]) -> Run {
+        let output = self.command(args, env).output().expect("run orchestrate");
+        Run::from(output)
+    }
+
+    /// The `orchestrate ARGS` command, to spawn it (two concurrent runs).
+    pub fn command(&self, args: &[&str], env: &[(&str, String)]) -> Command {
+        let mut command = Command::new(binary("orchestrate"));
+        command
             .args(args)
             .current_dir(self.path())
             .env("ORCHESTRATE_MODEL_IMAGE", binary("model-image"))
             .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run orchestrate");
-        Run::from(output)
+            .stdin(std::process::Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
     }
 
     /// The local target's state folder of deployment `name`.

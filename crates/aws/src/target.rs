@@ -28,6 +28,11 @@ use crate::{
     sagemaker_endpoint_config, sagemaker_model, sagemaker_training_job, training_data,
 };
 
+/// How often pending SageMaker resources are polled.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Overrides the poll interval, in milliseconds (an emulator answers faster than SageMaker).
+pub const POLL_INTERVAL_ENV: &str = "ORCHESTRATE_POLL_INTERVAL_MS";
+
 /// The object prefix every training data channel lives under.
 const DATA_PREFIX: &str = "data/";
 
@@ -71,7 +76,10 @@ impl AwsTarget {
             model_image_bin: model_image_bin.to_path_buf(),
             built: Mutex::new(None),
             registry,
-            poll_interval: Duration::from_secs(5),
+            poll_interval: std::env::var(POLL_INTERVAL_ENV)
+                .ok()
+                .and_then(|ms| ms.trim().parse().ok())
+                .map_or(DEFAULT_POLL_INTERVAL, Duration::from_millis),
             logs: LogTail::default(),
         })
     }

@@ -6,6 +6,9 @@
 //! - [`Registry`]: Debian's `docker-registry` with htpasswd basic auth, the stand-in for ECR's
 //!   registry endpoint (ECR's API in moto has none), and its access log ([`RegistryRequest`]).
 //! - [`skopeo_inspect`] / [`skopeo_inspect_config`]: an independent look at a pushed image.
+//! - [`Moto::start_sagemaker`]: moto whose SageMaker runs the real `model-image` ([`model_image`]) for
+//!   training jobs and endpoints, with status progressions, artifacts, logs, `InvokeEndpoint`,
+//!   UpdateEndpoint rollbacks and injected failures ([`Fault`]).
 //!
 //! A missing program skips the test with a note on a developer's machine and fails it in CI
 //! ([`require`]). DESIGN.md §9 lists what these backends do and do not emulate.
@@ -17,8 +20,8 @@ mod server;
 mod skopeo;
 mod tools;
 
-pub use moto::{MOTO_VERSION, Moto};
+pub use moto::{Fault, MOTO_VERSION, Moto, ServedEndpoint, TrainingProcess};
 pub use registry::{Registry, RegistryRequest};
 pub use requests::{Protocol, Request, mutating};
 pub use skopeo::{skopeo_inspect, skopeo_inspect_config};
-pub use tools::{Tool, require};
+pub use tools::{Tool, model_image, require};

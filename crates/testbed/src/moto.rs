@@ -1,9 +1,12 @@
 //! moto_server through our launcher (`moto_launcher.py`, shipped in this crate): moto at the pinned
-//! version, with the launcher's patches and its request log, on a free loopback port.
+//! version, with the launcher's patches and its request log, on a free loopback port; optionally with
+//! its SageMaker emulation, which runs a real `model-image` for training jobs and endpoints.
 
+use std::path::Path;
 use std::process::Command;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde::Deserialize;
 
 use crate::requests::Request;
 use crate::server::Server;
@@ -38,6 +41,31 @@ impl Moto {
     /// [`Moto::start`] with more environment variables for the server (moto's own switches, such as
     /// `MOTO_IAM_LOAD_MANAGED_POLICIES=true`).
     pub async fn start_with_env(env: &[(&str, &str)]) -> Option<Moto> {
+        Self::launch(env, None).await
+    }
+
+    /// [`Moto::start`] with SageMaker emulated by running `model_image` (the `model-image` binary; find
+    /// it with [`crate::model_image`]): training jobs really train and upload `model.tar.gz`, with their
+    /// log lines in CloudWatch Logs; endpoints really serve their model and answer `InvokeEndpoint`;
+    /// UpdateEndpoint (with SageMaker's silent rollback) and StopTrainingJob work; duplicate names are
+    /// rejected; every transitional status lasts at least 0.5 s; failures can be injected
+    /// ([`Moto::inject_fault`]). The launcher's "SageMaker emulation" section has the details.
+    ///
+    /// The binary is hard-linked (or copied) into the server's directory first, so a rebuild during the
+    /// test does not change it. Every process the emulation starts is stopped when the server is.
+    pub async fn start_sagemaker(model_image: &Path) -> Option<Moto> {
+        Self::start_sagemaker_with_env(model_image, &[]).await
+    }
+
+    /// [`Moto::start_sagemaker`] with more environment variables: moto's own, or the emulation's
+    /// `TESTBED_SAGEMAKER_DELAY_SECONDS` (how long each transitional status lasts at least, default
+    /// 0.5) and `TESTBED_SAGEMAKER_PING_SECONDS` (how long a serve process gets to answer `/ping`,
+    /// default 60).
+    pub async fn start_sagemaker_with_env(model_image: &Path, env: &[(&str, &str)]) -> Option<Moto> {
+        Self::launch(env, Some(model_image)).await
+    }
+
+    async fn launch(env: &[(&str, &str)], model_image: Option<&Path>) -> Option<Moto> {
         if !require(&[Tool::Moto]) {
             return None;
         }
@@ -48,6 +76,15 @@ impl Moto {
         for (path, contents) in [(&launcher, LAUNCHER), (&empty, "")] {
             std::fs::write(path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         }
+        let private_model_image = model_image.map(|original| {
+            let copy = dir.path().join("model-image");
+            if std::fs::hard_link(original, &copy).is_err() {
+                std::fs::copy(original, &copy).unwrap_or_else(|e| {
+                    panic!("cannot copy {} to {}: {e}", original.display(), copy.display())
+                });
+            }
+            copy
+        });
         let mut command = Command::new("python3");
         command
             .arg(&launcher)
@@ -59,7 +96,12 @@ impl Moto {
                 "--exit-on-stdin-eof",
                 "--port-file",
             ])
-            .arg(&port_file)
+            .arg(&port_file);
+        if let Some(model_image) = &private_model_image {
+            command.arg("--model-image").arg(model_image);
+        }
+        command
+            .env_remove("TESTBED_MODEL_IMAGE")
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
@@ -154,6 +196,151 @@ impl Moto {
     pub fn log(&self) -> String {
         self.server.log()
     }
+
+    /// Injects a failure into the SageMaker emulation ([`Moto::start_sagemaker`] only); it is consumed
+    /// by the first call it affects.
+    pub async fn inject_fault(&self, fault: Fault) {
+        let mut body = serde_json::json!({ fault.kind: fault.name });
+        if let Some(reason) = fault.reason {
+            body["reason"] = reason.into();
+        }
+        self.control(reqwest::Method::POST, "faults", Some(body)).await;
+    }
+
+    /// Forgets the injected faults not consumed yet.
+    pub async fn reset_faults(&self) {
+        self.control(reqwest::Method::POST, "faults/reset", None).await;
+    }
+
+    /// Every endpoint of the SageMaker emulation, with the serve process answering for it.
+    pub async fn endpoints(&self) -> Vec<ServedEndpoint> {
+        let answer = self.control(reqwest::Method::GET, "endpoints", None).await;
+        serde_json::from_value(answer).unwrap_or_else(|e| {
+            self.server
+                .fail(&format!("sent an unreadable endpoint list ({e})"))
+        })
+    }
+
+    /// The URL of the `model-image serve` process answering for endpoint `name` (any region), if one
+    /// does: `http://127.0.0.1:PORT`, with `GET /ping` and `POST /invocations`.
+    pub async fn endpoint_url(&self, name: &str) -> Option<String> {
+        self.endpoints()
+            .await
+            .into_iter()
+            .find(|endpoint| endpoint.name == name)
+            .and_then(|endpoint| endpoint.url)
+    }
+
+    /// Every training job of the SageMaker emulation, with its `model-image train` process.
+    pub async fn training_jobs(&self) -> Vec<TrainingProcess> {
+        let answer = self.control(reqwest::Method::GET, "training-jobs", None).await;
+        serde_json::from_value(answer).unwrap_or_else(|e| {
+            self.server
+                .fail(&format!("sent an unreadable training-job list ({e})"))
+        })
+    }
+
+    /// `METHOD /_testbed/PATH` with an optional JSON body; the JSON answer. Panics unless it is 200.
+    async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let url = format!("{}/_testbed/{path}", self.url);
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => self.server.fail(&format!("did not answer {method} {url} ({e})")),
+        };
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            self.server
+                .fail(&format!("answered {method} {url} with {status}: {text}"));
+        }
+        serde_json::from_str(&text).unwrap_or_else(|e| {
+            self.server
+                .fail(&format!("answered {method} {url} with no JSON ({e}): {text}"))
+        })
+    }
+}
+
+/// A failure for the SageMaker emulation to inject ([`Moto::inject_fault`]). Each is consumed by the
+/// first call it affects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    kind: &'static str,
+    name: String,
+    reason: Option<String>,
+}
+
+impl Fault {
+    /// The next training job whose name starts with `job_name_prefix` fails in its Training phase
+    /// (after writing the reason to its log), FailureReason `AlgorithmError: injected by the testbed`.
+    pub fn training_fails(job_name_prefix: impl Into<String>) -> Self {
+        Self::new("training_fails", job_name_prefix)
+    }
+
+    /// The next CreateEndpoint of `endpoint` ends Failed, FailureReason SageMaker's failed health check.
+    pub fn endpoint_creation_fails(endpoint: impl Into<String>) -> Self {
+        Self::new("endpoint_creation_fails", endpoint)
+    }
+
+    /// The next UpdateEndpoint of `endpoint` rolls back as SageMaker does: Updating, RollingBack, then
+    /// InService with the old EndpointConfigName and FailureReason set.
+    pub fn endpoint_update_rolls_back(endpoint: impl Into<String>) -> Self {
+        Self::new("endpoint_update_rolls_back", endpoint)
+    }
+
+    /// The FailureReason to report instead of the default.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    fn new(kind: &'static str, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+            reason: None,
+        }
+    }
+}
+
+/// An endpoint of the SageMaker emulation ([`Moto::endpoints`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ServedEndpoint {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    /// EndpointStatus (`Creating`, `InService`, `Updating`, `RollingBack`, `Failed`, `Deleting`).
+    pub status: String,
+    /// EndpointConfigName, as DescribeEndpoint reports it.
+    pub endpoint_config: String,
+    /// The serve process answering invocations, `http://127.0.0.1:PORT`; None while none does.
+    pub url: Option<String>,
+    /// The endpoint config the serve process was started for.
+    pub serving_config: Option<String>,
+    /// The serve process's id.
+    pub pid: Option<u32>,
+}
+
+/// A training job of the SageMaker emulation ([`Moto::training_jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TrainingProcess {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    /// TrainingJobStatus.
+    pub status: String,
+    /// The `model-image train` process's id, once started.
+    pub pid: Option<u32>,
+    /// Whether that process is still running.
+    pub running: bool,
 }
 
 #[cfg(test)]

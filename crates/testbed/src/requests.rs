@@ -1,13 +1,18 @@
 //! AWS requests as moto's launcher records them, and which of them change something.
 //!
 //! The classification: a request naming an operation (`X-Amz-Target` for JSON-protocol services such
-//! as ECR and SageMaker, the `Action` parameter for query-protocol ones such as IAM and STS) reads when
-//! the operation starts with a reading verb (`Get`, `List`, `Describe`, `Head`, `BatchGet`,
-//! `BatchCheck`, `Query`, `Scan`, `Search`, `Select`, `Lookup`) and mutates otherwise (`Create`, `Put`,
-//! `Delete`, `Update`, `Tag`, `Untag`, `Attach`, `Detach`, `Set`, `Upload`, `Complete`, `Initiate`,
-//! `BatchDelete`, `Start`, `Stop`, …): an operation the list does not know counts as mutating, so a
-//! "no mutating call" assertion fails on it rather than passing. A REST request (S3) reads when its
-//! method is `GET` or `HEAD` and mutates otherwise (`PUT`, `POST`, `DELETE`).
+//! as ECR, SageMaker, CloudWatch Logs and Application Auto Scaling, the `Action` parameter for
+//! query-protocol ones such as IAM and STS) reads when the operation starts with a reading verb (`Get`,
+//! `List`, `Describe`, `Head`, `BatchGet`, `BatchCheck`, `Query`, `Scan`, `Search`, `Select`, `Lookup`,
+//! `Filter`) and mutates otherwise (`Create`, `Put`, `Delete`, `Update`, `Tag`, `Untag`, `Attach`,
+//! `Detach`, `Set`, `Upload`, `Complete`, `Initiate`, `BatchDelete`, `Start`, `Stop`, `Register`,
+//! `Deregister`, …): an operation the list does not know counts as mutating, so a "no mutating call"
+//! assertion fails on it rather than passing. A REST request (S3, sagemaker-runtime) reads when its
+//! method is `GET` or `HEAD` and mutates otherwise (`PUT`, `POST`, `DELETE`), with one exception:
+//! sagemaker-runtime's `InvokeEndpoint` (`POST /endpoints/NAME/invocations`, signed as `sagemaker`)
+//! reads, because it runs the model and changes no resource (a deployment that verifies its endpoint
+//! by invoking it still made no change). `InvokeEndpointAsync` (`/async-invocations`) writes its result
+//! to S3 and counts as mutating.
 
 use std::fmt;
 
@@ -24,7 +29,8 @@ pub struct Request {
     pub query: String,
     /// The `X-Amz-Target` header (JSON protocol: `AmazonEC2ContainerRegistry_V20150921.CreateRepository`).
     pub target: Option<String>,
-    /// The service of the SigV4 credential scope (`s3`, `iam`, `ecr`, `sts`, `sagemaker`).
+    /// The service of the SigV4 credential scope (`s3`, `iam`, `ecr`, `sts`, `sagemaker` (also for
+    /// sagemaker-runtime), `logs`, `application-autoscaling`).
     pub service: Option<String>,
     /// How the operation was named.
     pub protocol: Protocol,
@@ -37,11 +43,12 @@ pub struct Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// JSON protocol: the `X-Amz-Target` header (ECR, SageMaker).
+    /// JSON protocol: the `X-Amz-Target` header (ECR, SageMaker, CloudWatch Logs, Application Auto
+    /// Scaling).
     Json,
     /// Query protocol: the `Action` parameter (IAM, STS).
     Query,
-    /// REST: the method and path (S3).
+    /// REST: the method and path (S3, sagemaker-runtime).
     Rest,
 }
 
@@ -58,6 +65,7 @@ const READS: &[&str] = &[
     "Search",
     "Select",
     "Lookup",
+    "Filter",
 ];
 
 impl Request {
@@ -67,8 +75,22 @@ impl Request {
             Protocol::Json | Protocol::Query => {
                 !READS.iter().any(|verb| starts_with_word(&self.action, verb))
             }
-            Protocol::Rest => !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS"),
+            Protocol::Rest => {
+                !matches!(self.method.as_str(), "GET" | "HEAD" | "OPTIONS") && !self.is_invoke_endpoint()
+            }
         }
+    }
+
+    /// sagemaker-runtime's `InvokeEndpoint`: `POST /endpoints/NAME/invocations`, signed as `sagemaker`.
+    pub fn is_invoke_endpoint(&self) -> bool {
+        self.protocol == Protocol::Rest
+            && self.method == "POST"
+            && self.service.as_deref() == Some("sagemaker")
+            && self
+                .path
+                .strip_prefix("/endpoints/")
+                .and_then(|rest| rest.strip_suffix("/invocations"))
+                .is_some_and(|name| !name.is_empty() && !name.contains('/'))
     }
 }
 
@@ -223,6 +245,48 @@ mod tests {
         assert!(!rest("GET", "/bucket", "versioning").is_mutating());
         assert!(!rest("GET", "/bucket", "list-type=2&prefix=data").is_mutating());
         assert!(!rest("HEAD", "/bucket/data/x.csv", "").is_mutating());
+    }
+
+    #[test]
+    fn sagemaker_runtime_invocations_read_and_async_ones_mutate() {
+        let invoke = |path: &str, service: &str| Request {
+            service: Some(service.into()),
+            action: format!("POST {path}"),
+            ..rest("POST", path, "")
+        };
+        let request = invoke("/endpoints/orchestrate-demo/invocations", "sagemaker");
+        assert!(request.is_invoke_endpoint());
+        assert!(!request.is_mutating());
+        assert!(invoke("/endpoints/orchestrate-demo/async-invocations", "sagemaker").is_mutating());
+        assert!(
+            invoke("/endpoints/orchestrate-demo/invocations", "s3").is_mutating(),
+            "an S3 key of that name is an upload"
+        );
+        assert!(invoke("/endpoints/a/b/invocations", "sagemaker").is_mutating());
+    }
+
+    #[test]
+    fn logs_and_autoscaling_operations_are_classified_by_their_verb() {
+        for op in [
+            "Logs_20140328.FilterLogEvents",
+            "Logs_20140328.GetLogEvents",
+            "Logs_20140328.DescribeLogStreams",
+            "AnyScaleFrontendService.DescribeScalableTargets",
+            "AnyScaleFrontendService.DescribeScalingPolicies",
+        ] {
+            assert!(!json("logs", op).is_mutating(), "{op}");
+        }
+        for op in [
+            "Logs_20140328.CreateLogGroup",
+            "Logs_20140328.PutRetentionPolicy",
+            "AnyScaleFrontendService.RegisterScalableTarget",
+            "AnyScaleFrontendService.PutScalingPolicy",
+            "AnyScaleFrontendService.DeregisterScalableTarget",
+        ] {
+            assert!(json("logs", op).is_mutating(), "{op}");
+        }
+        assert!(json("sagemaker", "SageMaker.UpdateEndpoint").is_mutating());
+        assert!(json("sagemaker", "SageMaker.DeleteEndpoint").is_mutating());
     }
 
     #[test]

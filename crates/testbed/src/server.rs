@@ -100,9 +100,21 @@ impl Server {
     }
 }
 
+/// How long a server that exits when its standard input closes gets to stop what it started (moto's
+/// SageMaker emulation stops its serve and training processes) before it is killed.
+const STDIN_EOF_GRACE: Duration = Duration::from_secs(8);
+
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stdin.take();
+        if self.stdin.take().is_some() {
+            let deadline = Instant::now() + STDIN_EOF_GRACE;
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -17,6 +17,8 @@ pub enum Tool {
     Htpasswd,
     /// `skopeo`, to inspect pushed images.
     Skopeo,
+    /// The `model-image` binary, for moto's SageMaker emulation: see [`model_image`].
+    ModelImage,
 }
 
 impl Tool {
@@ -29,7 +31,36 @@ impl Tool {
             Tool::DockerRegistry => on_path("docker-registry"),
             Tool::Htpasswd => on_path("htpasswd"),
             Tool::Skopeo => on_path("skopeo"),
+            Tool::ModelImage => find_model_image().map(|_| ()),
         }
+    }
+}
+
+/// The `model-image` binary: `MODEL_IMAGE_BIN` (a relative path is read from the workspace root), else
+/// the one `cargo test --workspace` builds next to the test executables (`target/<profile>/`). `None`
+/// when there is none, with [`require`]'s rule: a note outside CI, a panic in CI.
+pub fn model_image() -> Option<PathBuf> {
+    if !require(&[Tool::ModelImage]) {
+        return None;
+    }
+    find_model_image().ok()
+}
+
+fn find_model_image() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("MODEL_IMAGE_BIN") {
+        Some(path) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("model-image")))
+            .ok_or("the test executable's path is unknown")?,
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "no model-image binary at {} (set MODEL_IMAGE_BIN, or run `cargo test --workspace`, which builds it)",
+            path.display()
+        ))
     }
 }
 

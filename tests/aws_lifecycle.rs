@@ -1,0 +1,507 @@
+//! The whole lifecycle on the AWS target with the real binaries, as a user runs them, against moto
+//! with the testbed's SageMaker emulation (training jobs really run `model-image train`, endpoints
+//! really run `model-image serve`) and a Docker registry standing in for ECR's. Every setting is
+//! checked through the AWS APIs, not through orchestrate's own code.
+
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use orchestrate_e2e::{Deployment, Run, binary};
+use serde_json::Value;
+use testbed::{Fault, Moto, Registry, mutating};
+
+const NAME: &str = "e2e-aws";
+const REGION: &str = "eu-west-1";
+
+fn deploy_yaml(learning_rate: &str, max_rounds: u32, min_pr_auc: f64) -> String {
+    format!(
+        r#"version: 1
+name: {NAME}
+target: aws
+region: {REGION}
+tags: {{team: ml}}
+data:
+  train: train.csv
+  validation: 0.2
+training:
+  instance_type: ml.m5.xlarge
+  max_runtime: 10m
+  hyperparameters:
+    learning_rate: {learning_rate}
+    max_rounds: {max_rounds}
+    early_stopping_rounds: 10
+    threads: 2
+  quality_gate:
+    min_pr_auc: {min_pr_auc}
+endpoint:
+  instance_type: ml.m5.large
+  wait_timeout: 5m
+  autoscaling: {{min: 1, max: 2, invocations_per_instance: 500}}
+"#
+    )
+}
+
+/// The test's AWS world: moto with SageMaker, the registry, and the environment `orchestrate` needs.
+struct Aws {
+    moto: Moto,
+    _registry: Registry,
+    env: Vec<(&'static str, String)>,
+    config: SdkConfig,
+}
+
+impl Aws {
+    async fn start() -> Option<Aws> {
+        // The emulator runs its own copy: the test may not rebuild the original under it.
+        let moto = Moto::start_sagemaker(&binary("model-image")).await?;
+        let config = moto.sdk_config(REGION).await;
+        let ecr = aws_sdk_ecr::Client::new(&config);
+        let token = ecr.get_authorization_token().send().await.expect("ECR token");
+        let (user, password) = token.authorization_data()[0]
+            .authorization_token()
+            .and_then(aws::ecr_image::decode_token)
+            .expect("a token");
+        let registry = Registry::start(&user, &password).await?;
+        let mut env = moto.env(REGION);
+        env.push(("ORCHESTRATE_REGISTRY", registry.address()));
+        env.push(("ORCHESTRATE_POLL_INTERVAL_MS", "200".to_string()));
+        Some(Aws {
+            moto,
+            _registry: registry,
+            env,
+            config,
+        })
+    }
+
+    fn orchestrate(&self, deployment: &Deployment, args: &[&str]) -> Run {
+        let env: Vec<(&str, String)> = self.env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        deployment.orchestrate_with(args, &env)
+    }
+
+    fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
+        aws_sdk_sagemaker::Client::new(&self.config)
+    }
+
+    async fn endpoint(&self) -> aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput {
+        self.sagemaker()
+            .describe_endpoint()
+            .endpoint_name(NAME)
+            .send()
+            .await
+            .expect("describe the endpoint")
+    }
+
+    /// Waits (no timing assertion: a deadline only against hanging) until the endpoint is in service.
+    async fn endpoint_in_service(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = self.endpoint().await.endpoint_status().cloned();
+            if status == Some(aws_sdk_sagemaker::types::EndpointStatus::InService) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "endpoint stuck in {status:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// `status --output json`: each resource's standing.
+fn standings(run: &Run) -> Vec<(String, String, String)> {
+    run.json()["status"]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or_default().to_string(),
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn standing_of(run: &Run, kind: &str) -> Vec<String> {
+    standings(run)
+        .into_iter()
+        .filter(|(k, _, _)| k == kind)
+        .map(|(_, _, s)| s)
+        .collect()
+}
+
+fn demo_data(deployment: &Deployment) {
+    let status = std::process::Command::new(binary("model-image"))
+        .args(["demo-data", "--rows", "1500", "--out"])
+        .arg(deployment.path().join("train.csv"))
+        .status()
+        .expect("model-image demo-data");
+    assert!(status.success());
+}
+
+/// The header and first rows of the training data: a request in the raw schema.
+fn request_file(deployment: &Deployment, rows: usize) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(deployment.path().join("train.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().take(rows + 1).collect();
+    let path = deployment.path().join("request.csv");
+    std::fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_lifecycle_on_the_sagemaker_emulator() {
+    let Some(aws) = Aws::start().await else {
+        return;
+    };
+    let deployment = Deployment::new(&deploy_yaml("0.1", 30, 0.9));
+    demo_data(&deployment);
+    let sm = aws.sagemaker();
+
+    // --- plan, then up from nothing.
+    let plan = aws.orchestrate(&deployment, &["plan"]).expect(2);
+    assert!(plan.stdout.contains("+   training job"), "{}", plan.stdout);
+    let up = aws
+        .orchestrate(&deployment, &["--output", "json", "up"])
+        .expect(0);
+    let up = up.json();
+    let job = up["training_job"].as_str().expect("the training job").to_string();
+    assert!(
+        job.starts_with(&format!("{NAME}-")) && job.ends_with("-1"),
+        "{job}"
+    );
+    assert!(
+        up["validation_metrics"]["pr_auc"].as_f64().unwrap() >= 0.9,
+        "{up}"
+    );
+
+    // Every setting, through SageMaker's API.
+    let described = sm
+        .describe_training_job()
+        .training_job_name(&job)
+        .send()
+        .await
+        .unwrap();
+    let image = described
+        .algorithm_specification()
+        .unwrap()
+        .training_image()
+        .unwrap()
+        .to_string();
+    assert!(
+        image.contains(".dkr.ecr.") && image.contains("@sha256:"),
+        "by digest: {image}"
+    );
+    assert_eq!(described.enable_network_isolation(), Some(true));
+    let channels: Vec<&str> = described
+        .input_data_config()
+        .iter()
+        .filter_map(|c| c.channel_name())
+        .collect();
+    assert_eq!(channels, ["train"]);
+    let hyperparameters = described.hyper_parameters().unwrap();
+    assert_eq!(hyperparameters["max_rounds"], "30");
+    assert_eq!(hyperparameters["learning_rate"], "0.1");
+    let metrics: Vec<&str> = described
+        .algorithm_specification()
+        .unwrap()
+        .metric_definitions()
+        .iter()
+        .filter_map(|m| m.name())
+        .collect();
+    assert!(metrics.contains(&"validation:pr_auc"), "{metrics:?}");
+    assert_eq!(
+        described.stopping_condition().unwrap().max_runtime_in_seconds(),
+        Some(600)
+    );
+    assert!(
+        described
+            .role_arn()
+            .unwrap()
+            .ends_with(":role/e2e-aws-sagemaker-execution"),
+        "{:?}",
+        described.role_arn()
+    );
+    let endpoint = aws.endpoint().await;
+    let first_config = endpoint.endpoint_config_name().unwrap().to_string();
+    let config = sm
+        .describe_endpoint_config()
+        .endpoint_config_name(&first_config)
+        .send()
+        .await
+        .unwrap();
+    let variant = &config.production_variants()[0];
+    assert_eq!(variant.instance_type().unwrap().as_str(), "ml.m5.large");
+    let model = sm
+        .describe_model()
+        .model_name(variant.model_name().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let container = model.primary_container().unwrap();
+    assert_eq!(container.image(), Some(image.as_str()));
+    assert!(
+        container
+            .model_data_url()
+            .unwrap()
+            .contains(&format!("/{job}/output/model.tar.gz")),
+        "{:?}",
+        container.model_data_url()
+    );
+    let scaling = aws_sdk_applicationautoscaling::Client::new(&aws.config)
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Sagemaker)
+        .send()
+        .await
+        .unwrap();
+    let target = &scaling.scalable_targets()[0];
+    assert_eq!(
+        target.resource_id(),
+        format!("endpoint/{NAME}/variant/AllTraffic")
+    );
+    assert_eq!((target.min_capacity(), target.max_capacity()), (1, 2));
+
+    // The endpoint answers through sagemaker-runtime, as locally.
+    let request = request_file(&deployment, 3);
+    let invoked = aws
+        .orchestrate(&deployment, &["invoke", request.to_str().unwrap()])
+        .expect(0);
+    let predictions: Value = serde_json::from_str(&invoked.stdout).expect("JSON predictions");
+    assert_eq!(
+        predictions["predictions"].as_array().unwrap().len(),
+        3,
+        "{predictions}"
+    );
+    let bad = deployment.path().join("bad.csv");
+    std::fs::write(&bad, "Flow_Duration,Label\nnot-a-number,Normal\n").unwrap();
+    let refused = aws
+        .orchestrate(&deployment, &["invoke", bad.to_str().unwrap()])
+        .expect(1);
+    assert!(refused.stderr.contains("HTTP 400"), "{}", refused.stderr);
+    aws.orchestrate(&deployment, &["invoke", request.to_str().unwrap()])
+        .expect(0);
+
+    // --- in sync; a second up changes nothing and makes no mutating call.
+    aws.orchestrate(&deployment, &["status"]).expect(0);
+    let jobs_before = aws.moto.training_jobs().await.len();
+    aws.moto.reset_requests().await;
+    let again = aws.orchestrate(&deployment, &["up"]).expect(0);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    let requests = aws.moto.requests().await;
+    assert!(mutating(&requests).is_empty(), "{:#?}", mutating(&requests));
+    assert_eq!(
+        aws.moto.training_jobs().await.len(),
+        jobs_before,
+        "nothing retrained"
+    );
+
+    // --- damage out of band, reported and repaired.
+    // A tag removed from the model.
+    sm.delete_tags()
+        .resource_arn(model.model_arn().unwrap())
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let status = aws
+        .orchestrate(&deployment, &["--output", "json", "status"])
+        .expect(2);
+    assert_eq!(standing_of(&status, "model"), ["drifted"], "{}", status.stdout);
+    // The endpoint switched to another config by hand.
+    sm.create_endpoint_config()
+        .endpoint_config_name("hand-made")
+        .production_variants(variant.clone())
+        .send()
+        .await
+        .unwrap();
+    sm.update_endpoint()
+        .endpoint_name(NAME)
+        .endpoint_config_name("hand-made")
+        .send()
+        .await
+        .unwrap();
+    aws.endpoint_in_service().await;
+    let status = aws
+        .orchestrate(&deployment, &["--output", "json", "status"])
+        .expect(2);
+    assert_eq!(standing_of(&status, "endpoint"), ["drifted"], "{}", status.stdout);
+    aws.orchestrate(&deployment, &["up"]).expect(0);
+    assert_eq!(
+        aws.endpoint().await.endpoint_config_name(),
+        Some(first_config.as_str())
+    );
+    aws.orchestrate(&deployment, &["status"]).expect(0);
+    // The endpoint deleted.
+    sm.delete_endpoint().endpoint_name(NAME).send().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sm.describe_endpoint().endpoint_name(NAME).send().await.is_ok() {
+        assert!(Instant::now() < deadline, "the endpoint is not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = aws
+        .orchestrate(&deployment, &["--output", "json", "status"])
+        .expect(2);
+    assert_eq!(standing_of(&status, "endpoint"), ["missing"], "{}", status.stdout);
+    aws.orchestrate(&deployment, &["up"]).expect(0);
+    aws.orchestrate(&deployment, &["status"]).expect(0);
+
+    // --- a hyperparameter change rolls forward; a concurrent run meanwhile is refused by the lock.
+    deployment.write_deploy_yaml(&deploy_yaml("0.2", 30, 0.9));
+    let plan = aws.orchestrate(&deployment, &["plan"]).expect(2);
+    assert!(plan.stdout.contains("+   training job"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("~   endpoint"), "{}", plan.stdout);
+    let env: Vec<(&str, String)> = aws.env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let first = deployment
+        .command(&["up"], &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start up");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws.config)
+            .force_path_style(true)
+            .build(),
+    );
+    let sts = aws_sdk_sts::Client::new(&aws.config);
+    let account = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap()
+        .account()
+        .unwrap()
+        .to_string();
+    let bucket = format!("{NAME}-{account}-{REGION}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s3
+        .head_object()
+        .bucket(&bucket)
+        .key(aws::lock::LOCK_KEY)
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the first run never took the lock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = aws.orchestrate(&deployment, &["up"]).expect(1);
+    assert!(
+        second.stderr.contains("locked by another run"),
+        "{}",
+        second.stderr
+    );
+    Run::from(first.wait_with_output().unwrap()).expect(0);
+    let second_config = aws.endpoint().await.endpoint_config_name().unwrap().to_string();
+    assert_ne!(second_config, first_config, "rolled forward");
+    let status = aws
+        .orchestrate(&deployment, &["--output", "json", "status"])
+        .expect(0);
+    assert!(
+        standings(&status)
+            .iter()
+            .any(|(kind, name, standing)| kind == "endpoint_config"
+                && *name == first_config
+                && standing == "kept_for_rollback"),
+        "{}",
+        status.stdout
+    );
+
+    // --- rollback, and back.
+    aws.orchestrate(&deployment, &["rollback"]).expect(0);
+    assert_eq!(
+        aws.endpoint().await.endpoint_config_name(),
+        Some(first_config.as_str())
+    );
+    aws.orchestrate(&deployment, &["rollback"]).expect(0);
+    assert_eq!(
+        aws.endpoint().await.endpoint_config_name(),
+        Some(second_config.as_str())
+    );
+
+    // --- the quality gate blocks a worse model and leaves the endpoint alone.
+    deployment.write_deploy_yaml(&deploy_yaml("0.2", 2, 0.99999));
+    let gated = aws.orchestrate(&deployment, &["up"]).expect(1);
+    assert!(gated.stderr.contains("quality gate"), "{}", gated.stderr);
+    assert!(gated.stderr.contains("pr_auc"), "{}", gated.stderr);
+    assert_eq!(
+        aws.endpoint().await.endpoint_config_name(),
+        Some(second_config.as_str())
+    );
+
+    // --- an update SageMaker rolls back is a failure, not a success.
+    deployment.write_deploy_yaml(&deploy_yaml("0.3", 30, 0.9));
+    aws.moto
+        .inject_fault(Fault::endpoint_update_rolls_back(NAME))
+        .await;
+    let rolled_back = aws.orchestrate(&deployment, &["up"]).expect(1);
+    assert!(
+        rolled_back.stderr.contains("rolled back"),
+        "{}",
+        rolled_back.stderr
+    );
+    assert_eq!(
+        aws.endpoint().await.endpoint_config_name(),
+        Some(second_config.as_str())
+    );
+    // Without the fault, the next up finishes the rollout.
+    aws.orchestrate(&deployment, &["up"]).expect(0);
+    aws.endpoint_in_service().await;
+    assert_ne!(
+        aws.endpoint().await.endpoint_config_name(),
+        Some(second_config.as_str())
+    );
+    aws.orchestrate(&deployment, &["status"]).expect(0);
+
+    // --- down: refused while another run's lock stands, then everything tagged is gone.
+    s3.put_object()
+        .bucket(&bucket)
+        .key(aws::lock::LOCK_KEY)
+        .body(
+            br#"{"owner": "someone@elsewhere pid 1", "expires_at": 99999999999}"#
+                .to_vec()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let locked = aws.orchestrate(&deployment, &["down", "--yes"]).expect(1);
+    assert!(locked.stderr.contains("someone@elsewhere"), "{}", locked.stderr);
+    aws.orchestrate(&deployment, &["down", "--yes", "--break-lock"])
+        .expect(0);
+    assert!(sm.describe_endpoint().endpoint_name(NAME).send().await.is_err());
+    let models = sm.list_models().name_contains(NAME).send().await.unwrap();
+    assert!(models.models().is_empty(), "{:?}", models.models());
+    let configs = sm
+        .list_endpoint_configs()
+        .name_contains(NAME)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        configs.endpoint_configs().is_empty(),
+        "{:?}",
+        configs.endpoint_configs()
+    );
+    assert!(
+        s3.head_bucket().bucket(&bucket).send().await.is_err(),
+        "bucket gone"
+    );
+    let iam = aws_sdk_iam::Client::new(&aws.config);
+    assert!(
+        iam.get_role()
+            .role_name(format!("{NAME}-sagemaker-execution"))
+            .send()
+            .await
+            .is_err()
+    );
+    let status = aws
+        .orchestrate(&deployment, &["--output", "json", "status"])
+        .expect(2);
+    // SageMaker keeps training jobs forever (they cannot be deleted): the completed one still
+    // matches; everything else is gone.
+    for (kind, name, standing) in standings(&status) {
+        let want = if kind == "training_job" {
+            "in_sync"
+        } else {
+            "missing"
+        };
+        assert_eq!(standing, want, "{kind} {name}");
+    }
+}

@@ -122,7 +122,10 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     // Up from nothing: everything is created.
     let first = plan(&target, &state).await;
     for kind in PART_ONE {
-        assert!(matches!(change(&first, kind), Change::Create), "{kind}: {first:?}");
+        assert!(
+            matches!(change(&first, kind), Change::Create),
+            "{kind}: {first:?}"
+        );
     }
     executor::up(&target, &state, &first, None, &Silent)
         .await
@@ -167,7 +170,10 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     let object = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
     let version = object.version_id().map(str::to_string);
     let body = object.body.collect().await.unwrap().into_bytes();
-    assert_eq!(&body[..], std::fs::read(deployment.path().join("train.csv")).unwrap());
+    assert_eq!(
+        &body[..],
+        std::fs::read(deployment.path().join("train.csv")).unwrap()
+    );
     assert!(version.is_some_and(|v| v != "null"), "versioning is on");
 
     // The role, through IAM's API: trusted by SageMaker only, its policy scoped.
@@ -183,7 +189,8 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
         .send()
         .await
         .unwrap();
-    let inline: Value = serde_json::from_str(&aws::iam_role::decode_document(inline.policy_document())).unwrap();
+    let inline: Value =
+        serde_json::from_str(&aws::iam_role::decode_document(inline.policy_document())).unwrap();
     for statement in inline["Statement"].as_array().unwrap() {
         let actions = statement["Action"].to_string();
         if actions.contains("s3:") || actions.contains("ecr:Batch") {
@@ -212,8 +219,17 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     assert_eq!(repo.image_tag_mutability().unwrap().as_str(), "IMMUTABLE");
     assert!(repo.image_scanning_configuration().unwrap().scan_on_push());
     let digest = state.get(Kind::Image).unwrap().get("digest").unwrap().to_string();
-    let images = ecr.list_images().repository_name(&repository).send().await.unwrap();
-    let digests: Vec<&str> = images.image_ids().iter().filter_map(|i| i.image_digest()).collect();
+    let images = ecr
+        .list_images()
+        .repository_name(&repository)
+        .send()
+        .await
+        .unwrap();
+    let digests: Vec<&str> = images
+        .image_ids()
+        .iter()
+        .filter_map(|i| i.image_digest())
+        .collect();
     assert_eq!(digests, [digest.as_str()]);
     let inspected = skopeo_inspect(
         &format!("{}/{repository}@{digest}", registry.host()),
@@ -226,7 +242,12 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
 
     // A second up: nothing to do, and not one mutating call or blob upload to find that out.
     moto.reset_requests().await;
-    let uploads_before = registry.requests().await.iter().filter(|r| r.is_blob_upload()).count();
+    let uploads_before = registry
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.is_blob_upload())
+        .count();
     let second = plan(&target, &state).await;
     assert!(second.is_noop(), "{}", second.render());
     executor::up(&target, &state, &second, None, &Silent)
@@ -246,11 +267,20 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     let rebuilt_state = part_one(&rebuilt, &spec);
     assert_eq!(rebuilt_state, state);
     assert!(plan(&rebuilt, &rebuilt_state).await.is_noop());
-    let uploads_after = registry.requests().await.iter().filter(|r| r.is_blob_upload()).count();
+    let uploads_after = registry
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.is_blob_upload())
+        .count();
     assert_eq!(uploads_before, uploads_after, "no blob uploaded again");
 
     // Out-of-band edits, each reported as drift of the right resource.
-    s3.delete_bucket_encryption().bucket(&bucket).send().await.unwrap();
+    s3.delete_bucket_encryption()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
     s3.put_public_access_block()
         .bucket(&bucket)
         .public_access_block_configuration(
@@ -355,8 +385,14 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
         ]
     );
     executor::down(&target, |_| false, &Silent).await.expect("down");
-    assert!(s3.head_bucket().bucket(&bucket).send().await.is_err(), "bucket gone");
-    assert!(iam.get_role().role_name(&role_name).send().await.is_err(), "role gone");
+    assert!(
+        s3.head_bucket().bucket(&bucket).send().await.is_err(),
+        "bucket gone"
+    );
+    assert!(
+        iam.get_role().role_name(&role_name).send().await.is_err(),
+        "role gone"
+    );
     assert!(
         ecr.describe_repositories()
             .repository_names(&repository)
@@ -410,6 +446,17 @@ async fn resources_of_the_same_name_not_tagged_with_the_deployment_are_not_owned
         .unwrap();
     assert!(engine::Target::owned(&target).await.unwrap().is_empty());
     executor::down(&target, |_| false, &Silent).await.expect("down");
-    assert!(clients.s3.head_bucket().bucket(&bucket).send().await.is_ok(), "not ours: kept");
-    assert!(clients.iam.get_role().role_name(spec.role_name()).send().await.is_ok());
+    assert!(
+        clients.s3.head_bucket().bucket(&bucket).send().await.is_ok(),
+        "not ours: kept"
+    );
+    assert!(
+        clients
+            .iam
+            .get_role()
+            .role_name(spec.role_name())
+            .send()
+            .await
+            .is_ok()
+    );
 }

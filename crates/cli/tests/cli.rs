@@ -222,7 +222,11 @@ fn aws_target_without_credentials_says_how_to_provide_them() {
     std::fs::write(dir.path().join("deploy.yaml"), yaml).unwrap();
     let output = run_without_aws(dir.path(), &["plan"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("cannot reach AWS"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot reach AWS"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!dir.path().join(".orchestrate").exists(), "nothing was touched");
     // Validation needs no account.
     let output = run_without_aws(dir.path(), &["validate"]);

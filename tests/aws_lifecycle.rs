@@ -5,13 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
+use orchestrate_e2e::aws::{Aws, REGION};
 use orchestrate_e2e::{Deployment, Run, binary};
 use serde_json::Value;
-use testbed::{Fault, Moto, Registry, mutating};
+use testbed::{Fault, mutating};
 
 const NAME: &str = "e2e-aws";
-const REGION: &str = "eu-west-1";
 
 fn deploy_yaml(learning_rate: &str, max_rounds: u32, min_pr_auc: f64) -> String {
     format!(
@@ -41,69 +40,6 @@ endpoint:
     )
 }
 
-/// The test's AWS world: moto with SageMaker, the registry, and the environment `orchestrate` needs.
-struct Aws {
-    moto: Moto,
-    _registry: Registry,
-    env: Vec<(&'static str, String)>,
-    config: SdkConfig,
-}
-
-impl Aws {
-    async fn start() -> Option<Aws> {
-        // The emulator runs its own copy: the test may not rebuild the original under it.
-        let moto = Moto::start_sagemaker(&binary("model-image")).await?;
-        let config = moto.sdk_config(REGION).await;
-        let ecr = aws_sdk_ecr::Client::new(&config);
-        let token = ecr.get_authorization_token().send().await.expect("ECR token");
-        let (user, password) = token.authorization_data()[0]
-            .authorization_token()
-            .and_then(aws::ecr_image::decode_token)
-            .expect("a token");
-        let registry = Registry::start(&user, &password).await?;
-        let mut env = moto.env(REGION);
-        env.push(("ORCHESTRATE_REGISTRY", registry.address()));
-        env.push(("ORCHESTRATE_POLL_INTERVAL_MS", "200".to_string()));
-        Some(Aws {
-            moto,
-            _registry: registry,
-            env,
-            config,
-        })
-    }
-
-    fn orchestrate(&self, deployment: &Deployment, args: &[&str]) -> Run {
-        let env: Vec<(&str, String)> = self.env.iter().map(|(k, v)| (*k, v.clone())).collect();
-        deployment.orchestrate_with(args, &env)
-    }
-
-    fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
-        aws_sdk_sagemaker::Client::new(&self.config)
-    }
-
-    async fn endpoint(&self) -> aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput {
-        self.sagemaker()
-            .describe_endpoint()
-            .endpoint_name(NAME)
-            .send()
-            .await
-            .expect("describe the endpoint")
-    }
-
-    /// Waits (no timing assertion: a deadline only against hanging) until the endpoint is in service.
-    async fn endpoint_in_service(&self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let status = self.endpoint().await.endpoint_status().cloned();
-            if status == Some(aws_sdk_sagemaker::types::EndpointStatus::InService) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "endpoint stuck in {status:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
 /// `status --output json`: each resource's standing.
 fn standings(run: &Run) -> Vec<(String, String, String)> {
     run.json()["status"]["resources"]
@@ -128,13 +64,60 @@ fn standing_of(run: &Run, kind: &str) -> Vec<String> {
         .collect()
 }
 
-fn demo_data(deployment: &Deployment) {
-    let status = std::process::Command::new(binary("model-image"))
-        .args(["demo-data", "--rows", "1500", "--out"])
-        .arg(deployment.path().join("train.csv"))
+/// An `up` that must fail with exit 1, its error saying each of `why`, and leave the endpoint
+/// serving `config`.
+async fn up_fails(aws: &Aws, deployment: &Deployment, why: &[&str], config: &str) {
+    let run = aws.orchestrate(deployment, &["up"]).expect(1);
+    for text in why {
+        assert!(run.stderr.contains(text), "want `{text}` in:\n{}", run.stderr);
+    }
+    assert_eq!(aws.endpoint(NAME).await.endpoint_config_name(), Some(config));
+}
+
+/// Starts `up`, waits until the training job it starts runs `model-image train`, then stops
+/// `up` with Ctrl-C (SIGINT), as a user would; checks it exits 130. Returns the job's name.
+async fn interrupt_up_while_training(aws: &Aws, deployment: &Deployment) -> String {
+    let before: Vec<String> = aws
+        .moto
+        .training_jobs()
+        .await
+        .into_iter()
+        .map(|j| j.name)
+        .collect();
+    let env: Vec<(&str, String)> = aws.env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let up = deployment
+        .command(&["up"], &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start up");
+    let running = wait_for_training(aws, &before).await;
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
         .status()
-        .expect("model-image demo-data");
-    assert!(status.success());
+        .expect("kill -INT");
+    assert!(signalled.success());
+    let interrupted = Run::from(up.wait_with_output().expect("wait for up"));
+    assert_eq!(interrupted.code, 130, "{}", interrupted.stderr);
+    running
+}
+
+/// Waits until a training job not in `before` runs its `model-image train`; its name.
+async fn wait_for_training(aws: &Aws, before: &[String]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(job) = aws
+            .moto
+            .training_jobs()
+            .await
+            .into_iter()
+            .find(|j| j.running && !before.contains(&j.name))
+        {
+            return job.name;
+        }
+        assert!(Instant::now() < deadline, "no new training job started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The header and first rows of the training data: a request in the raw schema.
@@ -152,16 +135,18 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
         return;
     };
     let deployment = Deployment::new(&deploy_yaml("0.1", 30, 0.9));
-    demo_data(&deployment);
+    deployment.demo_data(1500);
     let sm = aws.sagemaker();
 
     // --- plan, then up from nothing.
     let plan = aws.orchestrate(&deployment, &["plan"]).expect(2);
     assert!(plan.stdout.contains("+   training job"), "{}", plan.stdout);
-    let up = aws
+    let run = aws
         .orchestrate(&deployment, &["--output", "json", "up"])
         .expect(0);
-    let up = up.json();
+    // The training log, tailed from CloudWatch Logs while waiting.
+    assert!(run.stderr.contains("validation:pr_auc="), "{}", run.stderr);
+    let up = run.json();
     let job = up["training_job"].as_str().expect("the training job").to_string();
     assert!(
         job.starts_with(&format!("{NAME}-")) && job.ends_with("-1"),
@@ -219,7 +204,7 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
         "{:?}",
         described.role_arn()
     );
-    let endpoint = aws.endpoint().await;
+    let endpoint = aws.endpoint(NAME).await;
     let first_config = endpoint.endpoint_config_name().unwrap().to_string();
     let config = sm
         .describe_endpoint_config()
@@ -317,14 +302,14 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
         .send()
         .await
         .unwrap();
-    aws.endpoint_in_service().await;
+    aws.endpoint_in_service(NAME).await;
     let status = aws
         .orchestrate(&deployment, &["--output", "json", "status"])
         .expect(2);
     assert_eq!(standing_of(&status, "endpoint"), ["drifted"], "{}", status.stdout);
     aws.orchestrate(&deployment, &["up"]).expect(0);
     assert_eq!(
-        aws.endpoint().await.endpoint_config_name(),
+        aws.endpoint(NAME).await.endpoint_config_name(),
         Some(first_config.as_str())
     );
     aws.orchestrate(&deployment, &["status"]).expect(0);
@@ -388,7 +373,12 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
         second.stderr
     );
     Run::from(first.wait_with_output().unwrap()).expect(0);
-    let second_config = aws.endpoint().await.endpoint_config_name().unwrap().to_string();
+    let second_config = aws
+        .endpoint(NAME)
+        .await
+        .endpoint_config_name()
+        .unwrap()
+        .to_string();
     assert_ne!(second_config, first_config, "rolled forward");
     let status = aws
         .orchestrate(&deployment, &["--output", "json", "status"])
@@ -406,48 +396,75 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
     // --- rollback, and back.
     aws.orchestrate(&deployment, &["rollback"]).expect(0);
     assert_eq!(
-        aws.endpoint().await.endpoint_config_name(),
+        aws.endpoint(NAME).await.endpoint_config_name(),
         Some(first_config.as_str())
     );
     aws.orchestrate(&deployment, &["rollback"]).expect(0);
     assert_eq!(
-        aws.endpoint().await.endpoint_config_name(),
+        aws.endpoint(NAME).await.endpoint_config_name(),
         Some(second_config.as_str())
     );
 
     // --- the quality gate blocks a worse model and leaves the endpoint alone.
     deployment.write_deploy_yaml(&deploy_yaml("0.2", 2, 0.99999));
-    let gated = aws.orchestrate(&deployment, &["up"]).expect(1);
-    assert!(gated.stderr.contains("quality gate"), "{}", gated.stderr);
-    assert!(gated.stderr.contains("pr_auc"), "{}", gated.stderr);
+    up_fails(&aws, &deployment, &["quality gate", "pr_auc"], &second_config).await;
+
+    // --- a failed training job is reported with SageMaker's reason; nothing else changes.
+    deployment.write_deploy_yaml(&deploy_yaml("0.3", 30, 0.9));
+    aws.moto
+        .inject_fault(Fault::training_fails(NAME).with_reason("out of memory (injected)"))
+        .await;
+    up_fails(&aws, &deployment, &["out of memory (injected)"], &second_config).await;
+    let status = aws
+        .orchestrate(&deployment, &["--output", "json", "status"])
+        .expect(2);
     assert_eq!(
-        aws.endpoint().await.endpoint_config_name(),
-        Some(second_config.as_str())
+        standing_of(&status, "training_job"),
+        ["failed"],
+        "{}",
+        status.stdout
     );
 
-    // --- an update SageMaker rolls back is a failure, not a success.
-    deployment.write_deploy_yaml(&deploy_yaml("0.3", 30, 0.9));
+    // --- an update SageMaker rolls back is a failure, not a success. (This up also makes the
+    // training job's second attempt.)
     aws.moto
         .inject_fault(Fault::endpoint_update_rolls_back(NAME))
         .await;
-    let rolled_back = aws.orchestrate(&deployment, &["up"]).expect(1);
-    assert!(
-        rolled_back.stderr.contains("rolled back"),
-        "{}",
-        rolled_back.stderr
-    );
-    assert_eq!(
-        aws.endpoint().await.endpoint_config_name(),
-        Some(second_config.as_str())
-    );
-    // Without the fault, the next up finishes the rollout.
-    aws.orchestrate(&deployment, &["up"]).expect(0);
-    aws.endpoint_in_service().await;
+    up_fails(&aws, &deployment, &["rolled back"], &second_config).await;
+    // Without the fault, the next up finishes the rollout, on the job's second attempt.
+    let done = aws
+        .orchestrate(&deployment, &["--output", "json", "up"])
+        .expect(0);
+    let attempt = done.json()["training_job"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(attempt.ends_with("-2"), "{attempt}");
+    aws.endpoint_in_service(NAME).await;
     assert_ne!(
-        aws.endpoint().await.endpoint_config_name(),
+        aws.endpoint(NAME).await.endpoint_config_name(),
         Some(second_config.as_str())
     );
     aws.orchestrate(&deployment, &["status"]).expect(0);
+
+    // --- an up interrupted (Ctrl-C) while its training job runs: the next up re-attaches to the
+    // job instead of starting another attempt.
+    deployment.write_deploy_yaml(&deploy_yaml("0.25", 30, 0.9));
+    let running = interrupt_up_while_training(&aws, &deployment).await;
+    let resumed = aws
+        .orchestrate(&deployment, &["--output", "json", "up"])
+        .expect(0);
+    assert_eq!(
+        resumed.json()["training_job"],
+        running.as_str(),
+        "re-attached, no new attempt"
+    );
+    aws.orchestrate(&deployment, &["status"]).expect(0);
+
+    // --- down stops a training job that is still running.
+    // A slow learner with a long way to go: still training when `down` comes.
+    deployment.write_deploy_yaml(&deploy_yaml("0.0005", 200000, 0.9));
+    let running = interrupt_up_while_training(&aws, &deployment).await;
 
     // --- down: refused while another run's lock stands, then everything tagged is gone.
     s3.put_object()
@@ -491,17 +508,36 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
             .await
             .is_err()
     );
+    let stopped = sm
+        .describe_training_job()
+        .training_job_name(&running)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            stopped.training_job_status(),
+            Some(
+                aws_sdk_sagemaker::types::TrainingJobStatus::Stopping
+                    | aws_sdk_sagemaker::types::TrainingJobStatus::Stopped
+            )
+        ),
+        "{:?}",
+        stopped.training_job_status()
+    );
     let status = aws
         .orchestrate(&deployment, &["--output", "json", "status"])
         .expect(2);
-    // SageMaker keeps training jobs forever (they cannot be deleted): the completed one still
-    // matches; everything else is gone.
+    // SageMaker keeps training jobs forever (they cannot be deleted): the stopped one is still
+    // there; everything else is gone.
     for (kind, name, standing) in standings(&status) {
-        let want = if kind == "training_job" {
-            "in_sync"
+        if kind == "training_job" {
+            assert!(
+                ["in_progress", "failed"].contains(&standing.as_str()),
+                "{name}: {standing}"
+            );
         } else {
-            "missing"
-        };
-        assert_eq!(standing, want, "{kind} {name}");
+            assert_eq!(standing, "missing", "{kind} {name}");
+        }
     }
 }

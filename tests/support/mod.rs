@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end suite: finding the built binaries, making throwaway deployments and
 //! running `orchestrate` the way a user does (no TTY, exit codes, stdout and stderr).
 
+pub mod aws;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -101,6 +103,16 @@ impl Deployment {
             command.env(key, value);
         }
         command
+    }
+
+    /// Writes `rows` rows of synthetic demo data to `train.csv` (`model-image demo-data`).
+    pub fn demo_data(&self, rows: usize) {
+        let status = Command::new(binary("model-image"))
+            .args(["demo-data", "--rows", &rows.to_string(), "--out"])
+            .arg(self.path().join("train.csv"))
+            .status()
+            .expect("model-image demo-data");
+        assert!(status.success(), "model-image demo-data failed: {status}");
     }
 
     /// The local target's state folder of deployment `name`.

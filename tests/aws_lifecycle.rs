@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use orchestrate_e2e::aws::{Aws, REGION};
-use orchestrate_e2e::{Deployment, Run, binary};
+use orchestrate_e2e::{Deployment, Run};
 use serde_json::Value;
 use testbed::{Fault, mutating};
 

@@ -5,8 +5,9 @@
 //! `BENCH_RUNS`, 5), API calls per run by service and action, and mutating calls (want 0), then the
 //! ratio orchestrate / boto3. Target: about one read per setting, in parallel, under a second.
 //!
-//! `cargo bench -p orchestrate-e2e --bench aws_noop` (needs the workspace's binaries built:
-//! `cargo build --workspace` first). Knobs: `BENCH_RUNS`, `PYTHON`.
+//! `cargo bench -p orchestrate-e2e --bench aws_noop` (needs the workspace's release binaries:
+//! `cargo build --release --workspace` first). Knobs: `BENCH_RUNS`, `PYTHON`. The boto3 time is the
+//! whole script process, as a user runs it (interpreter and imports included).
 
 use std::collections::BTreeMap;
 use std::process::Command;

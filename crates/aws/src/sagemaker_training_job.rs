@@ -30,8 +30,18 @@ use crate::errors::AwsError;
 use crate::sagemaker::{self, image_ref, image_uri, model_artifact, output_path, role_arn};
 
 const KIND: Kind = Kind::TrainingJob;
-/// The tag holding the full data hashes (`train=<sha256>,validation=<sha256>`).
+/// The tag holding the full data hashes, `train=<sha256> validation=<sha256>` (SageMaker tag
+/// values allow no comma, so the engine's `,`-separated field travels with spaces).
 pub const DATA_TAG: &str = "orchestrate:data";
+
+/// The engine's `data` field as a tag value, and back.
+pub fn data_tag_value(field: &str) -> String {
+    field.replace(',', " ")
+}
+
+pub fn data_field(tag_value: &str) -> String {
+    tag_value.split_whitespace().collect::<Vec<_>>().join(",")
+}
 /// Where SageMaker writes training logs.
 pub const LOG_GROUP: &str = "/aws/sagemaker/TrainingJobs";
 /// The metrics `model-image train` prints as `validation:<name>=<value>` and SageMaker captures.
@@ -158,7 +168,7 @@ pub async fn describe(clients: &Clients, attempt: &str) -> Result<Option<JobStat
         fields.insert(
             "data".to_string(),
             tags.get(DATA_TAG)
-                .cloned()
+                .map(|v| data_field(v))
                 .unwrap_or_else(|| "unknown (no data tag)".to_string()),
         );
     }
@@ -257,7 +267,7 @@ pub async fn apply(
     tags.push(
         aws_sdk_sagemaker::types::Tag::builder()
             .key(DATA_TAG)
-            .value(desired.get("data").unwrap_or_default())
+            .value(data_tag_value(desired.get("data").unwrap_or_default()))
             .build(),
     );
     let algorithm = algorithm.build();
@@ -465,6 +475,14 @@ mod tests {
             lifecycle(Some(&TrainingJobStatus::Stopped), None, None),
             Lifecycle::Failed(reason) if reason.contains("stopped")
         ));
+    }
+
+    #[test]
+    fn data_hashes_travel_in_a_tag_without_commas() {
+        let field = "train=0a1b,validation=2c3d";
+        let tag = data_tag_value(field);
+        assert!(!tag.contains(','));
+        assert_eq!(data_field(&tag), field);
     }
 
     #[test]

@@ -81,8 +81,10 @@ pub fn trust_policy() -> Value {
 }
 
 /// The inline execution policy: the bucket's objects, the repository's layers, the deployment's log
-/// streams. `ecr:GetAuthorizationToken` is the one action that cannot be scoped (IAM supports no
-/// resource for it).
+/// streams, and the training metrics SageMaker publishes for the job (`cloudwatch:PutMetricData`,
+/// which AWS's execution-role documentation lists for CreateTrainingJob). `ecr:GetAuthorizationToken`
+/// and `cloudwatch:PutMetricData` support no resource in IAM; the latter is limited to SageMaker's
+/// metric namespaces by a condition.
 pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Value {
     let p = partition(region);
     let bucket = format!("arn:{p}:s3:::{}", scope.bucket);
@@ -126,6 +128,13 @@ pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Val
                     format!("{logs}/Endpoints/{name}:*"),
                     format!("{logs}/Endpoints/{name}:log-stream:*")
                 ]
+            },
+            {
+                "Sid": "Metrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
             }
         ]
     })
@@ -416,11 +425,14 @@ mod tests {
             for resource in &resources {
                 assert!(resource.starts_with("arn:") || *resource == "*");
                 if resource.contains('*') {
-                    // Only object keys, log streams and the one unscopable ECR call may use wildcards.
+                    // Only object keys, log streams and the two unscopable calls (the ECR login;
+                    // CloudWatch metrics, limited to SageMaker's namespaces) may use wildcards.
                     let scoped = resource.ends_with("iot-123-us-east-1/*")
                         || resource.contains(":log-group:/aws/sagemaker/");
+                    let metrics = actions == ["cloudwatch:PutMetricData"]
+                        && statement["Condition"]["StringLike"]["cloudwatch:namespace"] == "/aws/sagemaker/*";
                     assert!(
-                        scoped || actions == ["ecr:GetAuthorizationToken"],
+                        scoped || metrics || actions == ["ecr:GetAuthorizationToken"],
                         "{actions:?} on {resource}"
                     );
                 }

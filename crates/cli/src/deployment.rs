@@ -130,28 +130,11 @@ pub async fn dispatch<C: OnTarget>(
     command: C,
 ) -> anyhow::Result<C::Output> {
     let needs = command.needs();
-    let break_lock = cx.global.break_lock;
     match TargetChoice::of(spec) {
         TargetChoice::Local => {
             let binary = model_image_binary(cx, needs.desired_state, progress)?;
             let target = LocalTarget::open(spec, &binary).context("cannot open the local target")?;
-            let state = if needs.desired_state {
-                let step = progress.begin(format!("image of {}", binary.display()));
-                let digest = target.image_digest()?;
-                step.done(&format!("image {digest}"));
-                let facts: Facts = target.facts(&digest)?;
-                Some(engine::desired_state(spec, spec.target, &facts))
-            } else {
-                None
-            };
-            let session = Session {
-                spec,
-                target,
-                progress,
-                state,
-                break_lock,
-            };
-            command.run(&session).await
+            run_on(cx, spec, progress, command, target, &binary).await
         }
         TargetChoice::Aws => {
             // Credentials first: without them nothing else is worth doing (or building).
@@ -163,25 +146,63 @@ pub async fn dispatch<C: OnTarget>(
                 .await
                 .context(AWS_CREDENTIALS)?;
             step.done(&target.describe());
-            let state = if needs.desired_state {
-                let step = progress.begin(format!("image of {}", binary.display()));
-                let digest = target.image_digest()?;
-                step.done(&format!("image {digest}"));
-                let facts = target.facts(&digest)?;
-                Some(engine::desired_state(spec, spec.target, &facts))
-            } else {
-                None
-            };
-            let session = Session {
-                spec,
-                target,
-                progress,
-                state,
-                break_lock,
-            };
-            command.run(&session).await
+            run_on(cx, spec, progress, command, target, &binary).await
         }
     }
+}
+
+/// What the desired state needs from a target: the image digest and the target's facts.
+trait Planned {
+    fn image_digest(&self) -> anyhow::Result<String>;
+    fn facts(&self, image_digest: &str) -> anyhow::Result<Facts>;
+}
+
+impl Planned for LocalTarget {
+    fn image_digest(&self) -> anyhow::Result<String> {
+        Ok(LocalTarget::image_digest(self)?)
+    }
+
+    fn facts(&self, image_digest: &str) -> anyhow::Result<Facts> {
+        Ok(LocalTarget::facts(self, image_digest)?)
+    }
+}
+
+impl Planned for AwsTarget {
+    fn image_digest(&self) -> anyhow::Result<String> {
+        Ok(AwsTarget::image_digest(self)?)
+    }
+
+    fn facts(&self, image_digest: &str) -> anyhow::Result<Facts> {
+        Ok(AwsTarget::facts(self, image_digest)?)
+    }
+}
+
+/// Computes the desired state if the command needs it, then runs the command on the open target.
+async fn run_on<C: OnTarget, T: Target + Lockable + Planned>(
+    cx: &Context,
+    spec: &Spec,
+    progress: &Progress,
+    command: C,
+    target: T,
+    binary: &Path,
+) -> anyhow::Result<C::Output> {
+    let state = if command.needs().desired_state {
+        let step = progress.begin(format!("image of {}", binary.display()));
+        let digest = target.image_digest()?;
+        step.done(&format!("image {digest}"));
+        let facts = target.facts(&digest)?;
+        Some(engine::desired_state(spec, spec.target, &facts))
+    } else {
+        None
+    };
+    let session = Session {
+        spec,
+        target,
+        progress,
+        state,
+        break_lock: cx.global.break_lock,
+    };
+    command.run(&session).await
 }
 
 /// The model-image binary. Commands that build the image find (or build) it; the others only pass

@@ -54,6 +54,12 @@ pub struct Hyperparameters {
     pub seed: u64,
     /// Bootstrap resamples for confidence intervals (default 1000).
     pub bootstrap_resamples: u32,
+    /// LightGBM's quantized training (`use_quantized_grad` with `quant_train_renew_leaf`): gradients
+    /// rounded to a few integer levels while histograms are built, leaf values refitted exactly.
+    /// About a fifth less fit time on large data, at a small cost in quality (default false; the
+    /// training benchmark measures both).
+    #[serde(default)]
+    pub quantized_gradients: bool,
 }
 
 impl Default for Hyperparameters {
@@ -74,12 +80,13 @@ impl Default for Hyperparameters {
             threshold: ThresholdChoice::MaxF1,
             seed: 42,
             bootstrap_resamples: 1000,
+            quantized_gradients: false,
         }
     }
 }
 
 /// The keys `train` accepts.
-pub const KNOWN_KEYS: [&str; 15] = [
+pub const KNOWN_KEYS: [&str; 16] = [
     "label",
     "positive_class",
     "exclude",
@@ -95,6 +102,7 @@ pub const KNOWN_KEYS: [&str; 15] = [
     "target_fpr",
     "seed",
     "bootstrap_resamples",
+    "quantized_gradients",
 ];
 
 /// A hyperparameter that cannot be used, with the reason.
@@ -190,6 +198,7 @@ impl Hyperparameters {
                         .map_err(|_| invalid(key, value, "a non-negative integer"))?
                 }
                 "bootstrap_resamples" => hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?,
+                "quantized_gradients" => hp.quantized_gradients = boolean(key, value)?,
                 k if k.starts_with("sagemaker_") || k.starts_with('_') => {}
                 other => {
                     return Err(HyperparameterError::Unknown {
@@ -208,6 +217,14 @@ fn invalid(key: &str, value: &str, expected: &'static str) -> HyperparameterErro
         key: key.to_string(),
         value: value.to_string(),
         expected,
+    }
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, HyperparameterError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(invalid(key, value, "true or false")),
     }
 }
 
@@ -301,6 +318,22 @@ mod tests {
         let hp = Hyperparameters::from_json(r#"{"num_leaves": 63, "exclude": ["A", "B"]}"#).unwrap();
         assert_eq!(hp.num_leaves, 63);
         assert_eq!(hp.exclude, ["A", "B"]);
+    }
+
+    #[test]
+    fn quantized_gradients_is_a_boolean() {
+        assert!(!Hyperparameters::default().quantized_gradients);
+        for (text, expected) in [
+            (r#""true""#, true),
+            ("true", true),
+            (r#""False""#, false),
+            (r#""0""#, false),
+        ] {
+            let hp = Hyperparameters::from_json(&format!(r#"{{"quantized_gradients": {text}}}"#)).unwrap();
+            assert_eq!(hp.quantized_gradients, expected, "{text}");
+        }
+        let err = Hyperparameters::from_json(r#"{"quantized_gradients": "sometimes"}"#).unwrap_err();
+        assert!(matches!(err, HyperparameterError::Invalid { .. }), "{err}");
     }
 
     #[test]

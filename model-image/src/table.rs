@@ -5,6 +5,9 @@
 //! `inf`, `-inf`, `NaN` and empty cells are missing values (NaN), never errors: LightGBM handles
 //! missing values natively. A column whose non-missing cells are mostly text (an IP address, a
 //! timestamp) is not a feature and is reported as dropped.
+//!
+//! CSV is parsed in batches of whole records on every core ([`read_csv`]); the table is the same
+//! whatever the batch size, and errors name the file's own line numbers.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -240,19 +243,136 @@ struct TableBuilder<'p> {
     plan: &'p ReadPlan<'p>,
     /// Candidate feature columns (names), fixed by the first file.
     columns: Vec<String>,
+    rows: RowBatch,
+    dropped: Vec<(String, String)>,
+}
+
+/// Rows of candidate columns with what was seen in their cells. A file is parsed in batches on
+/// several threads; the batches are appended to the table in file order.
+#[derive(Debug, Default)]
+struct RowBatch {
     values: Vec<f32>,
     labels: Vec<bool>,
     label_counts: BTreeMap<String, usize>,
-    /// Per candidate column: non-missing cells, text cells, and the first text value seen.
+    /// Per candidate column: numeric cells, text cells, and the first text value seen.
     numeric_cells: Vec<usize>,
     text_cells: Vec<usize>,
     text_example: Vec<Option<String>>,
-    dropped: Vec<(String, String)>,
     rows_without_label: usize,
+}
+
+impl RowBatch {
+    fn new(columns: usize) -> Self {
+        Self {
+            numeric_cells: vec![0; columns],
+            text_cells: vec![0; columns],
+            text_example: vec![None; columns],
+            ..Self::default()
+        }
+    }
+
+    fn push_row<'c>(&mut self, file: &FileColumns, positive_class: &str, cell: impl Fn(usize) -> Cell<'c>) {
+        let positive = match cell(file.label) {
+            Cell::Text(text) => {
+                count_label(&mut self.label_counts, text);
+                text == positive_class
+            }
+            Cell::Number(v) => {
+                let label = format_number(v);
+                count_label(&mut self.label_counts, &label);
+                label == positive_class
+            }
+            Cell::Missing => {
+                self.rows_without_label += 1;
+                return;
+            }
+        };
+        self.labels.push(positive);
+        for (column, &source) in file.sources.iter().enumerate() {
+            let value = match cell(source) {
+                Cell::Number(v) => {
+                    self.numeric_cells[column] += 1;
+                    v as f32
+                }
+                Cell::Missing => f32::NAN,
+                Cell::Text(text) => {
+                    self.text_cells[column] += 1;
+                    if self.text_example[column].is_none() {
+                        self.text_example[column] = Some(text.to_string());
+                    }
+                    f32::NAN
+                }
+            };
+            self.values.push(value);
+        }
+    }
+
+    /// Appends `later`'s rows after this batch's.
+    fn append(&mut self, later: RowBatch) {
+        if self.labels.is_empty() && self.values.is_empty() {
+            let RowBatch {
+                values,
+                labels,
+                label_counts,
+                numeric_cells,
+                text_cells,
+                text_example,
+                rows_without_label,
+            } = later;
+            self.values = values;
+            self.labels = labels;
+            self.rows_without_label += rows_without_label;
+            self.merge_counts(label_counts, &numeric_cells, &text_cells, text_example);
+            return;
+        }
+        self.values.extend_from_slice(&later.values);
+        self.labels.extend_from_slice(&later.labels);
+        self.rows_without_label += later.rows_without_label;
+        self.merge_counts(
+            later.label_counts,
+            &later.numeric_cells,
+            &later.text_cells,
+            later.text_example,
+        );
+    }
+
+    fn merge_counts(
+        &mut self,
+        label_counts: BTreeMap<String, usize>,
+        numeric_cells: &[usize],
+        text_cells: &[usize],
+        text_example: Vec<Option<String>>,
+    ) {
+        for (label, count) in label_counts {
+            *self.label_counts.entry(label).or_default() += count;
+        }
+        for (mine, theirs) in self.numeric_cells.iter_mut().zip(numeric_cells) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.text_cells.iter_mut().zip(text_cells) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.text_example.iter_mut().zip(text_example) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+    }
+}
+
+fn count_label(counts: &mut BTreeMap<String, usize>, label: &str) {
+    match counts.get_mut(label) {
+        Some(count) => *count += 1,
+        None => {
+            counts.insert(label.to_string(), 1);
+        }
+    }
 }
 
 /// How one file's columns map onto the table.
 struct FileColumns {
+    /// Columns in the file's header.
+    width: usize,
     label: usize,
     /// For each table column, the file's column index.
     sources: Vec<usize>,
@@ -263,14 +383,8 @@ impl<'p> TableBuilder<'p> {
         Self {
             plan,
             columns: Vec::new(),
-            values: Vec::new(),
-            labels: Vec::new(),
-            label_counts: BTreeMap::new(),
-            numeric_cells: Vec::new(),
-            text_cells: Vec::new(),
-            text_example: Vec::new(),
+            rows: RowBatch::default(),
             dropped: Vec::new(),
-            rows_without_label: 0,
         }
     }
 
@@ -304,10 +418,7 @@ impl<'p> TableBuilder<'p> {
                     columns
                 }
             };
-            let n = self.columns.len();
-            self.numeric_cells = vec![0; n];
-            self.text_cells = vec![0; n];
-            self.text_example = vec![None; n];
+            self.rows = RowBatch::new(self.columns.len());
         }
         let mut sources = Vec::with_capacity(self.columns.len());
         let mut missing = Vec::new();
@@ -323,58 +434,31 @@ impl<'p> TableBuilder<'p> {
                 missing: missing.join(", "),
             });
         }
-        Ok(FileColumns { label, sources })
+        Ok(FileColumns {
+            width: header.len(),
+            label,
+            sources,
+        })
     }
 
     fn push_row<'c>(&mut self, file: &FileColumns, cell: impl Fn(usize) -> Cell<'c>) {
-        let label = match cell(file.label) {
-            Cell::Text(text) => text.to_string(),
-            Cell::Number(v) => format_number(v),
-            Cell::Missing => {
-                self.rows_without_label += 1;
-                return;
-            }
-        };
-        let positive = label == self.plan.positive_class;
-        match self.label_counts.get_mut(&label) {
-            Some(count) => *count += 1,
-            None => {
-                self.label_counts.insert(label, 1);
-            }
-        }
-        self.labels.push(positive);
-        for (column, &source) in file.sources.iter().enumerate() {
-            let value = match cell(source) {
-                Cell::Number(v) => {
-                    self.numeric_cells[column] += 1;
-                    v as f32
-                }
-                Cell::Missing => f32::NAN,
-                Cell::Text(text) => {
-                    self.text_cells[column] += 1;
-                    if self.text_example[column].is_none() {
-                        self.text_example[column] = Some(text.to_string());
-                    }
-                    f32::NAN
-                }
-            };
-            self.values.push(value);
-        }
+        self.rows.push_row(file, self.plan.positive_class, cell);
     }
 
     fn finish(self) -> Result<LabelledTable, TableError> {
         let width = self.columns.len();
+        let rows = self.rows;
         let mut dropped = self.dropped;
         let mut keep = Vec::with_capacity(width);
         let mut unparsable_cells = 0;
         for column in 0..width {
-            let text = self.text_cells[column];
-            let numbers = self.numeric_cells[column];
+            let text = rows.text_cells[column];
+            let numbers = rows.numeric_cells[column];
             // Discovered columns that are mostly text are identifiers, not features. A column the
             // model requires is always kept: its stray text cells become missing values.
             let is_text = self.plan.features.is_none() && text > 0 && text * 100 >= (text + numbers);
             if is_text {
-                let example = self.text_example[column].as_deref().unwrap_or_default();
+                let example = rows.text_example[column].as_deref().unwrap_or_default();
                 dropped.push((
                     self.columns[column].clone(),
                     format!("not numeric (e.g. `{example}`)"),
@@ -391,10 +475,10 @@ impl<'p> TableBuilder<'p> {
             });
         }
         let values = if keep.len() == width {
-            self.values
+            rows.values
         } else {
-            let mut compact = Vec::with_capacity(self.labels.len() * keep.len());
-            for row in self.values.chunks_exact(width.max(1)) {
+            let mut compact = Vec::with_capacity(rows.labels.len() * keep.len());
+            for row in rows.values.chunks_exact(width.max(1)) {
                 compact.extend(keep.iter().map(|&c| row[c]));
             }
             compact
@@ -402,10 +486,10 @@ impl<'p> TableBuilder<'p> {
         Ok(LabelledTable {
             features: keep.iter().map(|&c| self.columns[c].clone()).collect(),
             values,
-            labels: self.labels,
-            label_counts: self.label_counts,
+            labels: rows.labels,
+            label_counts: rows.label_counts,
             dropped_columns: dropped,
-            rows_without_label: self.rows_without_label,
+            rows_without_label: rows.rows_without_label,
             unparsable_cells,
             files: Vec::new(),
         })
@@ -437,12 +521,123 @@ fn abbreviate(header: &[String]) -> String {
     }
 }
 
-fn read_csv(path: &Path, input: impl Read, builder: &mut TableBuilder<'_>) -> Result<(), TableError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .buffer_capacity(1 << 20)
-        .from_reader(input);
+/// Bytes of CSV handed to one parsing thread at a time: large enough that the per-batch overhead
+/// vanishes, small enough that a 250 MB file keeps every core busy and little is held in memory.
+const CSV_BATCH_BYTES: usize = 4 << 20;
+
+/// Reads a CSV stream in batches of whole records: one thread reads (and decompresses) the input and
+/// cuts it at record boundaries, the available cores parse the batches, and the batches join the
+/// table in file order. Parsing is most of the cost of reading a channel (the `csv` crate, UTF-8
+/// checks and float parsing per cell), so this divides a channel's read time by the core count.
+fn read_csv(path: &Path, input: impl Read + Send, builder: &mut TableBuilder<'_>) -> Result<(), TableError> {
+    read_csv_in_batches(path, input, builder, CSV_BATCH_BYTES)
+}
+
+fn read_csv_in_batches(
+    path: &Path,
+    input: impl Read + Send,
+    builder: &mut TableBuilder<'_>,
+    batch_bytes: usize,
+) -> Result<(), TableError> {
+    let mut batches = RecordBatches::new(input, batch_bytes);
+    let Some(first) = batches.next_batch().map_err(|e| unreadable(path, e))? else {
+        return Err(TableError::NoHeader {
+            path: path.to_path_buf(),
+        });
+    };
+    let (header, header_bytes, header_lines) = read_header(path, &first)?;
+    let columns = builder.start_file(path, &header)?;
+    let positive_class = builder.plan.positive_class;
+    let column_count = builder.columns.len();
+    let parse = |batch: &[u8]| parse_batch(batch, &columns, positive_class, column_count);
+
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    // Lines before the current batch, for error messages with the file's line numbers.
+    let mut lines_before = header_lines;
+    let mut append = |builder: &mut TableBuilder<'_>, parsed: ParsedBatch| -> Result<(), TableError> {
+        if let Some((line, reason)) = parsed.error {
+            return Err(TableError::Unreadable {
+                path: path.to_path_buf(),
+                reason: format!("line {}: {reason}", lines_before + line),
+            });
+        }
+        lines_before += parsed.lines;
+        builder.rows.append(parsed.rows);
+        Ok(())
+    };
+    let first_parsed = parse(&first[header_bytes..]);
+    if threads == 1 || first.len() < batch_bytes {
+        // Small input (or one core): no threads.
+        append(builder, first_parsed)?;
+        while let Some(batch) = batches.next_batch().map_err(|e| unreadable(path, e))? {
+            append(builder, parse(&batch))?;
+        }
+        return Ok(());
+    }
+    append(builder, first_parsed)?;
+    drop(first);
+
+    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(threads * 2);
+    let (parsed_tx, parsed_rx) = std::sync::mpsc::channel::<(usize, ParsedBatch)>();
+    // Owned by the parsers: when they stop (an error is being reported), the reader's next send
+    // fails and it stops too.
+    let batch_rx = std::sync::Arc::new(std::sync::Mutex::new(batch_rx));
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            let mut index = 0;
+            while let Some(batch) = batches.next_batch()? {
+                if batch_tx.send((index, batch)).is_err() {
+                    break; // the parsers stopped: an error is being reported
+                }
+                index += 1;
+            }
+            Ok(())
+        });
+        for _ in 0..threads {
+            let parsed_tx = parsed_tx.clone();
+            let batch_rx = std::sync::Arc::clone(&batch_rx);
+            let parse = &parse;
+            scope.spawn(move || {
+                loop {
+                    let next = batch_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok((index, batch))) = next else { break };
+                    if parsed_tx.send((index, parse(&batch))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(parsed_tx);
+        drop(batch_rx);
+        // Batches finish out of order; they join the table in order.
+        let mut waiting = BTreeMap::new();
+        let mut next = 0;
+        let mut outcome = Ok(());
+        for (index, parsed) in parsed_rx.iter() {
+            waiting.insert(index, parsed);
+            while let Some(parsed) = waiting.remove(&next) {
+                next += 1;
+                if outcome.is_ok() {
+                    outcome = append(builder, parsed);
+                }
+            }
+            if outcome.is_err() {
+                break;
+            }
+        }
+        // Dropping the receiver stops the parsers, which stops the reader.
+        drop(parsed_rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")));
+        outcome?;
+        read.map_err(|e| unreadable(path, e))
+    })
+}
+
+/// The header record of a CSV file, the bytes it takes and the lines it spans.
+fn read_header(path: &Path, batch: &[u8]) -> Result<(Vec<String>, usize, usize), TableError> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(batch);
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| unreadable(path, e))?
@@ -454,22 +649,131 @@ fn read_csv(path: &Path, input: impl Read, builder: &mut TableBuilder<'_>) -> Re
             path: path.to_path_buf(),
         });
     }
-    let columns = builder.start_file(path, &header)?;
+    let end = reader.position().byte() as usize;
+    let bytes = end.min(batch.len());
+    Ok((header, bytes, memchr::memchr_iter(b'\n', &batch[..bytes]).count()))
+}
+
+/// The rows of one batch, or where it went wrong (line within the batch, 1-based).
+struct ParsedBatch {
+    rows: RowBatch,
+    /// Line breaks in the batch.
+    lines: usize,
+    error: Option<(usize, String)>,
+}
+
+fn parse_batch(
+    batch: &[u8],
+    columns: &FileColumns,
+    positive_class: &str,
+    column_count: usize,
+) -> ParsedBatch {
+    let mut rows = RowBatch::new(column_count);
+    let lines = memchr::memchr_iter(b'\n', batch).count();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(batch);
     let mut record = csv::ByteRecord::new();
+    let mut error = None;
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(unreadable(path, e)),
+            Err(e) => {
+                let line = e.position().map_or(1, |p| p.line() as usize);
+                error = Some((line, e.to_string()));
+                break;
+            }
+        }
+        if record.len() != columns.width {
+            let line = record.position().map_or(1, |p| p.line() as usize);
+            error = Some((
+                line,
+                format!("{} fields, but the header has {}", record.len(), columns.width),
+            ));
+            break;
         }
         let record = &record;
-        builder.push_row(&columns, |i| match record.get(i).map(std::str::from_utf8) {
-            Some(Ok(text)) => parse_cell(text),
-            Some(Err(_)) => Cell::Text("(invalid UTF-8)"),
-            None => Cell::Missing,
+        rows.push_row(columns, positive_class, |i| {
+            match record.get(i).map(std::str::from_utf8) {
+                Some(Ok(text)) => parse_cell(text),
+                Some(Err(_)) => Cell::Text("(invalid UTF-8)"),
+                None => Cell::Missing,
+            }
         });
     }
-    Ok(())
+    ParsedBatch { rows, lines, error }
+}
+
+/// Cuts a CSV stream into batches that end at record boundaries: at a line break outside quotes
+/// (an even number of `"` since the batch began, since every batch begins at a record boundary).
+struct RecordBatches<R> {
+    input: R,
+    batch_bytes: usize,
+    /// Bytes read past the end of the previous batch.
+    carry: Vec<u8>,
+    finished: bool,
+}
+
+impl<R: Read> RecordBatches<R> {
+    fn new(input: R, batch_bytes: usize) -> Self {
+        Self {
+            input,
+            batch_bytes,
+            carry: Vec::new(),
+            finished: false,
+        }
+    }
+
+    fn next_batch(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut batch = std::mem::take(&mut self.carry);
+        loop {
+            if self.finished {
+                return Ok((!batch.is_empty()).then_some(batch));
+            }
+            let filled = batch.len();
+            let step = (self.batch_bytes / 4).max(1);
+            let want = (self.batch_bytes + step).max(filled + step);
+            batch.resize(want, 0);
+            let mut end = filled;
+            while end < want {
+                match self.input.read(&mut batch[end..]) {
+                    Ok(0) => {
+                        self.finished = true;
+                        break;
+                    }
+                    Ok(n) => end += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            batch.truncate(end);
+            if self.finished {
+                continue;
+            }
+            if let Some(cut) = record_boundary(&batch) {
+                self.carry = batch[cut..].to_vec();
+                batch.truncate(cut);
+                return Ok(Some(batch));
+            }
+            // One record longer than the batch so far (or an open quote): read more.
+        }
+    }
+}
+
+/// Just after the last line break that ends a record, if any.
+fn record_boundary(batch: &[u8]) -> Option<usize> {
+    let mut quotes = memchr::memchr_iter(b'"', batch).count();
+    let mut end = batch.len();
+    while let Some(newline) = memchr::memrchr(b'\n', &batch[..end]) {
+        quotes -= memchr::memchr_iter(b'"', &batch[newline..end]).count();
+        if quotes.is_multiple_of(2) {
+            return Some(newline + 1);
+        }
+        end = newline;
+    }
+    None
 }
 
 fn read_parquet(path: &Path, builder: &mut TableBuilder<'_>) -> Result<(), TableError> {
@@ -659,6 +963,90 @@ mod tests {
         write(dir.path(), "a.csv", "Label,X\nNormal,3,9\n");
         let err = read_channel(dir.path(), &plan(&[])).unwrap_err();
         assert!(err.to_string().contains("a.csv"), "{err}");
+    }
+
+    /// Reads `text` as one CSV file cut into batches of about `batch_bytes`.
+    fn read_in_batches(text: &str, batch_bytes: usize) -> Result<LabelledTable, TableError> {
+        let plan = plan(&[]);
+        let mut builder = TableBuilder::new(&plan);
+        read_csv_in_batches(Path::new("flows.csv"), text.as_bytes(), &mut builder, batch_bytes)?;
+        builder.finish()
+    }
+
+    #[test]
+    fn batches_end_at_record_boundaries_outside_quotes() {
+        assert_eq!(record_boundary(b"a,b\nc,d"), Some(4));
+        assert_eq!(record_boundary(b"a,b\nc,d\n"), Some(8));
+        // The last line break is inside a quoted field: cut at the one before.
+        assert_eq!(record_boundary(b"a,b\nc,\"x\ny"), Some(4));
+        // An escaped quote ("") keeps the parity.
+        assert_eq!(record_boundary(b"a,\"say \"\"hi\"\"\"\nc"), Some(15));
+        assert_eq!(record_boundary(b"a,\"open\nstill open"), None);
+        assert_eq!(record_boundary(b"no line break"), None);
+    }
+
+    #[test]
+    fn batched_reading_gives_the_same_table_whatever_the_batch_size() {
+        // Quoted fields with commas and line breaks, CRLF line ends, a text column, empty cells.
+        let mut text = String::from("Note,X,Label,Y\r\n");
+        for i in 0..500 {
+            let note = if i % 7 == 0 {
+                format!("\"multi\nline, {i}\"")
+            } else {
+                format!("n{i}")
+            };
+            let x = if i % 11 == 0 {
+                String::new()
+            } else {
+                format!("{}", f64::from(i) * 0.5)
+            };
+            let label = if i % 3 == 0 { "Anomaly" } else { "Normal" };
+            text.push_str(&format!("{note},{x},{label},{i}\r\n"));
+        }
+        let whole = read_in_batches(&text, text.len() * 2).unwrap();
+        assert_eq!(whole.features, ["X", "Y"]);
+        assert_eq!(whole.rows(), 500);
+        for i in 0..500_u32 {
+            let row = whole.row(i as usize);
+            if i % 11 == 0 {
+                assert!(row[0].is_nan(), "row {i}");
+            } else {
+                assert_eq!(row[0], i as f32 * 0.5, "row {i}");
+            }
+            assert_eq!(row[1], i as f32, "row {i}");
+            assert_eq!(whole.labels[i as usize], i % 3 == 0);
+        }
+        assert_eq!(whole.label_counts["Anomaly"], 167);
+        assert!(whole.dropped_columns.iter().any(|(c, _)| c == "Note"));
+        let bits = |t: &LabelledTable| t.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for batch_bytes in [1, 5, 64, 333, 4096] {
+            let batched = read_in_batches(&text, batch_bytes).unwrap();
+            assert_eq!(bits(&batched), bits(&whole), "batch size {batch_bytes}");
+            assert_eq!(batched.labels, whole.labels, "batch size {batch_bytes}");
+            assert_eq!(batched.label_counts, whole.label_counts);
+            assert_eq!(batched.dropped_columns, whole.dropped_columns);
+            assert_eq!(batched.unparsable_cells, whole.unparsable_cells);
+        }
+    }
+
+    #[test]
+    fn a_ragged_row_is_reported_with_its_line_in_the_file_whatever_the_batch_size() {
+        let mut text = String::from("X,Label\n");
+        for i in 0..400 {
+            if i == 300 {
+                text.push_str("1,Normal,extra\n");
+            } else {
+                text.push_str(&format!("{i},Normal\n"));
+            }
+        }
+        for batch_bytes in [16, 100, 1 << 20] {
+            let err = read_in_batches(&text, batch_bytes).unwrap_err().to_string();
+            // Header on line 1, row i on line i + 2.
+            assert!(
+                err.contains("flows.csv") && err.contains("line 302: 3 fields, but the header has 2"),
+                "batch size {batch_bytes}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -342,6 +342,48 @@ fn trains_on_the_demo_data_and_answers_json() {
     );
 }
 
+/// `quantized_gradients` reaches LightGBM (its model text records the parameters it trained with)
+/// and still gives a model that separates the demo classes; without it, training is exact.
+#[test]
+fn quantized_gradients_are_passed_to_lightgbm_only_when_asked_for() {
+    for quantized in [true, false] {
+        let opt_ml = OptMl::new();
+        let demo = opt_ml.channel("train").join("demo.csv");
+        let status = Command::new(BIN)
+            .args(["demo-data", "--rows", "3000", "--seed", "6", "--out"])
+            .arg(&demo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        opt_ml.hyperparameters(&format!(
+            r#"{{"max_rounds": "40", "bootstrap_resamples": "0", "quantized_gradients": "{quantized}"}}"#
+        ));
+        let output = opt_ml.train();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let model_text = std::fs::read_to_string(opt_ml.root().join("model/model.txt")).unwrap();
+        let flag = u8::from(quantized);
+        for parameter in ["use_quantized_grad", "quant_train_renew_leaf"] {
+            let line = format!("[{parameter}: {flag}]");
+            assert!(model_text.contains(&line), "{line} missing from model.txt");
+        }
+        let model: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(opt_ml.root().join("model/model.json")).unwrap())
+                .unwrap();
+        assert_eq!(model["hyperparameters"]["quantized_gradients"], quantized);
+        let roc_auc = model["metrics"]["validation"]["roc_auc"]["value"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            roc_auc > 0.9,
+            "quantized={quantized}: validation ROC-AUC {roc_auc}"
+        );
+    }
+}
+
 #[test]
 fn a_single_class_channel_fails_with_a_reason() {
     let opt_ml = OptMl::new();

@@ -56,6 +56,11 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--num-leaves", type=int, default=31)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--quantized",
+        action="store_true",
+        help="LightGBM quantized training (use_quantized_grad, quant_train_renew_leaf)",
+    )
     parser.add_argument("--features-json", help="model.json whose `features` fix the column order")
     parser.add_argument("--save-model", help="directory for the model and a model.json (features, threshold)")
     parser.add_argument("--score-model", help="only score --test with this LightGBM model.txt")
@@ -100,6 +105,8 @@ def main():
             "seed": args.seed,
             "verbosity": -1,
         }
+        if args.quantized:
+            params.update(use_quantized_grad=True, quant_train_renew_leaf=True)
         train_set = lgb.Dataset(x_train, label=y_train)
         valid_sets, callbacks = [], []
         if x_valid is not None:

@@ -225,7 +225,7 @@ fn parse_number(cell: &[u8]) -> Option<f64> {
     if cell.is_empty() {
         return Some(f64::NAN);
     }
-    let value: f64 = std::str::from_utf8(cell).ok()?.parse().ok()?;
+    let value = crate::decimal::parse(cell)?;
     Some(if value.is_finite() { value } else { f64::NAN })
 }
 

@@ -11,8 +11,8 @@
 //!
 //! | benchmark | ratio |
 //! |---|---|
-//! | `/invocations`, single-row, 4 / 16 clients, vs Flask+gunicorn+LightGBM | 26.7x / 28.7x throughput; p99 0.22 / 0.99 ms |
-//! | `/invocations`, 100-row CSV, 4 / 16 clients | 3.5x / 4.9x rows per second |
+//! | `/invocations`, single-row, 4 / 16 clients, vs Flask+gunicorn+LightGBM | 25.0x / 23.7x throughput; p99 0.18 / 0.82 ms |
+//! | `/invocations`, 100-row CSV, 4 / 16 clients | 2.6x / 2.7x rows per second |
 //! | `train` end to end, 625k rows, 200 rounds, 2 threads, vs pandas+LightGBM | 0.89x wall time (target 0.7x: not met, see below), 0.32x peak memory, PR-AUC +0.00001 |
 //! | same vs pandas+XGBoost | 0.75x wall time, 0.28x peak memory |
 //! | same with `quantized_gradients`, vs exact pandas+LightGBM | 0.75x wall time, PR-AUC +0.00005, test MCC 0.9703 (exact: 0.9766) |

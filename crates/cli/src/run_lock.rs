@@ -73,7 +73,13 @@ pub trait Lockable {
 }
 
 impl Lockable for LocalTarget {
-    async fn take_lock(&self, _: &Spec, _: Option<&DesiredState>, _: bool) -> anyhow::Result<RunLock> {
+    async fn take_lock(&self, _: &Spec, state: Option<&DesiredState>, _: bool) -> anyhow::Result<RunLock> {
+        // A run that cannot create the deployment (`down`) has nothing to guard while the deployment
+        // has no state folder, and must not leave one behind: as on AWS, where there is no lock
+        // without the bucket.
+        if state.is_none() && !self.state_dir().exists() {
+            return Ok(RunLock::Nothing);
+        }
         Ok(RunLock::Local(self.lock()?))
     }
 }

@@ -181,6 +181,19 @@ fn down_without_terminal_requires_yes() {
     assert!(!dir.path().join(".orchestrate").exists(), "nothing was touched");
 }
 
+#[test]
+fn down_of_a_deployment_that_never_ran_deletes_nothing_and_leaves_no_state_behind() {
+    let dir = valid_deployment();
+    let output = run(dir.path(), &["down", "--yes"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("Nothing to delete"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!dir.path().join(".orchestrate").exists(), "down created state");
+}
+
 /// `run` with no AWS credentials anywhere (and no instance metadata to ask).
 fn run_without_aws(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

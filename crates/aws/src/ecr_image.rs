@@ -15,7 +15,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 
 const KIND: Kind = Kind::Image;
 /// Overrides the registry address (`http://127.0.0.1:5000`).
@@ -61,27 +61,23 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
     let id = aws_sdk_ecr::types::ImageIdentifier::builder()
         .image_digest(digest)
         .build();
-    match clients
+    let described = clients
         .ecr
         .describe_images()
         .repository_name(repository)
         .image_ids(id)
         .send()
         .await
-    {
-        Ok(out) => Ok(match out.image_details().first().and_then(|d| d.image_digest()) {
-            Some(found) => Observed::present(name, Lifecycle::Ready).with_field("digest", found),
-            None => Observed::Absent,
-        }),
-        Err(e) => {
-            let e = AwsError::sdk("find", KIND, name, e);
-            if e.is_not_found() {
-                Ok(Observed::Absent)
-            } else {
-                Err(e)
-            }
-        }
-    }
+        .map_err(|e| AwsError::sdk("find", KIND, name, e))
+        .or_absent()?;
+    let found = described
+        .as_ref()
+        .and_then(|out| out.image_details().first())
+        .and_then(|d| d.image_digest());
+    Ok(match found {
+        Some(found) => Observed::present(name, Lifecycle::Ready).with_field("digest", found),
+        None => Observed::Absent,
+    })
 }
 
 /// Pushes `built` into `repository`; returns the digest reference (`<registry>/<repo>@sha256:…`).

@@ -10,7 +10,7 @@ use engine::resource::Lifecycle;
 use engine::{Desired, Kind, Observed};
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::tags;
 
 const KIND: Kind = Kind::Repository;
@@ -30,19 +30,15 @@ fn ecr_tags(name: &str, wanted: &BTreeMap<String, String>) -> Result<Vec<Tag>, A
 
 /// The repository's ARN, if it exists.
 async fn find(clients: &Clients, name: &str) -> Result<Option<aws_sdk_ecr::types::Repository>, AwsError> {
-    match clients
+    let described = clients
         .ecr
         .describe_repositories()
         .repository_names(name)
         .send()
         .await
-    {
-        Ok(out) => Ok(out.repositories().first().cloned()),
-        Err(e) => {
-            let e = AwsError::sdk("find", KIND, name, e);
-            if e.is_not_found() { Ok(None) } else { Err(e) }
-        }
-    }
+        .map_err(|e| AwsError::sdk("find", KIND, name, e))
+        .or_absent()?;
+    Ok(described.and_then(|out| out.repositories().first().cloned()))
 }
 
 async fn read_tags(clients: &Clients, name: &str, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
@@ -151,18 +147,14 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
 
 /// Force-deletes the repository with every image in it. Deleting one that is gone succeeds.
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    match clients
+    clients
         .ecr
         .delete_repository()
         .repository_name(name)
         .force(true)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = AwsError::sdk("delete", KIND, name, e);
-            if e.is_not_found() { Ok(()) } else { Err(e) }
-        }
-    }
+        .map_err(|e| AwsError::sdk("delete", KIND, name, e))
+        .or_absent()?;
+    Ok(())
 }

@@ -206,6 +206,23 @@ impl AwsError {
     }
 }
 
+/// For calls where a missing resource is an answer, not a failure: finding, reading, deleting.
+pub trait OrAbsent<T> {
+    /// `Some(value)`; `None` when the error says the resource (or the part of it asked for) does
+    /// not exist; any other error stays an error.
+    fn or_absent(self) -> Result<Option<T>, AwsError>;
+}
+
+impl<T> OrAbsent<T> for Result<T, AwsError> {
+    fn or_absent(self) -> Result<Option<T>, AwsError> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
 impl From<AwsError> for TargetError {
     fn from(error: AwsError) -> Self {
         let message = format!("{} ({})", error.source, error.class);

@@ -18,7 +18,7 @@ use engine::{Desired, Kind, Observed};
 use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::tags;
 
 const KIND: Kind = Kind::Role;
@@ -215,16 +215,16 @@ fn iam_tags(name: &str, wanted: &BTreeMap<String, String>) -> Result<Vec<Tag>, A
 /// is exactly the rendered document).
 pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
     let name = desired.name.as_str();
-    let role = match clients.iam.get_role().role_name(name).send().await {
-        Ok(out) => out,
-        Err(e) => {
-            let e = AwsError::sdk("find", KIND, name, e);
-            return if e.is_not_found() {
-                Ok(Observed::Absent)
-            } else {
-                Err(e)
-            };
-        }
+    let Some(role) = clients
+        .iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("find", KIND, name, e))
+        .or_absent()?
+    else {
+        return Ok(Observed::Absent);
     };
     let trusted = role
         .role()

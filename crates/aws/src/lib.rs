@@ -25,5 +25,5 @@ pub mod target;
 pub mod training_data;
 
 pub use clients::Clients;
-pub use errors::{AwsError, ErrorClass};
+pub use errors::{AwsError, ErrorClass, OrAbsent};
 pub use target::AwsTarget;

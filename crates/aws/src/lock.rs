@@ -9,7 +9,7 @@ use engine::Kind;
 use serde::{Deserialize, Serialize};
 
 use crate::clients::Clients;
-use crate::errors::{AwsError, ErrorClass};
+use crate::errors::{AwsError, ErrorClass, OrAbsent};
 
 /// The lock object's key in the data bucket.
 pub const LOCK_KEY: &str = "orchestrate/lock.json";
@@ -150,12 +150,17 @@ async fn put_if_absent(clients: &Clients, bucket: &str, record: &LockRecord) -> 
 
 /// The current lock, if any (an unreadable one counts as held by `unknown`, never stale).
 pub async fn read(clients: &Clients, bucket: &str) -> Result<Option<LockRecord>, AwsError> {
-    let out = match clients.s3.get_object().bucket(bucket).key(LOCK_KEY).send().await {
-        Ok(out) => out,
-        Err(e) => {
-            let e = AwsError::sdk("read the lock of", KIND, bucket, e);
-            return if e.is_not_found() { Ok(None) } else { Err(e) };
-        }
+    let Some(out) = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(LOCK_KEY)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("read the lock of", KIND, bucket, e))
+        .or_absent()?
+    else {
+        return Ok(None);
     };
     let bytes = out
         .body

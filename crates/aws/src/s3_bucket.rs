@@ -15,7 +15,7 @@ use engine::{Desired, Kind, Observed};
 use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::tags;
 
 /// The field values a compliant bucket reports (the engine's desired values).
@@ -119,16 +119,15 @@ pub fn region_of(constraint: Option<&str>) -> String {
 pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
     let name = desired.name.as_str();
     let s3 = &clients.s3;
-    match s3.head_bucket().bucket(name).send().await {
-        Ok(_) => {}
-        Err(e) => {
-            let e = AwsError::sdk("find", KIND, name, e);
-            return if e.is_not_found() {
-                Ok(Observed::Absent)
-            } else {
-                Err(e)
-            };
-        }
+    let found = s3
+        .head_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("find", KIND, name, e))
+        .or_absent()?;
+    if found.is_none() {
+        return Ok(Observed::Absent);
     }
     let location = s3
         .get_bucket_location()
@@ -202,11 +201,7 @@ pub fn versioning_from_body(body: &[u8]) -> String {
 
 /// A sub-configuration that is not set reads as `default`; any other failure is an error.
 fn absent_or<T>(error: AwsError, default: T) -> Result<T, AwsError> {
-    if error.is_not_found() {
-        Ok(default)
-    } else {
-        Err(error)
-    }
+    Err(error).or_absent().map(|_: Option<T>| default)
 }
 
 /// Creates the bucket if absent (in `region`) and sets versioning, encryption, the public access

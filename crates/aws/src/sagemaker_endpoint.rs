@@ -15,7 +15,7 @@ use engine::target::Applied;
 use engine::{Desired, Kind, Observed};
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{self, PREVIOUS_CONFIG_TAG};
 
 const KIND: Kind = Kind::Endpoint;
@@ -46,24 +46,20 @@ pub fn lifecycle(status: &EndpointStatus, failure: Option<&str>) -> Lifecycle {
 }
 
 pub async fn describe(clients: &Clients, name: &str) -> Result<Option<EndpointState>, AwsError> {
-    match clients
+    let described = clients
         .sagemaker
         .describe_endpoint()
         .endpoint_name(name)
         .send()
         .await
-    {
-        Ok(out) => Ok(Some(EndpointState {
-            status: out.endpoint_status().cloned().unwrap_or(EndpointStatus::Creating),
-            config: out.endpoint_config_name().unwrap_or_default().to_string(),
-            failure: out.failure_reason().map(str::to_string),
-            arn: out.endpoint_arn().unwrap_or_default().to_string(),
-        })),
-        Err(e) => {
-            let e = AwsError::sdk("describe", KIND, name, e);
-            if e.is_not_found() { Ok(None) } else { Err(e) }
-        }
-    }
+        .map_err(|e| AwsError::sdk("describe", KIND, name, e))
+        .or_absent()?;
+    Ok(described.map(|out| EndpointState {
+        status: out.endpoint_status().cloned().unwrap_or(EndpointStatus::Creating),
+        config: out.endpoint_config_name().unwrap_or_default().to_string(),
+        failure: out.failure_reason().map(str::to_string),
+        arn: out.endpoint_arn().unwrap_or_default().to_string(),
+    }))
 }
 
 /// Reads the endpoint: `endpoint_config`, `tags`, and the previous config (for `rollback`).

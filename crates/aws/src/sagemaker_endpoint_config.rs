@@ -7,7 +7,7 @@ use engine::resource::Lifecycle;
 use engine::{Desired, Kind, Observed};
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{self, VARIANT};
 
 const KIND: Kind = Kind::EndpointConfig;
@@ -27,18 +27,16 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
 
 /// The config's model, variant and ARN, if it exists.
 pub async fn describe(clients: &Clients, name: &str) -> Result<Option<(String, String, String)>, AwsError> {
-    let config = match clients
+    let Some(config) = clients
         .sagemaker
         .describe_endpoint_config()
         .endpoint_config_name(name)
         .send()
         .await
-    {
-        Ok(config) => config,
-        Err(e) => {
-            let e = AwsError::sdk("describe", KIND, name, e);
-            return if e.is_not_found() { Ok(None) } else { Err(e) };
-        }
+        .map_err(|e| AwsError::sdk("describe", KIND, name, e))
+        .or_absent()?
+    else {
+        return Ok(None);
     };
     let variant = config.production_variants().first();
     let model = variant
@@ -91,17 +89,13 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    match clients
+    clients
         .sagemaker
         .delete_endpoint_config()
         .endpoint_config_name(name)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = AwsError::sdk("delete", KIND, name, e);
-            if e.is_not_found() { Ok(()) } else { Err(e) }
-        }
-    }
+        .map_err(|e| AwsError::sdk("delete", KIND, name, e))
+        .or_absent()?;
+    Ok(())
 }

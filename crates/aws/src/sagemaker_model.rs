@@ -9,7 +9,7 @@ use aws_sdk_sagemaker::types::ContainerDefinition;
 use engine::names::attempt_of;
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{self, attempt_of_artifact, image_ref, image_uri, role_arn};
 use crate::sagemaker_training_job;
 
@@ -19,16 +19,16 @@ const KIND: Kind = Kind::Model;
 /// serves), `tags`.
 pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
     let name = desired.name.as_str();
-    let model = match clients.sagemaker.describe_model().model_name(name).send().await {
-        Ok(model) => model,
-        Err(e) => {
-            let e = AwsError::sdk("describe", KIND, name, e);
-            return if e.is_not_found() {
-                Ok(Observed::Absent)
-            } else {
-                Err(e)
-            };
-        }
+    let Some(model) = clients
+        .sagemaker
+        .describe_model()
+        .model_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("describe", KIND, name, e))
+        .or_absent()?
+    else {
+        return Ok(Observed::Absent);
     };
     let container = model.primary_container();
     let image = container
@@ -132,13 +132,15 @@ pub async fn apply(
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
-    match clients.sagemaker.delete_model().model_name(name).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let e = AwsError::sdk("delete", KIND, name, e);
-            if e.is_not_found() { Ok(()) } else { Err(e) }
-        }
-    }
+    clients
+        .sagemaker
+        .delete_model()
+        .model_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("delete", KIND, name, e))
+        .or_absent()?;
+    Ok(())
 }
 
 #[cfg(test)]

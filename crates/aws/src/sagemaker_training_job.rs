@@ -26,7 +26,7 @@ use engine::resource::Lifecycle;
 use engine::{Desired, Kind, Observed};
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{self, image_ref, image_uri, model_artifact, output_path, role_arn};
 
 const KIND: Kind = Kind::TrainingJob;
@@ -119,18 +119,16 @@ pub async fn latest_attempt(clients: &Clients, base: &str) -> Result<Option<(u32
 
 /// Describes one attempt.
 pub async fn describe(clients: &Clients, attempt: &str) -> Result<Option<JobState>, AwsError> {
-    let job = match clients
+    let Some(job) = clients
         .sagemaker
         .describe_training_job()
         .training_job_name(attempt)
         .send()
         .await
-    {
-        Ok(job) => job,
-        Err(e) => {
-            let e = AwsError::sdk("describe", KIND, attempt, e);
-            return if e.is_not_found() { Ok(None) } else { Err(e) };
-        }
+        .map_err(|e| AwsError::sdk("describe", KIND, attempt, e))
+        .or_absent()?
+    else {
+        return Ok(None);
     };
     let lifecycle = lifecycle(
         job.training_job_status(),

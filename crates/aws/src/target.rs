@@ -20,7 +20,7 @@ use engine::target::{Applied, Found, Target, TargetError};
 use spec::{DataSource, Spec};
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 use crate::lock::{Lock, LockError};
 use crate::sagemaker_training_job::{JobContext, LogTail};
 use crate::{
@@ -220,13 +220,18 @@ impl AwsTarget {
 
     async fn owned_bucket(&self, found: &mut Vec<Found>) -> Result<(), AwsError> {
         let bucket = self.bucket();
-        let tagging = match self.clients.s3.get_bucket_tagging().bucket(&bucket).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let e = AwsError::sdk("read the tags of", Kind::Bucket, &bucket, e);
-                // No bucket, or a bucket without tags: not ours.
-                return if e.is_not_found() { Ok(()) } else { Err(e) };
-            }
+        let tagging = self
+            .clients
+            .s3
+            .get_bucket_tagging()
+            .bucket(&bucket)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("read the tags of", Kind::Bucket, &bucket, e))
+            .or_absent()?;
+        // No bucket, or a bucket without tags: not ours.
+        let Some(tagging) = tagging else {
+            return Ok(());
         };
         if !self.is_ours(tagging.tag_set().iter().map(|t| (t.key(), t.value()))) {
             return Ok(());
@@ -266,33 +271,33 @@ impl AwsTarget {
 
     async fn owned_role(&self, found: &mut Vec<Found>) -> Result<(), AwsError> {
         let role = self.spec.role_name();
-        match self.clients.iam.list_role_tags().role_name(&role).send().await {
-            Ok(out) if self.is_ours(out.tags().iter().map(|t| (t.key(), t.value()))) => {
-                found.push(Found::new(Kind::Role, role));
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = AwsError::sdk("read the tags of", Kind::Role, &role, e);
-                if e.is_not_found() { Ok(()) } else { Err(e) }
-            }
+        let tags = self
+            .clients
+            .iam
+            .list_role_tags()
+            .role_name(&role)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("read the tags of", Kind::Role, &role, e))
+            .or_absent()?;
+        if tags.is_some_and(|out| self.is_ours(out.tags().iter().map(|t| (t.key(), t.value())))) {
+            found.push(Found::new(Kind::Role, role));
         }
+        Ok(())
     }
 
     async fn owned_repository(&self, found: &mut Vec<Found>) -> Result<(), AwsError> {
         let repository = self.spec.repository_name();
         let ecr = &self.clients.ecr;
-        let described = match ecr
+        let Some(described) = ecr
             .describe_repositories()
             .repository_names(&repository)
             .send()
             .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let e = AwsError::sdk("find", Kind::Repository, &repository, e);
-                return if e.is_not_found() { Ok(()) } else { Err(e) };
-            }
+            .map_err(|e| AwsError::sdk("find", Kind::Repository, &repository, e))
+            .or_absent()?
+        else {
+            return Ok(());
         };
         let Some(arn) = described.repositories().first().and_then(|r| r.repository_arn()) else {
             return Ok(());
@@ -335,6 +340,71 @@ impl AwsTarget {
 
     /// Running training attempts, models and endpoint configs with the deployment's name prefix,
     /// the endpoint and its scaling target; each confirmed by the deployment tag.
+    /// (name, ARN) of every SageMaker resource of `kind` whose name contains `prefix`; for training
+    /// jobs, only running ones (ended jobs cannot be deleted and cost nothing).
+    async fn list_sagemaker(&self, kind: Kind, prefix: &str) -> Result<Vec<(String, String)>, AwsError> {
+        let sm = &self.clients.sagemaker;
+        let deployment = self.spec.name.as_str();
+        let pair = |name: Option<&str>, arn: Option<&str>| Some((name?.to_string(), arn?.to_string()));
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let next = match kind {
+                Kind::TrainingJob => {
+                    let page = sm
+                        .list_training_jobs()
+                        .name_contains(prefix)
+                        .status_equals(aws_sdk_sagemaker::types::TrainingJobStatus::InProgress)
+                        .set_next_token(token.take())
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("list", kind, deployment, e))?;
+                    listed.extend(
+                        page.training_job_summaries()
+                            .iter()
+                            .filter_map(|j| pair(j.training_job_name(), j.training_job_arn())),
+                    );
+                    page.next_token().map(str::to_string)
+                }
+                Kind::Model => {
+                    let page = sm
+                        .list_models()
+                        .name_contains(prefix)
+                        .set_next_token(token.take())
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("list", kind, deployment, e))?;
+                    listed.extend(
+                        page.models()
+                            .iter()
+                            .filter_map(|m| pair(m.model_name(), m.model_arn())),
+                    );
+                    page.next_token().map(str::to_string)
+                }
+                Kind::EndpointConfig => {
+                    let page = sm
+                        .list_endpoint_configs()
+                        .name_contains(prefix)
+                        .set_next_token(token.take())
+                        .send()
+                        .await
+                        .map_err(|e| AwsError::sdk("list", kind, deployment, e))?;
+                    listed.extend(
+                        page.endpoint_configs()
+                            .iter()
+                            .filter_map(|c| pair(c.endpoint_config_name(), c.endpoint_config_arn())),
+                    );
+                    page.next_token().map(str::to_string)
+                }
+                other => unreachable!("{other} is not listed by name"),
+            };
+            match next {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(listed),
+            }
+        }
+    }
+
     async fn owned_sagemaker(&self, found: &mut Vec<Found>) -> Result<(), AwsError> {
         let sm = &self.clients.sagemaker;
         let name = self.spec.name.as_str();
@@ -344,98 +414,36 @@ impl AwsTarget {
             Ok::<bool, AwsError>(self.is_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
         };
 
-        let mut token = None;
-        loop {
-            let page = sm
-                .list_training_jobs()
-                .name_contains(&prefix)
-                .status_equals(aws_sdk_sagemaker::types::TrainingJobStatus::InProgress)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk("list", Kind::TrainingJob, name, e))?;
-            for job in page.training_job_summaries() {
-                let (Some(job), Some(arn)) = (job.training_job_name(), job.training_job_arn()) else {
-                    continue;
-                };
-                if job.starts_with(&prefix)
-                    && tagged(arn.to_string(), Kind::TrainingJob, job.to_string()).await?
-                {
-                    found.push(Found::new(Kind::TrainingJob, job));
-                }
-            }
-            match page.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_string()),
-                _ => break,
-            }
-        }
-
-        let mut token = None;
-        loop {
-            let page = sm
-                .list_models()
-                .name_contains(&prefix)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk("list", Kind::Model, name, e))?;
-            for model in page.models() {
-                let (Some(model), Some(arn)) = (model.model_name(), model.model_arn()) else {
-                    continue;
-                };
-                if !model.starts_with(&prefix)
-                    || !tagged(arn.to_string(), Kind::Model, model.to_string()).await?
-                {
+        for kind in [Kind::TrainingJob, Kind::Model, Kind::EndpointConfig] {
+            for (resource, arn) in self.list_sagemaker(kind, &prefix).await? {
+                if !resource.starts_with(&prefix) || !tagged(arn, kind, resource.clone()).await? {
                     continue;
                 }
-                let image = sm
-                    .describe_model()
-                    .model_name(model)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|m| {
-                        m.primary_container()
-                            .and_then(|c| c.image())
-                            .map(crate::sagemaker::image_ref)
-                    })
-                    .unwrap_or_default();
-                found.push(Found::new(Kind::Model, model).with_field("image", image));
-            }
-            match page.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_string()),
-                _ => break,
-            }
-        }
-
-        let mut token = None;
-        loop {
-            let page = sm
-                .list_endpoint_configs()
-                .name_contains(&prefix)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::sdk("list", Kind::EndpointConfig, name, e))?;
-            for config in page.endpoint_configs() {
-                let (Some(config), Some(arn)) = (config.endpoint_config_name(), config.endpoint_config_arn())
-                else {
-                    continue;
-                };
-                if !config.starts_with(&prefix)
-                    || !tagged(arn.to_string(), Kind::EndpointConfig, config.to_string()).await?
-                {
-                    continue;
-                }
-                let model = sagemaker_endpoint_config::describe(&self.clients, config)
-                    .await?
-                    .map(|(model, _, _)| model)
-                    .unwrap_or_default();
-                found.push(Found::new(Kind::EndpointConfig, config).with_field("model", model));
-            }
-            match page.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_string()),
-                _ => break,
+                found.push(match kind {
+                    Kind::Model => {
+                        let image = sm
+                            .describe_model()
+                            .model_name(&resource)
+                            .send()
+                            .await
+                            .ok()
+                            .and_then(|m| {
+                                m.primary_container()
+                                    .and_then(|c| c.image())
+                                    .map(crate::sagemaker::image_ref)
+                            })
+                            .unwrap_or_default();
+                        Found::new(kind, &resource).with_field("image", image)
+                    }
+                    Kind::EndpointConfig => {
+                        let model = sagemaker_endpoint_config::describe(&self.clients, &resource)
+                            .await?
+                            .map(|(model, _, _)| model)
+                            .unwrap_or_default();
+                        Found::new(kind, &resource).with_field("model", model)
+                    }
+                    _ => Found::new(kind, &resource),
+                });
             }
         }
 
@@ -462,7 +470,7 @@ impl AwsTarget {
         let id = aws_sdk_ecr::types::ImageIdentifier::builder()
             .image_digest(digest)
             .build();
-        match self
+        let deleted = self
             .clients
             .ecr
             .batch_delete_image()
@@ -470,25 +478,20 @@ impl AwsTarget {
             .image_ids(id)
             .send()
             .await
-        {
-            Ok(out) => match out.failures().first() {
-                Some(failure)
-                    if failure.failure_code()
-                        != Some(&aws_sdk_ecr::types::ImageFailureCode::ImageNotFound) =>
-                {
-                    Err(AwsError::other(
-                        "delete",
-                        Kind::Image,
-                        name,
-                        failure.failure_reason().unwrap_or("refused").to_string(),
-                    ))
-                }
-                _ => Ok(()),
-            },
-            Err(e) => {
-                let e = AwsError::sdk("delete", Kind::Image, name, e);
-                if e.is_not_found() { Ok(()) } else { Err(e) }
+            .map_err(|e| AwsError::sdk("delete", Kind::Image, name, e))
+            .or_absent()?;
+        match deleted.as_ref().and_then(|out| out.failures().first()) {
+            Some(failure)
+                if failure.failure_code() != Some(&aws_sdk_ecr::types::ImageFailureCode::ImageNotFound) =>
+            {
+                Err(AwsError::other(
+                    "delete",
+                    Kind::Image,
+                    name,
+                    failure.failure_reason().unwrap_or("refused").to_string(),
+                ))
             }
+            _ => Ok(()),
         }
     }
 

@@ -13,7 +13,7 @@ use engine::resource::Lifecycle;
 use engine::{Desired, Kind, Observed};
 
 use crate::clients::Clients;
-use crate::errors::AwsError;
+use crate::errors::{AwsError, OrAbsent};
 
 const KIND: Kind = Kind::TrainingData;
 /// Object metadata (`x-amz-meta-…`) naming the channel's hash and how many files it has.
@@ -110,12 +110,11 @@ async fn list_keys(
             .set_continuation_token(token.take())
             .send()
             .await;
-        let page = match page {
-            Ok(page) => page,
-            Err(e) => {
-                let e = AwsError::sdk("list", KIND, name, e);
-                return if e.is_not_found() { Ok(keys) } else { Err(e) };
-            }
+        let Some(page) = page
+            .map_err(|e| AwsError::sdk("list", KIND, name, e))
+            .or_absent()?
+        else {
+            return Ok(keys);
         };
         keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
         match page.next_continuation_token() {

@@ -58,6 +58,24 @@ impl OptMl {
         dir
     }
 
+    /// Writes `rows` rows of the synthetic demo set (seeded) into the train channel.
+    fn demo_train_channel(&self, rows: usize, seed: u64) {
+        let demo = self.channel("train").join("demo.csv");
+        let status = Command::new(BIN)
+            .args([
+                "demo-data",
+                "--rows",
+                &rows.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--out",
+            ])
+            .arg(&demo)
+            .status()
+            .unwrap();
+        assert!(status.success(), "demo-data failed");
+    }
+
     fn hyperparameters(&self, json: &str) {
         let dir = self.root().join("input/config");
         std::fs::create_dir_all(&dir).unwrap();
@@ -288,13 +306,7 @@ fn trains_on_real_rows_and_serves_held_out_rows_with_high_quality() {
 #[test]
 fn trains_on_the_demo_data_and_answers_json() {
     let opt_ml = OptMl::new();
-    let demo = opt_ml.channel("train").join("demo.csv");
-    let status = Command::new(BIN)
-        .args(["demo-data", "--rows", "3000", "--seed", "5", "--out"])
-        .arg(&demo)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    opt_ml.demo_train_channel(3000, 5);
     opt_ml.hyperparameters(r#"{"max_rounds": "60", "bootstrap_resamples": "50"}"#);
     let output = opt_ml.train();
     assert!(
@@ -348,13 +360,7 @@ fn trains_on_the_demo_data_and_answers_json() {
 fn quantized_gradients_are_passed_to_lightgbm_only_when_asked_for() {
     for quantized in [true, false] {
         let opt_ml = OptMl::new();
-        let demo = opt_ml.channel("train").join("demo.csv");
-        let status = Command::new(BIN)
-            .args(["demo-data", "--rows", "3000", "--seed", "6", "--out"])
-            .arg(&demo)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        opt_ml.demo_train_channel(3000, 6);
         opt_ml.hyperparameters(&format!(
             r#"{{"max_rounds": "40", "bootstrap_resamples": "0", "quantized_gradients": "{quantized}"}}"#
         ));

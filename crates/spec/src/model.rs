@@ -158,6 +158,7 @@ pub struct Hyperparameters {
     pub validation_fraction: Option<f64>,
     pub target_fpr: Option<f64>,
     pub seed: Option<u32>,
+    pub quantized_gradients: Option<bool>,
 }
 
 impl Hyperparameters {
@@ -186,6 +187,10 @@ impl Hyperparameters {
         );
         put("target_fpr", self.target_fpr.map(|v| v.to_string()));
         put("seed", self.seed.map(|v| v.to_string()));
+        put(
+            "quantized_gradients",
+            self.quantized_gradients.map(|v| v.to_string()),
+        );
         out
     }
 }

@@ -80,7 +80,8 @@ fn the_sagemaker_hyperparameters_are_all_strings_and_carry_the_data_settings() {
     let source = format!(
         "{MINIMAL}  label: Class\n  positive: attack\n  exclude: [Flow_ID, Src_IP]\ntraining:\n  hyperparameters:\n    \
          learning_rate: 0.05\n    max_rounds: 2000\n    early_stopping_rounds: '50'\n    num_leaves: 63\n    max_depth: -1\n    \
-         min_data_in_leaf: 0\n    feature_fraction: 0.8\n    threads: \"4\"\n    target_fpr: 1e-3\n    seed: 42\n"
+         min_data_in_leaf: 0\n    feature_fraction: 0.8\n    threads: \"4\"\n    target_fpr: 1e-3\n    seed: 42\n    \
+         quantized_gradients: true\n"
     );
     let spec = ok(&source, dir.path());
     let expected: BTreeMap<String, String> = [
@@ -94,6 +95,7 @@ fn the_sagemaker_hyperparameters_are_all_strings_and_carry_the_data_settings() {
         ("min_data_in_leaf", "0"),
         ("num_leaves", "63"),
         ("positive_class", "attack"),
+        ("quantized_gradients", "true"),
         ("seed", "42"),
         ("target_fpr", "0.001"),
         ("threads", "4"),
@@ -197,6 +199,39 @@ fn durations_outside_their_limits_are_rejected() {
         let result = parse(&format!("{MINIMAL}{yaml}\n"), "deploy.yaml", dir.path());
         assert_eq!(result.is_ok(), ok_expected, "{yaml}");
     }
+}
+
+#[test]
+fn quantized_gradients_is_a_yaml_boolean_and_its_aliases_are_suggested() {
+    let dir = data_dir();
+    let spec = ok(
+        &format!("{MINIMAL}training:\n  hyperparameters:\n    quantized_gradients: false\n"),
+        dir.path(),
+    );
+    assert_eq!(
+        spec.sagemaker_hyperparameters()
+            .get("quantized_gradients")
+            .map(String::as_str),
+        Some("false")
+    );
+    let source = format!("{MINIMAL}training:\n  hyperparameters:\n    quantized_gradients: yes\n");
+    let err = parse(&source, "deploy.yaml", dir.path()).unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert_eq!(d.line(), Some(MINIMAL.lines().count() + 3), "{}", d.message);
+    assert!(
+        d.help.as_deref().unwrap_or_default().contains("write `true`"),
+        "{d:?}"
+    );
+    let source = format!("{MINIMAL}training:\n  hyperparameters:\n    use_quantized_grad: true\n");
+    let err = parse(&source, "deploy.yaml", dir.path()).unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap_or_default()
+            .contains("quantized_gradients"),
+        "{d:?}"
+    );
 }
 
 #[test]

@@ -266,6 +266,9 @@ pub struct HyperparametersWire {
     /// Random seed for sampling and the hold-out split. 0 to 2147483647.
     #[schemars(extend("minimum" = 0, "maximum" = 2147483647))]
     pub seed: Option<IntegerWire>,
+    /// LightGBM's quantized training: about a fifth less fit time on large data for a small loss
+    /// of quality (the container's default: false).
+    pub quantized_gradients: Option<bool>,
 }
 
 /// `training.quality_gate`: minimum validation metrics, each from 0 to 1.

@@ -26,6 +26,7 @@ pub(crate) const HYPERPARAMETERS: &[&str] = &[
     "validation_fraction",
     "target_fpr",
     "seed",
+    "quantized_gradients",
 ];
 pub(crate) const QUALITY_GATE: &[&str] = &["min_pr_auc", "min_roc_auc", "min_mcc", "min_f1"];
 pub(crate) const ENDPOINT: &[&str] = &["instance_type", "instance_count", "autoscaling", "wait_timeout"];
@@ -59,6 +60,7 @@ pub(crate) fn hyperparameter_alias(name: &str) -> Option<&'static str> {
         "sub_feature" | "colsample_bytree" | "max_features" => "feature_fraction",
         "num_threads" | "num_thread" | "nthread" | "nthreads" | "n_jobs" => "threads",
         "random_state" | "random_seed" => "seed",
+        "use_quantized_grad" | "quantized_training" | "quantized" => "quantized_gradients",
         _ => return None,
     })
 }

@@ -119,6 +119,9 @@ fn hyperparameters(cx: &mut Cx<'_>, section: &Option<Section<'_>>) -> Option<Hyp
     let validation_fraction = number(cx, section, "validation_fraction", (0.0, false), (0.5, true));
     let target_fpr = number(cx, section, "target_fpr", (0.0, false), (1.0, false));
     let seed = int(cx, "seed", 0, i32::MAX.into()).map(|v| v as u32);
+    let quantized_gradients = section
+        .get("quantized_gradients")
+        .and_then(|e| cx.boolean(e.value, &section.path_of("quantized_gradients")));
     (cx.diags.len() == before).then_some(Hyperparameters {
         learning_rate,
         max_rounds,
@@ -131,6 +134,7 @@ fn hyperparameters(cx: &mut Cx<'_>, section: &Option<Section<'_>>) -> Option<Hyp
         validation_fraction,
         target_fpr,
         seed,
+        quantized_gradients,
     })
 }
 

@@ -405,57 +405,78 @@ impl AwsTarget {
         }
     }
 
+    /// The deployment's SageMaker resources: the three listings and the endpoint are read
+    /// concurrently.
     async fn owned_sagemaker(&self, found: &mut Vec<Found>) -> Result<(), AwsError> {
-        let sm = &self.clients.sagemaker;
-        let name = self.spec.name.as_str();
-        let prefix = format!("{name}-");
-        let tagged = |arn: String, kind: Kind, resource: String| async move {
-            let tags = crate::sagemaker::read_tags(&self.clients, kind, &resource, &arn).await?;
-            Ok::<bool, AwsError>(self.is_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
-        };
+        let prefix = format!("{}-", self.spec.name);
+        let (jobs, models, configs, endpoint) = tokio::try_join!(
+            Box::pin(self.owned_listed(Kind::TrainingJob, &prefix)),
+            Box::pin(self.owned_listed(Kind::Model, &prefix)),
+            Box::pin(self.owned_listed(Kind::EndpointConfig, &prefix)),
+            Box::pin(self.owned_endpoint()),
+        )?;
+        found.extend(jobs.into_iter().chain(models).chain(configs).chain(endpoint));
+        Ok(())
+    }
 
-        for kind in [Kind::TrainingJob, Kind::Model, Kind::EndpointConfig] {
-            for (resource, arn) in self.list_sagemaker(kind, &prefix).await? {
-                if !resource.starts_with(&prefix) || !tagged(arn, kind, resource.clone()).await? {
-                    continue;
-                }
-                found.push(match kind {
-                    Kind::Model => {
-                        let image = sm
-                            .describe_model()
-                            .model_name(&resource)
-                            .send()
-                            .await
-                            .ok()
-                            .and_then(|m| {
-                                m.primary_container()
-                                    .and_then(|c| c.image())
-                                    .map(crate::sagemaker::image_ref)
-                            })
-                            .unwrap_or_default();
-                        Found::new(kind, &resource).with_field("image", image)
-                    }
-                    Kind::EndpointConfig => {
-                        let model = sagemaker_endpoint_config::describe(&self.clients, &resource)
-                            .await?
-                            .map(|(model, _, _)| model)
-                            .unwrap_or_default();
-                        Found::new(kind, &resource).with_field("model", model)
-                    }
-                    _ => Found::new(kind, &resource),
-                });
+    /// Whether the SageMaker resource's tags say it belongs to this deployment.
+    async fn sagemaker_tagged(&self, kind: Kind, resource: &str, arn: &str) -> Result<bool, AwsError> {
+        let tags = crate::sagemaker::read_tags(&self.clients, kind, resource, arn).await?;
+        Ok(self.is_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+
+    /// Listed resources of `kind` named `<deployment>-…` and tagged as ours, with the fields `down`
+    /// orders deletions by.
+    async fn owned_listed(&self, kind: Kind, prefix: &str) -> Result<Vec<Found>, AwsError> {
+        let mut found = Vec::new();
+        for (resource, arn) in self.list_sagemaker(kind, prefix).await? {
+            if !resource.starts_with(prefix) || !self.sagemaker_tagged(kind, &resource, &arn).await? {
+                continue;
             }
+            found.push(match kind {
+                Kind::Model => {
+                    let image = self
+                        .clients
+                        .sagemaker
+                        .describe_model()
+                        .model_name(&resource)
+                        .send()
+                        .await
+                        .ok()
+                        .and_then(|m| {
+                            m.primary_container()
+                                .and_then(|c| c.image())
+                                .map(crate::sagemaker::image_ref)
+                        })
+                        .unwrap_or_default();
+                    Found::new(kind, &resource).with_field("image", image)
+                }
+                Kind::EndpointConfig => {
+                    let model = sagemaker_endpoint_config::describe(&self.clients, &resource)
+                        .await?
+                        .map(|(model, _, _)| model)
+                        .unwrap_or_default();
+                    Found::new(kind, &resource).with_field("model", model)
+                }
+                _ => Found::new(kind, &resource),
+            });
         }
+        Ok(found)
+    }
 
+    /// The endpoint (named after the deployment) and its autoscaling, when tagged as ours.
+    async fn owned_endpoint(&self) -> Result<Vec<Found>, AwsError> {
+        let name = self.spec.name.as_str();
+        let mut found = Vec::new();
         if let Some(endpoint) = sagemaker_endpoint::describe(&self.clients, name).await?
-            && tagged(endpoint.arn.clone(), Kind::Endpoint, name.to_string()).await?
+            && self.sagemaker_tagged(Kind::Endpoint, name, &endpoint.arn).await?
         {
             found.push(Found::new(Kind::Endpoint, name).with_field("endpoint_config", endpoint.config));
             if endpoint_autoscaling::exists(&self.clients, name).await? {
                 found.push(Found::new(Kind::Autoscaling, name));
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     async fn delete_image(&self, name: &str) -> Result<(), AwsError> {
@@ -573,12 +594,18 @@ impl Target for AwsTarget {
     }
 
     async fn owned(&self) -> Result<Vec<Found>, TargetError> {
-        let mut found = Vec::new();
-        self.owned_bucket(&mut found).await?;
-        self.owned_role(&mut found).await?;
-        self.owned_repository(&mut found).await?;
-        self.owned_sagemaker(&mut found).await?;
-        Ok(found)
+        // Independent reads: concurrently, in the order the kinds depend on each other. Boxed: the
+        // SDK's futures are large, and joined inline they overflowed a 2 MiB thread stack in debug
+        // builds.
+        let (mut bucket, mut role, mut repository, mut sagemaker) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        tokio::try_join!(
+            Box::pin(self.owned_bucket(&mut bucket)),
+            Box::pin(self.owned_role(&mut role)),
+            Box::pin(self.owned_repository(&mut repository)),
+            Box::pin(self.owned_sagemaker(&mut sagemaker)),
+        )?;
+        Ok([bucket, role, repository, sagemaker].concat())
     }
 
     async fn apply(

@@ -84,13 +84,7 @@ async fn interrupt_up_while_training(aws: &Aws, deployment: &Deployment) -> Stri
         .into_iter()
         .map(|j| j.name)
         .collect();
-    let env: Vec<(&str, String)> = aws.env.iter().map(|(k, v)| (*k, v.clone())).collect();
-    let up = deployment
-        .command(&["up"], &env)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start up");
+    let up = aws.spawn(deployment, &["up"]);
     let running = wait_for_training(aws, &before).await;
     let signalled = std::process::Command::new("kill")
         .args(["-INT", &up.id().to_string()])
@@ -332,13 +326,7 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
     let plan = aws.orchestrate(&deployment, &["plan"]).expect(2);
     assert!(plan.stdout.contains("+   training job"), "{}", plan.stdout);
     assert!(plan.stdout.contains("~   endpoint"), "{}", plan.stdout);
-    let env: Vec<(&str, String)> = aws.env.iter().map(|(k, v)| (*k, v.clone())).collect();
-    let first = deployment
-        .command(&["up"], &env)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start up");
+    let first = aws.spawn(&deployment, &["up"]);
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&aws.config)
             .force_path_style(true)

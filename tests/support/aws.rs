@@ -51,6 +51,17 @@ impl Aws {
         deployment.orchestrate_with(args, &env)
     }
 
+    /// Starts `orchestrate ARGS` against these servers in the background, stdout and stderr piped.
+    pub fn spawn(&self, deployment: &Deployment, args: &[&str]) -> std::process::Child {
+        let env: Vec<(&str, String)> = self.env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        deployment
+            .command(args, &env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start orchestrate")
+    }
+
     pub fn sagemaker(&self) -> aws_sdk_sagemaker::Client {
         aws_sdk_sagemaker::Client::new(&self.config)
     }

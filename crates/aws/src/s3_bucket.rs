@@ -201,7 +201,11 @@ pub fn versioning_from_body(body: &[u8]) -> String {
 
 /// A sub-configuration that is not set reads as `default`; any other failure is an error.
 fn absent_or<T>(error: AwsError, default: T) -> Result<T, AwsError> {
-    Err(error).or_absent().map(|_: Option<T>| default)
+    if error.is_not_found() {
+        Ok(default)
+    } else {
+        Err(error)
+    }
 }
 
 /// Creates the bucket if absent (in `region`) and sets versioning, encryption, the public access

@@ -1,11 +1,15 @@
 //! Training hyperparameters: parsed from SageMaker's `hyperparameters.json` (an object whose values
 //! are all strings), validated, with defaults for everything.
 //!
-//! Keys SageMaker or its SDKs add on their own (`sagemaker_*`, `_tuning_*`) are ignored; any other
-//! unknown key is an error, so a typo never silently trains with a default.
+//! The keys and the encoding of their values are orchestrate's and this container's shared contract
+//! (`contract::hyperparameters`): names (`label`, `positive_class`) are taken verbatim, `exclude` is
+//! a JSON array of column names, numbers are their text. Keys SageMaker or its SDKs add on their own
+//! (`sagemaker_*`, `_tuning_*`) are ignored; any other unknown key is an error, so a typo never
+//! silently trains with a default.
 
 use std::collections::BTreeMap;
 
+use contract::hyperparameters::{Key, decode_columns};
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{DEFAULT_LABEL, DEFAULT_POSITIVE_CLASS, LEAKY_COLUMNS};
@@ -85,26 +89,6 @@ impl Default for Hyperparameters {
     }
 }
 
-/// The keys `train` accepts.
-pub const KNOWN_KEYS: [&str; 16] = [
-    "label",
-    "positive_class",
-    "exclude",
-    "learning_rate",
-    "max_rounds",
-    "early_stopping_rounds",
-    "num_leaves",
-    "max_depth",
-    "min_data_in_leaf",
-    "feature_fraction",
-    "threads",
-    "validation_fraction",
-    "target_fpr",
-    "seed",
-    "bootstrap_resamples",
-    "quantized_gradients",
-];
-
 /// A hyperparameter that cannot be used, with the reason.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HyperparameterError {
@@ -116,13 +100,13 @@ pub enum HyperparameterError {
     Invalid {
         key: String,
         value: String,
-        expected: &'static str,
+        expected: String,
     },
 }
 
 impl Hyperparameters {
     /// Parses SageMaker's hyperparameters.json text. Values may be strings (as SageMaker writes them)
-    /// or plain JSON numbers and lists (as a person might).
+    /// or plain JSON numbers and lists (as a person might: a list is the JSON text of the value).
     pub fn from_json(text: &str) -> Result<Self, HyperparameterError> {
         let raw: BTreeMap<String, serde_json::Value> =
             serde_json::from_str(text).map_err(|e| HyperparameterError::NotAnObject(e.to_string()))?;
@@ -131,11 +115,6 @@ impl Hyperparameters {
             .map(|(key, value)| {
                 let text = match value {
                     serde_json::Value::String(s) => s,
-                    serde_json::Value::Array(items) => items
-                        .iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                        .collect::<Vec<_>>()
-                        .join(","),
                     other => other.to_string(),
                 };
                 (key, text)
@@ -147,44 +126,50 @@ impl Hyperparameters {
     /// Builds hyperparameters from the string map SageMaker passes.
     pub fn from_strings(values: &BTreeMap<String, String>) -> Result<Self, HyperparameterError> {
         let mut hp = Self::default();
-        for (key, value) in values {
-            let value = value.trim();
-            match key.as_str() {
-                "label" => hp.label = non_empty(key, value)?,
-                "positive_class" => hp.positive_class = non_empty(key, value)?,
-                "exclude" => {
-                    hp.exclude = value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|c| !c.is_empty())
-                        .map(str::to_string)
-                        .collect()
+        for (key, raw) in values {
+            let Some(known) = Key::from_text(key) else {
+                if key.starts_with("sagemaker_") || key.starts_with('_') {
+                    continue;
                 }
-                "learning_rate" => {
+                return Err(HyperparameterError::Unknown {
+                    key: key.to_string(),
+                    suggestion: closest_key(key),
+                });
+            };
+            // Names are verbatim (a column may be called " Destination Port"); numbers may carry
+            // the spaces a person types.
+            let value = if known.is_name() { raw.as_str() } else { raw.trim() };
+            match known {
+                Key::Label => hp.label = non_empty(key, value)?,
+                Key::PositiveClass => hp.positive_class = non_empty(key, value)?,
+                Key::Exclude => {
+                    hp.exclude = decode_columns(value).map_err(|e| invalid(key, value, e.to_string()))?
+                }
+                Key::LearningRate => {
                     hp.learning_rate = number(key, value, "a number in (0, 1]", |v| v > 0.0 && v <= 1.0)?
                 }
-                "max_rounds" => hp.max_rounds = integer(key, value, "an integer >= 1", 1)?,
-                "early_stopping_rounds" => {
+                Key::MaxRounds => hp.max_rounds = integer(key, value, "an integer >= 1", 1)?,
+                Key::EarlyStoppingRounds => {
                     hp.early_stopping_rounds = integer(key, value, "an integer >= 1", 1)?
                 }
-                "num_leaves" => hp.num_leaves = integer(key, value, "an integer >= 2", 2)?,
-                "max_depth" => {
+                Key::NumLeaves => hp.num_leaves = integer(key, value, "an integer >= 2", 2)?,
+                Key::MaxDepth => {
                     hp.max_depth = value
                         .parse::<i32>()
                         .ok()
                         .filter(|&d| d == -1 || d >= 1)
                         .ok_or_else(|| invalid(key, value, "-1 (no limit) or an integer >= 1"))?
                 }
-                "min_data_in_leaf" => hp.min_data_in_leaf = integer(key, value, "an integer >= 0", 0)?,
-                "feature_fraction" => {
+                Key::MinDataInLeaf => hp.min_data_in_leaf = integer(key, value, "an integer >= 0", 0)?,
+                Key::FeatureFraction => {
                     hp.feature_fraction = number(key, value, "a number in (0, 1]", |v| v > 0.0 && v <= 1.0)?
                 }
-                "threads" => hp.threads = integer(key, value, "an integer >= 1", 1)?,
-                "validation_fraction" => {
+                Key::Threads => hp.threads = integer(key, value, "an integer >= 1", 1)?,
+                Key::ValidationFraction => {
                     hp.validation_fraction =
                         number(key, value, "a number in (0, 0.9]", |v| v > 0.0 && v <= 0.9)?
                 }
-                "target_fpr" => {
+                Key::TargetFpr => {
                     hp.threshold = ThresholdChoice::TargetFpr(number(
                         key,
                         value,
@@ -192,31 +177,24 @@ impl Hyperparameters {
                         |v| v > 0.0 && v < 1.0,
                     )?)
                 }
-                "seed" => {
+                Key::Seed => {
                     hp.seed = value
                         .parse()
                         .map_err(|_| invalid(key, value, "a non-negative integer"))?
                 }
-                "bootstrap_resamples" => hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?,
-                "quantized_gradients" => hp.quantized_gradients = boolean(key, value)?,
-                k if k.starts_with("sagemaker_") || k.starts_with('_') => {}
-                other => {
-                    return Err(HyperparameterError::Unknown {
-                        key: other.to_string(),
-                        suggestion: closest_key(other),
-                    });
-                }
+                Key::BootstrapResamples => hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?,
+                Key::QuantizedGradients => hp.quantized_gradients = boolean(key, value)?,
             }
         }
         Ok(hp)
     }
 }
 
-fn invalid(key: &str, value: &str, expected: &'static str) -> HyperparameterError {
+fn invalid(key: &str, value: &str, expected: impl Into<String>) -> HyperparameterError {
     HyperparameterError::Invalid {
         key: key.to_string(),
         value: value.to_string(),
-        expected,
+        expected: expected.into(),
     }
 }
 
@@ -265,9 +243,10 @@ fn integer(key: &str, value: &str, expected: &'static str, min: u32) -> Result<u
 
 /// The known key closest to a misspelt one, if any is close.
 fn closest_key(unknown: &str) -> Option<String> {
-    KNOWN_KEYS
+    Key::ALL
         .iter()
-        .map(|k| (edit_distance(unknown, k), *k))
+        .map(|k| k.as_str())
+        .map(|k| (edit_distance(unknown, k), k))
         .filter(|(d, k)| *d <= (k.len() / 3).max(2))
         .min()
         .map(|(_, k)| k.to_string())
@@ -303,8 +282,8 @@ mod tests {
     #[test]
     fn sagemaker_string_values_are_parsed() {
         let hp = Hyperparameters::from_json(
-            r#"{"learning_rate": "0.05", "max_rounds": "200.0", "max_depth": "-1",
-                "exclude": "Flow_ID, Src_IP", "target_fpr": "0.01", "sagemaker_program": "x"}"#,
+            r#"{"learning_rate": " 0.05", "max_rounds": "200.0", "max_depth": "-1",
+                "exclude": "[\"Flow_ID\", \"Src_IP\"]", "target_fpr": "0.01", "sagemaker_program": "x"}"#,
         )
         .unwrap();
         assert_eq!(hp.learning_rate, 0.05);
@@ -318,6 +297,25 @@ mod tests {
         let hp = Hyperparameters::from_json(r#"{"num_leaves": 63, "exclude": ["A", "B"]}"#).unwrap();
         assert_eq!(hp.num_leaves, 63);
         assert_eq!(hp.exclude, ["A", "B"]);
+    }
+
+    #[test]
+    fn names_are_verbatim_and_exclusions_a_json_list() {
+        let columns = [" Destination Port", "Flow ID", "a,b", "k=v", "x;y", "say \"hi\""].map(str::to_string);
+        let strings = BTreeMap::from([
+            ("label".to_string(), " Label".to_string()),
+            ("positive_class".to_string(), "Anomaly ".to_string()),
+            (
+                "exclude".to_string(),
+                contract::hyperparameters::encode_columns(&columns),
+            ),
+        ]);
+        let hp = Hyperparameters::from_strings(&strings).unwrap();
+        assert_eq!(hp.label, " Label");
+        assert_eq!(hp.positive_class, "Anomaly ");
+        assert_eq!(hp.exclude, columns);
+        let err = Hyperparameters::from_json(r#"{"exclude": "Flow_ID,Src_IP"}"#).unwrap_err();
+        assert!(err.to_string().contains("JSON array of column names"), "{err}");
     }
 
     #[test]

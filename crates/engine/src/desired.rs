@@ -1,14 +1,18 @@
 //! The desired state of a deployment: every resource, its name and its fields, computed from the
 //! validated `Spec` and locally known facts (data hashes, the image digest) before any side effect.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 use spec::{DataSource, Spec, Target, Validation};
 
+use crate::kind::{
+    AutoscalingSettings, BucketSettings, EndpointConfigSettings, EndpointSettings, ImageSettings, Kind,
+    ModelSettings, RepositorySettings, RoleSettings, TrainingDataSettings, TrainingJobSettings,
+};
 use crate::names::hash12;
-use crate::resource::{Desired, Kind, OnChange};
+use crate::resource::Desired;
+use crate::values::{Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, Instances, Tags};
 
 /// Tag every owned resource carries; teardown and orphan detection find resources by it.
 pub const DEPLOYMENT_TAG: &str = "orchestrate:deployment";
@@ -16,20 +20,32 @@ pub const DEPLOYMENT_TAG: &str = "orchestrate:deployment";
 pub const MANAGED_BY_TAG: &str = "managed-by";
 pub const MANAGED_BY_VALUE: &str = "orchestrate";
 
-/// Field of a local endpoint saying whether its server process answers `/ping`.
-pub const LOCAL_SERVING_FIELD: &str = "serving";
-/// The value a healthy local endpoint reports.
-pub const LOCAL_SERVING: &str = "answering /ping";
-
 /// One data channel uploaded for training.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelData {
-    /// `train` or `validation`.
-    pub channel: String,
+    pub channel: Channel,
     /// SHA-256 of the channel's files.
-    pub sha256: String,
-    /// Object key prefix the target stores the data under: `data/<sha12>/<channel>/`.
-    pub key_prefix: String,
+    pub sha256: DataHash,
+}
+
+impl ChannelData {
+    pub fn new(channel: Channel, sha256: impl Into<String>) -> Self {
+        Self {
+            channel,
+            sha256: DataHash(sha256.into()),
+        }
+    }
+
+    /// The object key prefix the target stores the data under, `data/<sha12>/<channel>/`: the
+    /// training data resource's name.
+    pub fn key_prefix(&self) -> String {
+        key_prefix(self.channel, &self.sha256)
+    }
+}
+
+/// `data/<sha12>/<channel>/`: where a channel with this hash lives in the bucket.
+pub fn key_prefix(channel: Channel, sha256: &DataHash) -> String {
+    format!("data/{}/{channel}/", sha256.short12())
 }
 
 /// What the target and the local machine know before planning.
@@ -42,26 +58,16 @@ pub struct Facts {
     pub role: String,
     /// The image repository's name.
     pub repository: String,
-    /// Manifest digest of the reproducibly built model-image (`sha256:…`).
-    pub image_digest: String,
-}
-
-impl ChannelData {
-    pub fn new(channel: &str, sha256: &str) -> Self {
-        Self {
-            channel: channel.to_string(),
-            sha256: sha256.to_string(),
-            key_prefix: format!("data/{}/{channel}/", &sha256[..12.min(sha256.len())]),
-        }
-    }
+    /// Manifest digest of the reproducibly built model-image.
+    pub image_digest: Digest,
 }
 
 /// The data channels a deployment uploads for training, in order: `train`, then `validation` when
 /// it is a source of its own (not a fraction of `train`).
-pub fn channel_sources(spec: &Spec) -> Vec<(&'static str, &DataSource)> {
-    let mut channels = vec![("train", &spec.data.train)];
+pub fn channel_sources(spec: &Spec) -> Vec<(Channel, &DataSource)> {
+    let mut channels = vec![(Channel::Train, &spec.data.train)];
     if let Validation::Source(source) = &spec.data.validation {
-        channels.push(("validation", source));
+        channels.push((Channel::Validation, source));
     }
     channels
 }
@@ -76,11 +82,11 @@ pub struct DesiredState {
 
 impl DesiredState {
     pub fn get(&self, kind: Kind) -> Option<&Desired> {
-        self.resources.iter().find(|d| d.kind == kind)
+        self.resources.iter().find(|d| d.kind() == kind)
     }
 
     pub fn all(&self, kind: Kind) -> impl Iterator<Item = &Desired> {
-        self.resources.iter().filter(move |d| d.kind == kind)
+        self.resources.iter().filter(move |d| d.kind() == kind)
     }
 
     /// The training job's base name (without attempt suffix).
@@ -90,147 +96,124 @@ impl DesiredState {
             .expect("a deployment always trains")
             .name
     }
+
+    /// The uploaded channels: their settings and names (key prefixes).
+    pub fn training_data(&self) -> impl Iterator<Item = (&str, &TrainingDataSettings)> {
+        self.resources.iter().filter_map(|d| match &d.settings {
+            crate::kind::Settings::TrainingData(data) => Some((d.name.as_str(), data)),
+            _ => None,
+        })
+    }
 }
 
 /// The tags of every owned resource: the user's, plus the deployment and managed-by tags.
-pub fn tags(spec: &Spec) -> BTreeMap<String, String> {
+pub fn tags(spec: &Spec) -> Tags {
     let mut tags = spec.tags.clone();
     tags.insert(DEPLOYMENT_TAG.to_string(), spec.name.to_string());
     tags.insert(MANAGED_BY_TAG.to_string(), MANAGED_BY_VALUE.to_string());
-    tags
-}
-
-/// Tags as one comparable field value: `k=v` pairs, sorted, `;`-separated.
-pub fn tags_field(tags: &BTreeMap<String, String>) -> String {
-    tags.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(";")
+    Tags(tags)
 }
 
 /// Computes the whole desired state. Pure: same spec and facts, same names.
 pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState {
     let name = spec.name.as_str();
-    let tags = tags_field(&tags(spec));
-    let aws = target == Target::Aws;
+    let tags = tags(spec);
     let mut resources = Vec::new();
 
-    let mut bucket = Desired::new(Kind::Bucket, &facts.bucket).field("tags", &tags, OnChange::Update);
-    if aws {
-        bucket = bucket
-            .field("region", spec.region.as_str(), OnChange::Replace)
-            .field("versioning", "Enabled", OnChange::Update)
-            .field("encryption", "AES256", OnChange::Update)
-            .field("public_access_block", "all blocked", OnChange::Update)
-            .field("tls_only_policy", "present", OnChange::Update);
-    }
-    resources.push(bucket);
-
+    resources.push(Desired::new(&facts.bucket, BucketSettings { tags: tags.clone() }));
     for channel in &facts.channels {
-        resources.push(
-            Desired::new(
-                Kind::TrainingData,
-                format!("{}{}", channel.key_prefix, channel.channel),
-            )
-            .field("sha256", &channel.sha256, OnChange::Replace),
-        );
+        resources.push(Desired::new(
+            channel.key_prefix(),
+            TrainingDataSettings {
+                channel: channel.channel,
+                sha256: channel.sha256.clone(),
+            },
+        ));
     }
-
-    let mut role = Desired::new(Kind::Role, &facts.role).field("tags", &tags, OnChange::Update);
-    if aws {
-        role = role
-            .field("trusted_service", "sagemaker.amazonaws.com", OnChange::Update)
-            .field("policy", role_policy_id(spec, facts), OnChange::Update);
-    }
-    resources.push(role);
-
-    let mut repository =
-        Desired::new(Kind::Repository, &facts.repository).field("tags", &tags, OnChange::Update);
-    if aws {
-        repository = repository
-            .field("tag_mutability", "IMMUTABLE", OnChange::Update)
-            .field("scan_on_push", "true", OnChange::Update);
-    }
-    resources.push(repository);
-
-    let image_ref = format!("{}@{}", facts.repository, facts.image_digest);
-    resources.push(Desired::new(Kind::Image, &image_ref).field(
-        "digest",
-        &facts.image_digest,
-        OnChange::Replace,
+    resources.push(Desired::new(&facts.role, RoleSettings { tags: tags.clone() }));
+    resources.push(Desired::new(
+        &facts.repository,
+        RepositorySettings { tags: tags.clone() },
+    ));
+    let image = ImageRef {
+        repository: facts.repository.clone(),
+        digest: facts.image_digest.clone(),
+    };
+    resources.push(Desired::new(
+        facts.image_digest.as_str(),
+        ImageSettings { image: image.clone() },
     ));
 
-    let hyperparameters = spec.sagemaker_hyperparameters();
-    let hyperparameters_text = hyperparameters
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let data_hashes: Vec<String> = facts
-        .channels
-        .iter()
-        .map(|c| format!("{}={}", c.channel, c.sha256))
-        .collect();
     let training = &spec.training;
-    let instance = format!("{}x{}", training.instance_count, training.instance_type);
-    let job_hash = hash12(&[
-        facts.image_digest.as_str(),
-        &data_hashes.join(","),
-        &hyperparameters_text,
-        &instance,
-        &training.volume_size_gb.to_string(),
-        &training.max_runtime.as_secs().to_string(),
-    ]);
-    let job = format!("{name}-{job_hash}");
+    let job_settings = TrainingJobSettings {
+        image: image.clone(),
+        data: DataHashes(
+            facts
+                .channels
+                .iter()
+                .map(|c| (c.channel, c.sha256.clone()))
+                .collect(),
+        ),
+        hyperparameters: Hyperparameters(spec.sagemaker_hyperparameters()),
+        instances: Instances {
+            count: training.instance_count,
+            instance_type: training.instance_type.clone(),
+        },
+        volume_size_gb: training.volume_size_gb,
+        max_runtime: training.max_runtime.into(),
+    };
+    // Every input of the job is in its name: a changed input is a new, immutable job.
+    let job = format!("{name}-{}", hash12(&[canonical(&job_settings)]));
     resources.push(
-        Desired::new(Kind::TrainingJob, &job)
-            .field("image", &image_ref, OnChange::Replace)
-            .field("data", data_hashes.join(","), OnChange::Replace)
-            .field("hyperparameters", &hyperparameters_text, OnChange::Replace)
-            .field("instance", &instance, OnChange::Replace)
-            .wait_timeout(training.max_runtime + Duration::from_secs(600)),
+        Desired::new(&job, job_settings).wait_timeout(training.max_runtime + Duration::from_secs(600)),
     );
 
-    let model = format!("{name}-{}", hash12(&["model", job.as_str(), image_ref.as_str()]));
-    resources.push(
-        Desired::new(Kind::Model, &model)
-            .field("image", &image_ref, OnChange::Replace)
-            .field("training_job", &job, OnChange::Replace)
-            .field("tags", &tags, OnChange::Update),
-    );
+    let model = format!("{name}-{}", hash12(&["model", job.as_str(), &image.to_string()]));
+    resources.push(Desired::new(
+        &model,
+        ModelSettings {
+            image,
+            training_job: job.clone(),
+            tags: tags.clone(),
+        },
+    ));
 
     let endpoint = &spec.endpoint;
-    let variant = format!("{}x{}", endpoint.instance_count, endpoint.instance_type);
+    let variant = Instances {
+        count: endpoint.instance_count,
+        instance_type: endpoint.instance_type.clone(),
+    };
     let config = format!(
         "{name}-{}",
-        hash12(&["endpoint-config", model.as_str(), variant.as_str()])
+        hash12(&["endpoint-config", model.as_str(), &canonical(&variant)])
     );
+    resources.push(Desired::new(
+        &config,
+        EndpointConfigSettings {
+            model,
+            variant,
+            tags: tags.clone(),
+        },
+    ));
     resources.push(
-        Desired::new(Kind::EndpointConfig, &config)
-            .field("model", &model, OnChange::Replace)
-            .field("variant", &variant, OnChange::Replace)
-            .field("tags", &tags, OnChange::Update),
+        Desired::new(
+            name,
+            EndpointSettings {
+                endpoint_config: config,
+                tags,
+            },
+        )
+        .wait_timeout(endpoint.wait_timeout),
     );
-    let mut endpoint_resource = Desired::new(Kind::Endpoint, name)
-        .field("endpoint_config", &config, OnChange::Update)
-        .field("tags", &tags, OnChange::Update)
-        .wait_timeout(endpoint.wait_timeout);
-    if !aws {
-        // The local endpoint is a process: a killed one is drift that `up` repairs.
-        endpoint_resource = endpoint_resource.field(LOCAL_SERVING_FIELD, LOCAL_SERVING, OnChange::Update);
-    }
-    resources.push(endpoint_resource);
     if let Some(scaling) = &endpoint.autoscaling {
-        resources.push(
-            Desired::new(Kind::Autoscaling, name)
-                .field("min", scaling.min.to_string(), OnChange::Update)
-                .field("max", scaling.max.to_string(), OnChange::Update)
-                .field(
-                    "invocations_per_instance",
-                    scaling.invocations_per_instance.to_string(),
-                    OnChange::Update,
-                ),
-        );
+        resources.push(Desired::new(
+            name,
+            AutoscalingSettings {
+                min: scaling.min,
+                max: scaling.max,
+                invocations_per_instance: scaling.invocations_per_instance,
+            },
+        ));
     }
     DesiredState {
         deployment: name.to_string(),
@@ -239,13 +222,8 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     }
 }
 
-/// Identifies the execution role's inline policy content (what it grants access to), so an edited
-/// policy shows up as drift.
-fn role_policy_id(spec: &Spec, facts: &Facts) -> String {
-    format!(
-        "s3:{};ecr:{};logs:/aws/sagemaker/*{}*",
-        facts.bucket,
-        facts.repository,
-        spec.name.as_str()
-    )
+/// The canonical JSON of a value that goes into a name's hash (struct fields in declaration order,
+/// maps sorted), so the name changes exactly when the value does.
+fn canonical(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("settings serialize")
 }

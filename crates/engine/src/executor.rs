@@ -14,10 +14,11 @@ use spec::QualityGate;
 use tokio::time::Instant;
 
 use crate::desired::DesiredState;
+use crate::kind::Settings;
 use crate::plan::Plan;
 use crate::progress::{Event, Reporter};
-use crate::resource::{Change, Desired, Kind, Lifecycle, Observed};
-use crate::target::{Applied, Found, Target, TargetError};
+use crate::resource::{Change, Desired, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
+use crate::target::{Applied, Found, ResourceId, Target, TargetError, Upstream};
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -76,14 +77,13 @@ pub async fn plan<T: Target>(
     Ok(Plan::new(state, target.describe(), observed, owned?))
 }
 
-/// The dependency level of a kind: 0 for resources that need nothing, else one more than its
-/// deepest dependency. Resources of one level are applied concurrently.
-pub fn level(kind: Kind) -> usize {
-    kind.dependencies()
-        .iter()
-        .map(|d| level(*d) + 1)
-        .max()
-        .unwrap_or(0)
+/// The training job attempt a deployment serves from, and its validation metrics (read once per
+/// run, from the attempt's model artifact).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingReport {
+    pub attempt: String,
+    /// The metrics, or why they could not be read.
+    pub metrics: Result<BTreeMap<String, f64>, String>,
 }
 
 /// What `up` did.
@@ -91,6 +91,39 @@ pub fn level(kind: Kind) -> usize {
 pub struct UpOutcome {
     pub changed: usize,
     pub deleted: Vec<Found>,
+    /// The training job's attempt and metrics, when it is ready.
+    pub training: Option<TrainingReport>,
+}
+
+/// The outputs of the plan's resources that were found ready.
+fn observed_outputs(plan: &Plan) -> BTreeMap<ResourceId, Outputs> {
+    plan.steps
+        .iter()
+        .filter(|s| s.change.is_noop())
+        .filter_map(|s| {
+            let outputs = s.observed.ready_outputs()?;
+            Some((ResourceId::new(s.desired.kind(), &s.desired.name), outputs.clone()))
+        })
+        .collect()
+}
+
+/// The training report of a plan that changes nothing (the training job was found ready), read
+/// with the same single metrics read `up` makes.
+pub async fn training_report<T: Target>(target: &T, state: &DesiredState, plan: &Plan) -> Option<TrainingReport> {
+    let outputs = observed_outputs(plan);
+    let job = Upstream {
+        state,
+        outputs: &outputs,
+    }
+    .training_job()?;
+    Some(read_training(target, job).await)
+}
+
+async fn read_training<T: Target>(target: &T, job: &TrainingJobOutputs) -> TrainingReport {
+    TrainingReport {
+        attempt: job.attempt.clone(),
+        metrics: target.training_metrics(job).await.map_err(|e| e.to_string()),
+    }
 }
 
 /// Applies `plan` (made by [`plan`] from `state`).
@@ -101,30 +134,40 @@ pub async fn up<T: Target>(
     quality_gate: Option<&QualityGate>,
     reporter: &dyn Reporter,
 ) -> Result<UpOutcome, EngineError> {
-    let max_level = Kind::ALL.iter().map(|k| level(*k)).max().unwrap_or(0);
-    let rollout_needed = plan.steps.iter().any(|s| {
-        matches!(
-            s.desired.kind,
-            Kind::Model | Kind::EndpointConfig | Kind::Endpoint
-        ) && !s.change.is_noop()
-    });
+    let max_level = Kind::ALL.iter().map(|k| k.level()).max().unwrap_or(0);
+    let rollout_needed = plan
+        .steps
+        .iter()
+        .any(|s| s.desired.kind().facts().in_rollout && !s.change.is_noop());
+    let mut outputs = observed_outputs(plan);
+    let mut training = None;
     for current in 0..=max_level {
         let steps = plan
             .steps
             .iter()
-            .filter(|s| level(s.desired.kind) == current && !s.change.is_noop());
+            .filter(|s| s.desired.kind().level() == current && !s.change.is_noop());
+        let upstream = Upstream {
+            state,
+            outputs: &outputs,
+        };
         let results =
-            join_all(steps.map(|step| apply_one(target, state, &step.desired, &step.change, reporter))).await;
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        let finished_training = plan
-            .steps
-            .iter()
-            .any(|s| s.desired.kind == Kind::TrainingJob && level(s.desired.kind) == current);
-        if finished_training
-            && rollout_needed
-            && let Some(gate) = quality_gate
+            join_all(steps.map(|step| apply_one(target, upstream, &step.desired, &step.change, reporter))).await;
+        for (id, made) in results.into_iter().collect::<Result<Vec<_>, _>>()? {
+            outputs.insert(id, made);
+        }
+        let training_level = Kind::TrainingJob.level() == current;
+        if training_level
+            && let Some(job) = (Upstream {
+                state,
+                outputs: &outputs,
+            })
+            .training_job()
         {
-            check_gate(target, state, gate, reporter).await?;
+            let report = read_training(target, job).await;
+            if rollout_needed && let Some(gate) = quality_gate {
+                check_gate(&report, gate, reporter)?;
+            }
+            training = Some(report);
         }
     }
     if let Some(endpoint) = state.get(Kind::Endpoint) {
@@ -134,103 +177,102 @@ pub async fn up<T: Target>(
     let mut deletions: Vec<&Found> = plan.deletions().collect();
     deletions.sort_by_key(|f| std::cmp::Reverse(f.kind));
     for found in deletions {
-        let started = Instant::now();
-        reporter.event(Event::Started {
-            kind: found.kind,
-            name: found.name.clone(),
-            verb: "delete",
-        });
-        target.delete(found).await?;
-        reporter.event(Event::Finished {
-            kind: found.kind,
-            name: found.name.clone(),
-            verb: "delete",
-            elapsed: started.elapsed(),
-        });
+        delete_one(target, found, reporter).await?;
         deleted.push(found.clone());
     }
     Ok(UpOutcome {
         changed: plan.steps.iter().filter(|s| !s.change.is_noop()).count(),
         deleted,
+        training,
     })
 }
 
-async fn apply_one<T: Target>(
-    target: &T,
-    state: &DesiredState,
-    desired: &Desired,
-    change: &Change,
-    reporter: &dyn Reporter,
-) -> Result<(), EngineError> {
+async fn delete_one<T: Target>(target: &T, found: &Found, reporter: &dyn Reporter) -> Result<(), EngineError> {
     let started = Instant::now();
-    let verb = change.verb();
     reporter.event(Event::Started {
-        kind: desired.kind,
-        name: desired.name.clone(),
-        verb,
+        kind: found.kind,
+        name: found.name.clone(),
+        verb: "delete",
     });
-    let applied = match change {
-        Change::Wait { .. } => Applied::Pending,
-        _ => target.apply(desired, change, state).await?,
-    };
-    if applied == Applied::Pending {
-        wait_ready(target, desired, reporter).await?;
-    }
+    target.delete(found).await?;
     reporter.event(Event::Finished {
-        kind: desired.kind,
-        name: desired.name.clone(),
-        verb,
+        kind: found.kind,
+        name: found.name.clone(),
+        verb: "delete",
         elapsed: started.elapsed(),
     });
     Ok(())
 }
 
-/// Polls `observe` until the resource is ready, failed, or its timeout passes.
+/// Applies one change and waits for it; returns what the resource makes known.
+async fn apply_one<T: Target>(
+    target: &T,
+    upstream: Upstream<'_>,
+    desired: &Desired,
+    change: &Change,
+    reporter: &dyn Reporter,
+) -> Result<(ResourceId, Outputs), EngineError> {
+    let started = Instant::now();
+    let verb = change.verb();
+    let kind = desired.kind();
+    reporter.event(Event::Started {
+        kind,
+        name: desired.name.clone(),
+        verb,
+    });
+    let applied = match change {
+        Change::Wait { .. } => Applied::Pending,
+        _ => target.apply(desired, change, upstream).await?,
+    };
+    let outputs = match applied {
+        Applied::Ready(outputs) => outputs,
+        Applied::Pending => wait_ready(target, desired, reporter).await?,
+    };
+    reporter.event(Event::Finished {
+        kind,
+        name: desired.name.clone(),
+        verb,
+        elapsed: started.elapsed(),
+    });
+    Ok((ResourceId::new(kind, &desired.name), outputs))
+}
+
+/// Polls `observe` until the resource is ready (returning its outputs), failed, or its timeout
+/// passes.
 async fn wait_ready<T: Target>(
     target: &T,
     desired: &Desired,
     reporter: &dyn Reporter,
-) -> Result<(), EngineError> {
+) -> Result<Outputs, EngineError> {
     let started = Instant::now();
-    loop {
+    let kind = desired.kind();
+    let logs = || async {
         for line in target.new_log_lines(desired).await {
             reporter.event(Event::Log {
-                kind: desired.kind,
+                kind,
                 name: desired.name.clone(),
                 line,
             });
         }
+    };
+    loop {
+        logs().await;
         let state = match target.observe(desired).await? {
             Observed::Present {
                 lifecycle: Lifecycle::Ready,
+                outputs,
                 ..
             } => {
-                for line in target.new_log_lines(desired).await {
-                    reporter.event(Event::Log {
-                        kind: desired.kind,
-                        name: desired.name.clone(),
-                        line,
-                    });
-                }
-                return Ok(());
+                logs().await;
+                return Ok(outputs);
             }
             Observed::Present {
                 lifecycle: Lifecycle::Failed(reason),
                 name,
                 ..
             } => {
-                for line in target.new_log_lines(desired).await {
-                    reporter.event(Event::Log {
-                        kind: desired.kind,
-                        name: desired.name.clone(),
-                        line,
-                    });
-                }
-                return Err(EngineError::Failed {
-                    kind: desired.kind,
-                    name,
-                    reason,
-                });
+                logs().await;
+                return Err(EngineError::Failed { kind, name, reason });
             }
             Observed::Present {
                 lifecycle: Lifecycle::InProgress(now),
@@ -241,14 +283,14 @@ async fn wait_ready<T: Target>(
         let elapsed = started.elapsed();
         if elapsed >= desired.wait_timeout {
             return Err(EngineError::Timeout {
-                kind: desired.kind,
+                kind,
                 name: desired.name.clone(),
                 timeout: desired.wait_timeout,
                 state,
             });
         }
         reporter.event(Event::Waiting {
-            kind: desired.kind,
+            kind,
             name: desired.name.clone(),
             state: state.clone(),
             elapsed,
@@ -258,18 +300,12 @@ async fn wait_ready<T: Target>(
 }
 
 /// Compares the training job's validation metrics with the gate.
-async fn check_gate<T: Target>(
-    target: &T,
-    state: &DesiredState,
-    gate: &QualityGate,
-    reporter: &dyn Reporter,
-) -> Result<(), EngineError> {
-    let job = state.get(Kind::TrainingJob).expect("deployments train");
-    let name = match target.observe(job).await? {
-        Observed::Present { name, .. } => name,
-        Observed::Absent => job.name.clone(),
-    };
-    let metrics = target.training_metrics(&name).await?;
+fn check_gate(report: &TrainingReport, gate: &QualityGate, reporter: &dyn Reporter) -> Result<(), EngineError> {
+    let metrics = report.metrics.clone().map_err(|reason| EngineError::Failed {
+        kind: Kind::TrainingJob,
+        name: report.attempt.clone(),
+        reason: format!("its metrics cannot be read for the quality gate: {reason}"),
+    })?;
     let mut failures = Vec::new();
     let mut checks = Vec::new();
     for (metric, minimum) in gate.thresholds() {
@@ -287,12 +323,20 @@ async fn check_gate<T: Target>(
     }
 }
 
+/// The config an endpoint's settings name.
+fn endpoint_config(settings: &Settings) -> &str {
+    match settings {
+        Settings::Endpoint(endpoint) => &endpoint.endpoint_config,
+        _ => "",
+    }
+}
+
 /// After `up`, the endpoint must run the desired config.
 async fn verify_endpoint<T: Target>(target: &T, endpoint: &Desired) -> Result<(), EngineError> {
-    let want = endpoint.get("endpoint_config").unwrap_or_default().to_string();
+    let want = endpoint_config(&endpoint.settings).to_string();
     match target.observe(endpoint).await? {
-        Observed::Present { fields, .. } => {
-            let have = fields.get("endpoint_config").cloned().unwrap_or_default();
+        Observed::Present { settings, .. } => {
+            let have = endpoint_config(&settings).to_string();
             if have == want {
                 Ok(())
             } else {
@@ -336,19 +380,7 @@ pub async fn down<T: Target>(
             kept.push(found);
             continue;
         }
-        let started = Instant::now();
-        reporter.event(Event::Started {
-            kind: found.kind,
-            name: found.name.clone(),
-            verb: "delete",
-        });
-        target.delete(&found).await?;
-        reporter.event(Event::Finished {
-            kind: found.kind,
-            name: found.name.clone(),
-            verb: "delete",
-            elapsed: started.elapsed(),
-        });
+        delete_one(target, &found, reporter).await?;
         deleted.push(found);
     }
     let left: Vec<Found> = target.owned().await?.into_iter().filter(|f| !keep(f)).collect();
@@ -363,8 +395,8 @@ pub async fn down<T: Target>(
 }
 
 /// Switches the endpoint back to the config it ran before the last update (recorded by the target
-/// in the endpoint's `previous_endpoint_config` field), waits for it and verifies it. The target
-/// records the config it leaves as the new previous one, so a second rollback rolls forward again.
+/// in the endpoint's outputs), waits for it and verifies it. The target records the config it leaves
+/// as the new previous one, so a second rollback rolls forward again.
 pub async fn rollback<T: Target>(
     target: &T,
     state: &DesiredState,
@@ -372,9 +404,14 @@ pub async fn rollback<T: Target>(
 ) -> Result<String, EngineError> {
     let endpoint = state.get(Kind::Endpoint).expect("deployments have an endpoint");
     let (current, previous) = match target.observe(endpoint).await? {
-        Observed::Present { fields, .. } => (
-            fields.get("endpoint_config").cloned(),
-            fields.get(crate::plan::PREVIOUS_CONFIG_FIELD).cloned(),
+        Observed::Present {
+            settings, outputs, ..
+        } => (
+            endpoint_config(&settings).to_string(),
+            match outputs {
+                Outputs::Endpoint(outputs) => outputs.previous_config,
+                _ => None,
+            },
         ),
         Observed::Absent => {
             return Err(EngineError::Rollback(format!(
@@ -390,19 +427,23 @@ pub async fn rollback<T: Target>(
         )));
     };
     let mut rolled = endpoint.clone();
-    for field in &mut rolled.fields {
-        if field.name == "endpoint_config" {
-            field.value = previous.clone();
-        }
+    if let Settings::Endpoint(settings) = &mut rolled.settings {
+        settings.endpoint_config = previous.clone();
     }
     let change = Change::Update {
         fields: vec![crate::resource::FieldDiff {
             field: "endpoint_config",
             want: previous.clone(),
-            have: current,
+            have: Some(current),
+            on_change: crate::resource::OnChange::Update,
         }],
     };
-    apply_one(target, state, &rolled, &change, reporter).await?;
+    let no_outputs = BTreeMap::new();
+    let upstream = Upstream {
+        state,
+        outputs: &no_outputs,
+    };
+    apply_one(target, upstream, &rolled, &change, reporter).await?;
     verify_endpoint(target, &rolled).await?;
     Ok(previous)
 }

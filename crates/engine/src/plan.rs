@@ -7,8 +7,9 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::desired::DesiredState;
-use crate::resource::{Change, Desired, FieldDiff, Kind, Lifecycle, Observed, diff};
-use crate::target::Found;
+use crate::kind::Settings;
+use crate::resource::{Change, Desired, FieldDiff, Kind, Lifecycle, Observed, Outputs, diff};
+use crate::target::{Found, ResourceId};
 
 /// One desired resource's decision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -36,9 +37,6 @@ pub struct Plan {
     pub leftovers: Vec<Leftover>,
 }
 
-/// Field of the endpoint in which targets record the config it ran before the last update.
-pub const PREVIOUS_CONFIG_FIELD: &str = "previous_endpoint_config";
-
 impl Plan {
     /// Decides every change. `observed` is in the order of `state.resources`.
     pub fn new(state: &DesiredState, target: String, observed: Vec<Observed>, owned: Vec<Found>) -> Plan {
@@ -56,14 +54,14 @@ impl Plan {
         let leftovers = owned
             .into_iter()
             // Training jobs are permanent records in SageMaker: never leftovers.
-            .filter(|found| found.kind != Kind::TrainingJob)
+            .filter(|found| !found.kind.facts().permanent)
             .filter(|found| {
                 !steps
                     .iter()
-                    .any(|s| s.desired.kind == found.kind && s.desired.name == found.name)
+                    .any(|s| s.desired.kind() == found.kind && s.desired.name == found.name)
             })
             .map(|found| Leftover {
-                kept_for_rollback: keep.contains(&(found.kind, found.name.clone())),
+                kept_for_rollback: keep.contains(&ResourceId::new(found.kind, &found.name)),
                 found,
             })
             .collect();
@@ -93,7 +91,7 @@ impl Plan {
     }
 
     pub fn step(&self, kind: Kind) -> Option<&Step> {
-        self.steps.iter().find(|s| s.desired.kind == kind)
+        self.steps.iter().find(|s| s.desired.kind() == kind)
     }
 
     /// The plan as people read it:
@@ -112,7 +110,7 @@ impl Plan {
                 out,
                 "  {:<3} {:<16} {}",
                 step.change.symbol(),
-                step.desired.kind.label(),
+                step.desired.kind().label(),
                 name
             );
             match &step.change {
@@ -160,7 +158,7 @@ impl Plan {
 }
 
 fn display_name(step: &Step) -> String {
-    match (&step.observed, step.desired.kind) {
+    match (&step.observed, step.desired.kind()) {
         (Observed::Present { name, .. }, Kind::TrainingJob) if step.change.is_noop() => name.clone(),
         _ => step.desired.name.clone(),
     }
@@ -174,41 +172,42 @@ fn write_fields(out: &mut String, fields: &[FieldDiff]) {
 
 /// The config (and its model and image) to keep for `orchestrate rollback`: when the endpoint is
 /// about to move to a new config, the one it serves now (it becomes the previous one); otherwise the
-/// previous config the target recorded on the endpoint.
-fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<(Kind, String)> {
-    let Some(endpoint) = steps.iter().find(|s| s.desired.kind == Kind::Endpoint) else {
+/// previous config the target recorded for the endpoint.
+fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<ResourceId> {
+    let Some(endpoint) = steps.iter().find(|s| s.desired.kind() == Kind::Endpoint) else {
         return Vec::new();
     };
-    let Observed::Present { fields, .. } = &endpoint.observed else {
+    let Observed::Present {
+        settings: Settings::Endpoint(serving),
+        outputs,
+        ..
+    } = &endpoint.observed
+    else {
         return Vec::new();
     };
-    let serving = fields.get("endpoint_config").filter(|c| !c.is_empty());
-    let moving = serving.is_some_and(|c| Some(c.as_str()) != endpoint.desired.get("endpoint_config"));
+    let Settings::Endpoint(wanted) = &endpoint.desired.settings else {
+        return Vec::new();
+    };
+    let serving = Some(serving.endpoint_config.as_str()).filter(|c| !c.is_empty());
+    let moving = serving.is_some_and(|c| c != wanted.endpoint_config);
     let keep_config = if moving {
-        serving.cloned()
+        serving.map(str::to_string)
     } else {
-        fields
-            .get(PREVIOUS_CONFIG_FIELD)
-            .filter(|c| !c.is_empty())
-            .cloned()
+        match outputs {
+            Outputs::Endpoint(endpoint) => endpoint.previous_config.clone(),
+            _ => None,
+        }
     };
-    let Some(config) = keep_config else {
+    let Some(config) = keep_config.filter(|c| !c.is_empty()) else {
         return Vec::new();
     };
-    let mut keep = vec![(Kind::EndpointConfig, config.clone())];
-    if let Some(model) = owned
-        .iter()
-        .find(|f| f.kind == Kind::EndpointConfig && f.name == config)
-        .and_then(|f| f.fields.get("model"))
-    {
-        keep.push((Kind::Model, model.clone()));
+    let find = |kind: Kind, name: &str| owned.iter().find(|f| f.kind == kind && f.name == name);
+    let mut keep = vec![ResourceId::new(Kind::EndpointConfig, &config)];
+    if let Some(model) = find(Kind::EndpointConfig, &config).and_then(|f| f.used(Kind::Model)) {
+        keep.push(ResourceId::new(Kind::Model, model));
         // And the model's image: rolling back to a model needs the binary that serves it.
-        if let Some(image) = owned
-            .iter()
-            .find(|f| f.kind == Kind::Model && &f.name == model)
-            .and_then(|f| f.fields.get("image"))
-        {
-            keep.push((Kind::Image, image.clone()));
+        if let Some(image) = find(Kind::Model, model).and_then(|f| f.used(Kind::Image)) {
+            keep.push(ResourceId::new(Kind::Image, image));
         }
     }
     keep
@@ -302,7 +301,7 @@ impl StatusReport {
                     (Change::NoOp | Change::Create, _) => Standing::InSync,
                 };
                 StatusEntry {
-                    kind: step.desired.kind,
+                    kind: step.desired.kind(),
                     name: display_name(step),
                     standing,
                 }
@@ -377,36 +376,75 @@ impl StatusReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::{Lifecycle, OnChange};
+    use crate::kind::{EndpointConfigSettings, EndpointSettings, ModelSettings};
+    use crate::resource::EndpointOutputs;
+    use crate::values::{Digest, ImageRef, InstanceType, Instances, Tags};
+
+    fn image() -> ImageRef {
+        ImageRef {
+            repository: "repo".into(),
+            digest: Digest::sha256(b"new"),
+        }
+    }
+
+    fn model(job: &str) -> ModelSettings {
+        ModelSettings {
+            image: image(),
+            training_job: job.into(),
+            tags: Tags::default(),
+        }
+    }
+
+    fn config(model: &str) -> EndpointConfigSettings {
+        EndpointConfigSettings {
+            model: model.into(),
+            variant: Instances {
+                count: 1,
+                instance_type: InstanceType::new("ml.m5.large").unwrap(),
+            },
+            tags: Tags::default(),
+        }
+    }
+
+    fn endpoint(config: &str) -> EndpointSettings {
+        EndpointSettings {
+            endpoint_config: config.into(),
+            tags: Tags::default(),
+        }
+    }
 
     fn state() -> DesiredState {
         DesiredState {
             deployment: "iot".into(),
             target: spec::Target::Local,
             resources: vec![
-                Desired::new(Kind::Model, "iot-new").field("training_job", "job", OnChange::Replace),
-                Desired::new(Kind::EndpointConfig, "iot-cfg-new").field(
-                    "model",
-                    "iot-new",
-                    OnChange::Replace,
-                ),
-                Desired::new(Kind::Endpoint, "iot").field("endpoint_config", "iot-cfg-new", OnChange::Update),
+                Desired::new("iot-new", model("job")),
+                Desired::new("iot-cfg-new", config("iot-new")),
+                Desired::new("iot", endpoint("iot-cfg-new")),
             ],
         }
     }
 
-    fn ready(name: &str, field: &str, value: &str) -> Observed {
-        Observed::present(name, Lifecycle::Ready).with_field(field, value)
+    /// The endpoint serving `config`, with `previous` recorded as the config it ran before.
+    fn serving(config: &str, previous: Option<&str>) -> Observed {
+        Observed::present("iot", endpoint(config), Lifecycle::Ready).with_outputs(Outputs::Endpoint(
+            EndpointOutputs {
+                previous_config: previous.map(str::to_string),
+            },
+        ))
+    }
+
+    fn converged() -> Vec<Observed> {
+        vec![
+            Observed::present("iot-new", model("job"), Lifecycle::Ready),
+            Observed::present("iot-cfg-new", config("iot-new"), Lifecycle::Ready),
+            serving("iot-cfg-new", None),
+        ]
     }
 
     #[test]
     fn converged_deployment_is_a_noop_plan_and_in_sync() {
-        let observed = vec![
-            ready("iot-new", "training_job", "job"),
-            ready("iot-cfg-new", "model", "iot-new"),
-            ready("iot", "endpoint_config", "iot-cfg-new"),
-        ];
-        let plan = Plan::new(&state(), "local".into(), observed, vec![]);
+        let plan = Plan::new(&state(), "local".into(), converged(), vec![]);
         assert!(plan.is_noop());
         assert!(plan.render().contains("No changes: 3 resources in sync."));
         let status = StatusReport::from_plan(&plan);
@@ -418,13 +456,14 @@ mod tests {
         let observed = vec![
             Observed::Absent,
             Observed::Absent,
-            ready("iot", "endpoint_config", "iot-cfg-old").with_field(PREVIOUS_CONFIG_FIELD, "iot-cfg-older"),
+            serving("iot-cfg-old", Some("iot-cfg-older")),
         ];
+        let old_image = Digest::sha256(b"old").to_string();
         let owned = vec![
-            Found::new(Kind::EndpointConfig, "iot-cfg-old").with_field("model", "iot-old"),
-            Found::new(Kind::Model, "iot-old").with_field("image", "repo@sha256:old"),
-            Found::new(Kind::Image, "repo@sha256:old"),
-            Found::new(Kind::EndpointConfig, "iot-cfg-older").with_field("model", "iot-older"),
+            Found::new(Kind::EndpointConfig, "iot-cfg-old").using(Kind::Model, "iot-old"),
+            Found::new(Kind::Model, "iot-old").using(Kind::Image, &old_image),
+            Found::new(Kind::Image, &old_image),
+            Found::new(Kind::EndpointConfig, "iot-cfg-older").using(Kind::Model, "iot-older"),
             Found::new(Kind::Model, "iot-older"),
             Found::new(Kind::TrainingJob, "iot-job-1"),
         ];
@@ -440,7 +479,7 @@ mod tests {
         // rollback; "older" (the previous one so far) is no longer needed.
         assert!(text.contains("iot-cfg-old (kept for rollback)"), "{text}");
         assert!(text.contains("iot-old (kept for rollback)"), "{text}");
-        assert!(text.contains("repo@sha256:old (kept for rollback)"), "{text}");
+        assert!(text.contains(&format!("{old_image} (kept for rollback)")), "{text}");
         let deletions: Vec<&str> = plan.deletions().map(|f| f.name.as_str()).collect();
         assert_eq!(deletions, ["iot-cfg-older", "iot-older"]);
         assert!(
@@ -451,13 +490,10 @@ mod tests {
 
     #[test]
     fn converged_endpoint_keeps_its_recorded_previous_config() {
-        let observed = vec![
-            ready("iot-new", "training_job", "job"),
-            ready("iot-cfg-new", "model", "iot-new"),
-            ready("iot", "endpoint_config", "iot-cfg-new").with_field(PREVIOUS_CONFIG_FIELD, "iot-cfg-old"),
-        ];
+        let mut observed = converged();
+        observed[2] = serving("iot-cfg-new", Some("iot-cfg-old"));
         let owned = vec![
-            Found::new(Kind::EndpointConfig, "iot-cfg-old").with_field("model", "iot-old"),
+            Found::new(Kind::EndpointConfig, "iot-cfg-old").using(Kind::Model, "iot-old"),
             Found::new(Kind::Model, "iot-old"),
         ];
         let plan = Plan::new(&state(), "local".into(), observed, owned);
@@ -470,8 +506,12 @@ mod tests {
     fn status_names_each_kind_of_drift() {
         let observed = vec![
             Observed::Absent,
-            Observed::present("iot-cfg-new", Lifecycle::InProgress("Creating".into())),
-            ready("iot", "endpoint_config", "iot-cfg-x"),
+            Observed::present(
+                "iot-cfg-new",
+                config("iot-new"),
+                Lifecycle::InProgress("Creating".into()),
+            ),
+            serving("iot-cfg-x", None),
         ];
         let owned = vec![Found::new(Kind::Model, "stray")];
         let status = StatusReport::from_plan(&Plan::new(&state(), "local".into(), observed, owned));

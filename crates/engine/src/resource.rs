@@ -1,86 +1,22 @@
-//! The closed set of resource kinds a deployment owns, what the deployment wants of each (`Desired`),
-//! what a target found (`Observed`), and the pure decision between them (`diff` -> `Change`).
+//! One resource as the deployment wants it (`Desired`: a name and typed [`Settings`]), what a target
+//! found (`Observed`), what it makes known once it exists ([`Outputs`]), and the pure decision
+//! between wanted and found (`diff` -> `Change`).
 //!
-//! Desired and observed state are both expressed as named fields with string values, and each desired
-//! field says what a difference means: update in place, replace (the resource is immutable in
-//! SageMaker), or nothing (the field is owned by someone else, like the autoscaler's instance count).
-//! That keeps `diff` one pure function, exhaustively tested, shared by every target and by `status`.
+//! Every settings field says what a difference means (declared with the kind in [`crate::kind`]):
+//! update in place, replace (the resource is immutable in SageMaker), or nothing (owned by someone
+//! else). A target adds [`Check`]s for what it enforces on its own (an AWS bucket's encryption); they
+//! count like fields. That keeps `diff` one pure function, exhaustively tested, shared by every
+//! target and by `status`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
-/// Every kind of resource a deployment owns, in dependency order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Bucket,
-    TrainingData,
-    Role,
-    Repository,
-    Image,
-    TrainingJob,
-    Model,
-    EndpointConfig,
-    Endpoint,
-    Autoscaling,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 10] = [
-        Kind::Bucket,
-        Kind::TrainingData,
-        Kind::Role,
-        Kind::Repository,
-        Kind::Image,
-        Kind::TrainingJob,
-        Kind::Model,
-        Kind::EndpointConfig,
-        Kind::Endpoint,
-        Kind::Autoscaling,
-    ];
-
-    /// How users call it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Kind::Bucket => "bucket",
-            Kind::TrainingData => "training data",
-            Kind::Role => "role",
-            Kind::Repository => "repository",
-            Kind::Image => "image",
-            Kind::TrainingJob => "training job",
-            Kind::Model => "model",
-            Kind::EndpointConfig => "endpoint config",
-            Kind::Endpoint => "endpoint",
-            Kind::Autoscaling => "autoscaling",
-        }
-    }
-
-    /// The kinds this one needs to exist first.
-    pub fn dependencies(self) -> &'static [Kind] {
-        match self {
-            Kind::Bucket | Kind::Role | Kind::Repository => &[],
-            Kind::TrainingData => &[Kind::Bucket],
-            Kind::Image => &[Kind::Repository],
-            Kind::TrainingJob => &[Kind::TrainingData, Kind::Role, Kind::Image],
-            Kind::Model => &[Kind::TrainingJob],
-            Kind::EndpointConfig => &[Kind::Model],
-            Kind::Endpoint => &[Kind::EndpointConfig],
-            Kind::Autoscaling => &[Kind::Endpoint],
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
+pub use crate::kind::{Kind, Settings};
 
 /// What a difference in one field means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnChange {
     /// Changed in place (tags, a policy, the endpoint's config).
@@ -91,43 +27,27 @@ pub enum OnChange {
     Ignore,
 }
 
-/// One field the deployment wants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Field {
-    pub name: &'static str,
-    pub value: String,
-    pub on_change: OnChange,
-}
-
 /// One resource as the deployment wants it. Names are computed before any side effect.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Desired {
-    pub kind: Kind,
     /// The resource's name. A training job's name is its base; targets add the attempt suffix.
     pub name: String,
-    pub fields: Vec<Field>,
+    pub settings: Settings,
     /// How long the executor waits for this resource to become ready after applying a change.
-    #[serde(with = "duration_secs")]
+    #[serde(rename = "wait_timeout_secs", serialize_with = "duration_secs")]
     pub wait_timeout: Duration,
 }
 
 impl Desired {
-    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
-        Self {
-            kind,
-            name: name.into(),
-            fields: Vec::new(),
-            wait_timeout: Duration::from_secs(600),
-        }
-    }
+    /// The executor's default wait for a pending resource.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(600);
 
-    pub fn field(mut self, name: &'static str, value: impl Into<String>, on_change: OnChange) -> Self {
-        self.fields.push(Field {
-            name,
-            value: value.into(),
-            on_change,
-        });
-        self
+    pub fn new(name: impl Into<String>, settings: impl Into<Settings>) -> Self {
+        Self {
+            name: name.into(),
+            settings: settings.into(),
+            wait_timeout: Self::DEFAULT_WAIT,
+        }
     }
 
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
@@ -135,19 +55,13 @@ impl Desired {
         self
     }
 
-    /// The wanted value of a field.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|f| f.name == name)
-            .map(|f| f.value.as_str())
+    pub fn kind(&self) -> Kind {
+        self.settings.kind()
     }
 }
 
-mod duration_secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
+fn duration_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 /// The lifecycle state of a resource that exists.
@@ -157,8 +71,62 @@ pub enum Lifecycle {
     Ready,
     /// Being created or updated (`InProgress`, `Creating`, `Updating`); the text is the target's word.
     InProgress(String),
-    /// Ended badly (a Failed training job, a Failed endpoint); the text is the reason.
+    /// Ended badly or broken (a Failed training job, a Failed endpoint, a local server that died);
+    /// the text is the reason. `up` replaces it.
     Failed(String),
+}
+
+/// Something a target enforces on a resource beyond its settings (an AWS bucket's encryption, a
+/// role's policy), as the target wants it and as it found it, in words for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub field: &'static str,
+    pub want: String,
+    pub have: String,
+    pub on_change: OnChange,
+}
+
+impl Check {
+    pub fn new(
+        field: &'static str,
+        want: impl fmt::Display,
+        have: impl fmt::Display,
+        on_change: OnChange,
+    ) -> Self {
+        Self {
+            field,
+            want: want.to_string(),
+            have: have.to_string(),
+            on_change,
+        }
+    }
+}
+
+/// What a resource makes known once it exists, for the resources that consume it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "of", rename_all = "snake_case")]
+pub enum Outputs {
+    #[default]
+    None,
+    TrainingJob(TrainingJobOutputs),
+    Endpoint(EndpointOutputs),
+}
+
+/// A completed (or running) training job attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrainingJobOutputs {
+    /// The attempt's name, `<base>-<n>`.
+    pub attempt: String,
+    /// Where the target keeps the attempt's model artifact (an `s3://` URL on AWS, the attempt's
+    /// model folder locally); the target that wrote it is the one that reads it.
+    pub model_artifact: String,
+}
+
+/// What an endpoint records about its own history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointOutputs {
+    /// The config it served before its last update (what `orchestrate rollback` returns to).
+    pub previous_config: Option<String>,
 }
 
 /// What a target found for a desired resource.
@@ -169,25 +137,64 @@ pub enum Observed {
     Present {
         /// The actual name (for a training job: with its attempt suffix).
         name: String,
-        fields: BTreeMap<String, String>,
+        settings: Settings,
         lifecycle: Lifecycle,
+        /// What the target enforces beyond the settings (see [`Check`]).
+        checks: Vec<Check>,
+        outputs: Outputs,
     },
 }
 
 impl Observed {
-    pub fn present(name: impl Into<String>, lifecycle: Lifecycle) -> Self {
+    pub fn present(name: impl Into<String>, settings: impl Into<Settings>, lifecycle: Lifecycle) -> Self {
         Observed::Present {
             name: name.into(),
-            fields: BTreeMap::new(),
+            settings: settings.into(),
             lifecycle,
+            checks: Vec::new(),
+            outputs: Outputs::None,
         }
     }
 
-    pub fn with_field(mut self, field: &str, value: impl Into<String>) -> Self {
-        if let Observed::Present { fields, .. } = &mut self {
-            fields.insert(field.to_string(), value.into());
+    pub fn with_check(mut self, check: Check) -> Self {
+        if let Observed::Present { checks, .. } = &mut self {
+            checks.push(check);
         }
         self
+    }
+
+    pub fn with_checks(mut self, more: impl IntoIterator<Item = Check>) -> Self {
+        if let Observed::Present { checks, .. } = &mut self {
+            checks.extend(more);
+        }
+        self
+    }
+
+    pub fn with_outputs(mut self, new: Outputs) -> Self {
+        if let Observed::Present { outputs, .. } = &mut self {
+            *outputs = new;
+        }
+        self
+    }
+
+    /// The settings found, if present.
+    pub fn settings(&self) -> Option<&Settings> {
+        match self {
+            Observed::Present { settings, .. } => Some(settings),
+            Observed::Absent => None,
+        }
+    }
+
+    /// The outputs of a resource that is present and ready.
+    pub fn ready_outputs(&self) -> Option<&Outputs> {
+        match self {
+            Observed::Present {
+                lifecycle: Lifecycle::Ready,
+                outputs,
+                ..
+            } => Some(outputs),
+            _ => None,
+        }
     }
 }
 
@@ -198,6 +205,8 @@ pub struct FieldDiff {
     pub want: String,
     /// `None`: the field is missing on the resource.
     pub have: Option<String>,
+    #[serde(skip)]
+    pub on_change: OnChange,
 }
 
 impl fmt::Display for FieldDiff {
@@ -257,14 +266,17 @@ impl Change {
 /// - absent -> create;
 /// - in progress -> wait (re-attach to a running training job, an updating endpoint);
 /// - failed -> replace (a failed training job is followed by a new attempt);
-/// - a differing `Replace` field -> replace, naming the fields; otherwise differing `Update` fields
-///   -> update; `Ignore` fields never count.
+/// - a differing `Replace` field or check -> replace, naming the fields; otherwise differing
+///   `Update` fields and checks -> update; `Ignore` fields never count.
 pub fn diff(desired: &Desired, observed: &Observed) -> Change {
-    let (fields, lifecycle) = match observed {
+    let (settings, lifecycle, checks) = match observed {
         Observed::Absent => return Change::Create,
         Observed::Present {
-            fields, lifecycle, ..
-        } => (fields, lifecycle),
+            settings,
+            lifecycle,
+            checks,
+            ..
+        } => (settings, lifecycle, checks),
     };
     match lifecycle {
         Lifecycle::InProgress(state) => return Change::Wait { state: state.clone() },
@@ -276,20 +288,30 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Change {
         }
         Lifecycle::Ready => {}
     }
-    let differing = |policy: OnChange| -> Vec<FieldDiff> {
-        desired
-            .fields
+    let Some(mut differing) = desired.settings.diff(settings) else {
+        return Change::Replace {
+            reason: format!(
+                "the target reported a {} where a {} was wanted",
+                settings.kind(),
+                desired.kind()
+            ),
+            fields: vec![],
+        };
+    };
+    differing.extend(checks.iter().filter(|c| c.want != c.have).map(|c| FieldDiff {
+        field: c.field,
+        want: c.want.clone(),
+        have: Some(c.have.clone()),
+        on_change: c.on_change,
+    }));
+    let of = |policy: OnChange| -> Vec<FieldDiff> {
+        differing
             .iter()
-            .filter(|f| f.on_change == policy)
-            .filter(|f| fields.get(f.name) != Some(&f.value))
-            .map(|f| FieldDiff {
-                field: f.name,
-                want: f.value.clone(),
-                have: fields.get(f.name).cloned(),
-            })
+            .filter(|d| d.on_change == policy)
+            .cloned()
             .collect()
     };
-    let immutable = differing(OnChange::Replace);
+    let immutable = of(OnChange::Replace);
     if !immutable.is_empty() {
         let names: Vec<&str> = immutable.iter().map(|d| d.field).collect();
         return Change::Replace {
@@ -297,7 +319,7 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Change {
             fields: immutable,
         };
     }
-    let mutable = differing(OnChange::Update);
+    let mutable = of(OnChange::Update);
     if mutable.is_empty() {
         Change::NoOp
     } else {
@@ -308,19 +330,30 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kind::{EndpointConfigSettings, EndpointSettings};
+    use crate::values::{InstanceType, Instances, Tags};
 
-    fn desired() -> Desired {
-        Desired::new(Kind::Endpoint, "iot")
-            .field("config", "iot-aaa", OnChange::Update)
-            .field("instance_type", "ml.m5.large", OnChange::Replace)
-            .field("instance_count", "1", OnChange::Ignore)
+    fn tags() -> Tags {
+        [("orchestrate:deployment", "iot")].into_iter().collect()
     }
 
-    fn ready() -> Observed {
-        Observed::present("iot", Lifecycle::Ready)
-            .with_field("config", "iot-aaa")
-            .with_field("instance_type", "ml.m5.large")
-            .with_field("instance_count", "1")
+    fn config(model: &str, count: u32) -> EndpointConfigSettings {
+        EndpointConfigSettings {
+            model: model.to_string(),
+            variant: Instances {
+                count,
+                instance_type: InstanceType::new("ml.m5.large").unwrap(),
+            },
+            tags: tags(),
+        }
+    }
+
+    fn desired() -> Desired {
+        Desired::new("iot-cfg", config("iot-model", 1))
+    }
+
+    fn ready(settings: EndpointConfigSettings) -> Observed {
+        Observed::present("iot-cfg", settings, Lifecycle::Ready)
     }
 
     #[test]
@@ -330,97 +363,97 @@ mod tests {
 
     #[test]
     fn matching_is_noop() {
-        assert_eq!(diff(&desired(), &ready()), Change::NoOp);
-    }
-
-    #[test]
-    fn ignored_fields_never_drift() {
-        let observed = ready().with_field("instance_count", "4");
-        assert_eq!(diff(&desired(), &observed), Change::NoOp);
-        let observed = match ready() {
-            Observed::Present {
-                name,
-                mut fields,
-                lifecycle,
-            } => {
-                fields.remove("instance_count");
-                Observed::Present {
-                    name,
-                    fields,
-                    lifecycle,
-                }
-            }
-            Observed::Absent => unreachable!(),
-        };
-        assert_eq!(diff(&desired(), &observed), Change::NoOp);
+        assert_eq!(diff(&desired(), &ready(config("iot-model", 1))), Change::NoOp);
     }
 
     #[test]
     fn mutable_field_is_update_naming_want_and_have() {
-        let observed = ready().with_field("config", "iot-old");
-        let change = diff(&desired(), &observed);
-        assert_eq!(
-            change,
-            Change::Update {
-                fields: vec![FieldDiff {
-                    field: "config",
-                    want: "iot-aaa".into(),
-                    have: Some("iot-old".into())
-                }]
+        let mut have = config("iot-model", 1);
+        have.tags = [("team", "x")].into_iter().collect();
+        let change = diff(&desired(), &ready(have));
+        match &change {
+            Change::Update { fields } => {
+                assert_eq!(fields.len(), 1);
+                assert_eq!(fields[0].field, "tags");
+                assert_eq!(
+                    fields[0].to_string(),
+                    r#"tags: want {orchestrate:deployment: "iot"}, have {team: "x"}"#
+                );
             }
-        );
+            other => panic!("{other:?}"),
+        }
         assert_eq!(change.symbol(), "~");
     }
 
     #[test]
-    fn missing_field_counts_as_different() {
-        let observed = Observed::present("iot", Lifecycle::Ready).with_field("instance_type", "ml.m5.large");
-        match diff(&desired(), &observed) {
-            Change::Update { fields } => {
-                assert_eq!(fields.len(), 1);
-                assert_eq!(fields[0].have, None);
-                assert_eq!(fields[0].to_string(), "config: want iot-aaa, have nothing");
+    fn immutable_field_wins_over_mutable_ones() {
+        let mut have = config("iot-other", 2);
+        have.tags = Tags::default();
+        match diff(&desired(), &ready(have)) {
+            Change::Replace { reason, fields } => {
+                assert_eq!(reason, "model, variant cannot change in place");
+                assert_eq!(fields.len(), 2);
+                assert_eq!(fields[1].to_string(), "variant: want 1 x ml.m5.large, have 2 x ml.m5.large");
             }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn immutable_field_wins_over_mutable_ones() {
-        let observed = ready()
-            .with_field("config", "iot-old")
-            .with_field("instance_type", "ml.c5.large");
+    fn target_checks_count_like_fields() {
+        let observed = ready(config("iot-model", 1))
+            .with_check(Check::new("encryption", "AES256", "AES256", OnChange::Update));
+        assert_eq!(diff(&desired(), &observed), Change::NoOp);
+        let observed = observed.with_check(Check::new("encryption", "AES256", "none", OnChange::Update));
         match diff(&desired(), &observed) {
-            Change::Replace { reason, fields } => {
-                assert_eq!(reason, "instance_type cannot change in place");
-                assert_eq!(fields.len(), 1);
-            }
+            Change::Update { fields } => assert_eq!(fields[0].to_string(), "encryption: want AES256, have none"),
             other => panic!("{other:?}"),
         }
+        let observed = ready(config("iot-model", 1)).with_check(Check::new(
+            "region",
+            "us-east-1",
+            "eu-west-1",
+            OnChange::Replace,
+        ));
+        assert!(matches!(diff(&desired(), &observed), Change::Replace { .. }));
+        let observed = ready(config("iot-model", 1)).with_check(Check::new("owner", "a", "b", OnChange::Ignore));
+        assert_eq!(diff(&desired(), &observed), Change::NoOp);
+    }
+
+    #[test]
+    fn another_kind_is_never_in_sync() {
+        let observed = Observed::present(
+            "iot-cfg",
+            EndpointSettings {
+                endpoint_config: "iot-cfg".into(),
+                tags: tags(),
+            },
+            Lifecycle::Ready,
+        );
+        assert!(matches!(diff(&desired(), &observed), Change::Replace { .. }));
     }
 
     #[test]
     fn in_progress_is_wait_and_failed_is_replace() {
-        let observed = Observed::present("iot", Lifecycle::InProgress("Updating".into()));
+        let observed = Observed::present(
+            "iot-cfg",
+            config("iot-model", 1),
+            Lifecycle::InProgress("Updating".into()),
+        );
         assert_eq!(
             diff(&desired(), &observed),
             Change::Wait {
                 state: "Updating".into()
             }
         );
-        let observed = Observed::present("iot", Lifecycle::Failed("AlgorithmError: boom".into()));
+        let observed = Observed::present(
+            "iot-cfg",
+            config("iot-model", 1),
+            Lifecycle::Failed("AlgorithmError: boom".into()),
+        );
         match diff(&desired(), &observed) {
             Change::Replace { reason, .. } => assert!(reason.contains("AlgorithmError: boom")),
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn dependencies_come_earlier_in_kind_order() {
-        for kind in Kind::ALL {
-            for dependency in kind.dependencies() {
-                assert!(dependency < &kind, "{kind} depends on later {dependency}");
-            }
         }
     }
 }

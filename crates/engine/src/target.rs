@@ -10,15 +10,33 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::desired::DesiredState;
-use crate::resource::{Change, Desired, Kind, Observed};
+use crate::resource::{Change, Desired, Kind, Observed, Outputs, TrainingJobOutputs};
+
+/// A resource by kind and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ResourceId {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl ResourceId {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+}
 
 /// A resource the target found tagged with (or recorded for) the deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Found {
     pub kind: Kind,
+    /// The name the target deletes it by.
     pub name: String,
-    /// What the target knows of it (e.g. an endpoint config's `model`).
-    pub fields: BTreeMap<String, String>,
+    /// The resources it uses (an endpoint config's model, a model's image): what must be kept with
+    /// it for a rollback.
+    pub uses: Vec<ResourceId>,
 }
 
 impl Found {
@@ -26,23 +44,50 @@ impl Found {
         Self {
             kind,
             name: name.into(),
-            fields: BTreeMap::new(),
+            uses: Vec::new(),
         }
     }
 
-    pub fn with_field(mut self, field: &str, value: impl Into<String>) -> Self {
-        self.fields.insert(field.to_string(), value.into());
+    pub fn using(mut self, kind: Kind, name: impl Into<String>) -> Self {
+        self.uses.push(ResourceId::new(kind, name));
         self
+    }
+
+    /// The name of the resource of `kind` it uses, if any.
+    pub fn used(&self, kind: Kind) -> Option<&str> {
+        self.uses
+            .iter()
+            .find(|id| id.kind == kind)
+            .map(|id| id.name.as_str())
     }
 }
 
 /// What `apply` achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// Done; the resource is usable.
-    Ready,
+    /// Done; the resource is usable and makes these outputs known.
+    Ready(Outputs),
     /// Started; the executor polls `observe` until it is ready (a training job, an endpoint).
     Pending,
+}
+
+/// What a resource being applied may use of the others: the whole desired state, and the outputs
+/// of the resources already applied or found ready (a model takes its training job's artifact).
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    pub state: &'a DesiredState,
+    pub outputs: &'a BTreeMap<ResourceId, Outputs>,
+}
+
+impl<'a> Upstream<'a> {
+    /// The training job's completed attempt, once it is ready.
+    pub fn training_job(&self) -> Option<&'a TrainingJobOutputs> {
+        let job = self.state.get(Kind::TrainingJob)?;
+        match self.outputs.get(&ResourceId::new(Kind::TrainingJob, &job.name))? {
+            Outputs::TrainingJob(outputs) => Some(outputs),
+            _ => None,
+        }
+    }
 }
 
 /// A target's failure, with what it was doing.
@@ -84,20 +129,22 @@ pub trait Target {
     /// Everything that belongs to the deployment, desired or not (for orphans and teardown).
     async fn owned(&self) -> Result<Vec<Found>, TargetError>;
 
-    /// Makes one resource match `desired`, given the change `diff` decided. `state` gives the other
-    /// resources' names (a training job needs its data, role and image).
+    /// Makes one resource match `desired`, given the change `diff` decided. `upstream` gives the
+    /// other resources and the outputs of those already there (a training job needs its data, role
+    /// and image; a model its training job's artifact).
     async fn apply(
         &self,
         desired: &Desired,
         change: &Change,
-        state: &DesiredState,
+        upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError>;
 
     /// Deletes one resource; deleting what is already gone succeeds.
     async fn delete(&self, found: &Found) -> Result<(), TargetError>;
 
-    /// The validation metrics a completed training job recorded (`pr_auc`, `roc_auc`, `mcc`, `f1`…).
-    async fn training_metrics(&self, job_name: &str) -> Result<BTreeMap<String, f64>, TargetError>;
+    /// The validation metrics a completed training job attempt recorded (`pr_auc`, `roc_auc`, `mcc`,
+    /// `f1`…), read from its model artifact.
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError>;
 
     /// Log lines a pending resource wrote since the last call (a training job's log).
     async fn new_log_lines(&self, _desired: &Desired) -> Vec<String> {

@@ -28,7 +28,7 @@
 //! | `data.test` | none | a path like `train` |
 //! | `data.label` | `Label` | non-empty; not in `exclude` |
 //! | `data.positive` | `Anomaly` | non-empty |
-//! | `data.exclude` | `[Flow_ID, Src_IP, Dst_IP, Timestamp, Cat, Sub_Cat]` | list of unique column names without `,` |
+//! | `data.exclude` | `[Flow_ID, Src_IP, Dst_IP, Timestamp, Cat, Sub_Cat]` | list of unique column names (any characters: spaces, commas, quotes) |
 //! | `bucket.retain_on_down` | `false` | boolean |
 //! | `training.instance_type` | `ml.m5.xlarge` | `ml.<family>.<size>` |
 //! | `training.instance_count` | `1` | ≥ 1 |

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use contract::hyperparameters::Key;
 use serde::{Serialize, Serializer};
 
 use crate::duration::format_duration;
@@ -165,30 +166,30 @@ impl Hyperparameters {
     /// The hyperparameters that are set, as SageMaker passes them: every value a string.
     pub fn to_strings(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
-        let mut put = |key: &str, value: Option<String>| {
+        let mut put = |key: Key, value: Option<String>| {
             if let Some(v) = value {
-                out.insert(key.to_string(), v);
+                out.insert(key.as_str().to_string(), v);
             }
         };
-        put("learning_rate", self.learning_rate.map(|v| v.to_string()));
-        put("max_rounds", self.max_rounds.map(|v| v.to_string()));
+        put(Key::LearningRate, self.learning_rate.map(|v| v.to_string()));
+        put(Key::MaxRounds, self.max_rounds.map(|v| v.to_string()));
         put(
-            "early_stopping_rounds",
+            Key::EarlyStoppingRounds,
             self.early_stopping_rounds.map(|v| v.to_string()),
         );
-        put("num_leaves", self.num_leaves.map(|v| v.to_string()));
-        put("max_depth", self.max_depth.map(|v| v.to_string()));
-        put("min_data_in_leaf", self.min_data_in_leaf.map(|v| v.to_string()));
-        put("feature_fraction", self.feature_fraction.map(|v| v.to_string()));
-        put("threads", self.threads.map(|v| v.to_string()));
+        put(Key::NumLeaves, self.num_leaves.map(|v| v.to_string()));
+        put(Key::MaxDepth, self.max_depth.map(|v| v.to_string()));
+        put(Key::MinDataInLeaf, self.min_data_in_leaf.map(|v| v.to_string()));
+        put(Key::FeatureFraction, self.feature_fraction.map(|v| v.to_string()));
+        put(Key::Threads, self.threads.map(|v| v.to_string()));
         put(
-            "validation_fraction",
+            Key::ValidationFraction,
             self.validation_fraction.map(|v| v.to_string()),
         );
-        put("target_fpr", self.target_fpr.map(|v| v.to_string()));
-        put("seed", self.seed.map(|v| v.to_string()));
+        put(Key::TargetFpr, self.target_fpr.map(|v| v.to_string()));
+        put(Key::Seed, self.seed.map(|v| v.to_string()));
         put(
-            "quantized_gradients",
+            Key::QuantizedGradients,
             self.quantized_gradients.map(|v| v.to_string()),
         );
         out
@@ -247,21 +248,24 @@ pub struct Local {
 }
 
 impl Spec {
-    /// The hyperparameters of the training job as SageMaker passes them (every value a string): the
-    /// ones set in `training.hyperparameters`, plus `label`, `positive_class`, `exclude`
-    /// (comma-joined, empty when nothing is excluded) and, when the validation set is a held-out
-    /// fraction, `validation_fraction`.
+    /// The hyperparameters of the training job as SageMaker passes them (every value a string, in
+    /// the encoding of [`contract::hyperparameters`]): the ones set in `training.hyperparameters`,
+    /// plus `label`, `positive_class` (verbatim), `exclude` (a JSON array of column names) and, when
+    /// the validation set is a held-out fraction, `validation_fraction`.
     pub fn sagemaker_hyperparameters(&self) -> BTreeMap<String, String> {
         let mut map = self.training.hyperparameters.to_strings();
-        map.insert("label".into(), self.data.label.clone());
-        map.insert("positive_class".into(), self.data.positive.clone());
-        map.insert("exclude".into(), self.data.exclude.join(","));
+        map.insert(Key::Label.as_str().into(), self.data.label.clone());
+        map.insert(Key::PositiveClass.as_str().into(), self.data.positive.clone());
+        map.insert(
+            Key::Exclude.as_str().into(),
+            contract::hyperparameters::encode_columns(&self.data.exclude),
+        );
         match self.data.validation {
             Validation::Fraction(f) => {
-                map.insert("validation_fraction".into(), f.to_string());
+                map.insert(Key::ValidationFraction.as_str().into(), f.to_string());
             }
             Validation::Source(_) => {
-                map.remove("validation_fraction");
+                map.remove(Key::ValidationFraction.as_str());
             }
         }
         map

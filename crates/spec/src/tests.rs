@@ -86,7 +86,7 @@ fn the_sagemaker_hyperparameters_are_all_strings_and_carry_the_data_settings() {
     let spec = ok(&source, dir.path());
     let expected: BTreeMap<String, String> = [
         ("early_stopping_rounds", "50"),
-        ("exclude", "Flow_ID,Src_IP"),
+        ("exclude", r#"["Flow_ID","Src_IP"]"#),
         ("feature_fraction", "0.8"),
         ("label", "Class"),
         ("learning_rate", "0.05"),
@@ -117,7 +117,7 @@ fn the_validation_fraction_may_come_from_the_hyperparameters_alone() {
     assert_eq!(spec.data.validation, Validation::Fraction(0.25));
     let hp = spec.sagemaker_hyperparameters();
     assert_eq!(hp["validation_fraction"], "0.25");
-    assert_eq!(hp["exclude"], "", "an empty list excludes nothing, explicitly");
+    assert_eq!(hp["exclude"], "[]", "an empty list excludes nothing, explicitly");
 }
 
 #[test]

@@ -94,7 +94,7 @@ pub struct DataWire {
     pub positive: Option<String>,
     /// Columns never used as features (identifiers and columns that leak the label). Default
     /// `[Flow_ID, Src_IP, Dst_IP, Timestamp, Cat, Sub_Cat]`; `[]` excludes nothing. Names are
-    /// non-empty, without `,`, and unique.
+    /// non-empty and unique; any characters a CSV header allows (spaces, commas, quotes).
     #[schemars(
         inner(length(min = 1), regex(pattern = r"^[^,]+$")),
         extend("default" = defaults::EXCLUDE, "uniqueItems" = true)

@@ -150,7 +150,10 @@ fn the_valid_example_loads_with_its_values_and_defaults() {
     assert_eq!(spec.endpoint.wait_timeout.as_secs(), 1_800);
     let hp = spec.sagemaker_hyperparameters();
     assert_eq!(hp["learning_rate"], "0.1");
-    assert_eq!(hp["exclude"], "Flow_ID,Src_IP,Dst_IP,Timestamp,Cat,Sub_Cat");
+    assert_eq!(
+        hp["exclude"],
+        r#"["Flow_ID","Src_IP","Dst_IP","Timestamp","Cat","Sub_Cat"]"#
+    );
     assert_eq!(hp["validation_fraction"], "0.2");
 }
 

@@ -217,20 +217,6 @@ fn exclude(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<String>> {
             ok = false;
             continue;
         };
-        if name.contains(',') {
-            let help = format!(
-                "write each column as its own list item: `[{}]`",
-                name.split(',').map(str::trim).collect::<Vec<_>>().join(", ")
-            );
-            cx.invalid(
-                item.pos,
-                &key,
-                format!("`{key}`: column name `{name}` contains `,`"),
-                help,
-            );
-            ok = false;
-            continue;
-        }
         if let Some(first) = items[..i].iter().find(|p| p.as_str() == Some(name)) {
             let d = cx.report(
                 Kind::DuplicateKey,

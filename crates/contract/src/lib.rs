@@ -1,0 +1,11 @@
+//! The contract between `orchestrate` and the `model-image` container, in one place both sides
+//! compile against: the hyperparameter keys `model-image train` understands and how their values
+//! travel.
+//!
+//! SageMaker passes hyperparameters as a map of strings (`hyperparameters.json` in the container).
+//! Scalars travel as their plain text; a list of column names travels as a JSON array of strings,
+//! encoded by [`hyperparameters::encode_columns`] here and decoded by
+//! [`hyperparameters::decode_columns`] in the container, so a column name may hold anything a CSV
+//! header can (spaces, a leading space, commas, `=`, `;`, quotes).
+
+pub mod hyperparameters;

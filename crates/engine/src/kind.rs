@@ -1,0 +1,360 @@
+//! The closed set of resource kinds a deployment owns and every fact about each kind, declared once
+//! in one list (the [`kinds!`] invocation below): how users call it, what it needs first, whether it
+//! is permanent, whether it is part of a rollout, whether it stays with a retained bucket, and the
+//! folder the local target keeps it in. `Kind::ALL`, `Kind::facts` and the ordering come from that
+//! list, so a kind cannot be declared without its facts, nor left out of `ALL`.
+//!
+//! Order matters: a kind comes after every kind it depends on (a unit test checks it), `up` applies
+//! in that order and `down` deletes in the reverse order.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::{FieldDiff, OnChange};
+use crate::values::{
+    Channel, DataHash, DataHashes, Hyperparameters, ImageRef, Instances, Name, Seconds, Tags,
+};
+
+/// What is known about a kind, independent of the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindFacts {
+    /// How users call it (`training job`).
+    pub label: &'static str,
+    /// The kinds that must exist before this one.
+    pub dependencies: &'static [Kind],
+    /// Cannot be deleted (SageMaker keeps training jobs forever): never a leftover; `down` only
+    /// stops a running one.
+    pub permanent: bool,
+    /// A change to it rolls a new model out to the endpoint (the quality gate guards it).
+    pub in_rollout: bool,
+    /// Kept by `down` when `bucket.retain_on_down` is set (the bucket and what lives in it).
+    pub kept_with_bucket: bool,
+    /// The local target's folder of this kind's records, under the deployment's state folder.
+    pub local_folder: &'static str,
+    /// The settings' fields, in declaration order, with what a difference in each means.
+    pub fields: &'static [(&'static str, OnChange)],
+}
+
+/// Declares `Kind`, its facts, and each kind's typed settings from one list.
+macro_rules! kinds {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident {
+            label: $label:literal,
+            dependencies: [$($dependency:ident),* $(,)?],
+            permanent: $permanent:literal,
+            in_rollout: $in_rollout:literal,
+            kept_with_bucket: $kept:literal,
+            local_folder: $folder:literal,
+            $(#[$settings_doc:meta])*
+            settings: $settings:ident {
+                $(
+                    $(#[$field_doc:meta])*
+                    $field:ident: $ty:ty => $on_change:ident
+                ),* $(,)?
+            } $(,)?
+        }
+    )*) => {
+        /// Every kind of resource a deployment owns, in dependency order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Kind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Kind {
+            /// Every kind, in dependency order.
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant,)*];
+
+            /// The facts of this kind.
+            pub const fn facts(self) -> KindFacts {
+                match self {
+                    $(Kind::$variant => KindFacts {
+                        label: $label,
+                        dependencies: &[$(Kind::$dependency,)*],
+                        permanent: $permanent,
+                        in_rollout: $in_rollout,
+                        kept_with_bucket: $kept,
+                        local_folder: $folder,
+                        fields: &[$((stringify!($field), OnChange::$on_change),)*],
+                    },)*
+                }
+            }
+        }
+
+        $(
+            $(#[$settings_doc])*
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub struct $settings {
+                $($(#[$field_doc])* pub $field: $ty,)*
+            }
+
+            impl $settings {
+                /// The fields that differ from `have`, each with what its difference means.
+                pub fn diff(&self, have: &Self) -> Vec<FieldDiff> {
+                    let mut differing = Vec::new();
+                    $(
+                        if self.$field != have.$field {
+                            differing.push(FieldDiff {
+                                field: stringify!($field),
+                                want: self.$field.to_string(),
+                                have: Some(have.$field.to_string()),
+                                on_change: OnChange::$on_change,
+                            });
+                        }
+                    )*
+                    differing
+                }
+            }
+
+            impl From<$settings> for Settings {
+                fn from(settings: $settings) -> Self {
+                    Settings::$variant(settings)
+                }
+            }
+        )*
+
+        /// What the deployment wants of one resource (or what a target found), typed per kind.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum Settings {
+            $($variant($settings),)*
+        }
+
+        impl Settings {
+            pub fn kind(&self) -> Kind {
+                match self {
+                    $(Settings::$variant(_) => Kind::$variant,)*
+                }
+            }
+
+            /// The fields of `self` (wanted) that differ from `have`; `None` when `have` is of another
+            /// kind (a target bug: nothing can be compared).
+            pub fn diff(&self, have: &Settings) -> Option<Vec<FieldDiff>> {
+                match (self, have) {
+                    $((Settings::$variant(want), Settings::$variant(have)) => Some(want.diff(have)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// The data bucket (a folder locally).
+    Bucket {
+        label: "bucket",
+        dependencies: [],
+        permanent: false,
+        in_rollout: false,
+        kept_with_bucket: true,
+        local_folder: "buckets",
+        /// The bucket. Its name holds the account and region on AWS; the AWS target enforces and
+        /// reports its protections (versioning, encryption, public access block, TLS only).
+        settings: BucketSettings {
+            tags: Tags => Update,
+        },
+    }
+    /// One uploaded data channel, named by its key prefix `data/<sha12>/<channel>/`.
+    TrainingData {
+        label: "training data",
+        dependencies: [Bucket],
+        permanent: false,
+        in_rollout: false,
+        kept_with_bucket: true,
+        local_folder: "training-data",
+        /// One channel's files, uploaded under their content hash.
+        settings: TrainingDataSettings {
+            channel: Channel => Replace,
+            sha256: DataHash => Replace,
+        },
+    }
+    /// The SageMaker execution role.
+    Role {
+        label: "role",
+        dependencies: [],
+        permanent: false,
+        in_rollout: false,
+        kept_with_bucket: false,
+        local_folder: "roles",
+        /// The execution role. The AWS target enforces and reports its trust and its least-privilege
+        /// policy, scoped to the deployment's bucket, repository and log groups.
+        settings: RoleSettings {
+            tags: Tags => Update,
+        },
+    }
+    /// The image repository.
+    Repository {
+        label: "repository",
+        dependencies: [],
+        permanent: false,
+        in_rollout: false,
+        kept_with_bucket: false,
+        local_folder: "repositories",
+        /// The image repository. The AWS target enforces immutable tags and scan on push.
+        settings: RepositorySettings {
+            tags: Tags => Update,
+        },
+    }
+    /// The model-image container image, named by its manifest digest.
+    Image {
+        label: "image",
+        dependencies: [Repository],
+        permanent: false,
+        in_rollout: false,
+        kept_with_bucket: false,
+        local_folder: "images",
+        /// The reproducibly built model-image, in the deployment's repository.
+        settings: ImageSettings {
+            image: ImageRef => Replace,
+        },
+    }
+    /// The training job (named by its inputs; attempts `-1`, `-2`… after failures).
+    TrainingJob {
+        label: "training job",
+        dependencies: [TrainingData, Role, Image],
+        permanent: true,
+        in_rollout: false,
+        kept_with_bucket: false,
+        local_folder: "training-jobs",
+        /// A training job: every input is in its name's hash, and none can change in place.
+        settings: TrainingJobSettings {
+            image: ImageRef => Replace,
+            data: DataHashes => Replace,
+            hyperparameters: Hyperparameters => Replace,
+            instances: Instances => Replace,
+            volume_size_gb: u32 => Replace,
+            max_runtime: Seconds => Replace,
+        },
+    }
+    /// The model serving the training job's artifact.
+    Model {
+        label: "model",
+        dependencies: [TrainingJob],
+        permanent: false,
+        in_rollout: true,
+        kept_with_bucket: false,
+        local_folder: "models",
+        /// A model: the training job's artifact served by the image.
+        settings: ModelSettings {
+            image: ImageRef => Replace,
+            /// The training job's base name (without the attempt suffix).
+            training_job: Name => Replace,
+            tags: Tags => Update,
+        },
+    }
+    /// The endpoint config: which model on which instances.
+    EndpointConfig {
+        label: "endpoint config",
+        dependencies: [Model],
+        permanent: false,
+        in_rollout: true,
+        kept_with_bucket: false,
+        local_folder: "endpoint-configs",
+        /// An endpoint config: one production variant serving the model.
+        settings: EndpointConfigSettings {
+            model: Name => Replace,
+            variant: Instances => Replace,
+            tags: Tags => Update,
+        },
+    }
+    /// The endpoint, named after the deployment.
+    Endpoint {
+        label: "endpoint",
+        dependencies: [EndpointConfig],
+        permanent: false,
+        in_rollout: true,
+        kept_with_bucket: false,
+        local_folder: "endpoints",
+        /// The endpoint: which config it serves.
+        settings: EndpointSettings {
+            endpoint_config: Name => Update,
+            tags: Tags => Update,
+        },
+    }
+    /// The endpoint's autoscaling policy.
+    Autoscaling {
+        label: "autoscaling",
+        dependencies: [Endpoint],
+        permanent: false,
+        in_rollout: false,
+        kept_with_bucket: false,
+        local_folder: "autoscaling",
+        /// Target tracking on invocations per instance, between `min` and `max` instances.
+        settings: AutoscalingSettings {
+            min: u32 => Update,
+            max: u32 => Update,
+            invocations_per_instance: u32 => Update,
+        },
+    }
+}
+
+impl Kind {
+    /// How users call it.
+    pub const fn label(self) -> &'static str {
+        self.facts().label
+    }
+
+    /// The kinds this one needs to exist first.
+    pub const fn dependencies(self) -> &'static [Kind] {
+        self.facts().dependencies
+    }
+
+    /// The dependency level: 0 for kinds that need nothing, else one more than the deepest
+    /// dependency. Resources of one level are applied concurrently.
+    pub fn level(self) -> usize {
+        self.dependencies()
+            .iter()
+            .map(|d| d.level() + 1)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_come_earlier_in_kind_order() {
+        for &kind in Kind::ALL {
+            for dependency in kind.dependencies() {
+                assert!(*dependency < kind, "{kind} depends on later {dependency}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_in_declaration_order() {
+        let mut sorted = Kind::ALL.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, Kind::ALL, "ALL is the declaration order, without repeats");
+    }
+
+    #[test]
+    fn labels_and_local_folders_are_unique() {
+        for (i, a) in Kind::ALL.iter().enumerate() {
+            for b in &Kind::ALL[i + 1..] {
+                assert_ne!(a.label(), b.label());
+                assert_ne!(a.facts().local_folder, b.facts().local_folder);
+            }
+        }
+    }
+
+    #[test]
+    fn permanent_kinds_are_training_jobs_and_rollouts_end_at_the_endpoint() {
+        let permanent: Vec<Kind> = Kind::ALL.iter().copied().filter(|k| k.facts().permanent).collect();
+        assert_eq!(permanent, [Kind::TrainingJob]);
+        let rollout: Vec<Kind> = Kind::ALL.iter().copied().filter(|k| k.facts().in_rollout).collect();
+        assert_eq!(rollout, [Kind::Model, Kind::EndpointConfig, Kind::Endpoint]);
+    }
+}

@@ -1,0 +1,215 @@
+//! The typed values resource settings are made of: tags, data channels and their hashes, instance
+//! shapes, the training job's hyperparameters, image references, durations. Each is compared as a
+//! value and displayed for people (plans, `status`); none is ever parsed back from its display.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use image::Digest;
+pub use spec::InstanceType;
+
+/// Resource tags, key to value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tags(pub BTreeMap<String, String>);
+
+impl Tags {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Keys present here but not in `wanted` (to untag).
+    pub fn removed_from(&self, wanted: &Tags) -> Vec<String> {
+        self.0.keys().filter(|k| !wanted.0.contains_key(*k)).cloned().collect()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Tags(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl fmt::Display for Tags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        display_map(f, self.0.iter())
+    }
+}
+
+/// `{k: "v", …}`, values quoted (they may hold spaces, commas and `=`).
+fn display_map<'a>(
+    f: &mut fmt::Formatter<'_>,
+    entries: impl Iterator<Item = (&'a String, &'a String)>,
+) -> fmt::Result {
+    f.write_str("{")?;
+    for (i, (key, value)) in entries.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{key}: {value:?}")?;
+    }
+    f.write_str("}")
+}
+
+/// A SageMaker input channel the training job reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Train,
+    Validation,
+}
+
+impl Channel {
+    /// The channel's name in SageMaker's layout (`/opt/ml/input/data/<name>/`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Train => "train",
+            Channel::Validation => "validation",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SHA-256 of a channel's files (see [`crate::names::data_sha256`]), 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DataHash(pub String);
+
+impl DataHash {
+    /// The first 12 hex digits: the channel's key prefix in the bucket.
+    pub fn short12(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DataHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The hash of every channel a training job reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DataHashes(pub BTreeMap<Channel, DataHash>);
+
+impl fmt::Display for DataHashes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, (channel, hash)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{channel} {hash}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How many instances of which type (a training job's cluster, an endpoint variant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instances {
+    pub count: u32,
+    pub instance_type: InstanceType,
+}
+
+impl fmt::Display for Instances {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} x {}", self.count, self.instance_type)
+    }
+}
+
+/// The training job's hyperparameters as SageMaker passes them to the container: every value a
+/// string, encoded once by `contract::hyperparameters` and decoded by the same code in model-image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Hyperparameters(pub BTreeMap<String, String>);
+
+impl fmt::Display for Hyperparameters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        display_map(f, self.0.iter())
+    }
+}
+
+/// An image in a repository, by digest (`repo@sha256:…`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub repository: String,
+    pub digest: Digest,
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.repository, self.digest)
+    }
+}
+
+/// A duration compared to the second (SageMaker's stopping condition is in seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seconds(pub u64);
+
+impl From<Duration> for Seconds {
+    fn from(duration: Duration) -> Self {
+        Seconds(duration.as_secs())
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&spec::format_duration(Duration::from_secs(self.0)))
+    }
+}
+
+/// A resource name another resource refers to (a model's training job, a config's model).
+pub type Name = String;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_quote_values_that_hold_separators() {
+        let tags: Tags = [("team", "ml; ops"), ("k", "a=b")].into_iter().collect();
+        assert_eq!(tags.to_string(), r#"{k: "a=b", team: "ml; ops"}"#);
+        let hyperparameters = Hyperparameters(BTreeMap::from([(
+            "exclude".to_string(),
+            r#"[" Flow ID"]"#.to_string(),
+        )]));
+        assert_eq!(hyperparameters.to_string(), r#"{exclude: "[\" Flow ID\"]"}"#);
+    }
+
+    #[test]
+    fn data_hashes_and_instances_read_plainly() {
+        let hashes = DataHashes(BTreeMap::from([
+            (Channel::Validation, DataHash("bb".into())),
+            (Channel::Train, DataHash("aa".into())),
+        ]));
+        assert_eq!(hashes.to_string(), "train aa, validation bb");
+        assert_eq!(DataHashes::default().to_string(), "none");
+        let instances = Instances {
+            count: 2,
+            instance_type: InstanceType::new("ml.m5.large").unwrap(),
+        };
+        assert_eq!(instances.to_string(), "2 x ml.m5.large");
+        assert_eq!(Seconds(5400).to_string(), "1h30m");
+    }
+}

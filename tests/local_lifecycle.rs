@@ -337,3 +337,52 @@ fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// Regression for the settings' old string encodings: column names with spaces (a leading one),
+/// commas, `=`, `;` and quotes, as label, positive class and exclusions, reach `model-image train`
+/// exactly; nothing excluded becomes a feature; afterwards `plan` is empty and a second `up`
+/// retrains nothing.
+#[test]
+fn awkward_column_names_reach_the_container_exactly() {
+    const AWKWARD: &str = "e2e-awkward";
+    let names = orchestrate_e2e::AwkwardNames::new();
+    let deployment = Deployment::new(&format!(
+        "version: 1\nname: {AWKWARD}\ntarget: local\n{}training:\n  max_runtime: 10m\n  hyperparameters: {{max_rounds: 20, early_stopping_rounds: 5}}\n",
+        names.data_section("awkward.csv")
+    ));
+    deployment.demo_data(1500);
+    names.rewrite(&deployment.path().join("train.csv"), &deployment.path().join("awkward.csv"));
+    deployment.orchestrate(&["validate"]).expect(0);
+
+    let up = deployment.orchestrate(&["--output", "json", "up"]).expect(0).json();
+    let attempt = up["training_job"].as_str().expect("the training job").to_string();
+    let opt_ml = deployment
+        .state(AWKWARD)
+        .join("training-jobs")
+        .join(&attempt)
+        .join("opt_ml");
+    let read_json = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+            .unwrap()
+    };
+    // What SageMaker's layout hands the container...
+    let hyperparameters = read_json(opt_ml.join("input/config/hyperparameters.json"));
+    assert_eq!(hyperparameters["label"], names.label.as_str());
+    assert_eq!(hyperparameters["positive_class"], names.positive.as_str());
+    let exclude: Vec<String> =
+        serde_json::from_str(hyperparameters["exclude"].as_str().expect("exclude as text")).unwrap();
+    assert_eq!(exclude, names.exclude);
+    // ...and what the container made of it.
+    names.assert_model_used_them(&read_json(opt_ml.join("model/model.json")));
+
+    deployment.orchestrate(&["plan"]).expect(0);
+    let again = deployment.orchestrate(&["up"]).expect(0);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    let attempts = std::fs::read_dir(deployment.state(AWKWARD).join("training-jobs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(attempts, 1, "nothing retrained");
+    deployment.orchestrate(&["down", "--yes"]).expect(0);
+}

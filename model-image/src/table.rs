@@ -21,7 +21,7 @@ use crate::schema::is_row_index_column;
 pub struct ReadPlan<'a> {
     pub label: &'a str,
     pub positive_class: &'a str,
-    /// Columns that are never features.
+    /// Columns that are never features, matched without surrounding white space like the header.
     pub exclude: &'a [String],
     /// `None`: discover the features (train channel). `Some`: read exactly these, in this order
     /// (validation and test channels must match the model trained on the train channel).
@@ -417,7 +417,7 @@ impl<'p> TableBuilder<'p> {
                     for name in header {
                         if name == self.plan.label {
                             continue;
-                        } else if self.plan.exclude.iter().any(|e| e == name) {
+                        } else if self.plan.exclude.iter().any(|e| e.trim() == name) {
                             self.dropped.push((name.clone(), "excluded".into()));
                         } else if is_row_index_column(name) {
                             self.dropped

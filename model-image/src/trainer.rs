@@ -58,9 +58,11 @@ pub struct TrainOutcome {
 pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
     let started = Instant::now();
     let hyperparameters = read_hyperparameters(layout)?;
+    // Header cells and label values are read without surrounding white space (CICFlowMeter writes
+    // ` Destination Port`), so the names given are matched the same way.
     let plan = ReadPlan {
-        label: &hyperparameters.label,
-        positive_class: &hyperparameters.positive_class,
+        label: hyperparameters.label.trim(),
+        positive_class: hyperparameters.positive_class.trim(),
         exclude: &hyperparameters.exclude,
         features: None,
     };

@@ -142,3 +142,122 @@ pub fn answers(url: &str) -> bool {
         .send()
         .is_ok_and(|r| r.status() == 200)
 }
+
+/// Column names as real exports write them, each with a character a naive encoding breaks on:
+/// spaces (a leading one, as CICFlowMeter writes ` Destination Port`), commas, `=`, `;` and quotes.
+#[derive(Debug, Clone)]
+pub struct AwkwardNames {
+    pub label: String,
+    pub positive: String,
+    /// What deploy.yaml excludes: the demo data's identifier and label-derived columns, renamed.
+    pub exclude: Vec<String>,
+}
+
+impl AwkwardNames {
+    pub fn new() -> Self {
+        AwkwardNames {
+            label: "Label, \"final\"=yes".to_string(),
+            positive: "Anomaly; \"attack\"=1, confirmed".to_string(),
+            exclude: [
+                "Flow ID",
+                " Src IP",
+                "Dst,IP",
+                "Time=stamp;utc",
+                "Cat \"main\"",
+                "Sub;Cat",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        }
+    }
+
+    /// deploy.yaml's `data` section for these names (YAML double-quoted scalars, escaped as JSON is).
+    pub fn data_section(&self, train: &str) -> String {
+        let quote = |s: &str| serde_json::to_string(s).expect("a string");
+        let exclude: Vec<String> = self.exclude.iter().map(|c| quote(c)).collect();
+        format!(
+            "data:\n  train: {train}\n  validation: 0.2\n  label: {}\n  positive: {}\n  exclude: [{}]\n",
+            quote(&self.label),
+            quote(&self.positive),
+            exclude.join(", ")
+        )
+    }
+
+    /// Rewrites a demo-data CSV (raw IoTID20 columns) with these names: the identifier and
+    /// label-derived columns renamed to the excluded names, the label column renamed and its
+    /// positive value replaced.
+    pub fn rewrite(&self, demo: &Path, out: &Path) {
+        let renames: Vec<(&str, &str)> = ["Flow_ID", "Src_IP", "Dst_IP", "Timestamp", "Cat", "Sub_Cat"]
+            .into_iter()
+            .zip(self.exclude.iter().map(String::as_str))
+            .chain([("Label", self.label.as_str())])
+            .collect();
+        let mut reader = csv::Reader::from_path(demo).expect("demo data");
+        let header = reader.headers().expect("demo header").clone();
+        let label_at = header.iter().position(|h| h == "Label").expect("a Label column");
+        let mut writer = csv::Writer::from_path(out).expect("rewritten data");
+        let renamed: Vec<&str> = header
+            .iter()
+            .map(|h| renames.iter().find(|(from, _)| *from == h).map_or(h, |(_, to)| to))
+            .collect();
+        assert_eq!(
+            renamed.iter().filter(|h| renames.iter().any(|(_, to)| to == *h)).count(),
+            renames.len(),
+            "every column renamed: {header:?}"
+        );
+        writer.write_record(&renamed).expect("header");
+        for record in reader.records() {
+            let record = record.expect("demo row");
+            let row: Vec<&str> = record
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| if i == label_at && cell == "Anomaly" { self.positive.as_str() } else { cell })
+                .collect();
+            writer.write_record(&row).expect("row");
+        }
+        writer.flush().expect("flush");
+    }
+
+    /// Checks a trained model's `model.json`: the container got exactly these names (its parsed
+    /// hyperparameters) and no excluded column became a feature.
+    pub fn assert_model_used_them(&self, model_json: &serde_json::Value) {
+        let hyperparameters = &model_json["hyperparameters"];
+        assert_eq!(hyperparameters["label"], self.label.as_str(), "{hyperparameters}");
+        assert_eq!(hyperparameters["positive_class"], self.positive.as_str(), "{hyperparameters}");
+        let received: Vec<&str> = hyperparameters["exclude"]
+            .as_array()
+            .expect("exclude list")
+            .iter()
+            .map(|c| c.as_str().expect("a column name"))
+            .collect();
+        assert_eq!(received, self.exclude, "the container received other exclusions");
+        let features: Vec<&str> = model_json["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert!(features.len() > 10, "{features:?}");
+        for excluded in &self.exclude {
+            assert!(
+                !features.contains(&excluded.trim()),
+                "excluded column {excluded:?} became a feature: {features:?}"
+            );
+        }
+        assert!(!features.contains(&self.label.trim()), "the label became a feature");
+        let dropped: Vec<&str> = model_json["data"]["dropped_columns"]
+            .as_array()
+            .expect("dropped columns")
+            .iter()
+            .filter(|d| d[1] == "excluded")
+            .map(|d| d[0].as_str().unwrap())
+            .collect();
+        assert_eq!(dropped.len(), self.exclude.len(), "each exclusion matched a column: {dropped:?}");
+    }
+}
+
+impl Default for AwkwardNames {
+    fn default() -> Self {
+        Self::new()
+    }
+}

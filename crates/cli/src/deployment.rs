@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use aws::AwsTarget;
+use engine::values::Digest;
 use engine::{DesiredState, Facts, Target};
 use local::LocalTarget;
 use spec::Spec;
@@ -153,26 +154,26 @@ pub async fn dispatch<C: OnTarget>(
 
 /// What the desired state needs from a target: the image digest and the target's facts.
 trait Planned {
-    fn image_digest(&self) -> anyhow::Result<String>;
-    fn facts(&self, image_digest: &str) -> anyhow::Result<Facts>;
+    fn image_digest(&self) -> anyhow::Result<Digest>;
+    fn facts(&self, image_digest: &Digest) -> anyhow::Result<Facts>;
 }
 
 impl Planned for LocalTarget {
-    fn image_digest(&self) -> anyhow::Result<String> {
+    fn image_digest(&self) -> anyhow::Result<Digest> {
         Ok(LocalTarget::image_digest(self)?)
     }
 
-    fn facts(&self, image_digest: &str) -> anyhow::Result<Facts> {
+    fn facts(&self, image_digest: &Digest) -> anyhow::Result<Facts> {
         Ok(LocalTarget::facts(self, image_digest)?)
     }
 }
 
 impl Planned for AwsTarget {
-    fn image_digest(&self) -> anyhow::Result<String> {
+    fn image_digest(&self) -> anyhow::Result<Digest> {
         Ok(AwsTarget::image_digest(self)?)
     }
 
-    fn facts(&self, image_digest: &str) -> anyhow::Result<Facts> {
+    fn facts(&self, image_digest: &Digest) -> anyhow::Result<Facts> {
         Ok(AwsTarget::facts(self, image_digest)?)
     }
 }

@@ -88,7 +88,7 @@ fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
-        1 => "warn,orchestrate=debug,engine=debug,local=debug,spec=debug,image=debug",
+        1 => "warn,orchestrate=debug,engine=debug,local=debug,aws=debug,spec=debug,image=debug",
         2 => "debug",
         _ => "trace",
     };

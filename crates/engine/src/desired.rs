@@ -227,3 +227,60 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
 fn canonical(value: &impl Serialize) -> String {
     serde_json::to_string(value).expect("settings serialize")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &std::path::Path) -> Spec {
+        std::fs::write(dir.join("train.csv"), "a,Label\n1,Normal\n").unwrap();
+        let yaml = "version: 1\nname: iot\ndata: {train: train.csv}\n\
+                    endpoint: {autoscaling: {min: 1, max: 2}}\n";
+        spec::parse(yaml, "deploy.yaml", dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            bucket: "iot-local".into(),
+            channels: vec![ChannelData::new(Channel::Train, "ab".repeat(32))],
+            role: "iot-role".into(),
+            repository: "iot-repo".into(),
+            image_digest: Digest::sha256(b"image"),
+        }
+    }
+
+    /// Adding a kind to the table without computing it here fails this test.
+    #[test]
+    fn a_full_deployment_wants_every_kind_in_dependency_order() {
+        let dir = std::env::temp_dir().join(format!("engine-desired-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = desired_state(&spec(&dir), Target::Local, &facts());
+        for kind in Kind::ALL {
+            assert!(state.get(*kind).is_some(), "no desired {kind}");
+        }
+        let kinds: Vec<Kind> = state.resources.iter().map(Desired::kind).collect();
+        assert!(kinds.windows(2).all(|w| w[0] <= w[1]), "{kinds:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_follow_their_inputs() {
+        let dir = std::env::temp_dir().join(format!("engine-names-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = spec(&dir);
+        let first = desired_state(&spec, Target::Local, &facts());
+        assert_eq!(first, desired_state(&spec, Target::Local, &facts()), "pure");
+        let data = first.get(Kind::TrainingData).unwrap();
+        assert_eq!(data.name, "data/abababababab/train/");
+        let mut changed = facts();
+        changed.channels[0].sha256 = DataHash("cd".repeat(32));
+        let second = desired_state(&spec, Target::Local, &changed);
+        for kind in [Kind::TrainingJob, Kind::Model, Kind::EndpointConfig] {
+            assert_ne!(first.get(kind).unwrap().name, second.get(kind).unwrap().name, "{kind}");
+        }
+        for kind in [Kind::Bucket, Kind::Role, Kind::Repository, Kind::Image, Kind::Endpoint] {
+            assert_eq!(first.get(kind).unwrap().name, second.get(kind).unwrap().name, "{kind}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

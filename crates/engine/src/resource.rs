@@ -130,6 +130,8 @@ pub struct EndpointOutputs {
 }
 
 /// What a target found for a desired resource.
+// One observation per resource and run: boxing the present case would buy nothing but indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "presence", rename_all = "snake_case")]
 pub enum Observed {

@@ -7,15 +7,43 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use engine::desired::DesiredState;
-use engine::executor::{self, EngineError, level};
-use engine::plan::{PREVIOUS_CONFIG_FIELD, Plan};
+use engine::executor::{self, EngineError};
+use engine::kind::{
+    AutoscalingSettings, BucketSettings, EndpointConfigSettings, EndpointSettings, ImageSettings,
+    ModelSettings, RepositorySettings, RoleSettings, Settings, TrainingDataSettings, TrainingJobSettings,
+};
+use engine::plan::Plan;
 use engine::progress::{Event, Recorder, Silent};
-use engine::resource::{Change, Desired, Kind, Lifecycle, Observed, OnChange};
-use engine::target::{Applied, Found, Target, TargetError};
+use engine::resource::{
+    Change, Desired, EndpointOutputs, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs,
+};
+use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::values::{
+    Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, InstanceType, Instances, Seconds, Tags,
+};
 use spec::QualityGate;
 
-const TAGS: &str = "managed-by=orchestrate;orchestrate:deployment=iot";
 const JOB_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+fn tags() -> Tags {
+    [("managed-by", "orchestrate"), ("orchestrate:deployment", "iot")]
+        .into_iter()
+        .collect()
+}
+
+fn image() -> ImageRef {
+    ImageRef {
+        repository: "iot-repo".into(),
+        digest: Digest::sha256(b"1"),
+    }
+}
+
+fn instances(count: u32) -> Instances {
+    Instances {
+        count,
+        instance_type: InstanceType::new("ml.m5.large").unwrap(),
+    }
+}
 
 /// The desired state of version `v`: its job, model and config names end in `v`.
 fn desired(v: &str) -> DesiredState {
@@ -24,30 +52,83 @@ fn desired(v: &str) -> DesiredState {
         format!("iot-model{v}"),
         format!("iot-cfg{v}"),
     );
+    let data = TrainingDataSettings {
+        channel: Channel::Train,
+        sha256: DataHash("abc".into()),
+    };
     DesiredState {
         deployment: "iot".into(),
         target: spec::Target::Local,
         resources: vec![
-            Desired::new(Kind::Bucket, "iot-local").field("tags", TAGS, OnChange::Update),
-            Desired::new(Kind::TrainingData, "data/abc/train/train").field(
-                "sha256",
-                "abc",
-                OnChange::Replace,
+            Desired::new("iot-local", BucketSettings { tags: tags() }),
+            Desired::new("data/abc/train/", data.clone()),
+            Desired::new("iot-role", RoleSettings { tags: tags() }),
+            Desired::new("iot-repo", RepositorySettings { tags: tags() }),
+            Desired::new(image().digest.to_string(), ImageSettings { image: image() }),
+            Desired::new(
+                &job,
+                TrainingJobSettings {
+                    image: image(),
+                    data: DataHashes(BTreeMap::from([(data.channel, data.sha256)])),
+                    hyperparameters: Hyperparameters(BTreeMap::from([("v".to_string(), v.to_string())])),
+                    instances: instances(1),
+                    volume_size_gb: 30,
+                    max_runtime: Seconds(3600),
+                },
+            )
+            .wait_timeout(JOB_TIMEOUT),
+            Desired::new(
+                &model,
+                ModelSettings {
+                    image: image(),
+                    training_job: job.clone(),
+                    tags: tags(),
+                },
             ),
-            Desired::new(Kind::Role, "iot-role").field("tags", TAGS, OnChange::Update),
-            Desired::new(Kind::Repository, "iot-repo").field("tags", TAGS, OnChange::Update),
-            Desired::new(Kind::Image, "iot-repo@sha256:1").field("digest", "sha256:1", OnChange::Replace),
-            Desired::new(Kind::TrainingJob, &job)
-                .field("hyperparameters", v, OnChange::Replace)
-                .wait_timeout(JOB_TIMEOUT),
-            Desired::new(Kind::Model, &model).field("training_job", &job, OnChange::Replace),
-            Desired::new(Kind::EndpointConfig, &config).field("model", &model, OnChange::Replace),
-            Desired::new(Kind::Endpoint, "iot")
-                .field("endpoint_config", &config, OnChange::Update)
-                .wait_timeout(Duration::from_secs(600)),
-            Desired::new(Kind::Autoscaling, "iot").field("max", "2", OnChange::Update),
+            Desired::new(
+                &config,
+                EndpointConfigSettings {
+                    model: model.clone(),
+                    variant: instances(1),
+                    tags: tags(),
+                },
+            ),
+            Desired::new(
+                "iot",
+                EndpointSettings {
+                    endpoint_config: config.clone(),
+                    tags: tags(),
+                },
+            )
+            .wait_timeout(Duration::from_secs(600)),
+            Desired::new(
+                "iot",
+                AutoscalingSettings {
+                    min: 1,
+                    max: 2,
+                    invocations_per_instance: 1000,
+                },
+            ),
         ],
     }
+}
+
+fn config_settings(model: &str) -> Settings {
+    EndpointConfigSettings {
+        model: model.into(),
+        variant: instances(1),
+        tags: tags(),
+    }
+    .into()
+}
+
+fn model_settings(job: &str) -> Settings {
+    ModelSettings {
+        image: image(),
+        training_job: job.into(),
+        tags: tags(),
+    }
+    .into()
 }
 
 /// How a pending training job ends.
@@ -62,12 +143,13 @@ enum JobOutcome {
 
 #[derive(Debug, Clone)]
 struct Resource {
-    kind: Kind,
     /// The actual name (a training job's with `-1`).
     name: String,
-    fields: BTreeMap<String, String>,
+    settings: Settings,
     lifecycle: Lifecycle,
     polls: u32,
+    /// An endpoint's config before its last update.
+    previous_config: Option<String>,
 }
 
 /// An in-memory target that records every call.
@@ -80,6 +162,8 @@ struct Fake {
     /// The endpoint's update "succeeds" but it keeps running its old config (SageMaker's silent
     /// rollback).
     endpoint_rolls_back: bool,
+    /// The training job outputs each model was made from.
+    models_made_from: Mutex<Vec<(String, TrainingJobOutputs)>>,
 }
 
 impl Fake {
@@ -90,6 +174,7 @@ impl Fake {
             job: JobOutcome::ReadyAfter(2),
             metrics: BTreeMap::from([("pr_auc".to_string(), 0.99), ("roc_auc".to_string(), 0.995)]),
             endpoint_rolls_back: false,
+            models_made_from: Mutex::new(Vec::new()),
         }
     }
 
@@ -97,35 +182,24 @@ impl Fake {
     fn converged(state: &DesiredState) -> Self {
         let fake = Fake::new();
         for desired in &state.resources {
-            fake.put(
-                desired.kind,
-                &desired.name,
-                desired
-                    .fields
-                    .iter()
-                    .map(|f| (f.name, f.value.as_str()))
-                    .collect(),
-            );
+            fake.put(&desired.name, desired.settings.clone());
         }
         fake
     }
 
-    fn put(&self, kind: Kind, key: &str, fields: Vec<(&str, &str)>) {
+    fn put(&self, key: &str, settings: Settings) {
+        let kind = settings.kind();
         let name = if kind == Kind::TrainingJob {
             format!("{key}-1")
         } else {
             key.to_string()
         };
-        let fields = fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
         let resource = Resource {
-            kind,
             name,
-            fields,
+            settings,
             lifecycle: Lifecycle::Ready,
             polls: 0,
+            previous_config: None,
         };
         self.resources
             .lock()
@@ -133,22 +207,40 @@ impl Fake {
             .insert((kind, key.to_string()), resource);
     }
 
-    fn set_field(&self, kind: Kind, key: &str, field: &str, value: &str) {
+    fn edit(&self, kind: Kind, key: &str, change: impl FnOnce(&mut Resource)) {
         let mut resources = self.resources.lock().unwrap();
-        let resource = resources
-            .get_mut(&(kind, key.to_string()))
-            .expect("resource exists");
-        resource.fields.insert(field.to_string(), value.to_string());
+        change(
+            resources
+                .get_mut(&(kind, key.to_string()))
+                .expect("resource exists"),
+        );
     }
 
-    fn field(&self, kind: Kind, key: &str, field: &str) -> Option<String> {
+    fn set_previous_config(&self, config: &str) {
+        self.edit(Kind::Endpoint, "iot", |r| r.previous_config = Some(config.into()));
+    }
+
+    fn previous_config(&self) -> Option<String> {
         self.resources
             .lock()
             .unwrap()
-            .get(&(kind, key.to_string()))?
-            .fields
-            .get(field)
-            .cloned()
+            .get(&(Kind::Endpoint, "iot".to_string()))?
+            .previous_config
+            .clone()
+    }
+
+    /// The config the endpoint serves.
+    fn serving(&self) -> Option<String> {
+        match &self
+            .resources
+            .lock()
+            .unwrap()
+            .get(&(Kind::Endpoint, "iot".to_string()))?
+            .settings
+        {
+            Settings::Endpoint(endpoint) => Some(endpoint.endpoint_config.clone()),
+            _ => None,
+        }
     }
 
     fn exists(&self, kind: Kind, key: &str) -> bool {
@@ -176,6 +268,19 @@ impl Fake {
     }
 }
 
+fn outputs_of(resource: &Resource) -> Outputs {
+    match resource.settings.kind() {
+        Kind::TrainingJob => Outputs::TrainingJob(TrainingJobOutputs {
+            attempt: resource.name.clone(),
+            model_artifact: format!("memory://{}/model", resource.name),
+        }),
+        Kind::Endpoint => Outputs::Endpoint(EndpointOutputs {
+            previous_config: resource.previous_config.clone(),
+        }),
+        _ => Outputs::None,
+    }
+}
+
 impl Target for Fake {
     fn describe(&self) -> String {
         "fake".into()
@@ -183,7 +288,7 @@ impl Target for Fake {
 
     async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError> {
         let mut resources = self.resources.lock().unwrap();
-        let Some(resource) = resources.get_mut(&(desired.kind, desired.name.clone())) else {
+        let Some(resource) = resources.get_mut(&(desired.kind(), desired.name.clone())) else {
             return Ok(Observed::Absent);
         };
         if matches!(resource.lifecycle, Lifecycle::InProgress(_)) {
@@ -196,21 +301,23 @@ impl Target for Fake {
                 _ => {}
             }
         }
-        Ok(Observed::Present {
-            name: resource.name.clone(),
-            fields: resource.fields.clone(),
-            lifecycle: resource.lifecycle.clone(),
-        })
+        Ok(
+            Observed::present(&resource.name, resource.settings.clone(), resource.lifecycle.clone())
+                .with_outputs(outputs_of(resource)),
+        )
     }
 
     async fn owned(&self) -> Result<Vec<Found>, TargetError> {
         let resources = self.resources.lock().unwrap();
         Ok(resources
             .values()
-            .map(|r| Found {
-                kind: r.kind,
-                name: r.name.clone(),
-                fields: r.fields.clone(),
+            .map(|r| {
+                let found = Found::new(r.settings.kind(), &r.name);
+                match &r.settings {
+                    Settings::EndpointConfig(config) => found.using(Kind::Model, &config.model),
+                    Settings::Model(model) => found.using(Kind::Image, model.image.digest.to_string()),
+                    _ => found,
+                }
             })
             .collect())
     }
@@ -219,44 +326,50 @@ impl Target for Fake {
         &self,
         desired: &Desired,
         _change: &Change,
-        _state: &DesiredState,
+        upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
-        self.call("apply", desired.kind, &desired.name);
-        let fields: Vec<(&str, &str)> = desired
-            .fields
-            .iter()
-            .map(|f| (f.name, f.value.as_str()))
-            .collect();
-        match desired.kind {
-            Kind::TrainingJob => {
-                self.put(desired.kind, &desired.name, fields);
-                let mut resources = self.resources.lock().unwrap();
-                let job = resources.get_mut(&(desired.kind, desired.name.clone())).unwrap();
-                job.lifecycle = Lifecycle::InProgress("Training".into());
+        self.call("apply", desired.kind(), &desired.name);
+        match &desired.settings {
+            Settings::TrainingJob(_) => {
+                self.put(&desired.name, desired.settings.clone());
+                self.edit(Kind::TrainingJob, &desired.name, |job| {
+                    job.lifecycle = Lifecycle::InProgress("Training".into())
+                });
                 Ok(Applied::Pending)
             }
-            Kind::Endpoint => {
-                let old = self.field(Kind::Endpoint, &desired.name, "endpoint_config");
-                let old_previous = self.field(Kind::Endpoint, &desired.name, PREVIOUS_CONFIG_FIELD);
-                let want = desired.get("endpoint_config").unwrap().to_string();
+            Settings::Model(_) => {
+                let job = upstream.training_job().ok_or_else(|| {
+                    TargetError::new("create", Kind::Model, &desired.name, "no training job outputs")
+                })?;
+                self.models_made_from
+                    .lock()
+                    .unwrap()
+                    .push((desired.name.clone(), job.clone()));
+                self.put(&desired.name, desired.settings.clone());
+                Ok(Applied::Ready(Outputs::None))
+            }
+            Settings::Endpoint(wanted) => {
+                let old = self.serving();
+                let old_previous = self.previous_config();
                 let have = match (&old, self.endpoint_rolls_back) {
                     (Some(old), true) => old.clone(),
-                    _ => want.clone(),
+                    _ => wanted.endpoint_config.clone(),
                 };
                 let previous = match &old {
                     Some(old) if *old != have => Some(old.clone()),
                     _ => old_previous,
                 };
-                self.put(Kind::Endpoint, &desired.name, fields);
-                self.set_field(Kind::Endpoint, &desired.name, "endpoint_config", &have);
-                if let Some(previous) = previous {
-                    self.set_field(Kind::Endpoint, &desired.name, PREVIOUS_CONFIG_FIELD, &previous);
-                }
-                Ok(Applied::Ready)
+                let mut settings = wanted.clone();
+                settings.endpoint_config = have;
+                self.put(&desired.name, settings.into());
+                self.edit(Kind::Endpoint, &desired.name, |e| e.previous_config = previous.clone());
+                Ok(Applied::Ready(Outputs::Endpoint(EndpointOutputs {
+                    previous_config: previous,
+                })))
             }
             _ => {
-                self.put(desired.kind, &desired.name, fields);
-                Ok(Applied::Ready)
+                self.put(&desired.name, desired.settings.clone());
+                Ok(Applied::Ready(Outputs::None))
             }
         }
     }
@@ -271,13 +384,13 @@ impl Target for Fake {
         Ok(())
     }
 
-    async fn training_metrics(&self, job_name: &str) -> Result<BTreeMap<String, f64>, TargetError> {
-        self.call("metrics", Kind::TrainingJob, job_name);
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+        self.call("metrics", Kind::TrainingJob, &job.attempt);
         Ok(self.metrics.clone())
     }
 
     async fn new_log_lines(&self, desired: &Desired) -> Vec<String> {
-        match desired.kind {
+        match desired.kind() {
             Kind::TrainingJob => vec![format!("[{}] validation:pr_auc=0.99", desired.name)],
             _ => Vec::new(),
         }
@@ -312,7 +425,7 @@ fn gate(min_pr_auc: f64) -> QualityGate {
 
 #[test]
 fn levels_follow_the_dependency_graph() {
-    let levels: Vec<(Kind, usize)> = Kind::ALL.iter().map(|k| (*k, level(*k))).collect();
+    let levels: Vec<(Kind, usize)> = Kind::ALL.iter().map(|k| (*k, k.level())).collect();
     assert_eq!(
         levels,
         [
@@ -345,7 +458,7 @@ async fn up_applies_level_by_level_and_waits_for_the_training_job() {
 
     let applied = fake.calls("apply");
     assert_eq!(applied.len(), state.resources.len(), "{applied:?}");
-    let levels: Vec<usize> = applied.iter().map(|(kind, _)| level(*kind)).collect();
+    let levels: Vec<usize> = applied.iter().map(|(kind, _)| kind.level()).collect();
     assert!(
         levels.windows(2).all(|w| w[0] <= w[1]),
         "applied out of level order: {applied:?}"
@@ -360,11 +473,21 @@ async fn up_applies_level_by_level_and_waits_for_the_training_job() {
             assert!(at < i, "{kind} before its dependency {dependency}");
         }
     }
-    // The gate read the metrics of the attempt the target reported.
+    // The gate read the metrics of the attempt the target reported, once, and the outcome carries
+    // them (nothing reads them again).
     assert_eq!(
         fake.calls("metrics"),
         [(Kind::TrainingJob, "iot-job1-1".to_string())]
     );
+    let training = outcome.training.as_ref().expect("a training report");
+    assert_eq!(training.attempt, "iot-job1-1");
+    assert_eq!(training.metrics.as_ref().unwrap()["pr_auc"], 0.99);
+    // The model was made from the outputs of the attempt that completed, not re-discovered.
+    let made_from = fake.models_made_from.lock().unwrap().clone();
+    assert_eq!(made_from.len(), 1);
+    assert_eq!(made_from[0].0, "iot-model1");
+    assert_eq!(made_from[0].1.attempt, "iot-job1-1");
+    assert_eq!(made_from[0].1.model_artifact, "memory://iot-job1-1/model");
 
     let events = recorder.events.lock().unwrap().clone();
     let waits = events
@@ -427,7 +550,7 @@ async fn a_training_job_that_never_finishes_times_out_on_its_own_timeout() {
     assert!(
         fake.calls("apply")
             .iter()
-            .all(|(kind, _)| level(*kind) <= level(Kind::TrainingJob)),
+            .all(|(kind, _)| kind.level() <= Kind::TrainingJob.level()),
         "nothing after training"
     );
 }
@@ -463,7 +586,12 @@ async fn a_running_training_job_is_waited_for_not_started_again() {
     let state = desired("1");
     let fake = Fake::new();
     let job = state.get(Kind::TrainingJob).unwrap();
-    fake.apply(job, &Change::Create, &state).await.unwrap();
+    let no_outputs = BTreeMap::new();
+    let upstream = Upstream {
+        state: &state,
+        outputs: &no_outputs,
+    };
+    fake.apply(job, &Change::Create, upstream).await.unwrap();
     fake.calls.lock().unwrap().clear();
     let plan = plan(&fake, &state).await;
     assert_eq!(
@@ -517,10 +645,7 @@ async fn the_quality_gate_blocks_a_worse_model_without_touching_the_endpoint() {
     );
     let applied: Vec<Kind> = fake.calls("apply").into_iter().map(|(kind, _)| kind).collect();
     assert_eq!(applied, [Kind::TrainingJob], "only the new job ran");
-    assert_eq!(
-        fake.field(Kind::Endpoint, "iot", "endpoint_config").as_deref(),
-        Some("iot-cfg1")
-    );
+    assert_eq!(fake.serving().as_deref(), Some("iot-cfg1"));
     assert!(fake.calls("delete").is_empty(), "nothing deleted");
 }
 
@@ -531,13 +656,23 @@ async fn the_gate_is_not_checked_when_nothing_rolls_out() {
         metrics: BTreeMap::new(),
         ..Fake::converged(&state)
     };
-    fake.set_field(Kind::Role, "iot-role", "tags", "team=old");
+    fake.edit(Kind::Role, "iot-role", |role| {
+        role.settings = RoleSettings {
+            tags: [("team", "old")].into_iter().collect(),
+        }
+        .into()
+    });
     let plan = plan(&fake, &state).await;
     assert_eq!(plan.changes(), 1);
-    executor::up(&fake, &state, &plan, Some(&gate(0.99)), &Silent)
+    let outcome = executor::up(&fake, &state, &plan, Some(&gate(0.99)), &Silent)
         .await
-        .expect("a tag update passes");
-    assert!(fake.calls("metrics").is_empty());
+        .expect("a tag update passes the gate it would fail (no metrics at all)");
+    // The metrics are read once for the report, but not held against the gate.
+    assert_eq!(fake.calls("metrics").len(), 1);
+    assert_eq!(
+        outcome.training.map(|t| t.metrics),
+        Some(Ok(BTreeMap::new()))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -575,12 +710,13 @@ async fn an_endpoint_update_the_target_rolled_back_is_reported_as_rolled_back() 
 async fn up_deletes_orphans_but_keeps_the_previous_config_and_its_model() {
     let state = desired("1");
     let fake = Fake::converged(&state);
-    fake.set_field(Kind::Endpoint, "iot", PREVIOUS_CONFIG_FIELD, "iot-cfg0");
-    fake.put(Kind::EndpointConfig, "iot-cfg0", vec![("model", "iot-model0")]);
-    fake.put(Kind::Model, "iot-model0", vec![("training_job", "iot-job0")]);
-    fake.put(Kind::EndpointConfig, "iot-cfgX", vec![("model", "iot-modelX")]);
-    fake.put(Kind::Model, "iot-modelX", vec![("training_job", "iot-jobX")]);
-    fake.put(Kind::TrainingJob, "iot-jobX", vec![]);
+    fake.set_previous_config("iot-cfg0");
+    fake.put("iot-cfg0", config_settings("iot-model0"));
+    fake.put("iot-model0", model_settings("iot-job0"));
+    fake.put("iot-cfgX", config_settings("iot-modelX"));
+    fake.put("iot-modelX", model_settings("iot-jobX"));
+    let job = desired("X").get(Kind::TrainingJob).unwrap().settings.clone();
+    fake.put("iot-jobX", job);
     let plan = plan(&fake, &state).await;
     let mut kept: Vec<&str> = plan
         .leftovers
@@ -623,11 +759,7 @@ async fn a_roll_forward_keeps_the_config_it_left_for_rollback() {
     let new = desired("2");
     let plan = plan(&fake, &new).await;
     executor::up(&fake, &new, &plan, None, &Silent).await.expect("up");
-    assert_eq!(
-        fake.field(Kind::Endpoint, "iot", PREVIOUS_CONFIG_FIELD)
-            .as_deref(),
-        Some("iot-cfg1")
-    );
+    assert_eq!(fake.previous_config().as_deref(), Some("iot-cfg1"));
     assert!(
         fake.exists(Kind::EndpointConfig, "iot-cfg1"),
         "the rollback target was deleted"
@@ -643,21 +775,14 @@ async fn a_roll_forward_keeps_the_config_it_left_for_rollback() {
 async fn rollback_switches_to_the_previous_config_and_back_again() {
     let state = desired("2");
     let fake = Fake::converged(&state);
-    fake.set_field(Kind::Endpoint, "iot", PREVIOUS_CONFIG_FIELD, "iot-cfg1");
-    fake.put(Kind::EndpointConfig, "iot-cfg1", vec![("model", "iot-model1")]);
+    fake.set_previous_config("iot-cfg1");
+    fake.put("iot-cfg1", config_settings("iot-model1"));
     let to = executor::rollback(&fake, &state, &Silent)
         .await
         .expect("rollback");
     assert_eq!(to, "iot-cfg1");
-    assert_eq!(
-        fake.field(Kind::Endpoint, "iot", "endpoint_config").as_deref(),
-        Some("iot-cfg1")
-    );
-    assert_eq!(
-        fake.field(Kind::Endpoint, "iot", PREVIOUS_CONFIG_FIELD)
-            .as_deref(),
-        Some("iot-cfg2")
-    );
+    assert_eq!(fake.serving().as_deref(), Some("iot-cfg1"));
+    assert_eq!(fake.previous_config().as_deref(), Some("iot-cfg2"));
     // The desired state still wants cfg2: status shows the rollback as drift, `up` rolls forward.
     let plan = plan(&fake, &state).await;
     assert!(matches!(
@@ -695,7 +820,7 @@ async fn a_rollback_the_target_does_not_take_is_reported() {
         endpoint_rolls_back: true,
         ..Fake::converged(&state)
     };
-    fake.set_field(Kind::Endpoint, "iot", PREVIOUS_CONFIG_FIELD, "iot-cfg1");
+    fake.set_previous_config("iot-cfg1");
     let error = executor::rollback(&fake, &state, &Silent)
         .await
         .expect_err("did not take");
@@ -745,15 +870,15 @@ impl Target for Stubborn {
         &self,
         desired: &Desired,
         change: &Change,
-        state: &DesiredState,
+        upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
-        self.0.apply(desired, change, state).await
+        self.0.apply(desired, change, upstream).await
     }
     async fn delete(&self, _found: &Found) -> Result<(), TargetError> {
         Ok(())
     }
-    async fn training_metrics(&self, job_name: &str) -> Result<BTreeMap<String, f64>, TargetError> {
-        self.0.training_metrics(job_name).await
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+        self.0.training_metrics(job).await
     }
     async fn invoke(
         &self,

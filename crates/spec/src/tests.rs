@@ -108,6 +108,27 @@ fn the_sagemaker_hyperparameters_are_all_strings_and_carry_the_data_settings() {
     assert_eq!(spec.training.hyperparameters.threads, Some(4));
 }
 
+/// Regression: exclusions were joined with `,` and split again (and names trimmed) on their way to
+/// the container, so CICFlowMeter-style names (` Destination Port`, `Flow ID`) or names holding a
+/// comma could not be excluded. They now travel as a JSON array, exactly.
+#[test]
+fn column_names_with_spaces_commas_and_quotes_travel_exactly() {
+    let dir = data_dir();
+    let source = format!(
+        "{MINIMAL}  label: ' Label'\n  positive: 'Anomaly;1'\n  exclude: ['Flow ID', ' Destination Port', 'a,b', 'k=v', 'x;y', 'say \"hi\"']\n"
+    );
+    let spec = ok(&source, dir.path());
+    let columns = ["Flow ID", " Destination Port", "a,b", "k=v", "x;y", "say \"hi\""].map(str::to_string);
+    assert_eq!(spec.data.exclude, columns);
+    let hp = spec.sagemaker_hyperparameters();
+    assert_eq!(hp["label"], " Label");
+    assert_eq!(hp["positive_class"], "Anomaly;1");
+    assert_eq!(
+        contract::hyperparameters::decode_columns(&hp["exclude"]).unwrap(),
+        columns
+    );
+}
+
 #[test]
 fn the_validation_fraction_may_come_from_the_hyperparameters_alone() {
     let dir = data_dir();

@@ -44,7 +44,7 @@ impl OnTarget for Down<'_> {
 
     async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
         let retain = session.spec.bucket.retain_on_down;
-        let keep = |found: &Found| retain && matches!(found.kind, Kind::Bucket | Kind::TrainingData);
+        let keep = |found: &Found| retain && found.kind.facts().kept_with_bucket;
         let lock = session.lock().await?;
         let result = self.delete_all(session, keep).await;
         lock.release().await;

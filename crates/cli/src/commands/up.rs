@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use engine::executor::{self, UpOutcome};
+use engine::Target;
+use engine::executor::{self, TrainingReport, UpOutcome};
 use engine::target::Found;
-use engine::{Kind, Observed, Target};
 use serde_json::{Value, json};
 
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
@@ -75,6 +75,7 @@ impl OnTarget for Up<'_> {
             UpOutcome {
                 changed: 0,
                 deleted: Vec::new(),
+                training: executor::training_report(target, state, &plan).await,
             }
         };
 
@@ -90,7 +91,19 @@ impl OnTarget for Up<'_> {
                 })
             };
         let summary = target.summary(state).await;
-        let (job, metrics) = training_metrics(target, session).await;
+        let (job, metrics) = match &outcome.training {
+            Some(TrainingReport { attempt, metrics }) => {
+                let metrics = match metrics {
+                    Ok(metrics) => Some(metrics.clone()),
+                    Err(reason) => {
+                        progress.line(&format!("warning: cannot read the metrics of {attempt}: {reason}"));
+                        None
+                    }
+                };
+                (Some(attempt.clone()), metrics)
+            }
+            None => (None, None),
+        };
 
         if !plan.is_noop() {
             let mut text = format!(
@@ -131,31 +144,5 @@ impl OnTarget for Up<'_> {
             "validation_metrics": metrics.map_or(Value::Null, |m| json!(m)),
         }));
         Ok(Exit::Success)
-    }
-}
-
-/// The completed training job's actual name (with its attempt suffix) and validation metrics. A
-/// failure to read them is logged, not fatal: the deployment is up.
-async fn training_metrics<T: Target>(
-    target: &T,
-    session: &Session<'_, T>,
-) -> (Option<String>, Option<BTreeMap<String, f64>>) {
-    let Some(job) = session.state().get(Kind::TrainingJob) else {
-        return (None, None);
-    };
-    let name = match target.observe(job).await {
-        Ok(Observed::Present { name, .. }) => name,
-        Ok(Observed::Absent) => return (None, None),
-        Err(error) => {
-            tracing::warn!(%error, "cannot observe the training job");
-            return (None, None);
-        }
-    };
-    match target.training_metrics(&name).await {
-        Ok(metrics) => (Some(name), Some(metrics)),
-        Err(error) => {
-            session.progress.line(&format!("warning: {error}"));
-            (Some(name), None)
-        }
     }
 }

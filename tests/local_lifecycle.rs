@@ -152,13 +152,14 @@ fn local_target_lifecycle() {
         .orchestrate(&["status", "--output", "json"])
         .expect(2)
         .json();
+    // A dead server is a failed endpoint (its lifecycle), which `up` replaces.
     assert_eq!(
         status_of(&damaged, "endpoint"),
-        [(NAME.to_string(), "drifted".to_string())],
+        [(NAME.to_string(), "failed".to_string())],
         "{damaged}"
     );
     let text = deployment.orchestrate(&["status"]).expect(2).stdout;
-    assert!(text.contains("serving: want answering /ping"), "{text}");
+    assert!(text.contains(&format!("not running (pid {pid} exited)")), "{text}");
     deployment.orchestrate(&["up"]).expect(0);
     assert!(answers(&format!("{}/ping", endpoint_url(&deployment))));
     deployment.orchestrate(&["status"]).expect(0);
@@ -203,7 +204,7 @@ fn local_target_lifecycle() {
     deployment.orchestrate(&["status"]).expect(0);
 
     // A changed hyperparameter: new job, model and config, endpoint updated in place.
-    let serving_before = endpoint_record(&deployment)["fields"]["endpoint_config"]
+    let serving_before = endpoint_record(&deployment)["settings"]["endpoint_config"]
         .as_str()
         .unwrap()
         .to_string();
@@ -224,7 +225,7 @@ fn local_target_lifecycle() {
     deployment.orchestrate(&["up"]).expect(0);
     assert_eq!(training_attempts(&deployment), 2);
     let record = endpoint_record(&deployment);
-    let serving_after = record["fields"]["endpoint_config"].as_str().unwrap().to_string();
+    let serving_after = record["settings"]["endpoint_config"].as_str().unwrap().to_string();
     assert_ne!(serving_after, serving_before);
     let status = deployment.orchestrate(&["status"]).expect(0);
     assert!(status.stdout.contains("kept for rollback"), "{}", status.stdout);
@@ -248,7 +249,7 @@ fn local_target_lifecycle() {
     // rollback: back to the previous config; deploy.yaml now differs from what serves (drift).
     deployment.orchestrate(&["rollback"]).expect(0);
     assert_eq!(
-        endpoint_record(&deployment)["fields"]["endpoint_config"]
+        endpoint_record(&deployment)["settings"]["endpoint_config"]
             .as_str()
             .unwrap(),
         serving_before
@@ -270,7 +271,7 @@ fn local_target_lifecycle() {
     );
     deployment.orchestrate(&["up"]).expect(0);
     assert_eq!(
-        endpoint_record(&deployment)["fields"]["endpoint_config"]
+        endpoint_record(&deployment)["settings"]["endpoint_config"]
             .as_str()
             .unwrap(),
         serving_after
@@ -351,10 +352,16 @@ fn awkward_column_names_reach_the_container_exactly() {
         names.data_section("awkward.csv")
     ));
     deployment.demo_data(1500);
-    names.rewrite(&deployment.path().join("train.csv"), &deployment.path().join("awkward.csv"));
+    names.rewrite(
+        &deployment.path().join("train.csv"),
+        &deployment.path().join("awkward.csv"),
+    );
     deployment.orchestrate(&["validate"]).expect(0);
 
-    let up = deployment.orchestrate(&["--output", "json", "up"]).expect(0).json();
+    let up = deployment
+        .orchestrate(&["--output", "json", "up"])
+        .expect(0)
+        .json();
     let attempt = up["training_job"].as_str().expect("the training job").to_string();
     let opt_ml = deployment
         .state(AWKWARD)
@@ -362,8 +369,10 @@ fn awkward_column_names_reach_the_container_exactly() {
         .join(&attempt)
         .join("opt_ml");
     let read_json = |path: std::path::PathBuf| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-            .unwrap()
+        serde_json::from_str(
+            &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        )
+        .unwrap()
     };
     // What SageMaker's layout hands the container...
     let hyperparameters = read_json(opt_ml.join("input/config/hyperparameters.json"));

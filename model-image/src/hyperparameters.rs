@@ -182,7 +182,9 @@ impl Hyperparameters {
                         .parse()
                         .map_err(|_| invalid(key, value, "a non-negative integer"))?
                 }
-                Key::BootstrapResamples => hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?,
+                Key::BootstrapResamples => {
+                    hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?
+                }
                 Key::QuantizedGradients => hp.quantized_gradients = boolean(key, value)?,
             }
         }

@@ -198,10 +198,18 @@ impl AwkwardNames {
         let mut writer = csv::Writer::from_path(out).expect("rewritten data");
         let renamed: Vec<&str> = header
             .iter()
-            .map(|h| renames.iter().find(|(from, _)| *from == h).map_or(h, |(_, to)| to))
+            .map(|h| {
+                renames
+                    .iter()
+                    .find(|(from, _)| *from == h)
+                    .map_or(h, |(_, to)| to)
+            })
             .collect();
         assert_eq!(
-            renamed.iter().filter(|h| renames.iter().any(|(_, to)| to == *h)).count(),
+            renamed
+                .iter()
+                .filter(|h| renames.iter().any(|(_, to)| to == *h))
+                .count(),
             renames.len(),
             "every column renamed: {header:?}"
         );
@@ -211,7 +219,13 @@ impl AwkwardNames {
             let row: Vec<&str> = record
                 .iter()
                 .enumerate()
-                .map(|(i, cell)| if i == label_at && cell == "Anomaly" { self.positive.as_str() } else { cell })
+                .map(|(i, cell)| {
+                    if i == label_at && cell == "Anomaly" {
+                        self.positive.as_str()
+                    } else {
+                        cell
+                    }
+                })
                 .collect();
             writer.write_record(&row).expect("row");
         }
@@ -223,7 +237,11 @@ impl AwkwardNames {
     pub fn assert_model_used_them(&self, model_json: &serde_json::Value) {
         let hyperparameters = &model_json["hyperparameters"];
         assert_eq!(hyperparameters["label"], self.label.as_str(), "{hyperparameters}");
-        assert_eq!(hyperparameters["positive_class"], self.positive.as_str(), "{hyperparameters}");
+        assert_eq!(
+            hyperparameters["positive_class"],
+            self.positive.as_str(),
+            "{hyperparameters}"
+        );
         let received: Vec<&str> = hyperparameters["exclude"]
             .as_array()
             .expect("exclude list")
@@ -244,7 +262,10 @@ impl AwkwardNames {
                 "excluded column {excluded:?} became a feature: {features:?}"
             );
         }
-        assert!(!features.contains(&self.label.trim()), "the label became a feature");
+        assert!(
+            !features.contains(&self.label.trim()),
+            "the label became a feature"
+        );
         let dropped: Vec<&str> = model_json["data"]["dropped_columns"]
             .as_array()
             .expect("dropped columns")
@@ -252,7 +273,11 @@ impl AwkwardNames {
             .filter(|d| d[1] == "excluded")
             .map(|d| d[0].as_str().unwrap())
             .collect();
-        assert_eq!(dropped.len(), self.exclude.len(), "each exclusion matched a column: {dropped:?}");
+        assert_eq!(
+            dropped.len(),
+            self.exclude.len(),
+            "each exclusion matched a column: {dropped:?}"
+        );
     }
 }
 

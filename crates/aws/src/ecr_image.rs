@@ -6,10 +6,14 @@
 //! registry, `http://127.0.0.1:5000`). With an override the registry is not ECR's own, so the
 //! manifest is also registered through ECR's `PutImage` (with `imageDigest`), for ECR's API to know
 //! the image.
+//!
+//! The image resource is named by its manifest digest; its repository is the deployment's.
 
 use base64::Engine as _;
+use engine::kind::ImageSettings;
 use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::values::{Digest, ImageRef};
+use engine::{Kind, Observed};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
@@ -23,7 +27,7 @@ pub const REGISTRY_ENV: &str = "ORCHESTRATE_REGISTRY";
 
 /// The tag an image is pushed under: derived from its digest, so immutable tags never collide
 /// (`sha-<first 16 hex digits>`; not `sha256-…`, which OCI reserves for referrer indexes).
-pub fn tag_for(digest: &image::Digest) -> String {
+pub fn tag_for(digest: &Digest) -> String {
     format!("sha-{}", &digest.hex()[..16])
 }
 
@@ -47,37 +51,72 @@ pub fn decode_token(token: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// Whether the image (`<repository>@<digest>`) is in the repository, by digest.
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
-    let Some((repository, digest)) = name.split_once('@') else {
-        return Err(AwsError::other(
-            "find",
-            KIND,
-            name,
-            "not a `repository@digest` reference",
-        ));
-    };
+/// Whether the image is in its repository, by digest.
+pub async fn observe(clients: &Clients, image: &ImageRef) -> Result<Observed, AwsError> {
+    let name = image.to_string();
     let id = aws_sdk_ecr::types::ImageIdentifier::builder()
-        .image_digest(digest)
+        .image_digest(image.digest.as_str())
         .build();
     let described = clients
         .ecr
         .describe_images()
+        .repository_name(&image.repository)
+        .image_ids(id)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("find", KIND, &name, e))
+        .or_absent()?;
+    let Some(found) = described
+        .as_ref()
+        .and_then(|out| out.image_details().first())
+        .and_then(|d| d.image_digest())
+    else {
+        return Ok(Observed::Absent);
+    };
+    let digest = found
+        .parse::<Digest>()
+        .map_err(|e| AwsError::other("find", KIND, &name, e))?;
+    let settings = ImageSettings {
+        image: ImageRef {
+            repository: image.repository.clone(),
+            digest,
+        },
+    };
+    Ok(Observed::present(
+        image.digest.as_str(),
+        settings,
+        Lifecycle::Ready,
+    ))
+}
+
+/// Deletes the image `digest` from `repository`; deleting one that is gone succeeds.
+pub async fn delete(clients: &Clients, repository: &str, digest: &str) -> Result<(), AwsError> {
+    let name = format!("{repository}@{digest}");
+    let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+        .image_digest(digest)
+        .build();
+    let deleted = clients
+        .ecr
+        .batch_delete_image()
         .repository_name(repository)
         .image_ids(id)
         .send()
         .await
-        .map_err(|e| AwsError::sdk("find", KIND, name, e))
+        .map_err(|e| AwsError::sdk("delete", KIND, &name, e))
         .or_absent()?;
-    let found = described
-        .as_ref()
-        .and_then(|out| out.image_details().first())
-        .and_then(|d| d.image_digest());
-    Ok(match found {
-        Some(found) => Observed::present(name, Lifecycle::Ready).with_field("digest", found),
-        None => Observed::Absent,
-    })
+    match deleted.as_ref().and_then(|out| out.failures().first()) {
+        Some(failure)
+            if failure.failure_code() != Some(&aws_sdk_ecr::types::ImageFailureCode::ImageNotFound) =>
+        {
+            Err(AwsError::other(
+                "delete",
+                KIND,
+                &name,
+                failure.failure_reason().unwrap_or("refused").to_string(),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Pushes `built` into `repository`; returns the digest reference (`<registry>/<repo>@sha256:…`).
@@ -209,7 +248,7 @@ mod tests {
 
     #[test]
     fn tags_derive_from_the_digest() {
-        let digest = image::Digest::sha256(b"manifest");
+        let digest = Digest::sha256(b"manifest");
         let tag = tag_for(&digest);
         assert_eq!(tag.len(), 20);
         assert!(tag.starts_with("sha-"));

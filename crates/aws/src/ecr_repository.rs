@@ -1,21 +1,32 @@
 //! The image repository: created before the push with immutable tags, scan on push, AES256
-//! encryption and the deployment's tags; force-deleted (with its images) on teardown.
-
-use std::collections::BTreeMap;
+//! encryption and the deployment's tags; force-deleted (with its images) on teardown. Observation
+//! reports the tag mutability and scanning it enforces as checks (`tag_mutability`, `scan_on_push`).
 
 use aws_sdk_ecr::types::{
     EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag,
 };
-use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::kind::RepositorySettings;
+use engine::resource::{Check, Lifecycle, OnChange};
+use engine::values::Tags;
+use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
-use crate::tags;
 
 const KIND: Kind = Kind::Repository;
+/// The tag mutability and scanning a compliant repository reports.
+pub const IMMUTABLE: &str = "IMMUTABLE";
+pub const SCAN_ON_PUSH: bool = true;
 
-fn ecr_tags(name: &str, wanted: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+/// What the module enforces, as found: `tag_mutability` and `scan_on_push`.
+pub fn checks(mutability: &str, scan_on_push: bool) -> Vec<Check> {
+    vec![
+        Check::new("tag_mutability", IMMUTABLE, mutability, OnChange::Update),
+        Check::new("scan_on_push", SCAN_ON_PUSH, scan_on_push, OnChange::Update),
+    ]
+}
+
+fn ecr_tags(name: &str, wanted: &Tags) -> Result<Vec<Tag>, AwsError> {
     wanted
         .iter()
         .map(|(k, v)| {
@@ -41,7 +52,7 @@ async fn find(clients: &Clients, name: &str) -> Result<Option<aws_sdk_ecr::types
     Ok(described.and_then(|out| out.repositories().first().cloned()))
 }
 
-async fn read_tags(clients: &Clients, name: &str, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+async fn read_tags(clients: &Clients, name: &str, arn: &str) -> Result<Tags, AwsError> {
     let out = clients
         .ecr
         .list_tags_for_resource()
@@ -56,9 +67,8 @@ async fn read_tags(clients: &Clients, name: &str, arn: &str) -> Result<BTreeMap<
         .collect())
 }
 
-/// Reads the repository: `tags`, `tag_mutability`, `scan_on_push`.
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
+/// Reads the repository: its tags, and the checks of its tag mutability and scanning.
+pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError> {
     let Some(repository) = find(clients, name).await? else {
         return Ok(Observed::Absent);
     };
@@ -72,17 +82,16 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
         .image_scanning_configuration()
         .map(|c| c.scan_on_push())
         .unwrap_or(false);
-    Ok(Observed::present(name, Lifecycle::Ready)
-        .with_field("tags", engine::desired::tags_field(&tags))
-        .with_field("tag_mutability", mutability)
-        .with_field("scan_on_push", scan.to_string()))
+    Ok(
+        Observed::present(name, RepositorySettings { tags }, Lifecycle::Ready)
+            .with_checks(checks(&mutability, scan)),
+    )
 }
 
 /// Creates the repository if absent, then sets immutability, scanning and tags (each idempotent).
-pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
-    let name = desired.name.as_str();
+pub async fn apply(clients: &Clients, name: &str, settings: &RepositorySettings) -> Result<(), AwsError> {
     let ecr = &clients.ecr;
-    let wanted = tags::parse(desired.get("tags").unwrap_or_default());
+    let wanted = &settings.tags;
     let scanning = ImageScanningConfiguration::builder().scan_on_push(true).build();
     if find(clients, name).await?.is_none() {
         let encryption = EncryptionConfiguration::builder()
@@ -95,7 +104,7 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
             .image_tag_mutability(ImageTagMutability::Immutable)
             .image_scanning_configuration(scanning.clone())
             .encryption_configuration(encryption)
-            .set_tags(Some(ecr_tags(name, &wanted)?))
+            .set_tags(Some(ecr_tags(name, wanted)?))
             .send()
             .await;
         match created {
@@ -127,7 +136,7 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
         .await?
         .and_then(|r| r.repository_arn().map(str::to_string))
         .ok_or_else(|| AwsError::other("tag", KIND, name, "the repository has no ARN"))?;
-    let removed = tags::removed(&read_tags(clients, name, &arn).await?, &wanted);
+    let removed = read_tags(clients, name, &arn).await?.removed_from(wanted);
     if !removed.is_empty() {
         ecr.untag_resource()
             .resource_arn(&arn)
@@ -138,7 +147,7 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
     }
     ecr.tag_resource()
         .resource_arn(&arn)
-        .set_tags(Some(ecr_tags(name, &wanted)?))
+        .set_tags(Some(ecr_tags(name, wanted)?))
         .send()
         .await
         .map_err(|e| AwsError::sdk("tag", KIND, name, e))?;
@@ -157,4 +166,28 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
         .map_err(|e| AwsError::sdk("delete", KIND, name, e))
         .or_absent()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_read_as_the_settings_enforced() {
+        let compliant = checks("IMMUTABLE", true);
+        assert!(compliant.iter().all(|c| c.want == c.have), "{compliant:?}");
+        let drifted = checks("MUTABLE", false);
+        let differing: Vec<String> = drifted
+            .iter()
+            .filter(|c| c.want != c.have)
+            .map(|c| format!("{}: want {}, have {}", c.field, c.want, c.have))
+            .collect();
+        assert_eq!(
+            differing,
+            [
+                "tag_mutability: want IMMUTABLE, have MUTABLE",
+                "scan_on_push: want true, have false"
+            ]
+        );
+    }
 }

@@ -7,12 +7,13 @@ use aws_sdk_applicationautoscaling::types::{
     MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
     TargetTrackingScalingPolicyConfiguration,
 };
+use engine::kind::AutoscalingSettings;
 use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::AwsError;
-use crate::sagemaker::VARIANT;
+use crate::sagemaker::{VARIANT, sdk_count};
 
 const KIND: Kind = Kind::Autoscaling;
 /// The target-tracking policy's name.
@@ -27,9 +28,14 @@ fn dimension() -> ScalableDimension {
     ScalableDimension::SageMakerVariantDesiredInstanceCount
 }
 
-/// Reads the scaling target and policy: `min`, `max`, `invocations_per_instance`.
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
+/// A capacity or target value as read: negative ones (which AWS never reports) as 0.
+fn count(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Reads the scaling target and policy: `min`, `max`, `invocations_per_instance` (0 without the
+/// target-tracking policy: it tracks nothing).
+pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError> {
     let id = resource_id(name);
     let targets = clients
         .autoscaling
@@ -57,32 +63,27 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
         .scaling_policies()
         .first()
         .and_then(|p| p.target_tracking_scaling_policy_configuration())
-        .map(|c| format!("{}", c.target_value().round() as i64))
-        .unwrap_or_else(|| "none".to_string());
-    Ok(Observed::present(name, Lifecycle::Ready)
-        .with_field("min", target.min_capacity().to_string())
-        .with_field("max", target.max_capacity().to_string())
-        .with_field("invocations_per_instance", target_value))
+        .map(|c| count(c.target_value().round() as i64))
+        .unwrap_or(0);
+    let settings = AutoscalingSettings {
+        min: count(target.min_capacity().into()),
+        max: count(target.max_capacity().into()),
+        invocations_per_instance: target_value,
+    };
+    Ok(Observed::present(name, settings, Lifecycle::Ready))
 }
 
 /// Registers the scaling target and puts the policy (both idempotent).
-pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
-    let name = desired.name.as_str();
+pub async fn apply(clients: &Clients, name: &str, settings: &AutoscalingSettings) -> Result<(), AwsError> {
     let id = resource_id(name);
-    let number = |field: &str| -> Result<i32, AwsError> {
-        desired
-            .get(field)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| AwsError::other("register", KIND, name, format!("no `{field}` setting")))
-    };
     clients
         .autoscaling
         .register_scalable_target()
         .service_namespace(ServiceNamespace::Sagemaker)
         .scalable_dimension(dimension())
         .resource_id(&id)
-        .min_capacity(number("min")?)
-        .max_capacity(number("max")?)
+        .min_capacity(sdk_count(settings.min))
+        .max_capacity(sdk_count(settings.max))
         .send()
         .await
         .map_err(|e| AwsError::sdk("register", KIND, name, e))?;
@@ -91,7 +92,7 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
         .build()
         .map_err(|e| AwsError::other("configure", KIND, name, e))?;
     let configuration = TargetTrackingScalingPolicyConfiguration::builder()
-        .target_value(f64::from(number("invocations_per_instance")?))
+        .target_value(f64::from(settings.invocations_per_instance))
         .predefined_metric_specification(metric)
         .build()
         .map_err(|e| AwsError::other("configure", KIND, name, e))?;
@@ -145,4 +146,17 @@ pub async fn exists(clients: &Clients, endpoint: &str) -> Result<bool, AwsError>
         .await
         .map_err(|e| AwsError::sdk("describe", KIND, endpoint, e))?;
     Ok(!targets.scalable_targets().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_unsigned() {
+        assert_eq!(count(4), 4);
+        assert_eq!(count(-1), 0);
+        assert_eq!(count(i64::MAX), u32::MAX);
+        assert_eq!(resource_id("iot"), "endpoint/iot/variant/AllTraffic");
+    }
 }

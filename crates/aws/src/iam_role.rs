@@ -2,24 +2,27 @@
 //! least-privilege policy scoped to this deployment's bucket, repository and SageMaker log groups,
 //! and the deployment's tags.
 //!
-//! The desired `policy` field is a scope identifier (`s3:<bucket>;ecr:<repository>;logs:…`); the
-//! document is rendered from it, and observation reports the identifier back only when the inline
-//! policy is exactly that document, so an edited policy is drift.
+//! What the policy grants access to is its [`PolicyScope`], computed by the target from the
+//! deployment (never read back from anything); the document is rendered from it. Observation reports
+//! the trust and the policy as checks: `trusted_service`, and `policy`, which names the scope
+//! (`s3:<bucket>;ecr:<repository>;logs:…`) only when the inline policy is exactly the rendered
+//! document, so an edited policy is drift.
 //!
 //! IAM is eventually consistent: a new role can take several seconds before SageMaker can assume it.
 //! `GetRole` succeeds at once, so there is nothing to poll here; the SageMaker calls that take a role
 //! retry while [`is_propagation_error`] says the role is not assumable yet.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
 use aws_sdk_iam::types::Tag;
-use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::kind::RoleSettings;
+use engine::resource::{Check, Lifecycle, OnChange};
+use engine::values::Tags;
+use engine::{Kind, Observed};
 use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
 use crate::errors::{AwsError, OrAbsent};
-use crate::tags;
 
 const KIND: Kind = Kind::Role;
 /// The service the role trusts.
@@ -32,7 +35,7 @@ pub const POLICY_MISSING: &str = "none";
 /// How long SageMaker calls keep retrying a role IAM has not propagated yet.
 pub const PROPAGATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
-/// What the inline policy grants access to (the desired `policy` field, parsed).
+/// What the inline policy grants access to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyScope {
     pub bucket: String,
@@ -41,30 +44,15 @@ pub struct PolicyScope {
     pub deployment: String,
 }
 
-impl PolicyScope {
-    /// Parses `s3:<bucket>;ecr:<repository>;logs:/aws/sagemaker/*<deployment>*`.
-    pub fn parse(id: &str) -> Option<Self> {
-        let mut bucket = None;
-        let mut repository = None;
-        let mut deployment = None;
-        for part in id.split(';') {
-            match part.split_once(':')? {
-                ("s3", v) => bucket = Some(v.to_string()),
-                ("ecr", v) => repository = Some(v.to_string()),
-                ("logs", v) => {
-                    deployment = v
-                        .strip_prefix("/aws/sagemaker/*")
-                        .and_then(|v| v.strip_suffix('*'))
-                        .map(str::to_string)
-                }
-                _ => return None,
-            }
-        }
-        Some(Self {
-            bucket: bucket?,
-            repository: repository?,
-            deployment: deployment?,
-        })
+/// The scope in words, as `status` shows the wanted `policy`:
+/// `s3:<bucket>;ecr:<repository>;logs:/aws/sagemaker/*<deployment>*`.
+impl fmt::Display for PolicyScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "s3:{};ecr:{};logs:/aws/sagemaker/*{}*",
+            self.bucket, self.repository, self.deployment
+        )
     }
 }
 
@@ -198,7 +186,29 @@ pub fn is_propagation_error(message: &str) -> bool {
         || message.contains("unable to assume role")
 }
 
-fn iam_tags(name: &str, wanted: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+/// What observation reports for the inline policy (`found`, as IAM returns it, `None` when there is
+/// none): the scope when the policy is exactly `expected`, the document rendered for it.
+pub fn policy_state(scope: &PolicyScope, expected: &Value, found: Option<&str>) -> String {
+    let Some(found) = found else {
+        return POLICY_MISSING.to_string();
+    };
+    let have = serde_json::from_str::<Value>(&decode_document(found)).ok();
+    if have.as_ref() == Some(expected) {
+        scope.to_string()
+    } else {
+        POLICY_EDITED.to_string()
+    }
+}
+
+/// What the module enforces, as found: `trusted_service` and `policy`.
+pub fn checks(scope: &PolicyScope, trusted: &str, policy: &str) -> Vec<Check> {
+    vec![
+        Check::new("trusted_service", TRUSTED_SERVICE, trusted, OnChange::Update),
+        Check::new("policy", scope, policy, OnChange::Update),
+    ]
+}
+
+fn iam_tags(name: &str, wanted: &Tags) -> Result<Vec<Tag>, AwsError> {
     wanted
         .iter()
         .map(|(k, v)| {
@@ -211,10 +221,9 @@ fn iam_tags(name: &str, wanted: &BTreeMap<String, String>) -> Result<Vec<Tag>, A
         .collect()
 }
 
-/// Reads the role: `tags`, `trusted_service`, and `policy` (the desired scope when the inline policy
-/// is exactly the rendered document).
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
+/// Reads the role: its tags, and the checks of its trust and its inline policy (against the
+/// document rendered for `scope`).
+pub async fn observe(clients: &Clients, name: &str, scope: &PolicyScope) -> Result<Observed, AwsError> {
     let Some(role) = clients
         .iam
         .get_role()
@@ -238,8 +247,8 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
         .send()
         .await
         .map_err(|e| AwsError::sdk("read the tags of", KIND, name, e))?;
-    let tags = tags::field(tag_list.tags().iter().map(|t| (t.key(), t.value())));
-    let policy = match clients
+    let tags: Tags = tag_list.tags().iter().map(|t| (t.key(), t.value())).collect();
+    let found = match clients
         .iam
         .get_role_policy()
         .role_name(name)
@@ -247,47 +256,38 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
         .send()
         .await
     {
-        Ok(out) => {
-            let have = serde_json::from_str::<Value>(&decode_document(out.policy_document())).ok();
-            let wanted = desired.get("policy").unwrap_or_default();
-            match PolicyScope::parse(wanted) {
-                Some(scope) => {
-                    let expected = execution_policy(&scope, clients.account().await?, clients.region());
-                    if have.as_ref() == Some(&expected) {
-                        wanted.to_string()
-                    } else {
-                        POLICY_EDITED.to_string()
-                    }
-                }
-                None => POLICY_EDITED.to_string(),
-            }
-        }
+        Ok(out) => Some(out.policy_document().to_string()),
         Err(e) => {
             let e = AwsError::sdk("read the policy of", KIND, name, e);
             if !e.is_not_found() {
                 return Err(e);
             }
-            POLICY_MISSING.to_string()
+            None
         }
     };
-    Ok(Observed::present(name, Lifecycle::Ready)
-        .with_field("tags", tags)
-        .with_field("trusted_service", trusted)
-        .with_field("policy", policy))
+    let expected = execution_policy(scope, clients.account().await?, clients.region());
+    let policy = policy_state(scope, &expected, found.as_deref());
+    Ok(Observed::present(name, RoleSettings { tags }, Lifecycle::Ready)
+        .with_checks(checks(scope, &trusted, &policy)))
 }
 
-/// Creates the role if absent, then sets its trust policy, inline policy and tags (each idempotent).
-pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
-    let name = desired.name.as_str();
+/// Creates the role if absent, then sets its trust policy, its inline policy (rendered for `scope`)
+/// and tags (each idempotent).
+pub async fn apply(
+    clients: &Clients,
+    name: &str,
+    settings: &RoleSettings,
+    scope: &PolicyScope,
+) -> Result<(), AwsError> {
     let iam = &clients.iam;
-    let wanted_tags = tags::parse(desired.get("tags").unwrap_or_default());
+    let wanted_tags = &settings.tags;
     let trust = trust_policy().to_string();
     let created = iam
         .create_role()
         .role_name(name)
         .assume_role_policy_document(&trust)
         .description("SageMaker execution role managed by orchestrate")
-        .set_tags(Some(iam_tags(name, &wanted_tags)?))
+        .set_tags(Some(iam_tags(name, wanted_tags)?))
         .send()
         .await;
     match created {
@@ -309,12 +309,8 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
                 .send()
                 .await
                 .map_err(|e| AwsError::sdk("read the tags of", KIND, name, e))?;
-            let have: BTreeMap<String, String> = have
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect();
-            let removed = tags::removed(&have, &wanted_tags);
+            let have: Tags = have.tags().iter().map(|t| (t.key(), t.value())).collect();
+            let removed = have.removed_from(wanted_tags);
             if !removed.is_empty() {
                 iam.untag_role()
                     .role_name(name)
@@ -325,22 +321,13 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
             }
             iam.tag_role()
                 .role_name(name)
-                .set_tags(Some(iam_tags(name, &wanted_tags)?))
+                .set_tags(Some(iam_tags(name, wanted_tags)?))
                 .send()
                 .await
                 .map_err(|e| AwsError::sdk("tag", KIND, name, e))?;
         }
     }
-    let scope_id = desired.get("policy").unwrap_or_default();
-    let scope = PolicyScope::parse(scope_id).ok_or_else(|| {
-        AwsError::other(
-            "render the policy of",
-            KIND,
-            name,
-            format!("unreadable policy scope `{scope_id}`"),
-        )
-    })?;
-    let document = execution_policy(&scope, clients.account().await?, clients.region());
+    let document = execution_policy(scope, clients.account().await?, clients.region());
     iam.put_role_policy()
         .role_name(name)
         .policy_name(POLICY_NAME)
@@ -397,17 +384,46 @@ mod tests {
     use super::*;
 
     fn scope() -> PolicyScope {
-        PolicyScope::parse("s3:iot-123-us-east-1;ecr:iot-anomaly;logs:/aws/sagemaker/*iot-anomaly*").unwrap()
+        PolicyScope {
+            bucket: "iot-123-us-east-1".into(),
+            repository: "iot-anomaly".into(),
+            deployment: "iot-anomaly".into(),
+        }
     }
 
     #[test]
-    fn the_scope_parses_from_the_desired_field() {
+    fn the_scope_reads_as_what_the_policy_grants() {
+        assert_eq!(
+            scope().to_string(),
+            "s3:iot-123-us-east-1;ecr:iot-anomaly;logs:/aws/sagemaker/*iot-anomaly*"
+        );
+    }
+
+    #[test]
+    fn only_the_rendered_document_reads_as_the_scope() {
         let scope = scope();
-        assert_eq!(scope.bucket, "iot-123-us-east-1");
-        assert_eq!(scope.repository, "iot-anomaly");
-        assert_eq!(scope.deployment, "iot-anomaly");
-        assert_eq!(PolicyScope::parse("s3:b"), None);
-        assert_eq!(PolicyScope::parse("garbage"), None);
+        let expected = execution_policy(&scope, "123456789012", "us-east-1");
+        let written = expected.to_string();
+        assert_eq!(policy_state(&scope, &expected, Some(&written)), scope.to_string());
+        // IAM returns documents URL-encoded.
+        let encoded: String = written
+            .bytes()
+            .map(|b| match b {
+                b'{' | b'}' | b'"' | b':' | b',' | b'[' | b']' | b'/' | b'*' => format!("%{b:02X}"),
+                _ => (b as char).to_string(),
+            })
+            .collect();
+        assert_eq!(policy_state(&scope, &expected, Some(&encoded)), scope.to_string());
+        let other = execution_policy(&scope, "210987654321", "us-east-1").to_string();
+        assert_eq!(policy_state(&scope, &expected, Some(&other)), POLICY_EDITED);
+        assert_eq!(policy_state(&scope, &expected, Some("not json")), POLICY_EDITED);
+        assert_eq!(policy_state(&scope, &expected, None), POLICY_MISSING);
+
+        let fields: Vec<(&str, bool)> = checks(&scope, TRUSTED_SERVICE, POLICY_EDITED)
+            .iter()
+            .map(|c| (c.field, c.want == c.have))
+            .collect();
+        assert_eq!(fields, [("trusted_service", true), ("policy", false)]);
     }
 
     #[test]

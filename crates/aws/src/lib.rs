@@ -1,8 +1,9 @@
 //! The AWS target of `orchestrate`: one module per AWS resource kind, SDK error classification in one
 //! place, and the ECR-aware image push (DESIGN.md §1, §3-§5).
 //!
-//! Every module offers the same shape of functions: `observe` (reports the fields the engine diffs,
-//! under the names `engine::desired_state` gives them), `apply` (idempotent create-or-update) and
+//! Every module offers the same shape of functions: `observe` (the kind's typed settings as found,
+//! plus a [`Check`](engine::resource::Check) for each AWS specific the module enforces beyond them,
+//! such as a bucket's encryption), `apply` (idempotent create-or-update from the typed settings) and
 //! `delete` (idempotent; deleting what is gone succeeds). All clients come from one `SdkConfig`
 //! ([`clients::Clients`]).
 
@@ -20,7 +21,6 @@ pub mod sagemaker_endpoint;
 pub mod sagemaker_endpoint_config;
 pub mod sagemaker_model;
 pub mod sagemaker_training_job;
-pub mod tags;
 pub mod target;
 pub mod training_data;
 

@@ -1,24 +1,25 @@
 //! The deployment's data bucket: created in the deployment's region if absent, with versioning,
 //! default encryption (SSE-S3, `AES256`), every public access block on, a TLS-only bucket policy and
-//! the deployment's tags. Observation reports each of those as the field the engine diffs; teardown
-//! removes every object version and delete marker, then the bucket.
-
-use std::collections::BTreeMap;
+//! the deployment's tags. Observation reports the tags as the bucket's settings and each protection
+//! as a check (`region`, which only a new bucket can change, `versioning`, `encryption`,
+//! `public_access_block`, `tls_only_policy`); teardown removes every object version and delete
+//! marker, then the bucket.
 
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
 };
-use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::kind::BucketSettings;
+use engine::resource::{Check, Lifecycle, OnChange};
+use engine::values::Tags;
+use engine::{Kind, Observed};
 use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
 use crate::errors::{AwsError, OrAbsent};
-use crate::tags;
 
-/// The field values a compliant bucket reports (the engine's desired values).
+/// The values a compliant bucket reports.
 pub const VERSIONING_ENABLED: &str = "Enabled";
 pub const ENCRYPTION_AES256: &str = "AES256";
 pub const ALL_BLOCKED: &str = "all blocked";
@@ -115,9 +116,55 @@ pub fn region_of(constraint: Option<&str>) -> String {
     }
 }
 
-/// Reads the bucket and reports every field the engine diffs.
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
+/// A bucket's protections as found, in the words `status` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protections {
+    pub region: String,
+    pub versioning: String,
+    pub encryption: String,
+    pub public_access_block: String,
+    pub tls_only_policy: String,
+}
+
+impl Protections {
+    /// What a compliant bucket in `region` reports.
+    pub fn compliant(region: &str) -> Self {
+        Self {
+            region: region.to_string(),
+            versioning: VERSIONING_ENABLED.to_string(),
+            encryption: ENCRYPTION_AES256.to_string(),
+            public_access_block: ALL_BLOCKED.to_string(),
+            tls_only_policy: POLICY_PRESENT.to_string(),
+        }
+    }
+
+    /// The checks of these protections against a compliant bucket in `region`: the region cannot
+    /// change in place, the rest can.
+    pub fn checks(&self, region: &str) -> Vec<Check> {
+        let want = Self::compliant(region);
+        vec![
+            Check::new("region", want.region, &self.region, OnChange::Replace),
+            Check::new("versioning", want.versioning, &self.versioning, OnChange::Update),
+            Check::new("encryption", want.encryption, &self.encryption, OnChange::Update),
+            Check::new(
+                "public_access_block",
+                want.public_access_block,
+                &self.public_access_block,
+                OnChange::Update,
+            ),
+            Check::new(
+                "tls_only_policy",
+                want.tls_only_policy,
+                &self.tls_only_policy,
+                OnChange::Update,
+            ),
+        ]
+    }
+}
+
+/// Reads the bucket: its tags, and the checks of its protections (wanted in the clients' region,
+/// the deployment's).
+pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError> {
     let s3 = &clients.s3;
     let found = s3
         .head_bucket()
@@ -142,8 +189,8 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
     );
 
     let tags = match s3.get_bucket_tagging().bucket(name).send().await {
-        Ok(out) => tags::field(out.tag_set().iter().map(|t| (t.key(), t.value()))),
-        Err(e) => absent_or(AwsError::sdk("read the tags of", KIND, name, e), String::new())?,
+        Ok(out) => out.tag_set().iter().map(|t| (t.key(), t.value())).collect(),
+        Err(e) => absent_or(AwsError::sdk("read the tags of", KIND, name, e), Tags::default())?,
     };
     let versioning = match s3.get_bucket_versioning().bucket(name).send().await {
         Ok(out) => out
@@ -181,13 +228,15 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
         Ok(_) => POLICY_ABSENT,
         Err(e) => absent_or(AwsError::sdk("read the policy of", KIND, name, e), POLICY_ABSENT)?,
     };
-    Ok(Observed::present(name, Lifecycle::Ready)
-        .with_field("tags", tags)
-        .with_field("region", region)
-        .with_field("versioning", versioning)
-        .with_field("encryption", encryption)
-        .with_field("public_access_block", public_access)
-        .with_field("tls_only_policy", policy))
+    let found = Protections {
+        region,
+        versioning,
+        encryption,
+        public_access_block: public_access,
+        tls_only_policy: policy.to_string(),
+    };
+    Ok(Observed::present(name, BucketSettings { tags }, Lifecycle::Ready)
+        .with_checks(found.checks(clients.region())))
 }
 
 /// The `<Status>` of a successful `GetBucketVersioning` body (`Disabled` when there is none).
@@ -208,12 +257,11 @@ fn absent_or<T>(error: AwsError, default: T) -> Result<T, AwsError> {
     }
 }
 
-/// Creates the bucket if absent (in `region`) and sets versioning, encryption, the public access
-/// block, the TLS-only policy and the tags. Every step is idempotent, so this serves both create and
-/// update, and a run after an interrupted one.
-pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
-    let name = desired.name.as_str();
-    let region = desired.get("region").unwrap_or(clients.region());
+/// Creates the bucket if absent (in the clients' region, the deployment's) and sets versioning,
+/// encryption, the public access block, the TLS-only policy and the tags. Every step is idempotent,
+/// so this serves both create and update, and a run after an interrupted one.
+pub async fn apply(clients: &Clients, name: &str, settings: &BucketSettings) -> Result<(), AwsError> {
+    let region = clients.region();
     let s3 = &clients.s3;
     let build = |action| move |e| AwsError::other(action, KIND, name, e);
 
@@ -282,20 +330,11 @@ pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError>
         .send()
         .await
         .map_err(|e| AwsError::sdk("set the policy of", KIND, name, e))?;
-    put_tags(
-        clients,
-        name,
-        &tags::parse(desired.get("tags").unwrap_or_default()),
-    )
-    .await
+    put_tags(clients, name, &settings.tags).await
 }
 
 /// Replaces the bucket's tags.
-pub async fn put_tags(
-    clients: &Clients,
-    name: &str,
-    wanted: &BTreeMap<String, String>,
-) -> Result<(), AwsError> {
+pub async fn put_tags(clients: &Clients, name: &str, wanted: &Tags) -> Result<(), AwsError> {
     let build = |e| AwsError::other("tag", KIND, name, e);
     let tag_set = wanted
         .iter()
@@ -467,6 +506,42 @@ mod tests {
         let body = br#"<GetBucketVersioningResponse xmlns="x"><Status>Suspended</Status></GetBucketVersioningResponse>"#;
         assert_eq!(versioning_from_body(body), "Suspended");
         assert_eq!(versioning_from_body(b"<VersioningConfiguration/>"), "Disabled");
+    }
+
+    #[test]
+    fn protections_are_checked_against_a_compliant_bucket_in_the_region() {
+        let compliant = Protections::compliant("eu-west-1");
+        assert!(compliant.checks("eu-west-1").iter().all(|c| c.want == c.have));
+        let found = Protections {
+            encryption: "none".into(),
+            public_access_block: "off: block_public_acls".into(),
+            ..compliant
+        };
+        let differing: Vec<(&str, OnChange)> = found
+            .checks("eu-west-1")
+            .iter()
+            .filter(|c| c.want != c.have)
+            .map(|c| (c.field, c.on_change))
+            .collect();
+        assert_eq!(
+            differing,
+            [
+                ("encryption", OnChange::Update),
+                ("public_access_block", OnChange::Update)
+            ]
+        );
+        let elsewhere: Vec<String> = Protections::compliant("us-east-1")
+            .checks("eu-west-1")
+            .iter()
+            .filter(|c| c.want != c.have)
+            .map(|c| {
+                format!(
+                    "{}: want {}, have {} ({:?})",
+                    c.field, c.want, c.have, c.on_change
+                )
+            })
+            .collect();
+        assert_eq!(elsewhere, ["region: want eu-west-1, have us-east-1 (Replace)"]);
     }
 
     #[test]

@@ -1,40 +1,74 @@
 //! What the SageMaker resource modules share: how an image, a role and a training output are named
 //! in SageMaker's calls, tags on SageMaker ARNs, and the retry while IAM propagates a new role.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_sagemaker::types::Tag;
 use engine::Kind;
+use engine::values::{Digest, ImageRef, InstanceType, Instances, Tags};
 
 use crate::clients::{Clients, dns_suffix, partition};
 use crate::errors::AwsError;
 use crate::iam_role::{PROPAGATION_TIMEOUT, is_propagation_error};
-use crate::tags;
 
 /// Training outputs go under this prefix of the data bucket: `<prefix><job>/output/model.tar.gz`.
 pub const OUTPUT_PREFIX: &str = "training-output/";
 
 /// The tag on the endpoint naming the config it ran before its last update (for `rollback`); not
-/// part of the endpoint's `tags` field.
+/// part of the endpoint's `tags` setting.
 pub const PREVIOUS_CONFIG_TAG: &str = "orchestrate:previous-endpoint-config";
+
+/// The prefix of a training job's data tags, one per channel: `orchestrate:data:<channel>` holds
+/// the channel's full sha256 (the channel URIs hold only 12 hex digits of it).
+pub const DATA_TAG_PREFIX: &str = "orchestrate:data:";
+
+/// Whether a tag is orchestrate's own record-keeping (the previous endpoint config, a training
+/// job's data hashes) rather than one of the deployment's tags: never compared, never removed.
+pub fn is_bookkeeping(key: &str) -> bool {
+    key == PREVIOUS_CONFIG_TAG || key.starts_with(DATA_TAG_PREFIX)
+}
 
 /// The one production variant every endpoint config has.
 pub const VARIANT: &str = "AllTraffic";
 
-/// The image's URI for SageMaker: `<account>.dkr.ecr.<region>.<suffix>/<repository>@<digest>` from
-/// the engine's `<repository>@<digest>`.
-pub fn image_uri(account: &str, region: &str, image_ref: &str) -> String {
-    format!("{account}.dkr.ecr.{region}.{}/{image_ref}", dns_suffix(region))
+/// The image's URI for SageMaker: `<account>.dkr.ecr.<region>.<suffix>/<repository>@<digest>`.
+pub fn image_uri(account: &str, region: &str, image: &ImageRef) -> String {
+    format!(
+        "{account}.dkr.ecr.{region}.{}/{}@{}",
+        dns_suffix(region),
+        image.repository,
+        image.digest
+    )
 }
 
-/// The engine's `<repository>@<digest>` back from an image URI.
-pub fn image_ref(uri: &str) -> String {
-    match uri.split_once('/') {
-        Some((host, rest)) if host.contains('.') || host.contains(':') => rest.to_string(),
-        _ => uri.to_string(),
-    }
+/// The image an image URI references by digest (`[<registry host>/]<repository>@sha256:…`, the
+/// form SageMaker echoes back); `None` for a URI without a well-formed digest (a tag reference).
+pub fn image_ref(uri: &str) -> Option<ImageRef> {
+    let path = match uri.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') => rest,
+        _ => uri,
+    };
+    let (repository, digest) = path.split_once('@')?;
+    Some(ImageRef {
+        repository: repository.to_string(),
+        digest: digest.parse::<Digest>().ok()?,
+    })
+}
+
+/// Instances as SageMaker reports them (a count and an instance type's name).
+pub fn instances(count: Option<i32>, instance_type: Option<&str>) -> Result<Instances, String> {
+    let count = count
+        .and_then(|c| u32::try_from(c).ok())
+        .ok_or("no instance count")?;
+    let instance_type = instance_type.ok_or("no instance type")?;
+    let instance_type = InstanceType::new(instance_type).map_err(|e| e.to_string())?;
+    Ok(Instances { count, instance_type })
+}
+
+/// A count for SageMaker's 32-bit fields (saturating: SageMaker refuses what it cannot run).
+pub fn sdk_count(count: u32) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 pub fn role_arn(account: &str, region: &str, role: &str) -> String {
@@ -57,22 +91,16 @@ pub fn attempt_of_artifact(url: &str) -> Option<&str> {
     rest.rsplit('/').next().filter(|s| !s.is_empty())
 }
 
-/// The engine's `tags` field as SageMaker tags.
-pub fn sagemaker_tags(field: &str) -> Vec<Tag> {
-    tags::parse(field)
-        .into_iter()
+/// Tags as SageMaker tags.
+pub fn sagemaker_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
 }
 
-/// A SageMaker resource's tags.
-pub async fn read_tags(
-    clients: &Clients,
-    kind: Kind,
-    name: &str,
-    arn: &str,
-) -> Result<BTreeMap<String, String>, AwsError> {
-    let mut tags = BTreeMap::new();
+/// A SageMaker resource's tags, orchestrate's bookkeeping tags included.
+pub async fn read_tags(clients: &Clients, kind: Kind, name: &str, arn: &str) -> Result<Tags, AwsError> {
+    let mut tags = Tags::default();
     let mut token: Option<String> = None;
     loop {
         let page = clients
@@ -83,7 +111,7 @@ pub async fn read_tags(
             .send()
             .await
             .map_err(|e| AwsError::sdk("read the tags of", kind, name, e))?;
-        tags.extend(page.tags().iter().map(|t| {
+        tags.0.extend(page.tags().iter().map(|t| {
             (
                 t.key().unwrap_or_default().to_string(),
                 t.value().unwrap_or_default().to_string(),
@@ -96,20 +124,20 @@ pub async fn read_tags(
     }
 }
 
-/// Makes a SageMaker resource's tags the engine's `tags` field (orchestrate's own bookkeeping tags,
-/// such as [`PREVIOUS_CONFIG_TAG`], are left alone).
+/// Makes a SageMaker resource's tags `wanted` (orchestrate's bookkeeping tags, such as
+/// [`PREVIOUS_CONFIG_TAG`], are left alone). Returns the tags it found before, bookkeeping included.
 pub async fn put_tags(
     clients: &Clients,
     kind: Kind,
     name: &str,
     arn: &str,
-    field: &str,
-) -> Result<(), AwsError> {
-    let wanted = tags::parse(field);
+    wanted: &Tags,
+) -> Result<Tags, AwsError> {
     let have = read_tags(clients, kind, name, arn).await?;
-    let removed: Vec<String> = tags::removed(&have, &wanted)
+    let removed: Vec<String> = have
+        .removed_from(wanted)
         .into_iter()
-        .filter(|k| k != PREVIOUS_CONFIG_TAG)
+        .filter(|k| !is_bookkeeping(k))
         .collect();
     if !removed.is_empty() {
         clients
@@ -125,18 +153,16 @@ pub async fn put_tags(
         .sagemaker
         .add_tags()
         .resource_arn(arn)
-        .set_tags(Some(sagemaker_tags(field)))
+        .set_tags(Some(sagemaker_tags(wanted)))
         .send()
         .await
         .map_err(|e| AwsError::sdk("tag", kind, name, e))?;
-    Ok(())
+    Ok(have)
 }
 
-/// The `tags` field of observed tags, without orchestrate's bookkeeping tags.
-pub fn tags_field(tags: &BTreeMap<String, String>) -> String {
-    let mut tags = tags.clone();
-    tags.remove(PREVIOUS_CONFIG_TAG);
-    engine::desired::tags_field(&tags)
+/// The deployment's tags among a resource's tags: all but orchestrate's bookkeeping tags.
+pub fn user_tags(tags: &Tags) -> Tags {
+    tags.iter().filter(|(k, _)| !is_bookkeeping(k)).collect()
 }
 
 /// Runs a SageMaker call that passes the execution role, retrying while SageMaker cannot assume
@@ -167,17 +193,63 @@ where
 mod tests {
     use super::*;
 
+    fn image(repository: &str) -> ImageRef {
+        ImageRef {
+            repository: repository.to_string(),
+            digest: Digest::sha256(b"manifest"),
+        }
+    }
+
     #[test]
     fn image_uris_and_refs_round_trip() {
-        let uri = image_uri("123456789012", "eu-west-1", "iot-model-image@sha256:ab");
+        let image = image("iot-model-image");
+        let uri = image_uri("123456789012", "eu-west-1", &image);
         assert_eq!(
             uri,
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/iot-model-image@sha256:ab"
+            format!(
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/iot-model-image@{}",
+                image.digest
+            )
         );
-        assert_eq!(image_ref(&uri), "iot-model-image@sha256:ab");
-        assert_eq!(image_ref("127.0.0.1:5000/repo@sha256:ab"), "repo@sha256:ab");
-        assert_eq!(image_ref("repo@sha256:ab"), "repo@sha256:ab");
-        assert!(image_uri("1", "cn-north-1", "r@d").ends_with(".amazonaws.com.cn/r@d"));
+        assert_eq!(image_ref(&uri), Some(image.clone()));
+        let digest = &image.digest;
+        assert_eq!(
+            image_ref(&format!("127.0.0.1:5000/iot-model-image@{digest}")),
+            Some(image.clone())
+        );
+        assert_eq!(image_ref(&format!("iot-model-image@{digest}")), Some(image));
+        assert_eq!(image_ref("repo@sha256:ab"), None, "not a whole digest");
+        assert_eq!(image_ref("1.dkr.ecr.us-east-1.amazonaws.com/repo:latest"), None);
+        assert!(image_uri("1", "cn-north-1", &self::image("r")).contains(".amazonaws.com.cn/r@sha256:"));
+    }
+
+    #[test]
+    fn instances_are_read_from_count_and_type() {
+        let read = instances(Some(2), Some("ml.m5.large")).unwrap();
+        assert_eq!(read.to_string(), "2 x ml.m5.large");
+        assert!(instances(None, Some("ml.m5.large")).is_err());
+        assert!(instances(Some(-1), Some("ml.m5.large")).is_err());
+        assert!(instances(Some(1), None).is_err());
+        assert!(instances(Some(1), Some("m5.large")).is_err());
+        assert_eq!(sdk_count(3), 3);
+        assert_eq!(sdk_count(u32::MAX), i32::MAX);
+    }
+
+    #[test]
+    fn bookkeeping_tags_are_not_the_deployments() {
+        let tags: Tags = [
+            ("orchestrate:deployment", "iot"),
+            (PREVIOUS_CONFIG_TAG, "iot-0123456789ab"),
+            ("orchestrate:data:train", "0a1b"),
+            ("team", "ml"),
+        ]
+        .into_iter()
+        .collect();
+        let user: Tags = [("orchestrate:deployment", "iot"), ("team", "ml")]
+            .into_iter()
+            .collect();
+        assert_eq!(user_tags(&tags), user);
+        assert!(!is_bookkeeping("orchestrate:deployment"));
     }
 
     #[test]

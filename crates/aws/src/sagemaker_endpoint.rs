@@ -9,10 +9,11 @@
 use std::time::Duration;
 
 use aws_sdk_sagemaker::types::{EndpointStatus, Tag};
-use engine::plan::PREVIOUS_CONFIG_FIELD;
-use engine::resource::Lifecycle;
+use engine::kind::EndpointSettings;
+use engine::resource::{EndpointOutputs, Lifecycle, Outputs};
 use engine::target::Applied;
-use engine::{Desired, Kind, Observed};
+use engine::values::Tags;
+use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
@@ -62,44 +63,55 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<EndpointSt
     }))
 }
 
-/// Reads the endpoint: `endpoint_config`, `tags`, and the previous config (for `rollback`).
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
+/// What the endpoint's tags record of its history: the config it ran before its last update.
+pub fn outputs(tags: &Tags) -> Outputs {
+    Outputs::Endpoint(EndpointOutputs {
+        previous_config: tags
+            .get(PREVIOUS_CONFIG_TAG)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+    })
+}
+
+/// Reads the endpoint: its config and tags, and as outputs the previous config (for `rollback`).
+/// In service on another config than `desired`'s with a failure reason is an update SageMaker
+/// rolled back: reported as failed.
+pub async fn observe(
+    clients: &Clients,
+    name: &str,
+    desired: &EndpointSettings,
+) -> Result<Observed, AwsError> {
     let Some(endpoint) = describe(clients, name).await? else {
         return Ok(Observed::Absent);
     };
     let tags = sagemaker::read_tags(clients, KIND, name, &endpoint.arn).await?;
-    let previous = tags.get(PREVIOUS_CONFIG_TAG).cloned().unwrap_or_default();
     let mut lifecycle = lifecycle(&endpoint.status, endpoint.failure.as_deref());
     if lifecycle == Lifecycle::Ready
         && let Some(failure) = &endpoint.failure
-        && endpoint.config != desired.get("endpoint_config").unwrap_or_default()
+        && endpoint.config != desired.endpoint_config
     {
         // In service, on another config, with a failure: an update that SageMaker rolled back.
         lifecycle = Lifecycle::Failed(format!("the last update was rolled back: {failure}"));
     }
-    Ok(Observed::Present {
-        name: name.to_string(),
-        fields: [
-            ("endpoint_config".to_string(), endpoint.config),
-            ("tags".to_string(), sagemaker::tags_field(&tags)),
-            (PREVIOUS_CONFIG_FIELD.to_string(), previous),
-        ]
-        .into(),
-        lifecycle,
-    })
+    let settings = EndpointSettings {
+        endpoint_config: endpoint.config,
+        tags: sagemaker::user_tags(&tags),
+    };
+    Ok(Observed::present(name, settings, lifecycle).with_outputs(outputs(&tags)))
 }
 
-/// Creates the endpoint, rolls it to the desired config, or re-tags it.
+/// Creates the endpoint, rolls it to the desired config, or re-tags it. Only a re-tag is done at
+/// once (`Ready`, with the endpoint's outputs); a creation or an update is `Pending` until
+/// SageMaker reports `InService`.
 pub async fn apply(
     clients: &Clients,
-    desired: &Desired,
+    name: &str,
+    settings: &EndpointSettings,
     autoscaling: bool,
     poll: Duration,
 ) -> Result<Applied, AwsError> {
-    let name = desired.name.as_str();
-    let config = desired.get("endpoint_config").unwrap_or_default();
-    let tags = desired.get("tags").unwrap_or_default();
+    let config = settings.endpoint_config.as_str();
+    let tags = &settings.tags;
     let mut existing = describe(clients, name).await?;
     if existing
         .as_ref()
@@ -122,9 +134,9 @@ pub async fn apply(
             .map_err(|e| AwsError::sdk("create", KIND, name, e))?;
         return Ok(Applied::Pending);
     };
-    sagemaker::put_tags(clients, KIND, name, &existing.arn, tags).await?;
+    let had = sagemaker::put_tags(clients, KIND, name, &existing.arn, tags).await?;
     if existing.config == config {
-        return Ok(Applied::Ready);
+        return Ok(Applied::Ready(outputs(&had)));
     }
     let previous = Tag::builder()
         .key(PREVIOUS_CONFIG_TAG)
@@ -214,5 +226,28 @@ mod tests {
             lifecycle(&EndpointStatus::OutOfService, None),
             Lifecycle::Failed(_)
         ));
+    }
+
+    #[test]
+    fn the_previous_config_is_read_from_its_tag() {
+        let tags: Tags = [
+            ("orchestrate:deployment", "iot"),
+            (PREVIOUS_CONFIG_TAG, "iot-0123456789ab"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            outputs(&tags),
+            Outputs::Endpoint(EndpointOutputs {
+                previous_config: Some("iot-0123456789ab".into())
+            })
+        );
+        let never_updated: Tags = [("orchestrate:deployment", "iot")].into_iter().collect();
+        assert_eq!(
+            outputs(&never_updated),
+            Outputs::Endpoint(EndpointOutputs::default())
+        );
+        let empty: Tags = [(PREVIOUS_CONFIG_TAG, "")].into_iter().collect();
+        assert_eq!(outputs(&empty), Outputs::Endpoint(EndpointOutputs::default()));
     }
 }

@@ -3,30 +3,46 @@
 //! deploy.yaml, and the deployment's tags.
 
 use aws_sdk_sagemaker::types::{ProductionVariant, ProductionVariantInstanceType};
+use engine::kind::EndpointConfigSettings;
 use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::values::Instances;
+use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
-use crate::sagemaker::{self, VARIANT};
+use crate::sagemaker::{self, VARIANT, sdk_count};
 
 const KIND: Kind = Kind::EndpointConfig;
 
-/// Reads the config: `model`, `variant` (`<count>x<instance type>`), `tags`.
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
-    let Some((model, variant, arn)) = describe(clients, name).await? else {
+/// An endpoint config as SageMaker describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigState {
+    /// The model its variant serves.
+    pub model: String,
+    /// The variant's instances, or why they cannot be read (a serverless variant has none).
+    pub variant: Result<Instances, String>,
+    pub arn: String,
+}
+
+/// Reads the config: its model, variant and tags.
+pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError> {
+    let Some(config) = describe(clients, name).await? else {
         return Ok(Observed::Absent);
     };
-    let tags = sagemaker::tags_field(&sagemaker::read_tags(clients, KIND, name, &arn).await?);
-    Ok(Observed::present(name, Lifecycle::Ready)
-        .with_field("model", model)
-        .with_field("variant", variant)
-        .with_field("tags", tags))
+    let variant = config
+        .variant
+        .map_err(|e| AwsError::other("read", KIND, name, format!("its production variant: {e}")))?;
+    let tags = sagemaker::user_tags(&sagemaker::read_tags(clients, KIND, name, &config.arn).await?);
+    let settings = EndpointConfigSettings {
+        model: config.model,
+        variant,
+        tags,
+    };
+    Ok(Observed::present(name, settings, Lifecycle::Ready))
 }
 
 /// The config's model, variant and ARN, if it exists.
-pub async fn describe(clients: &Clients, name: &str) -> Result<Option<(String, String, String)>, AwsError> {
+pub async fn describe(clients: &Clients, name: &str) -> Result<Option<ConfigState>, AwsError> {
     let Some(config) = clients
         .sagemaker
         .describe_endpoint_config()
@@ -43,45 +59,37 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<(String, S
         .and_then(|v| v.model_name())
         .unwrap_or_default()
         .to_string();
-    let shape = variant
-        .map(|v| {
-            format!(
-                "{}x{}",
-                v.initial_instance_count().unwrap_or(1),
-                v.instance_type().map(|t| t.as_str()).unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
-    Ok(Some((
+    let instances = match variant {
+        Some(v) => sagemaker::instances(v.initial_instance_count(), v.instance_type().map(|t| t.as_str())),
+        None => Err("it has none".to_string()),
+    };
+    Ok(Some(ConfigState {
         model,
-        shape,
-        config.endpoint_config_arn().unwrap_or_default().to_string(),
-    )))
+        variant: instances,
+        arn: config.endpoint_config_arn().unwrap_or_default().to_string(),
+    }))
 }
 
 /// Creates the config, or re-tags an existing one.
-pub async fn apply(clients: &Clients, desired: &Desired) -> Result<(), AwsError> {
-    let name = desired.name.as_str();
-    let tags = desired.get("tags").unwrap_or_default();
-    if let Some((_, _, arn)) = describe(clients, name).await? {
-        return sagemaker::put_tags(clients, KIND, name, &arn, tags).await;
+pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSettings) -> Result<(), AwsError> {
+    if let Some(existing) = describe(clients, name).await? {
+        sagemaker::put_tags(clients, KIND, name, &existing.arn, &settings.tags).await?;
+        return Ok(());
     }
-    let (count, instance_type) = desired
-        .get("variant")
-        .and_then(|v| v.split_once('x'))
-        .ok_or_else(|| AwsError::other("create", KIND, name, "no variant setting"))?;
     let variant = ProductionVariant::builder()
         .variant_name(VARIANT)
-        .model_name(desired.get("model").unwrap_or_default())
-        .instance_type(ProductionVariantInstanceType::from(instance_type))
-        .initial_instance_count(count.parse().unwrap_or(1))
+        .model_name(&settings.model)
+        .instance_type(ProductionVariantInstanceType::from(
+            settings.variant.instance_type.as_str(),
+        ))
+        .initial_instance_count(sdk_count(settings.variant.count))
         .build();
     clients
         .sagemaker
         .create_endpoint_config()
         .endpoint_config_name(name)
         .production_variants(variant)
-        .set_tags(Some(sagemaker::sagemaker_tags(tags)))
+        .set_tags(Some(sagemaker::sagemaker_tags(&settings.tags)))
         .send()
         .await
         .map_err(|e| AwsError::sdk("create", KIND, name, e))?;

@@ -1,24 +1,23 @@
 //! SageMaker models: `<name>-<hash12>`, immutable: the image by digest, the model artifact of the
-//! training job's completed attempt, the execution role, network isolation and the deployment's
-//! tags. A changed input is a new name, so `apply` only ever creates (or re-tags).
-
-use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+//! training job's completed attempt (the training job's outputs), the execution role, network
+//! isolation and the deployment's tags. A changed input is a new name, so `apply` only ever creates
+//! (or re-tags).
 
 use aws_sdk_sagemaker::types::ContainerDefinition;
+use engine::kind::ModelSettings;
 use engine::names::attempt_of;
+use engine::resource::{Lifecycle, TrainingJobOutputs};
+use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{self, attempt_of_artifact, image_ref, image_uri, role_arn};
-use crate::sagemaker_training_job;
 
 const KIND: Kind = Kind::Model;
 
-/// Reads the model: `image`, `training_job` (the base name of the attempt whose artifact it
-/// serves), `tags`.
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
+/// Reads the model: its image, the training job (the base name of the attempt whose artifact it
+/// serves, judged against the wanted one) and its tags.
+pub async fn observe(clients: &Clients, name: &str, desired: &ModelSettings) -> Result<Observed, AwsError> {
     let Some(model) = clients
         .sagemaker
         .describe_model()
@@ -31,23 +30,30 @@ pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, A
         return Ok(Observed::Absent);
     };
     let container = model.primary_container();
-    let image = container
-        .and_then(|c| c.image())
-        .map(image_ref)
-        .unwrap_or_default();
-    let job = container
+    let uri = container.and_then(|c| c.image()).unwrap_or_default();
+    let image = image_ref(uri).ok_or_else(|| {
+        AwsError::other(
+            "read",
+            KIND,
+            name,
+            format!("its image `{uri}` is not referenced by digest"),
+        )
+    })?;
+    let training_job = container
         .and_then(|c| c.model_data_url())
         .and_then(attempt_of_artifact)
-        .map(|attempt| base_of(attempt, desired.get("training_job").unwrap_or_default()))
+        .map(|attempt| base_of(attempt, &desired.training_job))
         .unwrap_or_default();
     let tags = match model.model_arn() {
-        Some(arn) => sagemaker::tags_field(&sagemaker::read_tags(clients, KIND, name, arn).await?),
-        None => String::new(),
+        Some(arn) => sagemaker::user_tags(&sagemaker::read_tags(clients, KIND, name, arn).await?),
+        None => Default::default(),
     };
-    Ok(Observed::present(name, Lifecycle::Ready)
-        .with_field("image", image)
-        .with_field("training_job", job)
-        .with_field("tags", tags))
+    let settings = ModelSettings {
+        image,
+        training_job,
+        tags,
+    };
+    Ok(Observed::present(name, settings, Lifecycle::Ready))
 }
 
 /// The job base name of an attempt: the desired base when the attempt is one of its attempts,
@@ -60,60 +66,40 @@ fn base_of(attempt: &str, desired_base: &str) -> String {
     }
 }
 
-/// Creates the model from the training job's completed attempt, or re-tags an existing one.
+/// Creates the model from the training job's completed attempt (`job`, its outputs), or re-tags an
+/// existing one.
 pub async fn apply(
     clients: &Clients,
-    desired: &Desired,
+    name: &str,
+    settings: &ModelSettings,
+    job: Option<&TrainingJobOutputs>,
     account: &str,
-    bucket: &str,
     role: &str,
 ) -> Result<(), AwsError> {
-    let name = desired.name.as_str();
-    let tags = desired.get("tags").unwrap_or_default();
     if let Ok(existing) = clients.sagemaker.describe_model().model_name(name).send().await
         && let Some(arn) = existing.model_arn()
     {
-        return sagemaker::put_tags(clients, KIND, name, arn, tags).await;
+        sagemaker::put_tags(clients, KIND, name, arn, &settings.tags).await?;
+        return Ok(());
     }
-    let base = desired.get("training_job").unwrap_or_default();
-    let attempt = match sagemaker_training_job::latest_attempt(clients, base).await? {
-        Some((_, attempt)) => attempt,
-        None => {
-            return Err(AwsError::other(
-                "create",
-                KIND,
-                name,
-                format!("training job `{base}` has no attempt"),
-            ));
-        }
-    };
-    let job = sagemaker_training_job::describe(clients, &attempt).await?;
-    let artifact = match job {
-        Some(sagemaker_training_job::JobState {
-            lifecycle: Lifecycle::Ready,
-            model_artifact,
-            ..
-        }) => model_artifact.unwrap_or_else(|| sagemaker::model_artifact(bucket, &attempt)),
-        _ => {
-            return Err(AwsError::other(
-                "create",
-                KIND,
-                name,
-                format!("training job `{attempt}` has not completed"),
-            ));
-        }
+    let Some(job) = job else {
+        return Err(AwsError::other(
+            "create",
+            KIND,
+            name,
+            format!(
+                "training job `{}` has no completed attempt to serve",
+                settings.training_job
+            ),
+        ));
     };
     let region = clients.region().to_string();
     let container = ContainerDefinition::builder()
-        .image(image_uri(
-            account,
-            &region,
-            desired.get("image").unwrap_or_default(),
-        ))
-        .model_data_url(artifact)
+        .image(image_uri(account, &region, &settings.image))
+        .model_data_url(&job.model_artifact)
         .build();
     let role = role_arn(account, &region, role);
-    let tags = sagemaker::sagemaker_tags(tags);
+    let tags = sagemaker::sagemaker_tags(&settings.tags);
     sagemaker::retry_while_role_propagates(|| async {
         clients
             .sagemaker
@@ -128,6 +114,7 @@ pub async fn apply(
             .map_err(|e| AwsError::sdk("create", KIND, name, e))
     })
     .await?;
+    tracing::info!(model = name, attempt = job.attempt, "created model");
     Ok(())
 }
 

@@ -1,12 +1,14 @@
 //! SageMaker training jobs: `<name>-<hash12>-<attempt>`, the image by digest, the uploaded channels,
 //! the hyperparameters, MetricDefinitions matching `model-image`'s metric lines, network isolation,
-//! the stopping condition and instance settings from deploy.yaml.
+//! the stopping condition and instance settings from the job's settings.
 //!
 //! Training jobs can be neither deleted nor renamed, so the latest attempt of the base name is the
 //! job: Completed is reused, InProgress re-attached to, Failed or Stopped reported with its reason,
 //! and the next `up` makes attempt `n + 1`. The inputs are in the base name's hash; observation
-//! also reads them back (image, hyperparameters, instance; the full data hashes from a tag, since
-//! the channel URIs hold only 12 hex digits) so a job edited by other means shows as drift.
+//! also reads them back (image, hyperparameters, instances, volume, maximum runtime; the full data
+//! hashes from one tag per channel, `orchestrate:data:<channel>`, since the channel URIs hold only
+//! 12 hex digits) so a job edited by other means shows as drift. A completed attempt makes its name
+//! and model artifact known to the model ([`TrainingJobOutputs`]).
 //!
 //! While a job runs, its log is tailed from CloudWatch Logs (`/aws/sagemaker/TrainingJobs`, streams
 //! `<job>/…`); its validation metrics are read from `metrics.json` in the model artifact.
@@ -15,33 +17,52 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::sync::Mutex;
 
+use aws_sdk_sagemaker::operation::describe_training_job::DescribeTrainingJobOutput;
 use aws_sdk_sagemaker::types::{
-    AlgorithmSpecification, Channel, DataSource, MetricDefinition, OutputDataConfig, ResourceConfig,
-    S3DataDistribution, S3DataSource, S3DataType, SortBy, SortOrder, StoppingCondition, TrainingInputMode,
-    TrainingInstanceType, TrainingJobStatus,
+    AlgorithmSpecification, Channel as SageMakerChannel, DataSource, MetricDefinition, OutputDataConfig,
+    ResourceConfig, S3DataDistribution, S3DataSource, S3DataType, SortBy, SortOrder, StoppingCondition,
+    TrainingInputMode, TrainingInstanceType, TrainingJobStatus,
 };
 use engine::desired::DesiredState;
+use engine::kind::TrainingJobSettings;
 use engine::names::{attempt_name, attempt_of};
-use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::resource::{Lifecycle, Outputs, TrainingJobOutputs};
+use engine::values::{Channel, DataHash, DataHashes, Hyperparameters, Seconds, Tags};
+use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
-use crate::sagemaker::{self, image_ref, image_uri, model_artifact, output_path, role_arn};
+use crate::sagemaker::{
+    self, DATA_TAG_PREFIX, image_ref, image_uri, model_artifact, output_path, role_arn, sdk_count,
+};
 
 const KIND: Kind = Kind::TrainingJob;
-/// The tag holding the full data hashes, `train=<sha256> validation=<sha256>` (SageMaker tag
-/// values allow no comma, so the engine's `,`-separated field travels with spaces).
-pub const DATA_TAG: &str = "orchestrate:data";
+/// The channels a job's data tags are read for.
+const CHANNELS: [Channel; 2] = [Channel::Train, Channel::Validation];
 
-/// The engine's `data` field as a tag value, and back.
-pub fn data_tag_value(field: &str) -> String {
-    field.replace(',', " ")
+/// The tag holding one channel's full sha256: `orchestrate:data:<channel>`.
+pub fn data_tag(channel: Channel) -> String {
+    format!("{DATA_TAG_PREFIX}{channel}")
 }
 
-pub fn data_field(tag_value: &str) -> String {
-    tag_value.split_whitespace().collect::<Vec<_>>().join(",")
+/// The data tags of a job that reads `data`: one per channel.
+pub fn data_tags(data: &DataHashes) -> Vec<(String, String)> {
+    data.0
+        .iter()
+        .map(|(channel, hash)| (data_tag(*channel), hash.to_string()))
+        .collect()
 }
+
+/// The data hashes a job's tags record (a channel without its tag is not there).
+pub fn data_hashes(tags: &Tags) -> DataHashes {
+    DataHashes(
+        CHANNELS
+            .into_iter()
+            .filter_map(|channel| Some((channel, DataHash(tags.get(&data_tag(channel))?.to_string()))))
+            .collect(),
+    )
+}
+
 /// Where SageMaker writes training logs.
 pub const LOG_GROUP: &str = "/aws/sagemaker/TrainingJobs";
 /// The metrics `model-image train` prints as `validation:<name>=<value>` and SageMaker captures.
@@ -55,12 +76,12 @@ pub fn metric_definitions() -> Vec<(String, String)> {
         .collect()
 }
 
-/// A training job as SageMaker describes it, reduced to what the engine compares.
+/// A training job attempt as SageMaker describes it, reduced to what the engine compares.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobState {
     pub name: String,
     pub lifecycle: Lifecycle,
-    pub fields: BTreeMap<String, String>,
+    pub settings: TrainingJobSettings,
     pub model_artifact: Option<String>,
 }
 
@@ -85,6 +106,49 @@ pub fn lifecycle(
                 .unwrap_or_else(|| format!("{} without a reason", other.as_str())),
         ),
     }
+}
+
+fn lifecycle_of(job: &DescribeTrainingJobOutput) -> Lifecycle {
+    lifecycle(
+        job.training_job_status(),
+        job.secondary_status().map(|s| s.as_str()),
+        job.failure_reason(),
+    )
+}
+
+/// The settings a described job runs with; its data hashes come from its tags. A volume or
+/// runtime SageMaker does not report reads as 0, which differs from any wanted one.
+pub fn settings_of(job: &DescribeTrainingJobOutput, tags: &Tags) -> Result<TrainingJobSettings, String> {
+    let uri = job
+        .algorithm_specification()
+        .and_then(|a| a.training_image())
+        .unwrap_or_default();
+    let image = image_ref(uri).ok_or_else(|| format!("its image `{uri}` is not referenced by digest"))?;
+    let resources = job.resource_config().ok_or("it reports no resource config")?;
+    let instances = sagemaker::instances(
+        resources.instance_count(),
+        resources.instance_type().map(|t| t.as_str()),
+    )?;
+    let hyperparameters = job
+        .hyper_parameters()
+        .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let max_runtime = job
+        .stopping_condition()
+        .and_then(|s| s.max_runtime_in_seconds())
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or_default();
+    Ok(TrainingJobSettings {
+        image,
+        data: data_hashes(tags),
+        hyperparameters: Hyperparameters(hyperparameters),
+        instances,
+        volume_size_gb: resources
+            .volume_size_in_gb()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or_default(),
+        max_runtime: Seconds(max_runtime),
+    })
 }
 
 /// The latest attempt of `base` (its name), if any.
@@ -117,82 +181,61 @@ pub async fn latest_attempt(clients: &Clients, base: &str) -> Result<Option<(u32
     }
 }
 
-/// Describes one attempt.
-pub async fn describe(clients: &Clients, attempt: &str) -> Result<Option<JobState>, AwsError> {
-    let Some(job) = clients
+async fn describe_raw(
+    clients: &Clients,
+    attempt: &str,
+) -> Result<Option<DescribeTrainingJobOutput>, AwsError> {
+    clients
         .sagemaker
         .describe_training_job()
         .training_job_name(attempt)
         .send()
         .await
         .map_err(|e| AwsError::sdk("describe", KIND, attempt, e))
-        .or_absent()?
-    else {
+        .or_absent()
+}
+
+/// Describes one attempt, with the settings it runs with.
+pub async fn describe(clients: &Clients, attempt: &str) -> Result<Option<JobState>, AwsError> {
+    let Some(job) = describe_raw(clients, attempt).await? else {
         return Ok(None);
     };
-    let lifecycle = lifecycle(
-        job.training_job_status(),
-        job.secondary_status().map(|s| s.as_str()),
-        job.failure_reason(),
-    );
-    let mut fields = BTreeMap::new();
-    if let Some(image) = job.algorithm_specification().and_then(|a| a.training_image()) {
-        fields.insert("image".to_string(), image_ref(image));
-    }
-    let hyperparameters: BTreeMap<&String, &String> = job
-        .hyper_parameters()
-        .map(|h| h.iter().collect())
-        .unwrap_or_default();
-    fields.insert(
-        "hyperparameters".to_string(),
-        hyperparameters
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    if let Some(resources) = job.resource_config() {
-        fields.insert(
-            "instance".to_string(),
-            format!(
-                "{}x{}",
-                resources.instance_count().unwrap_or(1),
-                resources.instance_type().map(|t| t.as_str()).unwrap_or_default()
-            ),
-        );
-    }
-    if let Some(arn) = job.training_job_arn() {
-        let tags = sagemaker::read_tags(clients, KIND, attempt, arn).await?;
-        fields.insert(
-            "data".to_string(),
-            tags.get(DATA_TAG)
-                .map(|v| data_field(v))
-                .unwrap_or_else(|| "unknown (no data tag)".to_string()),
-        );
-    }
+    let tags = match job.training_job_arn() {
+        Some(arn) => sagemaker::read_tags(clients, KIND, attempt, arn).await?,
+        None => Tags::default(),
+    };
+    let settings = settings_of(&job, &tags).map_err(|e| AwsError::other("read", KIND, attempt, e))?;
     Ok(Some(JobState {
         name: attempt.to_string(),
-        lifecycle,
-        fields,
+        lifecycle: lifecycle_of(&job),
+        settings,
         model_artifact: job
             .model_artifacts()
             .and_then(|a| a.s3_model_artifacts().map(str::to_string)),
     }))
 }
 
-/// The latest attempt of the desired job.
-pub async fn observe(clients: &Clients, desired: &Desired) -> Result<Observed, AwsError> {
-    let Some((_, attempt)) = latest_attempt(clients, &desired.name).await? else {
+/// The latest attempt of the desired job (`base`); a completed one with its outputs (the artifact
+/// SageMaker reports, else where the job's output path puts it in `bucket`).
+pub async fn observe(clients: &Clients, bucket: &str, base: &str) -> Result<Observed, AwsError> {
+    let Some((_, attempt)) = latest_attempt(clients, base).await? else {
         return Ok(Observed::Absent);
     };
-    Ok(match describe(clients, &attempt).await? {
-        Some(job) => Observed::Present {
-            name: job.name,
-            fields: job.fields,
-            lifecycle: job.lifecycle,
-        },
-        None => Observed::Absent,
-    })
+    let Some(job) = describe(clients, &attempt).await? else {
+        return Ok(Observed::Absent);
+    };
+    let ready = job.lifecycle == Lifecycle::Ready;
+    let observed = Observed::present(&job.name, job.settings, job.lifecycle);
+    if !ready {
+        return Ok(observed);
+    }
+    let artifact = job
+        .model_artifact
+        .unwrap_or_else(|| model_artifact(bucket, &job.name));
+    Ok(observed.with_outputs(Outputs::TrainingJob(TrainingJobOutputs {
+        attempt: job.name,
+        model_artifact: artifact,
+    })))
 }
 
 /// What a job needs from the rest of the deployment.
@@ -201,79 +244,70 @@ pub struct JobContext<'a> {
     pub account: &'a str,
     pub bucket: &'a str,
     pub role: &'a str,
-    pub tags: &'a str,
-    pub volume_size_gb: u32,
-    pub max_runtime_seconds: u64,
+    /// The deployment's tags (the data tags are added to them).
+    pub tags: &'a Tags,
 }
 
-/// Starts the next attempt of the desired job.
+/// Starts the next attempt of the job `base`, reading the channels `state` uploads. Returns the
+/// attempt's name.
 pub async fn apply(
     clients: &Clients,
-    desired: &Desired,
+    base: &str,
+    settings: &TrainingJobSettings,
     state: &DesiredState,
     cx: &JobContext<'_>,
 ) -> Result<String, AwsError> {
-    let base = desired.name.as_str();
     let next = latest_attempt(clients, base).await?.map_or(1, |(n, _)| n + 1);
     let name = attempt_name(base, next);
     let region = clients.region().to_string();
 
     let mut algorithm = AlgorithmSpecification::builder()
-        .training_image(image_uri(
-            cx.account,
-            &region,
-            desired.get("image").unwrap_or_default(),
-        ))
+        .training_image(image_uri(cx.account, &region, &settings.image))
         .training_input_mode(TrainingInputMode::File);
     for (metric, regex) in metric_definitions() {
         algorithm =
             algorithm.metric_definitions(MetricDefinition::builder().name(metric).regex(regex).build());
     }
-    let mut channels = Vec::new();
-    for data in state.all(Kind::TrainingData) {
-        let channel = data.name.rsplit('/').next().unwrap_or_default();
-        let prefix = crate::training_data::key_prefix(&data.name);
-        let source = S3DataSource::builder()
-            .s3_data_type(S3DataType::S3Prefix)
-            .s3_uri(format!("s3://{}/{prefix}", cx.bucket))
-            .s3_data_distribution_type(S3DataDistribution::FullyReplicated)
-            .build();
-        channels.push(
-            Channel::builder()
-                .channel_name(channel)
+    let channels: Vec<SageMakerChannel> = state
+        .training_data()
+        .map(|(prefix, data)| {
+            let source = S3DataSource::builder()
+                .s3_data_type(S3DataType::S3Prefix)
+                .s3_uri(format!("s3://{}/{prefix}", cx.bucket))
+                .s3_data_distribution_type(S3DataDistribution::FullyReplicated)
+                .build();
+            SageMakerChannel::builder()
+                .channel_name(data.channel.as_str())
                 .data_source(DataSource::builder().s3_data_source(source).build())
-                .build(),
-        );
-    }
-    let (count, instance_type) = desired
-        .get("instance")
-        .and_then(|i| i.split_once('x'))
-        .ok_or_else(|| AwsError::other("create", KIND, &name, "no instance setting"))?;
-    let resources = ResourceConfig::builder()
-        .instance_type(TrainingInstanceType::from(instance_type))
-        .instance_count(count.parse().unwrap_or(1))
-        .volume_size_in_gb(cx.volume_size_gb as i32)
-        .build();
-    let hyperparameters: HashMap<String, String> = desired
-        .get("hyperparameters")
-        .unwrap_or_default()
-        .split(' ')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+                .build()
+        })
         .collect();
-    let mut tags = sagemaker::sagemaker_tags(cx.tags);
-    tags.push(
-        aws_sdk_sagemaker::types::Tag::builder()
-            .key(DATA_TAG)
-            .value(data_tag_value(desired.get("data").unwrap_or_default()))
-            .build(),
-    );
+    let resources = ResourceConfig::builder()
+        .instance_type(TrainingInstanceType::from(
+            settings.instances.instance_type.as_str(),
+        ))
+        .instance_count(sdk_count(settings.instances.count))
+        .volume_size_in_gb(sdk_count(settings.volume_size_gb))
+        .build();
+    let hyperparameters: HashMap<String, String> = settings
+        .hyperparameters
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let data_tags = data_tags(&settings.data)
+        .into_iter()
+        .map(|(k, v)| aws_sdk_sagemaker::types::Tag::builder().key(k).value(v).build());
+    let tags: Vec<_> = sagemaker::sagemaker_tags(cx.tags)
+        .into_iter()
+        .chain(data_tags)
+        .collect();
     let algorithm = algorithm.build();
     let output = OutputDataConfig::builder()
         .s3_output_path(output_path(cx.bucket))
         .build();
     let stopping = StoppingCondition::builder()
-        .max_runtime_in_seconds(cx.max_runtime_seconds.min(i32::MAX as u64) as i32)
+        .max_runtime_in_seconds(i32::try_from(settings.max_runtime.0).unwrap_or(i32::MAX))
         .build();
     let role = role_arn(cx.account, &region, cx.role);
     sagemaker::retry_while_role_propagates(|| async {
@@ -301,10 +335,10 @@ pub async fn apply(
 
 /// Stops an attempt that is still running (training jobs cannot be deleted).
 pub async fn stop(clients: &Clients, attempt: &str) -> Result<(), AwsError> {
-    let Some(job) = describe(clients, attempt).await? else {
+    let Some(job) = describe_raw(clients, attempt).await? else {
         return Ok(());
     };
-    if !matches!(job.lifecycle, Lifecycle::InProgress(_)) {
+    if !matches!(lifecycle_of(&job), Lifecycle::InProgress(_)) {
         return Ok(());
     }
     match clients
@@ -328,18 +362,9 @@ pub async fn stop(clients: &Clients, attempt: &str) -> Result<(), AwsError> {
 }
 
 /// The validation metrics in the model artifact of a completed attempt (`metrics.json`).
-pub async fn metrics(
-    clients: &Clients,
-    bucket: &str,
-    attempt: &str,
-) -> Result<BTreeMap<String, f64>, AwsError> {
-    let url = match describe(clients, attempt).await? {
-        Some(JobState {
-            model_artifact: Some(url),
-            ..
-        }) => url,
-        _ => model_artifact(bucket, attempt),
-    };
+pub async fn metrics(clients: &Clients, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, AwsError> {
+    let attempt = job.attempt.as_str();
+    let url = &job.model_artifact;
     let (artifact_bucket, key) = url
         .strip_prefix("s3://")
         .and_then(|rest| rest.split_once('/'))
@@ -476,11 +501,26 @@ mod tests {
     }
 
     #[test]
-    fn data_hashes_travel_in_a_tag_without_commas() {
-        let field = "train=0a1b,validation=2c3d";
-        let tag = data_tag_value(field);
-        assert!(!tag.contains(','));
-        assert_eq!(data_field(&tag), field);
+    fn data_hashes_travel_as_one_tag_per_channel() {
+        let train = "0a1b".repeat(16);
+        let data = DataHashes(BTreeMap::from([
+            (Channel::Train, DataHash(train.clone())),
+            (Channel::Validation, DataHash("2c3d".into())),
+        ]));
+        let tags = data_tags(&data);
+        assert_eq!(
+            tags,
+            [
+                ("orchestrate:data:train".to_string(), train),
+                ("orchestrate:data:validation".to_string(), "2c3d".to_string())
+            ]
+        );
+        let mut read: Tags = tags.into_iter().collect();
+        read.0.insert("orchestrate:deployment".into(), "iot".into());
+        assert_eq!(data_hashes(&read), data);
+        read.0.remove("orchestrate:data:validation");
+        assert_eq!(data_hashes(&read).0.len(), 1, "only the tagged channel");
+        assert_eq!(data_hashes(&Tags::default()), DataHashes::default());
     }
 
     #[test]

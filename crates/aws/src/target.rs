@@ -8,6 +8,11 @@
 //! by listing the repository, models and endpoint configs by listing names with the deployment's
 //! prefix (each confirmed by its tag). Training jobs cannot be deleted: only a running attempt is
 //! reported as owned, so `down` stops it.
+//!
+//! What the AWS target enforces beyond the engine's settings (the bucket's protections, the role's
+//! trust and least-privilege policy, the repository's immutability and scanning) is decided here and
+//! in the per-kind modules, from what the target knows: the role's policy scope comes from the bucket
+//! name, the repository name and the deployment name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,12 +20,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use engine::desired::{ChannelData, DEPLOYMENT_TAG, DesiredState, Facts};
-use engine::resource::{Change, Desired, Kind, Observed};
-use engine::target::{Applied, Found, Target, TargetError};
+use engine::kind::Settings;
+use engine::resource::{Change, Desired, Kind, Observed, Outputs, TrainingJobOutputs};
+use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::values::{Channel, Digest};
 use spec::{DataSource, Spec};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
+use crate::iam_role::PolicyScope;
 use crate::lock::{Lock, LockError};
 use crate::sagemaker_training_job::{JobContext, LogTail};
 use crate::{
@@ -111,7 +119,7 @@ impl AwsTarget {
 
     /// The image's manifest digest, from the local digest cache in the deployment's state folder
     /// when the binary is unchanged (see `image::cached_digest`); a build is kept for the push.
-    pub fn image_digest(&self) -> Result<String, AwsError> {
+    pub fn image_digest(&self) -> Result<Digest, AwsError> {
         let folder = self.spec.local.state_dir.join(self.spec.name.as_str());
         // Only a cache: failing to create its folder costs a build, nothing else.
         let _ = std::fs::create_dir_all(&folder);
@@ -120,7 +128,7 @@ impl AwsTarget {
         if let Some(built) = built {
             *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(built);
         }
-        Ok(digest.to_string())
+        Ok(digest)
     }
 
     fn image_spec(&self) -> image::ImageSpec {
@@ -144,14 +152,14 @@ impl AwsTarget {
     }
 
     /// What the desired state needs: names in this account and the data hashes.
-    pub fn facts(&self, image_digest: &str) -> Result<Facts, AwsError> {
+    pub fn facts(&self, image_digest: &Digest) -> Result<Facts, AwsError> {
         let channels = engine::desired::channel_sources(&self.spec)
             .into_iter()
             .map(|(channel, source)| {
                 let path = local_path(channel, source)?;
                 let sha256 = engine::names::data_sha256(path)
-                    .map_err(|e| AwsError::other("hash", Kind::TrainingData, channel, e))?;
-                Ok(ChannelData::new(channel, &sha256))
+                    .map_err(|e| AwsError::other("hash", Kind::TrainingData, channel.as_str(), e))?;
+                Ok(ChannelData::new(channel, sha256))
             })
             .collect::<Result<_, AwsError>>()?;
         Ok(Facts {
@@ -159,8 +167,18 @@ impl AwsTarget {
             channels,
             role: self.spec.role_name(),
             repository: self.spec.repository_name(),
-            image_digest: image_digest.to_string(),
+            image_digest: image_digest.clone(),
         })
+    }
+
+    /// What the execution role's inline policy grants access to: the deployment's bucket,
+    /// repository and log groups.
+    pub fn policy_scope(&self) -> PolicyScope {
+        PolicyScope {
+            bucket: self.bucket(),
+            repository: self.spec.repository_name(),
+            deployment: self.spec.name.to_string(),
+        }
     }
 
     /// Takes the deployment's lock in its bucket for `ttl`, creating the bucket first if `up` is
@@ -186,8 +204,12 @@ impl AwsTarget {
         };
         if !exists {
             match desired.and_then(|state| state.get(Kind::Bucket)) {
-                Some(wanted) => s3_bucket::apply(&self.clients, wanted).await?,
-                None => return Ok(None),
+                Some(Desired {
+                    name,
+                    settings: Settings::Bucket(settings),
+                    ..
+                }) => s3_bucket::apply(&self.clients, name, settings).await?,
+                _ => return Ok(None),
             }
         }
         let now = std::time::SystemTime::now();
@@ -196,9 +218,8 @@ impl AwsTarget {
             .map(Some)
     }
 
-    /// The local source of a training data resource (`data/<sha12>/<channel>/<channel>`).
-    fn data_source(&self, name: &str) -> Result<&Path, AwsError> {
-        let channel = name.rsplit('/').next().unwrap_or_default();
+    /// The local source of a training data channel (`name`: the resource's name, its prefix).
+    fn data_source(&self, name: &str, channel: Channel) -> Result<&Path, AwsError> {
         engine::desired::channel_sources(&self.spec)
             .into_iter()
             .find(|(c, _)| *c == channel)
@@ -207,7 +228,7 @@ impl AwsTarget {
                     "upload",
                     Kind::TrainingData,
                     name,
-                    "no such channel in deploy.yaml",
+                    format!("no `{channel}` channel in deploy.yaml"),
                 )
             })
             .and_then(|(channel, source)| local_path(channel, source))
@@ -332,9 +353,7 @@ impl AwsTarget {
                 None => break,
             }
         }
-        found.extend(digests.into_iter().map(|digest| {
-            Found::new(Kind::Image, format!("{repository}@{digest}")).with_field("digest", digest)
-        }));
+        found.extend(digests.into_iter().map(|digest| Found::new(Kind::Image, digest)));
         Ok(())
     }
 
@@ -422,11 +441,11 @@ impl AwsTarget {
     /// Whether the SageMaker resource's tags say it belongs to this deployment.
     async fn sagemaker_tagged(&self, kind: Kind, resource: &str, arn: &str) -> Result<bool, AwsError> {
         let tags = crate::sagemaker::read_tags(&self.clients, kind, resource, arn).await?;
-        Ok(self.is_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+        Ok(self.is_ours(tags.iter()))
     }
 
-    /// Listed resources of `kind` named `<deployment>-…` and tagged as ours, with the fields `down`
-    /// orders deletions by.
+    /// Listed resources of `kind` named `<deployment>-…` and tagged as ours, with what each uses (a
+    /// model its image, an endpoint config its model: what a rollback needs kept with it).
     async fn owned_listed(&self, kind: Kind, prefix: &str) -> Result<Vec<Found>, AwsError> {
         let mut found = Vec::new();
         for (resource, arn) in self.list_sagemaker(kind, prefix).await? {
@@ -446,17 +465,22 @@ impl AwsTarget {
                         .and_then(|m| {
                             m.primary_container()
                                 .and_then(|c| c.image())
-                                .map(crate::sagemaker::image_ref)
-                        })
-                        .unwrap_or_default();
-                    Found::new(kind, &resource).with_field("image", image)
+                                .and_then(crate::sagemaker::image_ref)
+                        });
+                    match image {
+                        Some(image) => Found::new(kind, &resource).using(Kind::Image, image.digest.as_str()),
+                        None => Found::new(kind, &resource),
+                    }
                 }
                 Kind::EndpointConfig => {
                     let model = sagemaker_endpoint_config::describe(&self.clients, &resource)
                         .await?
-                        .map(|(model, _, _)| model)
-                        .unwrap_or_default();
-                    Found::new(kind, &resource).with_field("model", model)
+                        .map(|config| config.model)
+                        .filter(|model| !model.is_empty());
+                    match model {
+                        Some(model) => Found::new(kind, &resource).using(Kind::Model, model),
+                        None => Found::new(kind, &resource),
+                    }
                 }
                 _ => Found::new(kind, &resource),
             });
@@ -471,7 +495,7 @@ impl AwsTarget {
         if let Some(endpoint) = sagemaker_endpoint::describe(&self.clients, name).await?
             && self.sagemaker_tagged(Kind::Endpoint, name, &endpoint.arn).await?
         {
-            found.push(Found::new(Kind::Endpoint, name).with_field("endpoint_config", endpoint.config));
+            found.push(Found::new(Kind::Endpoint, name).using(Kind::EndpointConfig, endpoint.config));
             if endpoint_autoscaling::exists(&self.clients, name).await? {
                 found.push(Found::new(Kind::Autoscaling, name));
             }
@@ -479,75 +503,40 @@ impl AwsTarget {
         Ok(found)
     }
 
-    async fn delete_image(&self, name: &str) -> Result<(), AwsError> {
-        let Some((repository, digest)) = name.split_once('@') else {
-            return Err(AwsError::other(
-                "delete",
-                Kind::Image,
-                name,
-                "not a `repository@digest` reference",
-            ));
-        };
-        let id = aws_sdk_ecr::types::ImageIdentifier::builder()
-            .image_digest(digest)
-            .build();
-        let deleted = self
-            .clients
-            .ecr
-            .batch_delete_image()
-            .repository_name(repository)
-            .image_ids(id)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk("delete", Kind::Image, name, e))
-            .or_absent()?;
-        match deleted.as_ref().and_then(|out| out.failures().first()) {
-            Some(failure)
-                if failure.failure_code() != Some(&aws_sdk_ecr::types::ImageFailureCode::ImageNotFound) =>
-            {
-                Err(AwsError::other(
-                    "delete",
-                    Kind::Image,
-                    name,
-                    failure.failure_reason().unwrap_or("refused").to_string(),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Pushes the image this run built (it must be the desired one).
-    async fn push_image(&self, desired: &Desired, state: &DesiredState) -> Result<(), AwsError> {
+    /// Pushes the image this run built (it must be the desired one) into the desired repository.
+    async fn push_image(&self, name: &str, settings: &engine::kind::ImageSettings) -> Result<(), AwsError> {
         let built = self.built_image()?;
-        let want = desired.get("digest").unwrap_or_default();
-        if built.manifest_digest.as_str() != want {
+        let want = &settings.image.digest;
+        if built.manifest_digest != *want {
             return Err(AwsError::other(
                 "push",
                 Kind::Image,
-                &desired.name,
+                name,
                 format!(
                     "the binary now builds {}, not the planned {want}; run `orchestrate up` again",
                     built.manifest_digest
                 ),
             ));
         }
-        let repository = state
-            .get(Kind::Repository)
-            .map(|r| r.name.clone())
-            .unwrap_or_else(|| self.spec.repository_name());
-        ecr_image::push(&self.clients, &repository, &built, self.registry.as_deref()).await?;
+        ecr_image::push(
+            &self.clients,
+            &settings.image.repository,
+            &built,
+            self.registry.as_deref(),
+        )
+        .await?;
         Ok(())
     }
 }
 
 /// A data source's local path; `s3://` sources are not uploaded by this build.
-fn local_path<'a>(channel: &str, source: &'a DataSource) -> Result<&'a Path, AwsError> {
+fn local_path(channel: Channel, source: &DataSource) -> Result<&Path, AwsError> {
     match source {
         DataSource::LocalFile(path) | DataSource::LocalDir(path) => Ok(path),
         DataSource::S3 { .. } => Err(AwsError::other(
             "upload",
             Kind::TrainingData,
-            channel,
+            channel.as_str(),
             format!(
                 "training from an existing `{source}` is not supported by this build; use a local file or folder"
             ),
@@ -556,7 +545,7 @@ fn local_path<'a>(channel: &str, source: &'a DataSource) -> Result<&'a Path, Aws
 }
 
 /// The training data resource an object key belongs to: `data/<sha12>/<channel>/<file…>` ->
-/// `data/<sha12>/<channel>/<channel>` (the name `engine::desired_state` gives it).
+/// its key prefix `data/<sha12>/<channel>/` (the name `engine::desired_state` gives it).
 pub fn data_resource_name(key: &str) -> Option<String> {
     let rest = key.strip_prefix(DATA_PREFIX)?;
     let mut parts = rest.splitn(3, '/');
@@ -564,7 +553,7 @@ pub fn data_resource_name(key: &str) -> Option<String> {
     if hash.is_empty() || channel.is_empty() || file.is_empty() {
         return None;
     }
-    Some(format!("{DATA_PREFIX}{hash}/{channel}/{channel}"))
+    Some(format!("{DATA_PREFIX}{hash}/{channel}/"))
 }
 
 impl Target for AwsTarget {
@@ -578,17 +567,18 @@ impl Target for AwsTarget {
 
     async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError> {
         let clients = &self.clients;
-        let observed = match desired.kind {
-            Kind::Bucket => s3_bucket::observe(clients, desired).await,
-            Kind::TrainingData => training_data::observe(clients, &self.bucket(), desired).await,
-            Kind::Role => iam_role::observe(clients, desired).await,
-            Kind::Repository => ecr_repository::observe(clients, desired).await,
-            Kind::Image => ecr_image::observe(clients, desired).await,
-            Kind::TrainingJob => sagemaker_training_job::observe(clients, desired).await,
-            Kind::Model => sagemaker_model::observe(clients, desired).await,
-            Kind::EndpointConfig => sagemaker_endpoint_config::observe(clients, desired).await,
-            Kind::Endpoint => sagemaker_endpoint::observe(clients, desired).await,
-            Kind::Autoscaling => endpoint_autoscaling::observe(clients, desired).await,
+        let name = desired.name.as_str();
+        let observed = match &desired.settings {
+            Settings::Bucket(_) => s3_bucket::observe(clients, name).await,
+            Settings::TrainingData(data) => training_data::observe(clients, &self.bucket(), name, data).await,
+            Settings::Role(_) => iam_role::observe(clients, name, &self.policy_scope()).await,
+            Settings::Repository(_) => ecr_repository::observe(clients, name).await,
+            Settings::Image(image) => ecr_image::observe(clients, &image.image).await,
+            Settings::TrainingJob(_) => sagemaker_training_job::observe(clients, &self.bucket(), name).await,
+            Settings::Model(model) => sagemaker_model::observe(clients, name, model).await,
+            Settings::EndpointConfig(_) => sagemaker_endpoint_config::observe(clients, name).await,
+            Settings::Endpoint(endpoint) => sagemaker_endpoint::observe(clients, name, endpoint).await,
+            Settings::Autoscaling(_) => endpoint_autoscaling::observe(clients, name).await,
         };
         Ok(observed?)
     }
@@ -612,47 +602,63 @@ impl Target for AwsTarget {
         &self,
         desired: &Desired,
         _change: &Change,
-        state: &DesiredState,
+        upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
         let clients = &self.clients;
+        let name = desired.name.as_str();
+        let state = upstream.state;
         let bucket = self.bucket();
-        match desired.kind {
-            Kind::Bucket => s3_bucket::apply(clients, desired).await?,
-            Kind::TrainingData => {
-                let source = self.data_source(&desired.name)?;
-                training_data::apply(clients, &self.bucket(), desired, source).await?;
+        let role = || {
+            state
+                .get(Kind::Role)
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| self.spec.role_name())
+        };
+        match &desired.settings {
+            Settings::Bucket(settings) => s3_bucket::apply(clients, name, settings).await?,
+            Settings::TrainingData(data) => {
+                let source = self.data_source(name, data.channel)?;
+                training_data::apply(clients, &bucket, name, data, source).await?;
             }
-            Kind::Role => iam_role::apply(clients, desired).await?,
-            Kind::Repository => ecr_repository::apply(clients, desired).await?,
-            Kind::Image => self.push_image(desired, state).await?,
-            Kind::TrainingJob => {
-                let role = state.get(Kind::Role).map(|r| r.name.clone()).unwrap_or_default();
-                let tags = engine::desired::tags_field(&engine::desired::tags(&self.spec));
+            Settings::Role(settings) => {
+                iam_role::apply(clients, name, settings, &self.policy_scope()).await?
+            }
+            Settings::Repository(settings) => ecr_repository::apply(clients, name, settings).await?,
+            Settings::Image(settings) => self.push_image(name, settings).await?,
+            Settings::TrainingJob(settings) => {
+                let role = role();
+                let tags = engine::desired::tags(&self.spec);
                 let cx = JobContext {
                     account: &self.account,
                     bucket: &bucket,
                     role: &role,
                     tags: &tags,
-                    volume_size_gb: self.spec.training.volume_size_gb,
-                    max_runtime_seconds: self.spec.training.max_runtime.as_secs(),
                 };
-                sagemaker_training_job::apply(clients, desired, state, &cx).await?;
+                sagemaker_training_job::apply(clients, name, settings, state, &cx).await?;
                 return Ok(Applied::Pending);
             }
-            Kind::Model => {
-                let role = state.get(Kind::Role).map(|r| r.name.clone()).unwrap_or_default();
-                sagemaker_model::apply(clients, desired, &self.account, &bucket, &role).await?;
+            Settings::Model(settings) => {
+                let role = role();
+                let job = upstream.training_job();
+                sagemaker_model::apply(clients, name, settings, job, &self.account, &role).await?;
             }
-            Kind::EndpointConfig => sagemaker_endpoint_config::apply(clients, desired).await?,
-            Kind::Endpoint => {
+            Settings::EndpointConfig(settings) => {
+                sagemaker_endpoint_config::apply(clients, name, settings).await?;
+            }
+            Settings::Endpoint(settings) => {
                 let autoscaling = state.get(Kind::Autoscaling).is_some();
-                return Ok(
-                    sagemaker_endpoint::apply(clients, desired, autoscaling, self.poll_interval).await?,
-                );
+                return Ok(sagemaker_endpoint::apply(
+                    clients,
+                    name,
+                    settings,
+                    autoscaling,
+                    self.poll_interval,
+                )
+                .await?);
             }
-            Kind::Autoscaling => endpoint_autoscaling::apply(clients, desired).await?,
+            Settings::Autoscaling(settings) => endpoint_autoscaling::apply(clients, name, settings).await?,
         }
-        Ok(Applied::Ready)
+        Ok(Applied::Ready(Outputs::None))
     }
 
     async fn delete(&self, found: &Found) -> Result<(), TargetError> {
@@ -662,7 +668,7 @@ impl Target for AwsTarget {
             Kind::TrainingData => training_data::delete(clients, &self.bucket(), &found.name).await?,
             Kind::Role => iam_role::delete(clients, &found.name).await?,
             Kind::Repository => ecr_repository::delete(clients, &found.name).await?,
-            Kind::Image => self.delete_image(&found.name).await?,
+            Kind::Image => ecr_image::delete(clients, &self.spec.repository_name(), &found.name).await?,
             Kind::TrainingJob => sagemaker_training_job::stop(clients, &found.name).await?,
             Kind::Model => sagemaker_model::delete(clients, &found.name).await?,
             Kind::EndpointConfig => sagemaker_endpoint_config::delete(clients, &found.name).await?,
@@ -672,12 +678,12 @@ impl Target for AwsTarget {
         Ok(())
     }
 
-    async fn training_metrics(&self, job_name: &str) -> Result<BTreeMap<String, f64>, TargetError> {
-        Ok(sagemaker_training_job::metrics(&self.clients, &self.bucket(), job_name).await?)
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+        Ok(sagemaker_training_job::metrics(&self.clients, job).await?)
     }
 
     async fn new_log_lines(&self, desired: &Desired) -> Vec<String> {
-        if desired.kind != Kind::TrainingJob {
+        if desired.kind() != Kind::TrainingJob {
             return Vec::new();
         }
         match sagemaker_training_job::latest_attempt(&self.clients, &desired.name).await {
@@ -704,8 +710,8 @@ impl Target for AwsTarget {
         if let Some(bucket) = state.get(Kind::Bucket) {
             facts.push(("bucket".to_string(), format!("s3://{}", bucket.name)));
         }
-        if let Some(image) = state.get(Kind::Image) {
-            facts.push(("image".to_string(), image.name.clone()));
+        if let Some(Settings::Image(image)) = state.get(Kind::Image).map(|d| &d.settings) {
+            facts.push(("image".to_string(), image.image.to_string()));
         }
         if let Some(endpoint) = state.get(Kind::Endpoint) {
             facts.push(("endpoint".to_string(), endpoint.name.clone()));
@@ -729,11 +735,17 @@ mod tests {
     fn object_keys_map_to_their_channel_resource() {
         assert_eq!(
             data_resource_name("data/0123456789ab/train/train.csv").as_deref(),
-            Some("data/0123456789ab/train/train")
+            Some("data/0123456789ab/train/")
         );
         assert_eq!(
             data_resource_name("data/0123456789ab/validation/part/1.csv").as_deref(),
-            Some("data/0123456789ab/validation/validation")
+            Some("data/0123456789ab/validation/")
+        );
+        // The name `engine::desired_state` gives the channel's resource.
+        let channel = ChannelData::new(Channel::Train, "0123456789abcdef");
+        assert_eq!(
+            data_resource_name(&format!("{}train.csv", channel.key_prefix())),
+            Some(channel.key_prefix())
         );
         assert_eq!(data_resource_name("orchestrate/lock.json"), None);
         assert_eq!(data_resource_name("data/0123456789ab/train/"), None);

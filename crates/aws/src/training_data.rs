@@ -1,16 +1,19 @@
 //! Training data: each channel's local files, uploaded into the data bucket under a content-hash key
 //! (`data/<sha12>/<channel>/<file>`, the prefix the desired state names) and skipped when present.
 //!
-//! The channel's prefix is exactly what SageMaker reads as the channel, so no marker object is written
-//! there. Each uploaded object carries the channel's sha256 and file count as metadata instead:
-//! observation lists the prefix and reads one object's metadata, and an interrupted upload (fewer
-//! objects than the count says) reads as a differing `sha256`, which `up` replaces.
+//! The channel's prefix is exactly what SageMaker reads as the channel, and the training data
+//! resource's name, so no marker object is written there. Each uploaded object carries the
+//! channel's sha256 and file count as metadata instead: observation lists the prefix and reads one
+//! object's metadata; an interrupted upload (fewer objects than the count says) or objects without
+//! that metadata read as a failed resource, which `up` replaces by uploading again.
 
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
+use engine::kind::TrainingDataSettings;
 use engine::resource::Lifecycle;
-use engine::{Desired, Kind, Observed};
+use engine::values::DataHash;
+use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
@@ -20,11 +23,16 @@ const KIND: Kind = Kind::TrainingData;
 pub const SHA256_METADATA: &str = "orchestrate-sha256";
 pub const FILES_METADATA: &str = "orchestrate-files";
 
-/// `data/<sha12>/<channel>/<channel>` -> the channel's key prefix, `data/<sha12>/<channel>/`.
-pub fn key_prefix(name: &str) -> String {
-    match name.rsplit_once('/') {
-        Some((prefix, _)) => format!("{prefix}/"),
-        None => String::new(),
+/// What the first object's metadata and the number of objects under the prefix say of an upload:
+/// its hash, or why it is not usable.
+pub fn upload_state(sha256: Option<&str>, files: Option<&str>, objects: usize) -> Result<DataHash, String> {
+    let (Some(sha256), Some(files)) = (sha256, files.and_then(|n| n.parse::<usize>().ok())) else {
+        return Err("its objects carry no orchestrate metadata".to_string());
+    };
+    if files == objects {
+        Ok(DataHash(sha256.to_string()))
+    } else {
+        Err(format!("incomplete upload ({objects} of {files} files)"))
     }
 }
 
@@ -61,11 +69,16 @@ pub fn files_of(source: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(files)
 }
 
-/// Lists the channel's prefix and reports its `sha256` (from the objects' metadata).
-pub async fn observe(clients: &Clients, bucket: &str, desired: &Desired) -> Result<Observed, AwsError> {
-    let name = desired.name.as_str();
-    let prefix = key_prefix(name);
-    let keys = list_keys(clients, bucket, &prefix, name).await?;
+/// Lists the channel's prefix (`prefix`, the resource's name) and reports its `sha256` (from the
+/// objects' metadata); the channel is the desired one, whose prefix holds the objects.
+pub async fn observe(
+    clients: &Clients,
+    bucket: &str,
+    prefix: &str,
+    desired: &TrainingDataSettings,
+) -> Result<Observed, AwsError> {
+    let name = prefix;
+    let keys = list_keys(clients, bucket, prefix, name).await?;
     let Some(first) = keys.first() else {
         return Ok(Observed::Absent);
     };
@@ -77,20 +90,17 @@ pub async fn observe(clients: &Clients, bucket: &str, desired: &Desired) -> Resu
         .send()
         .await
         .map_err(|e| AwsError::sdk("read", KIND, name, e))?;
-    let metadata = head.metadata();
-    let sha256 = metadata
-        .and_then(|m| m.get(SHA256_METADATA))
-        .cloned()
-        .unwrap_or_default();
-    let files: Option<usize> = metadata
-        .and_then(|m| m.get(FILES_METADATA))
-        .and_then(|n| n.parse().ok());
-    let sha256 = match files {
-        Some(n) if n == keys.len() => sha256,
-        Some(n) => format!("incomplete ({} of {n} files)", keys.len()),
-        None => "unknown (no metadata)".to_string(),
+    let metadata = |key: &str| head.metadata().and_then(|m| m.get(key)).map(String::as_str);
+    let state = upload_state(metadata(SHA256_METADATA), metadata(FILES_METADATA), keys.len());
+    let (sha256, lifecycle) = match state {
+        Ok(sha256) => (sha256, Lifecycle::Ready),
+        Err(reason) => (desired.sha256.clone(), Lifecycle::Failed(reason)),
     };
-    Ok(Observed::present(name, Lifecycle::Ready).with_field("sha256", sha256))
+    let settings = TrainingDataSettings {
+        channel: desired.channel,
+        sha256,
+    };
+    Ok(Observed::present(name, settings, lifecycle))
 }
 
 async fn list_keys(
@@ -124,17 +134,17 @@ async fn list_keys(
     }
 }
 
-/// Uploads the channel's files from `source`, skipping objects already stored with this hash.
-/// Returns how many files were uploaded.
+/// Uploads the channel's files from `source` under `prefix` (the resource's name), skipping objects
+/// already stored with this hash. Returns how many files were uploaded.
 pub async fn apply(
     clients: &Clients,
     bucket: &str,
-    desired: &Desired,
+    prefix: &str,
+    settings: &TrainingDataSettings,
     source: &Path,
 ) -> Result<usize, AwsError> {
-    let name = desired.name.as_str();
-    let sha256 = desired.get("sha256").unwrap_or_default();
-    let prefix = key_prefix(name);
+    let name = prefix;
+    let sha256 = settings.sha256.as_str();
     let files = files_of(source).map_err(|e| AwsError::other("read the files of", KIND, name, e))?;
     let count = files.len().to_string();
     let mut uploaded = 0;
@@ -184,9 +194,10 @@ pub async fn apply(
     Ok(uploaded)
 }
 
-/// Deletes the channel's current objects (older versions go with the bucket).
-pub async fn delete(clients: &Clients, bucket: &str, name: &str) -> Result<(), AwsError> {
-    for key in list_keys(clients, bucket, &key_prefix(name), name).await? {
+/// Deletes the channel's current objects under `prefix` (older versions go with the bucket).
+pub async fn delete(clients: &Clients, bucket: &str, prefix: &str) -> Result<(), AwsError> {
+    let name = prefix;
+    for key in list_keys(clients, bucket, prefix, name).await? {
         clients
             .s3
             .delete_object()
@@ -204,12 +215,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_prefix_is_the_names_folder() {
+    fn only_a_complete_upload_with_metadata_is_usable() {
         assert_eq!(
-            key_prefix("data/0123456789ab/train/train"),
-            "data/0123456789ab/train/"
+            upload_state(Some("0a1b"), Some("2"), 2),
+            Ok(DataHash("0a1b".into()))
         );
-        assert_eq!(key_prefix("train"), "");
+        assert_eq!(
+            upload_state(Some("0a1b"), Some("2"), 1),
+            Err("incomplete upload (1 of 2 files)".into())
+        );
+        assert!(upload_state(None, Some("1"), 1).is_err());
+        assert!(upload_state(Some("0a1b"), None, 1).is_err());
+        assert!(upload_state(Some("0a1b"), Some("many"), 1).is_err());
     }
 
     #[test]

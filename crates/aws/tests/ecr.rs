@@ -3,35 +3,32 @@
 //! own API. Outcomes are read through the SDK, skopeo and the registry's access log, not through our
 //! own `observe`. Tests skip (with a note) when moto, the registry or skopeo is missing outside CI.
 
-use std::collections::BTreeMap;
-
 use aws::{Clients, ecr_image, ecr_repository};
 use aws_sdk_ecr::types::{
     EncryptionType, ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, Tag,
 };
+use engine::kind::{ImageSettings, RepositorySettings};
 use engine::resource::{OnChange, diff};
-use engine::{Change, Desired, Kind, Observed};
+use engine::values::{ImageRef, Tags};
+use engine::{Change, Desired, Observed};
 use testbed::{Moto, Registry, Tool};
 
 const REGION: &str = "eu-west-1";
-const TAGS: &str = "managed-by=orchestrate;orchestrate:deployment=iot-test;team=ml";
 
 async fn clients(moto: &Moto) -> Clients {
     Clients::from_config(&moto.sdk_config(REGION).await, |_| None)
 }
 
+fn settings() -> RepositorySettings {
+    RepositorySettings { tags: wanted_tags() }
+}
+
 fn desired_repository(name: &str) -> Desired {
-    Desired::new(Kind::Repository, name)
-        .field("tags", TAGS, OnChange::Update)
-        .field("tag_mutability", "IMMUTABLE", OnChange::Update)
-        .field("scan_on_push", "true", OnChange::Update)
+    Desired::new(name, settings())
 }
 
 /// The repository as ECR describes it, with its tags.
-async fn describe(
-    clients: &Clients,
-    name: &str,
-) -> (aws_sdk_ecr::types::Repository, BTreeMap<String, String>) {
+async fn describe(clients: &Clients, name: &str) -> (aws_sdk_ecr::types::Repository, Tags) {
     let out = clients
         .ecr
         .describe_repositories()
@@ -55,8 +52,14 @@ async fn describe(
     (repository, tags)
 }
 
-fn wanted_tags() -> BTreeMap<String, String> {
-    aws::tags::parse(TAGS)
+fn wanted_tags() -> Tags {
+    [
+        ("managed-by", "orchestrate"),
+        ("orchestrate:deployment", "iot-test"),
+        ("team", "ml"),
+    ]
+    .into_iter()
+    .collect()
 }
 
 #[tokio::test]
@@ -68,12 +71,12 @@ async fn repository_is_created_repaired_after_drift_and_force_deleted() {
     let desired = desired_repository(name);
 
     assert_eq!(
-        ecr_repository::observe(&clients, &desired).await.unwrap(),
+        ecr_repository::observe(&clients, name).await.unwrap(),
         Observed::Absent
     );
-    ecr_repository::apply(&clients, &desired).await.unwrap();
+    ecr_repository::apply(&clients, name, &settings()).await.unwrap();
     // Twice: apply is idempotent.
-    ecr_repository::apply(&clients, &desired).await.unwrap();
+    ecr_repository::apply(&clients, name, &settings()).await.unwrap();
 
     let (repository, tags) = describe(&clients, name).await;
     assert_eq!(
@@ -87,7 +90,7 @@ async fn repository_is_created_repaired_after_drift_and_force_deleted() {
     );
     assert_eq!(tags, wanted_tags());
     moto.reset_requests().await;
-    let observed = ecr_repository::observe(&clients, &desired).await.unwrap();
+    let observed = ecr_repository::observe(&clients, name).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
     let requests = moto.requests().await;
     assert!(!requests.is_empty());
@@ -126,17 +129,26 @@ async fn repository_is_created_repaired_after_drift_and_force_deleted() {
     let (drifted, tags) = describe(&clients, name).await;
     assert_eq!(drifted.image_tag_mutability(), Some(&ImageTagMutability::Mutable));
     assert!(!drifted.image_scanning_configuration().unwrap().scan_on_push());
-    assert_eq!(tags["owner"], "someone");
-    let observed = ecr_repository::observe(&clients, &desired).await.unwrap();
+    assert_eq!(tags.get("owner"), Some("someone"));
+    let observed = ecr_repository::observe(&clients, name).await.unwrap();
     match diff(&desired, &observed) {
         Change::Update { fields } => {
             let names: Vec<&str> = fields.iter().map(|f| f.field).collect();
             assert_eq!(names, ["tags", "tag_mutability", "scan_on_push"]);
+            let words: Vec<String> = fields[1..].iter().map(|f| f.to_string()).collect();
+            assert_eq!(
+                words,
+                [
+                    "tag_mutability: want IMMUTABLE, have MUTABLE",
+                    "scan_on_push: want true, have false"
+                ]
+            );
+            assert!(fields.iter().all(|f| f.on_change == OnChange::Update));
         }
         other => panic!("expected an update, got {other:?}"),
     }
 
-    ecr_repository::apply(&clients, &desired).await.unwrap();
+    ecr_repository::apply(&clients, name, &settings()).await.unwrap();
     let (repository, tags) = describe(&clients, name).await;
     assert_eq!(
         repository.image_tag_mutability(),
@@ -204,7 +216,7 @@ async fn image_is_pushed_to_a_real_registry_once_and_ecr_knows_its_digest() {
     };
 
     let repository = "iot-test";
-    ecr_repository::apply(&clients, &desired_repository(repository))
+    ecr_repository::apply(&clients, repository, &settings())
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -265,14 +277,26 @@ async fn image_is_pushed_to_a_real_registry_once_and_ecr_knows_its_digest() {
     let details = &described.image_details()[0];
     assert_eq!(details.image_digest(), Some(digest.as_str()));
     assert_eq!(details.image_tags(), [ecr_image::tag_for(&built.manifest_digest)]);
-    let desired = Desired::new(Kind::Image, format!("{repository}@{digest}")).field(
-        "digest",
-        &digest,
-        OnChange::Replace,
-    );
-    let observed = ecr_image::observe(&clients, &desired).await.unwrap();
-    assert!(matches!(observed, Observed::Present { .. }), "{observed:?}");
+    let image = ImageRef {
+        repository: repository.to_string(),
+        digest: built.manifest_digest.clone(),
+    };
+    let desired = Desired::new(&digest, ImageSettings { image: image.clone() });
+    let observed = ecr_image::observe(&clients, &image).await.unwrap();
+    match &observed {
+        Observed::Present { name, .. } => assert_eq!(name, &digest, "named by its digest"),
+        Observed::Absent => panic!("the pushed image is not found"),
+    }
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
+    // Another digest in the same repository is not there.
+    let other = ImageRef {
+        repository: repository.to_string(),
+        digest: image::Digest::sha256(b"another manifest"),
+    };
+    assert_eq!(
+        ecr_image::observe(&clients, &other).await.unwrap(),
+        Observed::Absent
+    );
 
     // A second push finds every blob present and uploads none.
     let before = registry.requests().await;

@@ -4,32 +4,50 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws::iam_role::PolicyScope;
 use aws::lock::{Lock, LockError};
 use aws::{Clients, iam_role, s3_bucket, training_data};
+use engine::kind::{BucketSettings, RoleSettings, TrainingDataSettings};
 use engine::resource::{OnChange, diff};
-use engine::{Change, Desired, Kind, Observed};
+use engine::values::{Channel, DataHash, Tags};
+use engine::{Change, Desired, Observed};
 use testbed::Moto;
 
 const REGION: &str = "eu-west-1";
-const TAGS: &str = "managed-by=orchestrate;orchestrate:deployment=iot-test;team=ml";
+
+fn tags() -> Tags {
+    [
+        ("managed-by", "orchestrate"),
+        ("orchestrate:deployment", "iot-test"),
+        ("team", "ml"),
+    ]
+    .into_iter()
+    .collect()
+}
 
 async fn clients(moto: &Moto) -> Clients {
     Clients::from_config(&moto.sdk_config(REGION).await, |_| None)
 }
 
 fn desired_bucket(name: &str) -> Desired {
-    Desired::new(Kind::Bucket, name)
-        .field("tags", TAGS, OnChange::Update)
-        .field("region", REGION, OnChange::Replace)
-        .field("versioning", "Enabled", OnChange::Update)
-        .field("encryption", "AES256", OnChange::Update)
-        .field("public_access_block", "all blocked", OnChange::Update)
-        .field("tls_only_policy", "present", OnChange::Update)
+    Desired::new(name, BucketSettings { tags: tags() })
 }
 
-fn field(observed: &Observed, name: &str) -> String {
+fn bucket_settings(desired: &Desired) -> &BucketSettings {
+    match &desired.settings {
+        engine::Settings::Bucket(settings) => settings,
+        other => panic!("not a bucket: {other:?}"),
+    }
+}
+
+/// What observation found for one check.
+fn check(observed: &Observed, field: &str) -> String {
     match observed {
-        Observed::Present { fields, .. } => fields.get(name).cloned().unwrap_or_default(),
+        Observed::Present { checks, .. } => checks
+            .iter()
+            .find(|c| c.field == field)
+            .map(|c| c.have.clone())
+            .unwrap_or_else(|| panic!("no `{field}` check: {observed:?}")),
         Observed::Absent => panic!("absent"),
     }
 }
@@ -41,14 +59,15 @@ async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
     let s3 = &clients.s3;
     let name = "iot-test-123456789012-eu-west-1";
     let desired = desired_bucket(name);
+    let settings = bucket_settings(&desired);
 
     assert_eq!(
-        s3_bucket::observe(&clients, &desired).await.unwrap(),
+        s3_bucket::observe(&clients, name).await.unwrap(),
         Observed::Absent
     );
-    s3_bucket::apply(&clients, &desired).await.unwrap();
+    s3_bucket::apply(&clients, name, settings).await.unwrap();
     // Twice: apply is idempotent.
-    s3_bucket::apply(&clients, &desired).await.unwrap();
+    s3_bucket::apply(&clients, name, settings).await.unwrap();
 
     // Checked through the SDK directly.
     let location = s3.get_bucket_location().bucket(name).send().await.unwrap();
@@ -77,8 +96,18 @@ async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
     );
 
     moto.reset_requests().await;
-    let observed = s3_bucket::observe(&clients, &desired).await.unwrap();
+    let observed = s3_bucket::observe(&clients, name).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
+    // Every protection is checked, in the words `status` shows.
+    for (field, want) in [
+        ("region", REGION),
+        ("versioning", "Enabled"),
+        ("encryption", "AES256"),
+        ("public_access_block", "all blocked"),
+        ("tls_only_policy", "present"),
+    ] {
+        assert_eq!(check(&observed, field), want, "{field}");
+    }
     let requests = moto.requests().await;
     assert!(!requests.is_empty());
     assert_eq!(
@@ -99,13 +128,14 @@ async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
         .await
         .unwrap();
     s3.delete_bucket_policy().bucket(name).send().await.unwrap();
-    let observed = s3_bucket::observe(&clients, &desired).await.unwrap();
-    assert_eq!(field(&observed, "versioning"), "Suspended");
-    assert_eq!(field(&observed, "tls_only_policy"), "absent");
+    let observed = s3_bucket::observe(&clients, name).await.unwrap();
+    assert_eq!(check(&observed, "versioning"), "Suspended");
+    assert_eq!(check(&observed, "tls_only_policy"), "absent");
     match diff(&desired, &observed) {
         Change::Update { fields } => {
             let names: Vec<&str> = fields.iter().map(|f| f.field).collect();
             assert_eq!(names, ["versioning", "tls_only_policy"]);
+            assert!(fields.iter().all(|f| f.on_change == OnChange::Update));
         }
         other => panic!("expected an update, got {other:?}"),
     }
@@ -139,8 +169,8 @@ async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
     let versions = s3.list_object_versions().bucket(name).send().await.unwrap();
     assert_eq!(versions.versions().len() + versions.delete_markers().len(), 3);
 
-    s3_bucket::apply(&clients, &desired).await.unwrap();
-    let observed = s3_bucket::observe(&clients, &desired).await.unwrap();
+    s3_bucket::apply(&clients, name, settings).await.unwrap();
+    let observed = s3_bucket::observe(&clients, name).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
 
     s3_bucket::delete(&clients, name).await.unwrap();
@@ -151,14 +181,15 @@ async fn bucket_is_created_observed_repaired_and_deleted_with_every_version() {
 }
 
 fn desired_role(name: &str) -> Desired {
-    Desired::new(Kind::Role, name)
-        .field("tags", TAGS, OnChange::Update)
-        .field("trusted_service", "sagemaker.amazonaws.com", OnChange::Update)
-        .field(
-            "policy",
-            "s3:iot-test-bucket;ecr:iot-test;logs:/aws/sagemaker/*iot-test*",
-            OnChange::Update,
-        )
+    Desired::new(name, RoleSettings { tags: tags() })
+}
+
+fn scope() -> PolicyScope {
+    PolicyScope {
+        bucket: "iot-test-bucket".into(),
+        repository: "iot-test".into(),
+        deployment: "iot-test".into(),
+    }
 }
 
 #[tokio::test]
@@ -168,13 +199,15 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
     let iam = &clients.iam;
     let name = "iot-test-sagemaker";
     let desired = desired_role(name);
+    let settings = RoleSettings { tags: tags() };
+    let scope = scope();
 
     assert_eq!(
-        iam_role::observe(&clients, &desired).await.unwrap(),
+        iam_role::observe(&clients, name, &scope).await.unwrap(),
         Observed::Absent
     );
-    iam_role::apply(&clients, &desired).await.unwrap();
-    iam_role::apply(&clients, &desired).await.unwrap();
+    iam_role::apply(&clients, name, &settings, &scope).await.unwrap();
+    iam_role::apply(&clients, name, &settings, &scope).await.unwrap();
 
     let role = iam.get_role().role_name(name).send().await.unwrap();
     let trust = iam_role::decode_document(role.role().unwrap().assume_role_policy_document().unwrap());
@@ -193,8 +226,13 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
     assert!(tags.tags().iter().any(|t| t.key() == "team" && t.value() == "ml"));
 
     moto.reset_requests().await;
-    let observed = iam_role::observe(&clients, &desired).await.unwrap();
+    let observed = iam_role::observe(&clients, name, &scope).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
+    assert_eq!(check(&observed, "trusted_service"), "sagemaker.amazonaws.com");
+    assert_eq!(
+        check(&observed, "policy"),
+        "s3:iot-test-bucket;ecr:iot-test;logs:/aws/sagemaker/*iot-test*"
+    );
     let requests = moto.requests().await;
     assert!(!requests.is_empty());
     assert_eq!(
@@ -213,11 +251,17 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
         .send()
         .await
         .unwrap();
-    let observed = iam_role::observe(&clients, &desired).await.unwrap();
-    assert_eq!(field(&observed, "policy"), iam_role::POLICY_EDITED);
-    assert!(matches!(diff(&desired, &observed), Change::Update { .. }));
-    iam_role::apply(&clients, &desired).await.unwrap();
-    let observed = iam_role::observe(&clients, &desired).await.unwrap();
+    let observed = iam_role::observe(&clients, name, &scope).await.unwrap();
+    assert_eq!(check(&observed, "policy"), iam_role::POLICY_EDITED);
+    match diff(&desired, &observed) {
+        Change::Update { fields } => {
+            let names: Vec<&str> = fields.iter().map(|f| f.field).collect();
+            assert_eq!(names, ["policy"]);
+        }
+        other => panic!("expected an update, got {other:?}"),
+    }
+    iam_role::apply(&clients, name, &settings, &scope).await.unwrap();
+    let observed = iam_role::observe(&clients, name, &scope).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
 
     // A second inline policy and a managed one: teardown removes both, then the role.
@@ -257,7 +301,9 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
     // The full compliant bucket, TLS-only Deny policy included: object calls still work (moto is
     // patched to count its requests as TLS, as AWS counts our HTTPS requests).
     let bucket = "iot-test-data-123456789012-eu-west-1";
-    s3_bucket::apply(&clients, &desired_bucket(bucket)).await.unwrap();
+    s3_bucket::apply(&clients, bucket, &BucketSettings { tags: tags() })
+        .await
+        .unwrap();
     let policy = s3.get_bucket_policy().bucket(bucket).send().await.unwrap();
     let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
     assert_eq!(policy, s3_bucket::tls_only_policy(bucket, REGION));
@@ -270,23 +316,26 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("train.csv");
     std::fs::write(&file, "a,b\n1,2\n").unwrap();
-    let desired = Desired::new(Kind::TrainingData, "data/0123456789ab/train/train").field(
-        "sha256",
-        "0123456789abcdef",
-        OnChange::Replace,
-    );
+    let prefix = "data/0123456789ab/train/";
+    let settings = TrainingDataSettings {
+        channel: Channel::Train,
+        sha256: DataHash("0123456789abcdef".into()),
+    };
+    let desired = Desired::new(prefix, settings.clone());
     assert_eq!(
-        training_data::observe(&clients, bucket, &desired).await.unwrap(),
+        training_data::observe(&clients, bucket, prefix, &settings)
+            .await
+            .unwrap(),
         Observed::Absent
     );
     assert_eq!(
-        training_data::apply(&clients, bucket, &desired, &file)
+        training_data::apply(&clients, bucket, prefix, &settings, &file)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        training_data::apply(&clients, bucket, &desired, &file)
+        training_data::apply(&clients, bucket, prefix, &settings, &file)
             .await
             .unwrap(),
         0,
@@ -301,7 +350,65 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
         .unwrap();
     let body = object.body.collect().await.unwrap().into_bytes();
     assert_eq!(&body[..], b"a,b\n1,2\n");
-    let observed = training_data::observe(&clients, bucket, &desired).await.unwrap();
+    let observed = training_data::observe(&clients, bucket, prefix, &settings)
+        .await
+        .unwrap();
+    assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
+
+    // Another hash of the channel (new content) is a replacement naming the hash.
+    let changed = TrainingDataSettings {
+        sha256: DataHash("fedcba9876543210".into()),
+        ..settings.clone()
+    };
+    match diff(&Desired::new(prefix, changed), &observed) {
+        Change::Replace { fields, .. } => {
+            let names: Vec<&str> = fields.iter().map(|f| f.field).collect();
+            assert_eq!(names, ["sha256"]);
+        }
+        other => panic!("expected a replacement, got {other:?}"),
+    }
+
+    // An interrupted upload (one of a folder's two files written) reads as failed, and `up`'s
+    // replacement uploads only what is missing.
+    let folder = dir.path().join("validation");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), "a,b\n3,4\n").unwrap();
+    std::fs::write(folder.join("b.csv"), "a,b\n5,6\n").unwrap();
+    let prefix = "data/abcdef012345/validation/";
+    let settings = TrainingDataSettings {
+        channel: Channel::Validation,
+        sha256: DataHash("abcdef0123456789".into()),
+    };
+    let desired = Desired::new(prefix, settings.clone());
+    assert_eq!(
+        training_data::apply(&clients, bucket, prefix, &settings, &folder)
+            .await
+            .unwrap(),
+        2
+    );
+    s3.delete_object()
+        .bucket(bucket)
+        .key(format!("{prefix}b.csv"))
+        .send()
+        .await
+        .unwrap();
+    let interrupted = training_data::observe(&clients, bucket, prefix, &settings)
+        .await
+        .unwrap();
+    match diff(&desired, &interrupted) {
+        Change::Replace { reason, .. } => assert!(reason.contains("1 of 2 files"), "{reason}"),
+        other => panic!("expected a replacement, got {other:?}"),
+    }
+    assert_eq!(
+        training_data::apply(&clients, bucket, prefix, &settings, &folder)
+            .await
+            .unwrap(),
+        1,
+        "only the missing file"
+    );
+    let observed = training_data::observe(&clients, bucket, prefix, &settings)
+        .await
+        .unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
 
     let now = SystemTime::now();

@@ -72,7 +72,7 @@ fn part_one(target: &AwsTarget, spec: &spec::Spec) -> DesiredState {
     let digest = target.image_digest().expect("image digest");
     let facts = target.facts(&digest).expect("facts");
     let mut state = engine::desired_state(spec, spec::Target::Aws, &facts);
-    state.resources.retain(|d| PART_ONE.contains(&d.kind));
+    state.resources.retain(|d| PART_ONE.contains(&d.kind()));
     state
 }
 
@@ -165,8 +165,14 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     assert_eq!(tag_value(bucket_tags, DEPLOYMENT_TAG).as_deref(), Some("iot-aws"));
 
     // The training data, under its content-hash key, versioned (a real version id, not "null").
+    // (The resource's name is its key prefix.)
     let data = state.get(Kind::TrainingData).unwrap();
-    let key = format!("{}train.csv", aws::training_data::key_prefix(&data.name));
+    assert!(
+        data.name.starts_with("data/") && data.name.ends_with("/train/"),
+        "{}",
+        data.name
+    );
+    let key = format!("{}train.csv", data.name);
     let object = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
     let version = object.version_id().map(str::to_string);
     let body = object.body.collect().await.unwrap().into_bytes();
@@ -218,7 +224,9 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     let repo = &described.repositories()[0];
     assert_eq!(repo.image_tag_mutability().unwrap().as_str(), "IMMUTABLE");
     assert!(repo.image_scanning_configuration().unwrap().scan_on_push());
-    let digest = state.get(Kind::Image).unwrap().get("digest").unwrap().to_string();
+    // The image resource is named by its digest.
+    let digest = state.get(Kind::Image).unwrap().name.clone();
+    assert_eq!(digest, target.image_digest().unwrap().as_str());
     let images = ecr
         .list_images()
         .repository_name(&repository)
@@ -384,6 +392,11 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
             Kind::Image
         ]
     );
+    // Found by the names the desired state gives them: training data by its prefix, the image by
+    // its digest.
+    let names: Vec<&str> = owned.iter().map(|f| f.name.as_str()).collect();
+    let wanted: Vec<&str> = state.resources.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, wanted);
     executor::down(&target, |_| false, &Silent).await.expect("down");
     assert!(
         s3.head_bucket().bucket(&bucket).send().await.is_err(),

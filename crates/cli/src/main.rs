@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod deployment;
+mod documents;
 mod exit;
 mod model_image;
 mod render;

@@ -10,9 +10,10 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use console::Style;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::OutputFormat;
+use crate::documents::{ErrorDocument, ErrorReport, GateFailure};
 
 /// Prints results in the chosen format.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +41,7 @@ impl Printer {
     }
 
     /// Prints the JSON document (in JSON mode; nothing in text mode).
-    pub fn json(&self, document: &Value) {
+    pub fn json(&self, document: &impl Serialize) {
         if self.is_json() {
             let mut text = serde_json::to_string_pretty(document).unwrap_or_else(|_| "null".into());
             text.push('\n');
@@ -71,7 +72,10 @@ impl Printer {
     /// Reports an error: on stderr in text mode, as `{"error": …}` on stdout in JSON mode.
     pub fn error(&self, error: &anyhow::Error) {
         if self.is_json() {
-            self.json(&json!({ "ok": false, "error": error_json(error) }));
+            self.json(&ErrorDocument {
+                ok: false,
+                error: error_json(error),
+            });
         } else {
             eprint!("{}", error_text(error));
         }
@@ -115,19 +119,26 @@ pub fn error_text(error: &anyhow::Error) -> String {
 
 /// An error as JSON: `message`, `causes`, and the structured details the error carries (every
 /// diagnostic of an invalid deploy.yaml; the metrics that failed the quality gate).
-pub fn error_json(error: &anyhow::Error) -> Value {
-    let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
-    let mut value = json!({ "message": error.to_string(), "causes": causes });
+pub fn error_json(error: &anyhow::Error) -> ErrorReport {
+    let mut report = ErrorReport {
+        message: error.to_string(),
+        causes: error.chain().skip(1).map(ToString::to_string).collect(),
+        diagnostics: None,
+        quality_gate: None,
+    };
     if let Some(diagnostics) = error.downcast_ref::<spec::Diagnostics>() {
-        value["message"] = json!(format!("{} is invalid; nothing was changed", diagnostics.file()));
-        value["diagnostics"] = json!(diagnostics.iter().collect::<Vec<_>>());
+        report.message = format!("{} is invalid; nothing was changed", diagnostics.file());
+        report.diagnostics = Some(diagnostics.iter().cloned().collect());
     }
     if let Some(engine::EngineError::QualityGate { failures, metrics }) =
         error.downcast_ref::<engine::EngineError>()
     {
-        value["quality_gate"] = json!({ "failures": failures, "metrics": metrics });
+        report.quality_gate = Some(GateFailure {
+            failures: failures.clone(),
+            metrics: metrics.clone(),
+        });
     }
-    value
+    report
 }
 
 /// `4.2s`, `1m 23s`, `2h 05m`.

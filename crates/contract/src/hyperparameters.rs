@@ -114,7 +114,10 @@ mod tests {
     fn anything_but_an_array_of_strings_is_refused_with_an_example() {
         for bad in ["Flow_ID,Src_IP", "[1, 2]", "{\"a\": 1}", "[\"unterminated"] {
             let error = decode_columns(bad).unwrap_err();
-            assert!(error.to_string().contains("JSON array of column names"), "{bad}: {error}");
+            assert!(
+                error.to_string().contains("JSON array of column names"),
+                "{bad}: {error}"
+            );
         }
     }
 

@@ -164,9 +164,8 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     };
     // Every input of the job is in its name: a changed input is a new, immutable job.
     let job = format!("{name}-{}", hash12(&[canonical(&job_settings)]));
-    resources.push(
-        Desired::new(&job, job_settings).wait_timeout(training.max_runtime + Duration::from_secs(600)),
-    );
+    resources
+        .push(Desired::new(&job, job_settings).wait_timeout(training.max_runtime + Duration::from_secs(600)));
 
     let model = format!("{name}-{}", hash12(&["model", job.as_str(), &image.to_string()]));
     resources.push(Desired::new(
@@ -276,10 +275,24 @@ mod tests {
         changed.channels[0].sha256 = DataHash("cd".repeat(32));
         let second = desired_state(&spec, Target::Local, &changed);
         for kind in [Kind::TrainingJob, Kind::Model, Kind::EndpointConfig] {
-            assert_ne!(first.get(kind).unwrap().name, second.get(kind).unwrap().name, "{kind}");
+            assert_ne!(
+                first.get(kind).unwrap().name,
+                second.get(kind).unwrap().name,
+                "{kind}"
+            );
         }
-        for kind in [Kind::Bucket, Kind::Role, Kind::Repository, Kind::Image, Kind::Endpoint] {
-            assert_eq!(first.get(kind).unwrap().name, second.get(kind).unwrap().name, "{kind}");
+        for kind in [
+            Kind::Bucket,
+            Kind::Role,
+            Kind::Repository,
+            Kind::Image,
+            Kind::Endpoint,
+        ] {
+            assert_eq!(
+                first.get(kind).unwrap().name,
+                second.get(kind).unwrap().name,
+                "{kind}"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -102,14 +102,21 @@ fn observed_outputs(plan: &Plan) -> BTreeMap<ResourceId, Outputs> {
         .filter(|s| s.change.is_noop())
         .filter_map(|s| {
             let outputs = s.observed.ready_outputs()?;
-            Some((ResourceId::new(s.desired.kind(), &s.desired.name), outputs.clone()))
+            Some((
+                ResourceId::new(s.desired.kind(), &s.desired.name),
+                outputs.clone(),
+            ))
         })
         .collect()
 }
 
 /// The training report of a plan that changes nothing (the training job was found ready), read
 /// with the same single metrics read `up` makes.
-pub async fn training_report<T: Target>(target: &T, state: &DesiredState, plan: &Plan) -> Option<TrainingReport> {
+pub async fn training_report<T: Target>(
+    target: &T,
+    state: &DesiredState,
+    plan: &Plan,
+) -> Option<TrainingReport> {
     let outputs = observed_outputs(plan);
     let job = Upstream {
         state,
@@ -151,7 +158,8 @@ pub async fn up<T: Target>(
             outputs: &outputs,
         };
         let results =
-            join_all(steps.map(|step| apply_one(target, upstream, &step.desired, &step.change, reporter))).await;
+            join_all(steps.map(|step| apply_one(target, upstream, &step.desired, &step.change, reporter)))
+                .await;
         for (id, made) in results.into_iter().collect::<Result<Vec<_>, _>>()? {
             outputs.insert(id, made);
         }
@@ -187,7 +195,11 @@ pub async fn up<T: Target>(
     })
 }
 
-async fn delete_one<T: Target>(target: &T, found: &Found, reporter: &dyn Reporter) -> Result<(), EngineError> {
+async fn delete_one<T: Target>(
+    target: &T,
+    found: &Found,
+    reporter: &dyn Reporter,
+) -> Result<(), EngineError> {
     let started = Instant::now();
     reporter.event(Event::Started {
         kind: found.kind,
@@ -300,7 +312,11 @@ async fn wait_ready<T: Target>(
 }
 
 /// Compares the training job's validation metrics with the gate.
-fn check_gate(report: &TrainingReport, gate: &QualityGate, reporter: &dyn Reporter) -> Result<(), EngineError> {
+fn check_gate(
+    report: &TrainingReport,
+    gate: &QualityGate,
+    reporter: &dyn Reporter,
+) -> Result<(), EngineError> {
     let metrics = report.metrics.clone().map_err(|reason| EngineError::Failed {
         kind: Kind::TrainingJob,
         name: report.attempt.clone(),

@@ -352,9 +352,17 @@ mod tests {
 
     #[test]
     fn permanent_kinds_are_training_jobs_and_rollouts_end_at_the_endpoint() {
-        let permanent: Vec<Kind> = Kind::ALL.iter().copied().filter(|k| k.facts().permanent).collect();
+        let permanent: Vec<Kind> = Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.facts().permanent)
+            .collect();
         assert_eq!(permanent, [Kind::TrainingJob]);
-        let rollout: Vec<Kind> = Kind::ALL.iter().copied().filter(|k| k.facts().in_rollout).collect();
+        let rollout: Vec<Kind> = Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.facts().in_rollout)
+            .collect();
         assert_eq!(rollout, [Kind::Model, Kind::EndpointConfig, Kind::Endpoint]);
     }
 }

@@ -19,7 +19,7 @@ pub mod values;
 
 pub use desired::{DesiredState, Facts, desired_state};
 pub use executor::EngineError;
-pub use plan::{Plan, StatusReport};
 pub use kind::{Kind, Settings};
+pub use plan::{Plan, StatusReport};
 pub use resource::{Change, Desired, Observed, Outputs};
 pub use target::{Found, ResourceId, Target, TargetError, Upstream};

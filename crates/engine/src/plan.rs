@@ -479,7 +479,10 @@ mod tests {
         // rollback; "older" (the previous one so far) is no longer needed.
         assert!(text.contains("iot-cfg-old (kept for rollback)"), "{text}");
         assert!(text.contains("iot-old (kept for rollback)"), "{text}");
-        assert!(text.contains(&format!("{old_image} (kept for rollback)")), "{text}");
+        assert!(
+            text.contains(&format!("{old_image} (kept for rollback)")),
+            "{text}"
+        );
         let deletions: Vec<&str> = plan.deletions().map(|f| f.name.as_str()).collect();
         assert_eq!(deletions, ["iot-cfg-older", "iot-older"]);
         assert!(

@@ -395,7 +395,10 @@ mod tests {
             Change::Replace { reason, fields } => {
                 assert_eq!(reason, "model, variant cannot change in place");
                 assert_eq!(fields.len(), 2);
-                assert_eq!(fields[1].to_string(), "variant: want 1 x ml.m5.large, have 2 x ml.m5.large");
+                assert_eq!(
+                    fields[1].to_string(),
+                    "variant: want 1 x ml.m5.large, have 2 x ml.m5.large"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -403,12 +406,18 @@ mod tests {
 
     #[test]
     fn target_checks_count_like_fields() {
-        let observed = ready(config("iot-model", 1))
-            .with_check(Check::new("encryption", "AES256", "AES256", OnChange::Update));
+        let observed = ready(config("iot-model", 1)).with_check(Check::new(
+            "encryption",
+            "AES256",
+            "AES256",
+            OnChange::Update,
+        ));
         assert_eq!(diff(&desired(), &observed), Change::NoOp);
         let observed = observed.with_check(Check::new("encryption", "AES256", "none", OnChange::Update));
         match diff(&desired(), &observed) {
-            Change::Update { fields } => assert_eq!(fields[0].to_string(), "encryption: want AES256, have none"),
+            Change::Update { fields } => {
+                assert_eq!(fields[0].to_string(), "encryption: want AES256, have none")
+            }
             other => panic!("{other:?}"),
         }
         let observed = ready(config("iot-model", 1)).with_check(Check::new(
@@ -418,7 +427,8 @@ mod tests {
             OnChange::Replace,
         ));
         assert!(matches!(diff(&desired(), &observed), Change::Replace { .. }));
-        let observed = ready(config("iot-model", 1)).with_check(Check::new("owner", "a", "b", OnChange::Ignore));
+        let observed =
+            ready(config("iot-model", 1)).with_check(Check::new("owner", "a", "b", OnChange::Ignore));
         assert_eq!(diff(&desired(), &observed), Change::NoOp);
     }
 

@@ -27,7 +27,11 @@ impl Tags {
 
     /// Keys present here but not in `wanted` (to untag).
     pub fn removed_from(&self, wanted: &Tags) -> Vec<String> {
-        self.0.keys().filter(|k| !wanted.0.contains_key(*k)).cloned().collect()
+        self.0
+            .keys()
+            .filter(|k| !wanted.0.contains_key(*k))
+            .cloned()
+            .collect()
     }
 }
 

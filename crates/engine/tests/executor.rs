@@ -301,10 +301,12 @@ impl Target for Fake {
                 _ => {}
             }
         }
-        Ok(
-            Observed::present(&resource.name, resource.settings.clone(), resource.lifecycle.clone())
-                .with_outputs(outputs_of(resource)),
+        Ok(Observed::present(
+            &resource.name,
+            resource.settings.clone(),
+            resource.lifecycle.clone(),
         )
+        .with_outputs(outputs_of(resource)))
     }
 
     async fn owned(&self) -> Result<Vec<Found>, TargetError> {
@@ -362,7 +364,9 @@ impl Target for Fake {
                 let mut settings = wanted.clone();
                 settings.endpoint_config = have;
                 self.put(&desired.name, settings.into());
-                self.edit(Kind::Endpoint, &desired.name, |e| e.previous_config = previous.clone());
+                self.edit(Kind::Endpoint, &desired.name, |e| {
+                    e.previous_config = previous.clone()
+                });
                 Ok(Applied::Ready(Outputs::Endpoint(EndpointOutputs {
                     previous_config: previous,
                 })))
@@ -669,10 +673,7 @@ async fn the_gate_is_not_checked_when_nothing_rolls_out() {
         .expect("a tag update passes the gate it would fail (no metrics at all)");
     // The metrics are read once for the report, but not held against the gate.
     assert_eq!(fake.calls("metrics").len(), 1);
-    assert_eq!(
-        outcome.training.map(|t| t.metrics),
-        Some(Ok(BTreeMap::new()))
-    );
+    assert_eq!(outcome.training.map(|t| t.metrics), Some(Ok(BTreeMap::new())));
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,12 +1,12 @@
 //! The data bucket: a folder in the state (`buckets/<name>/`) that holds the uploaded training data
-//! under the same keys as on S3 (`data/<sha12>/<channel>/…`), plus a record of its tags. A bucket
-//! whose folder was deleted is absent, whatever its record says.
+//! under the same keys as on S3 (`data/<sha12>/<channel>/…`), plus a record of its settings (its
+//! tags). A bucket whose folder was deleted is absent, whatever its record says.
 
 use engine::resource::{Desired, Kind, Observed};
 use engine::target::Applied;
 
 use crate::state::NoDetails;
-use crate::{LocalError, LocalTarget, apply_record, observed_record};
+use crate::{LocalError, LocalTarget, record};
 
 /// The bucket's folder.
 pub(crate) fn folder(target: &LocalTarget, name: &str) -> std::path::PathBuf {
@@ -17,7 +17,7 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     if !folder(target, &desired.name).is_dir() {
         return Ok(Observed::Absent);
     }
-    Ok(observed_record(
+    Ok(record::observed(
         target.state.read::<NoDetails>(Kind::Bucket, &desired.name)?,
     ))
 }
@@ -31,7 +31,7 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, 
         path,
         source,
     })?;
-    apply_record(target, desired)
+    record::apply(target, desired)
 }
 
 /// Deletes the folder with everything in it (on AWS: emptied, all versions, then deleted).

@@ -1,34 +1,33 @@
 //! The endpoint: a background `model-image serve` on 127.0.0.1, started detached (it outlives
 //! `orchestrate up`), its pid, port and URL in the record, its output in `endpoints/<name>.log`.
 //!
-//! Observation reports `serving` = "answering /ping" only when the recorded process is alive and
-//! `/ping` answers 200, so a killed server is drift that `up` repairs. Applying starts the new server,
-//! waits for `/ping`, switches the record (remembering the config it ran before as
-//! `previous_endpoint_config`, for `orchestrate rollback`) and only then stops the old server: a
-//! failed start leaves the old one serving. The port is `local.port`, else the one the endpoint
-//! already had, else a free one. `model-image serve` binds with `SO_REUSEPORT`, so while the old
-//! server still holds the port the new one listens beside it and takes over with no gap; the new
-//! server counts as started once it listens itself (it binds after loading its model, which is read
-//! from `/proc`) and `/ping` answers. Where that cannot work (an old server bound without
-//! `SO_REUSEPORT`) the new one starts on a free port, and with a fixed `local.port` moves back onto
-//! it once the old one has stopped.
+//! Observation reads the server as the endpoint's lifecycle: ready only when the recorded process is
+//! alive and `/ping` answers 200; otherwise failed ("not running (pid N exited)", "not answering
+//! /ping at URL (pid N)"), which `up` repairs by replacing it. The record's details keep the config
+//! the endpoint ran before its last update, reported as the endpoint's outputs (`previous_config`,
+//! for `orchestrate rollback`). Applying starts the new server, waits for `/ping`, switches the record
+//! and only then stops the old server: a failed start leaves the old one serving. The port is
+//! `local.port`, else the one the endpoint already had, else a free one. `model-image serve` binds
+//! with `SO_REUSEPORT`, so while the old server still holds the port the new one listens beside it
+//! and takes over with no gap; the new server counts as started once it listens itself (it binds
+//! after loading its model, which is read from `/proc`) and `/ping` answers. Where that cannot work
+//! (an old server bound without `SO_REUSEPORT`) the new one starts on a free port, and with a fixed
+//! `local.port` moves back onto it once the old one has stopped.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use engine::desired::{LOCAL_SERVING, LOCAL_SERVING_FIELD};
-use engine::plan::PREVIOUS_CONFIG_FIELD;
-use engine::resource::{Desired, Kind, Observed};
-use engine::target::Applied;
+use engine::Settings;
+use engine::kind::EndpointSettings;
+use engine::resource::{Desired, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
+use engine::target::{Applied, ResourceId};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::process::{self, Spawned};
 use crate::state::{Record, encode_name};
-use crate::{
-    LocalError, LocalTarget, desired_fields, endpoint_config, image, io_error, model, observed_record,
-};
+use crate::{LocalError, LocalTarget, image, io_error, model, record};
 
 const KIND: Kind = Kind::Endpoint;
 /// How long a new server gets to answer `/ping`.
@@ -46,6 +45,10 @@ pub(crate) struct EndpointDetails {
     pub url: String,
     /// The model folder it serves.
     pub model_dir: PathBuf,
+    /// The config the endpoint ran before its last update (what `orchestrate rollback` returns to);
+    /// `None` until it is updated, and in the `.starting` note of a server not recorded yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_config: Option<String>,
 }
 
 impl EndpointDetails {
@@ -109,15 +112,26 @@ pub(crate) fn url(target: &LocalTarget, name: &str) -> Result<Option<String>, Lo
         .map(|r| r.details.url))
 }
 
-/// What the server of a record is doing: [`LOCAL_SERVING`] when healthy.
-async fn serving(target: &LocalTarget, details: &EndpointDetails) -> String {
+/// What the server of a record is doing: ready when it runs and answers `/ping`.
+async fn lifecycle(target: &LocalTarget, details: &EndpointDetails) -> Lifecycle {
     if !process::alive(details.pid, target.state.root()) {
-        return format!("not running (pid {} exited)", details.pid);
+        return Lifecycle::Failed(format!("not running (pid {} exited)", details.pid));
     }
     if ping(target, &details.url).await {
-        LOCAL_SERVING.to_string()
+        Lifecycle::Ready
     } else {
-        format!("not answering /ping at {} (pid {})", details.url, details.pid)
+        Lifecycle::Failed(format!(
+            "not answering /ping at {} (pid {})",
+            details.url, details.pid
+        ))
+    }
+}
+
+/// The config an endpoint record serves.
+fn config_of(record: &Record<EndpointDetails>) -> Option<&str> {
+    match &record.settings {
+        Settings::Endpoint(endpoint) => Some(endpoint.endpoint_config.as_str()),
+        _ => None,
     }
 }
 
@@ -134,42 +148,45 @@ pub(crate) async fn observe(target: &LocalTarget, desired: &Desired) -> Result<O
     let Some(record) = target.state.read::<EndpointDetails>(KIND, &desired.name)? else {
         return Ok(Observed::Absent);
     };
-    let serving = serving(target, &record.details).await;
-    let url = record.details.url.clone();
-    Ok(observed_record(Some(record))
-        .with_field(LOCAL_SERVING_FIELD, serving)
-        .with_field("url", url))
+    let lifecycle = lifecycle(target, &record.details).await;
+    let outputs = Outputs::Endpoint(EndpointOutputs {
+        previous_config: record.details.previous_config.clone(),
+    });
+    Ok(Observed::present(record.name, record.settings, lifecycle).with_outputs(outputs))
 }
 
-pub(crate) async fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
+/// Serves the config `settings` names (its model, with the binary of the model's image).
+pub(crate) async fn apply(
+    target: &LocalTarget,
+    desired: &Desired,
+    settings: &EndpointSettings,
+) -> Result<Applied, LocalError> {
     let name = desired.name.as_str();
-    let config = desired.get("endpoint_config").unwrap_or_default();
+    let config = settings.endpoint_config.as_str();
     let missing = |what: String| LocalError::Missing {
         kind: KIND,
         name: name.to_string(),
         what,
     };
-    let model = endpoint_config::model_of(target, config)?
-        .ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
+    let model =
+        record::model_of(target, config)?.ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
     let model_dir = model::serving_dir(target, &model);
-    let image_ref = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
-    let image_ref = image_ref.ok_or_else(|| missing(format!("model `{model}`")))?;
-    let binary = image::binary_for(target, &image_ref);
+    let image = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
+    let image = image.ok_or_else(|| missing(format!("model `{model}`")))?;
+    let binary = image::binary_for(target, &image);
     if !binary.is_file() {
-        return Err(missing(format!("image `{image_ref}`")));
+        return Err(missing(format!("image `{image}`")));
     }
 
     let old = target.state.read::<EndpointDetails>(KIND, name)?;
     stop_unrecorded_start(target, name, old.as_ref()).await?;
-    let mut fields = desired_fields(desired);
+    // Moving to another config makes the one it ran the previous one; otherwise that stays.
     let previous = match &old {
-        Some(old) if old.field("endpoint_config") != Some(config) => old.field("endpoint_config"),
-        Some(old) => old.field(PREVIOUS_CONFIG_FIELD),
+        Some(old) if config_of(old) != Some(config) => config_of(old).map(str::to_string),
+        Some(old) => old.details.previous_config.clone(),
         None => None,
-    };
-    if let Some(previous) = previous.filter(|p| !p.is_empty()) {
-        fields.insert(PREVIOUS_CONFIG_FIELD.to_string(), previous.to_string());
     }
+    .filter(|p| !p.is_empty());
 
     let fixed = target.spec.local.port;
     let wanted = fixed.or(old.as_ref().map(|o| o.details.port));
@@ -193,7 +210,14 @@ pub(crate) async fn apply(target: &LocalTarget, desired: &Desired) -> Result<App
         Some(started) => started,
         None => start(target, name, &binary, &model_dir, free_port(name)?).await?,
     };
-    let mut record = Record::new(name, fields, started);
+    let mut record = Record::new(
+        name,
+        settings.clone(),
+        EndpointDetails {
+            previous_config: previous.clone(),
+            ..started
+        },
+    );
     target.state.write(KIND, &record)?;
     clear_starting(target, name)?;
     if let Some(old) = &old {
@@ -205,12 +229,17 @@ pub(crate) async fn apply(target: &LocalTarget, desired: &Desired) -> Result<App
         && process::port_free(fixed)
     {
         let temporary = record.details.clone();
-        record.details = start(target, name, &binary, &model_dir, fixed).await?;
+        record.details = EndpointDetails {
+            previous_config: previous.clone(),
+            ..start(target, name, &binary, &model_dir, fixed).await?
+        };
         target.state.write(KIND, &record)?;
         clear_starting(target, name)?;
         stop(target, name, &temporary).await?;
     }
-    Ok(Applied::Ready)
+    Ok(Applied::Ready(Outputs::Endpoint(EndpointOutputs {
+        previous_config: previous,
+    })))
 }
 
 fn free_port(name: &str) -> Result<u16, LocalError> {
@@ -246,6 +275,7 @@ async fn start(
         port,
         url: format!("http://127.0.0.1:{port}"),
         model_dir: model_dir.to_path_buf(),
+        previous_config: None,
     };
     let starting = starting_path(target, name);
     let json = serde_json::to_vec(&details).map_err(std::io::Error::other);
@@ -375,29 +405,32 @@ pub(crate) async fn invoke(
 }
 
 /// Configs the endpoint runs or may roll back to, their models and the images those run: never
-/// deleted while the endpoint records them (see [`endpoint_config`](crate::endpoint_config)).
+/// deleted while the endpoint records them (see [`record`](crate::record)).
 #[derive(Debug, Default)]
 pub(crate) struct Protected {
-    pub configs: Vec<String>,
-    pub models: Vec<String>,
-    /// Image references (`repo@sha256:…`).
-    pub images: Vec<String>,
+    resources: Vec<ResourceId>,
+}
+
+impl Protected {
+    pub(crate) fn protects(&self, kind: Kind, name: &str) -> bool {
+        self.resources.iter().any(|id| id.kind == kind && id.name == name)
+    }
 }
 
 pub(crate) fn rollback_protected(target: &LocalTarget) -> Result<Protected, LocalError> {
     let mut protected = Protected::default();
     for record in target.state.list::<EndpointDetails>(KIND)? {
-        for field in ["endpoint_config", PREVIOUS_CONFIG_FIELD] {
-            let Some(config) = record.field(field).filter(|c| !c.is_empty()) else {
-                continue;
-            };
-            if let Some(model) = endpoint_config::model_of(target, config)? {
+        let configs = [config_of(&record), record.details.previous_config.as_deref()];
+        for config in configs.into_iter().flatten().filter(|c| !c.is_empty()) {
+            if let Some(model) = record::model_of(target, config)? {
                 if let Some(image) = model::image_of(target, &model)? {
-                    protected.images.push(image);
+                    protected.resources.push(image::resource(&image));
                 }
-                protected.models.push(model);
+                protected.resources.push(ResourceId::new(Kind::Model, model));
             }
-            protected.configs.push(config.to_string());
+            protected
+                .resources
+                .push(ResourceId::new(Kind::EndpointConfig, config));
         }
     }
     Ok(protected)

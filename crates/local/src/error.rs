@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use engine::Kind;
+use engine::values::Channel;
 
 /// A local target failure.
 #[derive(Debug, thiserror::Error)]
@@ -64,9 +65,9 @@ pub enum LocalError {
     #[error(
         "the {channel} data `{location}` is in S3; the local target trains on local files (use `--target aws`)"
     )]
-    RemoteData { channel: String, location: String },
+    RemoteData { channel: Channel, location: String },
     #[error("training data `{name}`: the deployment has no `{channel}` channel")]
-    UnknownChannel { name: String, channel: String },
+    UnknownChannel { name: String, channel: Channel },
     #[error(
         "training data `{name}` changed while it was copied (want sha256 {want}, have {have}); run `orchestrate up` again"
     )]
@@ -92,6 +93,10 @@ pub enum LocalError {
     },
     #[error("{kind} `{name}` needs {what}, which does not exist; run `orchestrate up` to create it")]
     Missing { kind: Kind, name: String, what: String },
+    #[error(
+        "model `{name}` needs the completed attempt of training job `{job}`, and none was handed over; run `orchestrate up`, which trains it first"
+    )]
+    NoTrainedAttempt { name: String, job: String },
     #[error("{kind} `{name}`: cannot start `{binary}`")]
     Spawn {
         kind: Kind,

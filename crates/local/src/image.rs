@@ -1,27 +1,30 @@
 //! The container image: built by the image crate exactly as for AWS (same layer, config and
-//! manifest digest), kept in `images/<digest hex>/` as the `docker load`-able `image.tar` beside a
-//! copy of the binary it ships, `model-image`. Training jobs and endpoints run that copy, so they
-//! run exactly what was imaged, whatever happens to the build output afterwards.
+//! manifest digest), named by that digest (`sha256:…`) and kept in `images/<digest hex>/` as the
+//! `docker load`-able `image.tar` beside a copy of the binary it ships, `model-image`. Training jobs
+//! and endpoints run that copy (found from the typed image reference they were given), so they run
+//! exactly what was imaged, whatever happens to the build output afterwards.
 //!
 //! An image that a model kept for rollback runs is not deleted while the endpoint records that
 //! model's config: rolling back must find its binary.
 //!
-//! Observation checks both files are there and that the copy is still the imaged binary (its
-//! sha256, recomputed only when its size or mtime changed); a modified copy shows as a differing
-//! `digest`, which `up` replaces.
+//! Observation checks both files are there and that the copy is still the imaged binary: a
+//! `binary_sha256` check, recomputed only when the copy's size or mtime changed. A modified copy
+//! fails the check, which `up` replaces.
 
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use engine::resource::{Desired, Kind, Observed};
-use engine::target::Applied;
+use engine::kind::ImageSettings;
+use engine::resource::{Check, Desired, Kind, Observed, OnChange, Outputs};
+use engine::target::{Applied, ResourceId};
+use engine::values::{Digest, ImageRef};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use crate::state::{Record, Stamp};
-use crate::{LocalError, LocalTarget, desired_fields, io_error, observed_record, remove_dir_all};
+use crate::{LocalError, LocalTarget, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::Image;
 /// The binary's file name in an image folder.
@@ -36,20 +39,19 @@ pub(crate) struct ImageDetails {
     pub binary: Stamp,
 }
 
-/// The hex digits of `sha256:<hex>` (or the text itself).
-pub(crate) fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
+/// The image folder of a digest, `images/<digest hex>/`.
+pub(crate) fn folder(target: &LocalTarget, digest: &Digest) -> PathBuf {
+    target.state.kind_dir(KIND).join(digest.hex())
 }
 
-/// The image folder of a digest.
-pub(crate) fn folder(target: &LocalTarget, digest: &str) -> PathBuf {
-    target.state.kind_dir(KIND).join(hex(digest))
+/// The imaged binary of an image.
+pub(crate) fn binary_for(target: &LocalTarget, image: &ImageRef) -> PathBuf {
+    folder(target, &image.digest).join(BINARY)
 }
 
-/// The imaged binary for an image reference `repo@sha256:…` or a digest.
-pub(crate) fn binary_for(target: &LocalTarget, image_ref: &str) -> PathBuf {
-    let digest = image_ref.rsplit_once('@').map_or(image_ref, |(_, digest)| digest);
-    folder(target, digest).join(BINARY)
+/// The image resource an image reference names (images are named by their digest).
+pub(crate) fn resource(image: &ImageRef) -> ResourceId {
+    ResourceId::new(KIND, image.digest.as_str())
 }
 
 pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
@@ -62,22 +64,28 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
         return Ok(Observed::Absent);
     }
     let stamp = Stamp::of(&binary).map_err(io_error(KIND, &desired.name, "stat", &binary))?;
-    if stamp == record.details.binary {
-        return Ok(observed_record(Some(record)));
-    }
-    let sha256 = sha256_file(&binary).map_err(io_error(KIND, &desired.name, "hash", &binary))?;
-    if sha256 == record.details.binary_sha256 {
-        return Ok(observed_record(Some(record)));
-    }
-    Ok(observed_record(Some(record)).with_field(
-        "digest",
-        format!("unknown (the imaged binary was modified: sha256 {sha256})"),
-    ))
+    let imaged = record.details.binary_sha256.clone();
+    let have = if stamp == record.details.binary {
+        imaged.clone()
+    } else {
+        sha256_file(&binary).map_err(io_error(KIND, &desired.name, "hash", &binary))?
+    };
+    // The copy must still be the binary that was imaged; a different one is a different image.
+    Ok(record::observed(Some(record)).with_check(Check::new(
+        "binary_sha256",
+        imaged,
+        have,
+        OnChange::Replace,
+    )))
 }
 
-pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
+pub(crate) fn apply(
+    target: &LocalTarget,
+    desired: &Desired,
+    settings: &ImageSettings,
+) -> Result<Applied, LocalError> {
     let name = desired.name.as_str();
-    let want = desired.get("digest").unwrap_or_default();
+    let want = &settings.image.digest;
     let built = target.built_image(want)?;
     let folder = folder(target, want);
     fs::create_dir_all(&folder).map_err(io_error(KIND, name, "create", &folder))?;
@@ -109,8 +117,11 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, 
     }
     fs::rename(&staging, &binary).map_err(io_error(KIND, name, "store", &binary))?;
 
-    let repository = name.split_once('@').map_or(name, |(repo, _)| repo);
-    let repo_tag = format!("{repository}:{}", built.manifest_digest.short12());
+    let repo_tag = format!(
+        "{}:{}",
+        settings.image.repository,
+        built.manifest_digest.short12()
+    );
     let archive = folder.join(ARCHIVE);
     built
         .write_docker_archive(&archive, &repo_tag)
@@ -128,17 +139,13 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, 
     };
     target
         .state
-        .write(KIND, &Record::new(name, desired_fields(desired), details))?;
-    Ok(Applied::Ready)
+        .write(KIND, &Record::new(name, settings.clone(), details))?;
+    Ok(Applied::Ready(Outputs::None))
 }
 
 /// Deletes the image folder, unless a model the endpoint runs or may roll back to runs this image.
 pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
-    if crate::endpoint::rollback_protected(target)?
-        .images
-        .iter()
-        .any(|i| i == name)
-    {
+    if crate::endpoint::rollback_protected(target)?.protects(KIND, name) {
         return Ok(());
     }
     if let Some(record) = target.state.read::<ImageDetails>(KIND, name)? {
@@ -149,13 +156,13 @@ pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError>
 
 impl LocalTarget {
     /// The remembered build if it has digest `want`, else a fresh build that must have it.
-    fn built_image(&self, want: &str) -> Result<::image::BuiltImage, LocalError> {
+    fn built_image(&self, want: &Digest) -> Result<::image::BuiltImage, LocalError> {
         let remembered = self.built.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let built = match remembered {
-            Some(built) if built.manifest_digest.as_str() == want => built,
+            Some(built) if &built.manifest_digest == want => built,
             _ => self.build_image()?,
         };
-        if built.manifest_digest.as_str() != want {
+        if &built.manifest_digest != want {
             return Err(LocalError::DigestMismatch {
                 name: want.to_string(),
                 binary: self.model_image_bin.clone(),
@@ -183,22 +190,69 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use engine::resource::Change;
+
     use super::*;
 
     #[test]
     fn digests_and_references_map_to_folders() {
-        assert_eq!(hex("sha256:abc"), "abc");
-        assert_eq!(hex("abc"), "abc");
         let dir = tempfile::tempdir().unwrap();
         let spec = crate::tests::spec(dir.path());
         let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
-        let binary = binary_for(&target, "iot-model-image@sha256:abc");
+        let digest = Digest::sha256(b"");
+        let image = ImageRef {
+            repository: "iot-model-image".into(),
+            digest: digest.clone(),
+        };
+        let binary = binary_for(&target, &image);
         assert!(
-            binary.ends_with("iot/images/abc/model-image"),
+            binary.ends_with(format!("iot/images/{}/model-image", digest.hex())),
             "{}",
             binary.display()
         );
-        assert_eq!(binary_for(&target, "sha256:abc"), binary);
+        assert_eq!(binary.parent().unwrap(), folder(&target, &digest));
+        assert_eq!(resource(&image), ResourceId::new(Kind::Image, digest.as_str()));
+    }
+
+    #[test]
+    fn a_modified_binary_copy_is_a_different_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::tests::spec(dir.path());
+        let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
+        let settings = ImageSettings {
+            image: ImageRef {
+                repository: "iot-model-image".into(),
+                digest: Digest::sha256(b"image"),
+            },
+        };
+        let desired = Desired::new(settings.image.digest.as_str(), settings.clone());
+        assert_eq!(observe(&target, &desired).unwrap(), Observed::Absent);
+        let folder = folder(&target, &settings.image.digest);
+        fs::create_dir_all(&folder).unwrap();
+        let binary = folder.join(BINARY);
+        fs::write(&binary, "elf").unwrap();
+        fs::write(folder.join(ARCHIVE), "tar").unwrap();
+        let details = ImageDetails {
+            folder: folder.clone(),
+            binary_sha256: sha256_file(&binary).unwrap(),
+            binary: Stamp::of(&binary).unwrap(),
+        };
+        let record = Record::new(&desired.name, settings, details);
+        target.state.write(KIND, &record).unwrap();
+        let observed = observe(&target, &desired).unwrap();
+        assert_eq!(engine::resource::diff(&desired, &observed), Change::NoOp);
+
+        fs::write(&binary, "elf, patched").unwrap();
+        match engine::resource::diff(&desired, &observe(&target, &desired).unwrap()) {
+            Change::Replace { fields, .. } => {
+                assert_eq!(fields.len(), 1, "{fields:?}");
+                assert_eq!(fields[0].field, "binary_sha256");
+                assert_eq!(fields[0].want, record.details.binary_sha256);
+            }
+            other => panic!("a modified copy must be replaced, got {other:?}"),
+        }
+        fs::remove_file(folder.join(ARCHIVE)).unwrap();
+        assert_eq!(observe(&target, &desired).unwrap(), Observed::Absent);
     }
 
     #[test]

@@ -2,30 +2,30 @@
 //! as folders, JSON records and local processes, so a fresh clone deploys without an AWS account.
 //!
 //! The bucket is a folder holding the uploaded, content-addressed data; the role, repository,
-//! endpoint config and autoscaling policy are records; the image is built by the image crate
-//! exactly as for AWS and kept as a `docker load`-able archive beside the binary it ships; a
-//! training job is the real `model-image train` on the SageMaker layout (detached, so an interrupted
-//! `up` leaves it running and the next one re-attaches); a model is `model.tar.gz`; the endpoint is a
-//! background `model-image serve` on 127.0.0.1, checked with `/ping`. Training jobs and endpoints
-//! run the binary copied into the image's folder, so they run exactly what was imaged. Locally
-//! nothing scales: the autoscaling policy is recorded, and one server process serves.
+//! endpoint config and autoscaling policy are records of their typed settings (one implementation,
+//! `record`); the image is built by the image crate exactly as for AWS and kept as a
+//! `docker load`-able archive beside the binary it ships; a training job is the real
+//! `model-image train` on the SageMaker layout (detached, so an interrupted `up` leaves it running and
+//! the next one re-attaches), and a completed attempt makes its model folder known as its outputs; a
+//! model is that folder as `model.tar.gz`; the endpoint is a background `model-image serve` on
+//! 127.0.0.1, checked with `/ping` (a server that died or does not answer is a failed endpoint, which
+//! `up` replaces). Training jobs and endpoints run the binary copied into the image's folder, so they
+//! run exactly what was imaged. Locally nothing scales: the autoscaling policy is recorded, and one
+//! server process serves.
 //!
 //! State lives in one folder per deployment (see [`state`]); [`LocalTarget::lock`] keeps two runs
 //! apart. The CLI calls, in order: [`LocalTarget::open`], [`LocalTarget::lock`],
-//! [`LocalTarget::build_image`], [`LocalTarget::facts`], then `engine::desired_state` and the
-//! `engine::executor` functions with the target.
+//! [`LocalTarget::image_digest`] (or [`LocalTarget::build_image`]), [`LocalTarget::facts`], then
+//! `engine::desired_state` and the `engine::executor` functions with the target.
 
-mod autoscaling;
 mod bucket;
 mod endpoint;
-mod endpoint_config;
 pub mod error;
 mod image;
 pub mod log_tail;
 mod model;
 pub mod process;
-mod repository;
-mod role;
+mod record;
 pub mod state;
 mod training_data;
 mod training_job;
@@ -35,9 +35,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use engine::Settings;
 use engine::desired::{ChannelData, DesiredState, Facts};
-use engine::resource::{Change, Desired, Kind, Lifecycle, Observed};
-use engine::target::{Applied, Found, Target, TargetError};
+use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
+use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::values::{Channel, Digest};
 use spec::{DataSource, Spec};
 
 pub use error::LocalError;
@@ -45,7 +47,7 @@ pub use state::StateLock;
 
 use crate::error::target_error;
 use crate::log_tail::LogTail;
-use crate::state::{NoDetails, Record, State};
+use crate::state::State;
 
 /// How often the executor polls a pending local resource.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -108,7 +110,7 @@ impl LocalTarget {
     /// the cache lives in the state folder). A cache miss builds and remembers the image, as
     /// `build_image` does. This keeps a no-op `status` or `up` fast; the image is built lazily if it
     /// must be applied.
-    pub fn image_digest(&self) -> Result<String, LocalError> {
+    pub fn image_digest(&self) -> Result<Digest, LocalError> {
         let spec = image_spec(&self.model_image_bin);
         let (digest, built) = ::image::cached_digest(&spec, &self.state.root().join("image-digest.json"))
             .map_err(|source| LocalError::Image {
@@ -118,30 +120,30 @@ impl LocalTarget {
         if let Some(built) = built {
             *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(built);
         }
-        Ok(digest.to_string())
+        Ok(digest)
     }
 
     /// The facts the desired state needs: resource names on this target and the data hashes.
     /// `image_digest` is the manifest digest of [`build_image`](Self::build_image).
-    pub fn facts(&self, image_digest: &str) -> Result<Facts, LocalError> {
+    pub fn facts(&self, image_digest: &Digest) -> Result<Facts, LocalError> {
         let channels = engine::desired::channel_sources(&self.spec)
             .into_iter()
-            .map(|(channel, source)| Ok(ChannelData::new(channel, &data_hash(channel, source)?)))
+            .map(|(channel, source)| Ok(ChannelData::new(channel, data_hash(channel, source)?)))
             .collect::<Result<_, LocalError>>()?;
         Ok(Facts {
             bucket: bucket_name(&self.spec),
             channels,
             role: role_name(&self.spec),
             repository: repository_name(&self.spec),
-            image_digest: image_digest.to_string(),
+            image_digest: image_digest.clone(),
         })
     }
 
-    /// The local data source of a channel (`train`, `validation`).
-    fn channel_source(&self, channel: &str) -> Option<&DataSource> {
+    /// The local data source of a channel.
+    fn channel_source(&self, channel: Channel) -> Option<&DataSource> {
         engine::desired::channel_sources(&self.spec)
             .into_iter()
-            .find(|(name, _)| *name == channel)
+            .find(|(have, _)| *have == channel)
             .map(|(_, source)| source)
     }
 
@@ -180,7 +182,7 @@ pub fn repository_name(spec: &Spec) -> String {
     spec.repository_name()
 }
 
-fn data_hash(channel: &str, source: &DataSource) -> Result<String, LocalError> {
+fn data_hash(channel: Channel, source: &DataSource) -> Result<String, LocalError> {
     match source {
         DataSource::LocalFile(path) | DataSource::LocalDir(path) => {
             engine::names::data_sha256(path).map_err(|source| LocalError::HashData {
@@ -189,32 +191,9 @@ fn data_hash(channel: &str, source: &DataSource) -> Result<String, LocalError> {
             })
         }
         DataSource::S3 { .. } => Err(LocalError::RemoteData {
-            channel: channel.to_string(),
+            channel,
             location: source.to_string(),
         }),
-    }
-}
-
-/// The fields a resource is recorded with: the desired ones, except those the target computes on
-/// observation (the endpoint's `serving`).
-fn desired_fields(desired: &Desired) -> BTreeMap<String, String> {
-    desired
-        .fields
-        .iter()
-        .filter(|f| f.name != engine::desired::LOCAL_SERVING_FIELD)
-        .map(|f| (f.name.to_string(), f.value.clone()))
-        .collect()
-}
-
-/// A record that exists is a ready resource with the fields it was applied with.
-fn observed_record<D>(record: Option<Record<D>>) -> Observed {
-    match record {
-        Some(record) => Observed::Present {
-            name: record.name,
-            fields: record.fields,
-            lifecycle: Lifecycle::Ready,
-        },
-        None => Observed::Absent,
     }
 }
 
@@ -250,15 +229,6 @@ fn io_error(
     }
 }
 
-/// Records the desired fields: applying a resource that is only a record.
-fn apply_record(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
-    target.state.write(
-        desired.kind,
-        &Record::new(&desired.name, desired_fields(desired), NoDetails {}),
-    )?;
-    Ok(Applied::Ready)
-}
-
 impl Target for LocalTarget {
     fn describe(&self) -> String {
         format!("local ({})", self.state.root().display())
@@ -269,32 +239,36 @@ impl Target for LocalTarget {
     }
 
     async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError> {
-        let observed = match desired.kind {
-            Kind::Bucket => bucket::observe(self, desired),
-            Kind::TrainingData => training_data::observe(self, desired),
-            Kind::Role => role::observe(self, desired),
-            Kind::Repository => repository::observe(self, desired),
-            Kind::Image => image::observe(self, desired),
-            Kind::TrainingJob => training_job::observe(self, desired),
-            Kind::Model => model::observe(self, desired),
-            Kind::EndpointConfig => endpoint_config::observe(self, desired),
-            Kind::Endpoint => endpoint::observe(self, desired).await,
-            Kind::Autoscaling => autoscaling::observe(self, desired),
+        let observed = match &desired.settings {
+            Settings::Bucket(_) => bucket::observe(self, desired),
+            Settings::TrainingData(_) => training_data::observe(self, desired),
+            Settings::Role(_)
+            | Settings::Repository(_)
+            | Settings::EndpointConfig(_)
+            | Settings::Autoscaling(_) => record::observe(self, desired),
+            Settings::Image(_) => image::observe(self, desired),
+            Settings::TrainingJob(_) => training_job::observe(self, desired),
+            Settings::Model(_) => model::observe(self, desired),
+            Settings::Endpoint(_) => endpoint::observe(self, desired).await,
         };
-        observed.map_err(|e| target_error("observe", desired.kind, &desired.name, &e))
+        observed.map_err(|e| target_error("observe", desired.kind(), &desired.name, &e))
     }
 
     async fn owned(&self) -> Result<Vec<Found>, TargetError> {
         let mut found = Vec::new();
-        for kind in Kind::ALL {
+        for &kind in Kind::ALL {
             let records = self
                 .state
                 .list::<serde_json::Value>(kind)
                 .map_err(|e| target_error("list", kind, &self.state.root().display().to_string(), &e))?;
-            found.extend(records.into_iter().map(|r| Found {
-                kind,
-                name: r.name,
-                fields: r.fields,
+            found.extend(records.into_iter().map(|record| {
+                let one = Found::new(kind, record.name);
+                // What must stay with it for a rollback: a config's model, a model's image.
+                match record.settings {
+                    Settings::EndpointConfig(config) => one.using(Kind::Model, config.model),
+                    Settings::Model(model) => one.using(Kind::Image, model.image.digest.as_str()),
+                    _ => one,
+                }
             }));
         }
         Ok(found)
@@ -304,46 +278,45 @@ impl Target for LocalTarget {
         &self,
         desired: &Desired,
         change: &Change,
-        state: &DesiredState,
+        upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
-        let applied = match desired.kind {
-            Kind::Bucket => bucket::apply(self, desired),
-            Kind::TrainingData => training_data::apply(self, desired, state),
-            Kind::Role => role::apply(self, desired),
-            Kind::Repository => repository::apply(self, desired),
-            Kind::Image => image::apply(self, desired),
-            Kind::TrainingJob => training_job::apply(self, desired, state),
-            Kind::Model => model::apply(self, desired),
-            Kind::EndpointConfig => endpoint_config::apply(self, desired),
-            Kind::Endpoint => endpoint::apply(self, desired).await,
-            Kind::Autoscaling => autoscaling::apply(self, desired),
+        let applied = match &desired.settings {
+            Settings::Bucket(_) => bucket::apply(self, desired),
+            Settings::TrainingData(data) => training_data::apply(self, &desired.name, data, upstream),
+            Settings::Role(_)
+            | Settings::Repository(_)
+            | Settings::EndpointConfig(_)
+            | Settings::Autoscaling(_) => record::apply(self, desired),
+            Settings::Image(image) => image::apply(self, desired, image),
+            Settings::TrainingJob(job) => training_job::apply(self, desired, job, upstream),
+            Settings::Model(model) => model::apply(self, desired, model, upstream),
+            Settings::Endpoint(endpoint) => endpoint::apply(self, desired, endpoint).await,
         };
-        applied.map_err(|e| target_error(change.verb(), desired.kind, &desired.name, &e))
+        applied.map_err(|e| target_error(change.verb(), desired.kind(), &desired.name, &e))
     }
 
     async fn delete(&self, found: &Found) -> Result<(), TargetError> {
         let deleted = match found.kind {
             Kind::Bucket => bucket::delete(self, &found.name),
             Kind::TrainingData => training_data::delete(self, &found.name),
-            Kind::Role => role::delete(self, &found.name),
-            Kind::Repository => repository::delete(self, &found.name),
+            Kind::Role | Kind::Repository | Kind::EndpointConfig | Kind::Autoscaling => {
+                record::delete(self, found.kind, &found.name)
+            }
             Kind::Image => image::delete(self, &found.name),
             Kind::TrainingJob => training_job::delete(self, &found.name).await,
             Kind::Model => model::delete(self, &found.name),
-            Kind::EndpointConfig => endpoint_config::delete(self, &found.name),
             Kind::Endpoint => endpoint::delete(self, &found.name).await,
-            Kind::Autoscaling => autoscaling::delete(self, &found.name),
         };
         deleted.map_err(|e| target_error("delete", found.kind, &found.name, &e))
     }
 
-    async fn training_metrics(&self, job_name: &str) -> Result<BTreeMap<String, f64>, TargetError> {
-        training_job::metrics(self, job_name)
-            .map_err(|e| target_error("read metrics of", Kind::TrainingJob, job_name, &e))
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+        training_job::metrics(job)
+            .map_err(|e| target_error("read metrics of", Kind::TrainingJob, &job.attempt, &e))
     }
 
     async fn new_log_lines(&self, desired: &Desired) -> Vec<String> {
-        match desired.kind {
+        match desired.kind() {
             Kind::TrainingJob => training_job::new_log_lines(self, &desired.name),
             _ => Vec::new(),
         }
@@ -377,7 +350,11 @@ impl Target for LocalTarget {
 
 #[cfg(test)]
 mod tests {
+    use engine::resource::{Lifecycle, Outputs};
+    use engine::target::ResourceId;
+
     use super::*;
+    use crate::state::Record;
 
     /// A spec for deployment `iot` with a one-row CSV in `dir`.
     pub(crate) fn spec(dir: &Path) -> Spec {
@@ -391,12 +368,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(dir.path());
         let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
-        let facts = target.facts("sha256:00").unwrap();
+        let digest = Digest::sha256(b"");
+        let facts = target.facts(&digest).unwrap();
         assert_eq!(facts.bucket, "iot-local");
         assert_eq!(facts.role, "iot-sagemaker-execution");
         assert_eq!(facts.repository, "iot-model-image");
         let want = engine::names::data_sha256(&dir.path().join("train.csv")).unwrap();
-        assert_eq!(facts.channels, vec![ChannelData::new("train", &want)]);
+        assert_eq!(facts.channels, vec![ChannelData::new(Channel::Train, want)]);
+        assert_eq!(facts.image_digest, digest);
         assert!(
             target.state_dir().ends_with(".orchestrate/iot"),
             "{}",
@@ -412,5 +391,343 @@ mod tests {
         let text = error::chain(&error);
         assert!(text.contains("no/such/model-image"), "{text}");
         assert!(text.contains("cargo build --release -p model-image"), "{text}");
+    }
+
+    /// A deployment `iot` with autoscaling, its target, and its desired state (with a made-up
+    /// image digest: nothing here builds or runs the image).
+    fn deployment(dir: &Path) -> (LocalTarget, DesiredState) {
+        std::fs::write(dir.join("train.csv"), "a,Label\n1,Normal\n").unwrap();
+        let yaml =
+            "version: 1\nname: iot\ndata: {train: train.csv}\nendpoint: {autoscaling: {min: 1, max: 2}}\n";
+        let spec = spec::parse(yaml, "deploy.yaml", dir).unwrap_or_else(|e| panic!("{e:?}"));
+        let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
+        let facts = target.facts(&Digest::sha256(b"image")).unwrap();
+        let state = engine::desired_state(&spec, spec::Target::Local, &facts);
+        (target, state)
+    }
+
+    fn upstream<'a>(state: &'a DesiredState, outputs: &'a BTreeMap<ResourceId, Outputs>) -> Upstream<'a> {
+        Upstream { state, outputs }
+    }
+
+    fn ready_settings(observed: &Observed) -> &Settings {
+        match observed {
+            Observed::Present {
+                settings,
+                lifecycle: Lifecycle::Ready,
+                ..
+            } => settings,
+            other => panic!("want a ready resource, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn record_kinds_share_one_implementation_and_record_typed_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state) = deployment(dir.path());
+        let none = BTreeMap::new();
+        let kinds = [
+            Kind::Role,
+            Kind::Repository,
+            Kind::EndpointConfig,
+            Kind::Autoscaling,
+        ];
+        for kind in kinds {
+            let desired = state.get(kind).unwrap_or_else(|| panic!("no {kind}"));
+            assert_eq!(target.observe(desired).await.unwrap(), Observed::Absent, "{kind}");
+            let applied = target
+                .apply(desired, &Change::Create, upstream(&state, &none))
+                .await
+                .unwrap();
+            assert_eq!(applied, Applied::Ready(Outputs::None), "{kind}");
+            let observed = target.observe(desired).await.unwrap();
+            assert_eq!(ready_settings(&observed), &desired.settings, "{kind}");
+            assert_eq!(engine::resource::diff(desired, &observed), Change::NoOp, "{kind}");
+            let path = target.state.record_path(kind, &desired.name);
+            assert!(
+                path.starts_with(target.state_dir().join(kind.facts().local_folder)),
+                "{}",
+                path.display()
+            );
+            // The record holds the settings as typed values, not strings to parse back.
+            let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            assert_eq!(
+                json["settings"],
+                serde_json::to_value(&desired.settings).unwrap(),
+                "{kind}"
+            );
+        }
+        // A recorded config with other settings (a changed policy) diffs as the kind declares.
+        let scaling = state.get(Kind::Autoscaling).unwrap();
+        let mut changed = scaling.clone();
+        if let Settings::Autoscaling(policy) = &mut changed.settings {
+            policy.max = 5;
+        }
+        match engine::resource::diff(&changed, &target.observe(scaling).await.unwrap()) {
+            Change::Update { fields } => assert_eq!(fields[0].field, "max"),
+            other => panic!("{other:?}"),
+        }
+
+        let owned = target.owned().await.unwrap();
+        let config = state.get(Kind::EndpointConfig).unwrap();
+        let model = state.get(Kind::Model).unwrap();
+        let found = owned
+            .iter()
+            .find(|f| f.kind == Kind::EndpointConfig)
+            .expect("the config is owned");
+        assert_eq!(found.name, config.name);
+        assert_eq!(found.used(Kind::Model), Some(model.name.as_str()));
+        assert_eq!(owned.len(), kinds.len(), "{owned:?}");
+
+        for found in &owned {
+            target.delete(found).await.unwrap();
+            target.delete(found).await.unwrap();
+        }
+        assert!(target.owned().await.unwrap().is_empty());
+        assert!(!target.state_dir().exists(), "empty folders are pruned");
+    }
+
+    #[tokio::test]
+    async fn configs_models_and_images_the_endpoint_serves_or_rolls_back_to_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state) = deployment(dir.path());
+        let model = state.get(Kind::Model).unwrap();
+        let Settings::Model(model_settings) = &model.settings else {
+            panic!("a model's settings")
+        };
+        let config = state.get(Kind::EndpointConfig).unwrap();
+        let Settings::EndpointConfig(config_settings) = &config.settings else {
+            panic!("a config's settings")
+        };
+        // Three configs of the same model: one served, one to roll back to, one unused.
+        for name in ["iot-served", "iot-previous", "iot-unused"] {
+            let record = Record::new(name, config_settings.clone(), state::NoDetails {});
+            target.state.write(Kind::EndpointConfig, &record).unwrap();
+        }
+        let folder = target.state.resource_dir(Kind::Model, &model.name);
+        let details = model::ModelDetails {
+            training_job: format!("{}-1", state.training_job()),
+            folder,
+        };
+        let record = Record::new(&model.name, model_settings.clone(), details);
+        target.state.write(Kind::Model, &record).unwrap();
+        // The model's image, and another one nothing uses.
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, "elf").unwrap();
+        let image = state.get(Kind::Image).unwrap();
+        let Settings::Image(image_settings) = &image.settings else {
+            panic!("an image's settings")
+        };
+        let mut unused = image_settings.clone();
+        unused.image.digest = Digest::sha256(b"unused");
+        for settings in [image_settings.clone(), unused] {
+            let details = image::ImageDetails {
+                folder: image::folder(&target, &settings.image.digest),
+                binary_sha256: String::new(),
+                binary: state::Stamp::of(&binary).unwrap(),
+            };
+            let name = settings.image.digest.to_string();
+            let record = Record::new(name, settings, details);
+            target.state.write(Kind::Image, &record).unwrap();
+        }
+        let endpoint = state.get(Kind::Endpoint).unwrap();
+        let Settings::Endpoint(mut serving) = endpoint.settings.clone() else {
+            panic!("an endpoint's settings")
+        };
+        serving.endpoint_config = "iot-served".into();
+        let details = endpoint::EndpointDetails {
+            pid: i32::MAX,
+            pgid: 0,
+            port: 1,
+            url: "http://127.0.0.1:1".into(),
+            model_dir: dir.path().join("none"),
+            previous_config: Some("iot-previous".into()),
+        };
+        let record = Record::new(&endpoint.name, serving, details);
+        target.state.write(Kind::Endpoint, &record).unwrap();
+
+        let owned = target.owned().await.unwrap();
+        let found_model = owned.iter().find(|f| f.kind == Kind::Model).unwrap();
+        assert_eq!(
+            found_model.used(Kind::Image),
+            Some(model_settings.image.digest.as_str()),
+            "a model uses its image, by the image's name (its digest)"
+        );
+        for found in owned.iter().filter(|f| f.kind != Kind::Endpoint) {
+            target.delete(found).await.unwrap();
+        }
+        let left: Vec<(Kind, String)> = target
+            .owned()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.kind, f.name))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                (Kind::Image, image.name.clone()),
+                (Kind::Model, model.name.clone()),
+                (Kind::EndpointConfig, "iot-previous".to_string()),
+                (Kind::EndpointConfig, "iot-served".to_string()),
+                (Kind::Endpoint, endpoint.name.clone()),
+            ]
+        );
+        // A recorded server that is gone is a failed endpoint (replaced by `up`), still reporting
+        // the config to roll back to.
+        let observed = target.observe(endpoint).await.unwrap();
+        match &observed {
+            Observed::Present {
+                lifecycle: Lifecycle::Failed(reason),
+                outputs,
+                ..
+            } => {
+                assert_eq!(reason, &format!("not running (pid {} exited)", i32::MAX));
+                assert_eq!(
+                    outputs,
+                    &Outputs::Endpoint(engine::resource::EndpointOutputs {
+                        previous_config: Some("iot-previous".into())
+                    })
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match engine::resource::diff(endpoint, &observed) {
+            Change::Replace { reason, .. } => assert!(reason.contains("not running"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Once the endpoint is gone, nothing is protected.
+        for found in target.owned().await.unwrap().iter().rev() {
+            target.delete(found).await.unwrap();
+        }
+        assert!(target.owned().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn training_data_is_named_by_its_prefix_and_a_changed_copy_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state) = deployment(dir.path());
+        let none = BTreeMap::new();
+        let bucket = state.get(Kind::Bucket).unwrap();
+        let data = state.get(Kind::TrainingData).unwrap();
+        let sha256 = engine::names::data_sha256(&dir.path().join("train.csv")).unwrap();
+        assert_eq!(data.name, format!("data/{}/train/", &sha256[..12]));
+        let upload = target
+            .apply(data, &Change::Create, upstream(&state, &none))
+            .await
+            .unwrap_err();
+        assert!(upload.to_string().contains("bucket `iot-local`"), "{upload}");
+        for desired in [bucket, data] {
+            let applied = target
+                .apply(desired, &Change::Create, upstream(&state, &none))
+                .await
+                .unwrap();
+            assert_eq!(applied, Applied::Ready(Outputs::None));
+        }
+        let stored = target
+            .state_dir()
+            .join("buckets/iot-local/data")
+            .join(&sha256[..12])
+            .join("train/train.csv");
+        assert_eq!(std::fs::read_to_string(&stored).unwrap(), "a,Label\n1,Normal\n");
+        let observed = target.observe(data).await.unwrap();
+        assert_eq!(ready_settings(&observed), &data.settings);
+        assert_eq!(engine::resource::diff(data, &observed), Change::NoOp);
+
+        std::fs::write(&stored, "a,Label\n2,Anomaly\n").unwrap();
+        match engine::resource::diff(data, &target.observe(data).await.unwrap()) {
+            Change::Replace { fields, .. } => {
+                assert_eq!(fields.len(), 1, "{fields:?}");
+                assert_eq!(fields[0].field, "sha256");
+                assert_eq!(fields[0].want, sha256);
+            }
+            other => panic!("a changed copy must be replaced, got {other:?}"),
+        }
+        target
+            .apply(data, &Change::Create, upstream(&state, &none))
+            .await
+            .unwrap();
+        assert_eq!(
+            engine::resource::diff(data, &target.observe(data).await.unwrap()),
+            Change::NoOp
+        );
+        target
+            .delete(&Found::new(Kind::TrainingData, &data.name))
+            .await
+            .unwrap();
+        assert!(!target.state_dir().join("buckets/iot-local/data").exists());
+        assert!(target.state_dir().join("buckets/iot-local").is_dir());
+        assert_eq!(target.observe(data).await.unwrap(), Observed::Absent);
+    }
+
+    #[tokio::test]
+    async fn a_model_packs_the_artifact_its_training_job_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state) = deployment(dir.path());
+        let model = state.get(Kind::Model).unwrap();
+        let none = BTreeMap::new();
+        let error = target
+            .apply(model, &Change::Create, upstream(&state, &none))
+            .await
+            .unwrap_err()
+            .to_string();
+        let job = state.training_job().to_string();
+        assert!(
+            error.contains(&format!("training job `{job}`")) && error.contains("none was handed over"),
+            "{error}"
+        );
+
+        let artifact = dir.path().join("artifact");
+        std::fs::create_dir_all(&artifact).unwrap();
+        std::fs::write(artifact.join("model.json"), "{}").unwrap();
+        std::fs::write(
+            artifact.join(engine::training_output::METRICS_FILE),
+            r#"{"validation": {"pr_auc": {"value": 0.75}}}"#,
+        )
+        .unwrap();
+        let outputs = |attempt: String| TrainingJobOutputs {
+            attempt,
+            model_artifact: artifact.to_string_lossy().into_owned(),
+        };
+        // Another job's attempt is not this model's.
+        let other = BTreeMap::from([(
+            ResourceId::new(Kind::TrainingJob, &job),
+            Outputs::TrainingJob(outputs("iot-other-1".into())),
+        )]);
+        assert!(
+            target
+                .apply(model, &Change::Create, upstream(&state, &other))
+                .await
+                .is_err()
+        );
+        let trained = outputs(format!("{job}-2"));
+        let outputs = BTreeMap::from([(
+            ResourceId::new(Kind::TrainingJob, &job),
+            Outputs::TrainingJob(trained.clone()),
+        )]);
+        let applied = target
+            .apply(model, &Change::Create, upstream(&state, &outputs))
+            .await
+            .unwrap();
+        assert_eq!(applied, Applied::Ready(Outputs::None));
+        let observed = target.observe(model).await.unwrap();
+        assert_eq!(ready_settings(&observed), &model.settings);
+        let served = model::serving_dir(&target, &model.name);
+        assert_eq!(std::fs::read_to_string(served.join("model.json")).unwrap(), "{}");
+        let record = target
+            .state
+            .read::<model::ModelDetails>(Kind::Model, &model.name)
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.details.training_job, format!("{job}-2"));
+
+        let metrics = target.training_metrics(&trained).await.unwrap();
+        assert_eq!(metrics, BTreeMap::from([("pr_auc".to_string(), 0.75)]));
+        std::fs::remove_file(artifact.join(engine::training_output::METRICS_FILE)).unwrap();
+        let error = target.training_metrics(&trained).await.unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("{job}-2")) && error.contains("metrics.json"),
+            "{error}"
+        );
     }
 }

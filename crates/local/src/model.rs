@@ -1,26 +1,28 @@
-//! Models: the completed training job's `opt_ml/model/` packed into `models/<name>/model.tar.gz`
-//! (tar + gzip, files at the archive's root, as SageMaker uploads it) and extracted beside it into
-//! `model/`, the folder the endpoint serves from. A model whose folder, archive or extracted copy is
-//! gone is absent and `up` makes it again from its training job.
+//! Models: the completed training job's model artifact (the attempt's `opt_ml/model/`, handed over
+//! as the job's outputs) packed into `models/<name>/model.tar.gz` (tar + gzip, files at the archive's
+//! root, as SageMaker uploads it) and extracted beside it into `model/`, the folder the endpoint
+//! serves from. A model whose folder, archive or extracted copy is gone is absent and `up` makes it
+//! again from its training job.
 //!
 //! The model of a config kept for rollback is never deleted while the endpoint records that config
-//! (see [`endpoint_config`](crate::endpoint_config)).
+//! (see [`record`](crate::record)).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use engine::resource::{Desired, Kind, Lifecycle, Observed};
-use engine::target::Applied;
+use engine::Settings;
+use engine::kind::ModelSettings;
+use engine::names::attempt_of;
+use engine::resource::{Desired, Kind, Observed, Outputs};
+use engine::target::{Applied, Upstream};
+use engine::values::ImageRef;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Record, collect_files};
-use crate::{
-    LocalError, LocalTarget, desired_fields, endpoint, io_error, observed_record, remove_dir_all,
-    training_job,
-};
+use crate::{LocalError, LocalTarget, endpoint, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::Model;
 const ARCHIVE: &str = "model.tar.gz";
@@ -38,12 +40,15 @@ pub(crate) fn serving_dir(target: &LocalTarget, name: &str) -> PathBuf {
     target.state.resource_dir(KIND, name).join(EXTRACTED)
 }
 
-/// The image a model runs (`repo@sha256:…`), from its record.
-pub(crate) fn image_of(target: &LocalTarget, name: &str) -> Result<Option<String>, LocalError> {
+/// The image a model runs, from its record.
+pub(crate) fn image_of(target: &LocalTarget, name: &str) -> Result<Option<ImageRef>, LocalError> {
     Ok(target
         .state
         .read::<ModelDetails>(KIND, name)?
-        .and_then(|r| r.field("image").map(str::to_string)))
+        .and_then(|record| match record.settings {
+            Settings::Model(model) => Some(model.image),
+            _ => None,
+        }))
 }
 
 pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
@@ -54,20 +59,26 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     if !folder.join(ARCHIVE).is_file() || !folder.join(EXTRACTED).is_dir() {
         return Ok(Observed::Absent);
     }
-    Ok(observed_record(Some(record)))
+    Ok(record::observed(Some(record)))
 }
 
-pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, LocalError> {
+/// Packs the training job's model artifact, which the job handed over as its outputs.
+pub(crate) fn apply(
+    target: &LocalTarget,
+    desired: &Desired,
+    settings: &ModelSettings,
+    upstream: Upstream<'_>,
+) -> Result<Applied, LocalError> {
     let name = desired.name.as_str();
-    let base = desired.get("training_job").unwrap_or_default();
-    let job = training_job::latest(target, base)?
-        .filter(|job| training_job::lifecycle(target, job) == Lifecycle::Ready)
-        .ok_or_else(|| LocalError::Missing {
-            kind: KIND,
+    let base = settings.training_job.as_str();
+    let job = upstream
+        .training_job()
+        .filter(|job| attempt_of(base, &job.attempt).is_some())
+        .ok_or_else(|| LocalError::NoTrainedAttempt {
             name: name.to_string(),
-            what: format!("a completed attempt of training job `{base}`"),
+            job: base.to_string(),
         })?;
-    let source = job.details.folder.join("opt_ml/model");
+    let source = PathBuf::from(&job.model_artifact);
     let folder = target.state.resource_dir(KIND, name);
     fs::create_dir_all(&folder).map_err(io_error(KIND, name, "create", &folder))?;
 
@@ -84,21 +95,17 @@ pub(crate) fn apply(target: &LocalTarget, desired: &Desired) -> Result<Applied, 
     fs::rename(&staging, &extracted).map_err(io_error(KIND, name, "store", &extracted))?;
 
     let details = ModelDetails {
-        training_job: job.name,
+        training_job: job.attempt.clone(),
         folder,
     };
     target
         .state
-        .write(KIND, &Record::new(name, desired_fields(desired), details))?;
-    Ok(Applied::Ready)
+        .write(KIND, &Record::new(name, settings.clone(), details))?;
+    Ok(Applied::Ready(Outputs::None))
 }
 
 pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
-    if endpoint::rollback_protected(target)?
-        .models
-        .iter()
-        .any(|m| m == name)
-    {
+    if endpoint::rollback_protected(target)?.protects(KIND, name) {
         return Ok(());
     }
     remove_dir_all(KIND, name, &target.state.resource_dir(KIND, name))?;

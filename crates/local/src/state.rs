@@ -5,25 +5,27 @@
 //! ```text
 //! lock                                  held by the running `up`/`down` (pid and command inside)
 //! buckets/<bucket>.json, <bucket>/      the bucket's record and folder (uploaded data inside)
-//! training-data/<name>.json             one record per uploaded channel
+//! training-data/<prefix>.json           one record per uploaded channel, named by its key prefix
+//!                                       (`data/<sha12>/<channel>/`, percent-encoded)
 //! roles/, repositories/, autoscaling/   records only
-//! images/<name>.json, <digest hex>/     record; the imaged binary and the docker-load-able archive
+//! images/<digest>.json, <digest hex>/   record (named `sha256:…`); the imaged binary and the
+//!                                       docker-load-able archive
 //! training-jobs/<job>-<n>.json, <job>-<n>/   one record and SageMaker layout per attempt
 //! models/<model>.json, <model>/         record; model.tar.gz and its extracted model/
 //! endpoint-configs/<config>.json        record
-//! endpoints/<endpoint>.json, .log       record (pid, port, url) and the server's log
+//! endpoints/<endpoint>.json, .log       record (pid, port, url, previous config) and the server's log
 //! ```
-//! A record holds the resource's name, the fields it was applied with (the desired fields, so a
-//! healthy resource diffs clean), and target details (pids, paths). Records are written to a
+//! Each kind's folder name is the kind's `local_folder` fact (declared with the kind in the engine).
+//! A record holds the resource's name, the typed settings it was applied with (the desired ones, so
+//! a healthy resource diffs clean), and target details (pids, paths). Records are written to a
 //! temporary file in the same folder and renamed, so a reader never sees half a record; names are
-//! percent-encoded into file names, so `data/…/train` and `repo@sha256:…` are plain files.
+//! percent-encoded into file names, so `data/…/train/` and `sha256:…` are plain files.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use engine::Kind;
+use engine::{Kind, Settings};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -34,23 +36,19 @@ use crate::error::LocalError;
 pub struct Record<D> {
     /// The resource's name (for a training job: with its attempt suffix).
     pub name: String,
-    /// The fields it was applied with, as the desired state names them.
-    pub fields: BTreeMap<String, String>,
+    /// The settings it was applied with, as the desired state has them.
+    pub settings: Settings,
     /// What the local target needs to know about it (pids, paths, file stamps).
     pub details: D,
 }
 
 impl<D> Record<D> {
-    pub fn new(name: impl Into<String>, fields: BTreeMap<String, String>, details: D) -> Self {
+    pub fn new(name: impl Into<String>, settings: impl Into<Settings>, details: D) -> Self {
         Self {
             name: name.into(),
-            fields,
+            settings: settings.into(),
             details,
         }
-    }
-
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
     }
 }
 
@@ -132,7 +130,7 @@ impl State {
 
     /// The folder of a kind's records.
     pub fn kind_dir(&self, kind: Kind) -> PathBuf {
-        self.root.join(kind_dir_name(kind))
+        self.root.join(kind.facts().local_folder)
     }
 
     /// Where a resource's own files live (beside its record): `<kind dir>/<encoded name>`.
@@ -312,22 +310,6 @@ fn read_record<D: DeserializeOwned>(kind: Kind, path: &Path) -> Result<Option<Re
         })
 }
 
-/// The folder name of a kind's records.
-pub fn kind_dir_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Bucket => "buckets",
-        Kind::TrainingData => "training-data",
-        Kind::Role => "roles",
-        Kind::Repository => "repositories",
-        Kind::Image => "images",
-        Kind::TrainingJob => "training-jobs",
-        Kind::Model => "models",
-        Kind::EndpointConfig => "endpoint-configs",
-        Kind::Endpoint => "endpoints",
-        Kind::Autoscaling => "autoscaling",
-    }
-}
-
 /// A resource name as a file name: `[A-Za-z0-9_-]` and inner dots as they are, everything else
 /// (`/`, `@`, `:`, `%`, a leading dot) as `%XX`.
 pub fn encode_name(name: &str) -> String {
@@ -345,6 +327,8 @@ pub fn encode_name(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use engine::kind::{EndpointSettings, RoleSettings};
+
     use super::*;
 
     #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -352,11 +336,17 @@ mod tests {
         pid: i32,
     }
 
-    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn endpoint(config: &str) -> EndpointSettings {
+        EndpointSettings {
+            endpoint_config: config.to_string(),
+            tags: [("orchestrate:deployment", "iot")].into_iter().collect(),
+        }
+    }
+
+    fn role() -> RoleSettings {
+        RoleSettings {
+            tags: Default::default(),
+        }
     }
 
     #[test]
@@ -379,7 +369,9 @@ mod tests {
             encode_name("data/0123/train/train"),
             "data%2F0123%2Ftrain%2Ftrain"
         );
+        assert_eq!(encode_name("data/0123/train/"), "data%2F0123%2Ftrain%2F");
         assert_eq!(encode_name("repo@sha256:ab"), "repo%40sha256%3Aab");
+        assert_eq!(encode_name("sha256:ab"), "sha256%3Aab");
         assert_eq!(encode_name(".hidden.json"), "%2Ehidden.json");
         assert_ne!(encode_name("a%2Fb"), encode_name("a/b"));
     }
@@ -389,17 +381,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::new(dir.path(), "iot");
         assert_eq!(state.read::<Details>(Kind::Endpoint, "iot").unwrap(), None);
-        let record = Record::new(
-            "iot",
-            fields(&[("endpoint_config", "iot-abc")]),
-            Details { pid: 42 },
-        );
+        let record = Record::new("iot", endpoint("iot-abc"), Details { pid: 42 });
         state.write(Kind::Endpoint, &record).unwrap();
         assert_eq!(
             state.read::<Details>(Kind::Endpoint, "iot").unwrap(),
             Some(record.clone())
         );
-        let other = Record::new("data/x/train", fields(&[]), Details { pid: 1 });
+        let other = Record::new("data/x/train/", endpoint("x"), Details { pid: 1 });
         state.write(Kind::Endpoint, &other).unwrap();
         let names: Vec<String> = state
             .list::<Details>(Kind::Endpoint)
@@ -407,14 +395,14 @@ mod tests {
             .into_iter()
             .map(|r| r.name)
             .collect();
-        assert_eq!(names, ["data/x/train", "iot"]);
+        assert_eq!(names, ["data/x/train/", "iot"]);
         // Any record can be listed without knowing its details' type (for `owned`).
         assert_eq!(state.list::<serde_json::Value>(Kind::Endpoint).unwrap().len(), 2);
         // Overwriting leaves no temporary files behind.
         state
             .write(
                 Kind::Endpoint,
-                &Record::new("iot", fields(&[]), Details { pid: 43 }),
+                &Record::new("iot", endpoint("iot-def"), Details { pid: 43 }),
             )
             .unwrap();
         let files = fs::read_dir(state.kind_dir(Kind::Endpoint)).unwrap().count();
@@ -431,11 +419,25 @@ mod tests {
     }
 
     #[test]
+    fn kind_folders_are_the_kinds_local_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        for &kind in Kind::ALL {
+            assert_eq!(state.kind_dir(kind), state.root().join(kind.facts().local_folder));
+        }
+        assert!(state.kind_dir(Kind::TrainingData).ends_with("iot/training-data"));
+        assert_eq!(
+            state.record_path(Kind::Image, "sha256:ab"),
+            state.root().join("images/sha256%3Aab.json")
+        );
+    }
+
+    #[test]
     fn removing_records_prunes_empty_folders_and_tolerates_missing_ones() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::new(dir.path(), "iot");
         state
-            .write(Kind::Role, &Record::new("r", fields(&[]), NoDetails {}))
+            .write(Kind::Role, &Record::new("r", role(), NoDetails {}))
             .unwrap();
         state.remove(Kind::Role, "r").unwrap();
         state.remove(Kind::Role, "r").unwrap();

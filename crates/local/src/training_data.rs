@@ -1,5 +1,6 @@
 //! Training data: each channel's local files, uploaded into the bucket folder under the same key as
-//! on S3 (`data/<sha12>/<channel>/`), content-addressed by the sha256 the desired state names.
+//! on S3. The resource is named by that key prefix, `data/<sha12>/<channel>/`; its settings name the
+//! channel (whose local source the spec gives) and the sha256 the upload is content-addressed by.
 //!
 //! Observation is cheap: the record keeps each stored file's size and mtime, and the sha256 is
 //! recomputed only when one of them changed (then a tampered copy shows as a differing `sha256`, which
@@ -9,22 +10,22 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use engine::desired::DesiredState;
-use engine::resource::{Desired, Kind, Observed};
-use engine::target::Applied;
+use engine::Settings;
+use engine::kind::TrainingDataSettings;
+use engine::resource::{Desired, Kind, Observed, Outputs};
+use engine::target::{Applied, Upstream};
+use engine::values::{Channel, DataHash};
 use serde::{Deserialize, Serialize};
 use spec::DataSource;
 
 use crate::state::{Record, Stamp, encode_name};
-use crate::{LocalError, LocalTarget, bucket, desired_fields, io_error, observed_record, remove_dir_all};
+use crate::{LocalError, LocalTarget, bucket, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::TrainingData;
 
-/// What the record keeps besides the fields.
+/// What the record keeps besides the settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DataDetails {
-    /// `train` or `validation`.
-    pub channel: String,
     /// The bucket folder the data is in.
     pub bucket: PathBuf,
     /// The key prefix's folder in the bucket (`data/<sha12>/<channel>`).
@@ -34,13 +35,8 @@ pub(crate) struct DataDetails {
     pub stamps: Vec<Stamp>,
 }
 
-/// `data/<sha12>/<channel>/<channel>` -> (`data/<sha12>/<channel>`, `<channel>`).
-fn split_name(name: &str) -> (&str, &str) {
-    name.rsplit_once('/').unwrap_or(("", name))
-}
-
 pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    let Some(record) = target.state.read::<DataDetails>(KIND, &desired.name)? else {
+    let Some(mut record) = target.state.read::<DataDetails>(KIND, &desired.name)? else {
         return Ok(Observed::Absent);
     };
     let Ok(stamps) = Stamp::all(&record.details.path) else {
@@ -49,38 +45,44 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     if stamps.is_empty() {
         return Ok(Observed::Absent);
     }
-    if stamps == record.details.stamps {
-        return Ok(observed_record(Some(record)));
+    if stamps != record.details.stamps {
+        // Changed since the upload: what is stored now is what it hashes to.
+        let path = record.details.path.clone();
+        let sha256 =
+            engine::names::data_sha256(&path).map_err(|source| LocalError::HashData { path, source })?;
+        if let Settings::TrainingData(data) = &mut record.settings {
+            data.sha256 = DataHash(sha256);
+        }
     }
-    let path = record.details.path.clone();
-    let sha256 = engine::names::data_sha256(&path).map_err(|source| LocalError::HashData { path, source })?;
-    Ok(observed_record(Some(record)).with_field("sha256", sha256))
+    Ok(record::observed(Some(record)))
 }
 
+/// Uploads channel `settings.channel` under key prefix `name`.
 pub(crate) fn apply(
     target: &LocalTarget,
-    desired: &Desired,
-    state: &DesiredState,
+    name: &str,
+    settings: &TrainingDataSettings,
+    upstream: Upstream<'_>,
 ) -> Result<Applied, LocalError> {
-    let name = desired.name.as_str();
-    let (prefix, channel) = split_name(name);
+    let channel = settings.channel;
     let source = target
         .channel_source(channel)
         .ok_or_else(|| LocalError::UnknownChannel {
             name: name.to_string(),
-            channel: channel.to_string(),
+            channel,
         })?;
     let (source, is_dir) = match source {
         DataSource::LocalFile(path) => (path, false),
         DataSource::LocalDir(path) => (path, true),
         DataSource::S3 { .. } => {
             return Err(LocalError::RemoteData {
-                channel: channel.to_string(),
+                channel,
                 location: source.to_string(),
             });
         }
     };
-    let bucket_name = state
+    let bucket_name = upstream
+        .state
         .get(Kind::Bucket)
         .map_or_else(|| crate::bucket_name(&target.spec), |b| b.name.clone());
     let bucket = bucket::folder(target, &bucket_name);
@@ -91,7 +93,8 @@ pub(crate) fn apply(
             what: format!("bucket `{bucket_name}`"),
         });
     }
-    let folder = bucket.join(prefix);
+    // The key prefix's folders (`data`, `<sha12>`, `<channel>`), without its trailing `/`.
+    let folder: PathBuf = bucket.join(Path::new(name).components().collect::<PathBuf>());
     // Upload into a hidden staging folder, then rename: a half-copied channel is never observed.
     let staging = bucket.join(format!(".upload-{}", encode_name(name)));
     remove_dir_all(KIND, name, &staging)?;
@@ -99,7 +102,7 @@ pub(crate) fn apply(
     let file_name = source
         .file_name()
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(channel));
+        .unwrap_or_else(|| PathBuf::from(channel.as_str()));
     if is_dir {
         copy_tree(source, &staging).map_err(io_error(KIND, name, "upload", source))?;
     } else {
@@ -115,7 +118,7 @@ pub(crate) fn apply(
     } else {
         folder.join(&file_name)
     };
-    let want = desired.get("sha256").unwrap_or_default();
+    let want = settings.sha256.as_str();
     let have = engine::names::data_sha256(&path).map_err(|source| LocalError::HashData {
         path: path.clone(),
         source,
@@ -130,7 +133,6 @@ pub(crate) fn apply(
     }
     let stamps = Stamp::all(&path).map_err(io_error(KIND, name, "stat", &path))?;
     let details = DataDetails {
-        channel: channel.to_string(),
         bucket,
         folder,
         path,
@@ -138,8 +140,8 @@ pub(crate) fn apply(
     };
     target
         .state
-        .write(KIND, &Record::new(name, desired_fields(desired), details))?;
-    Ok(Applied::Ready)
+        .write(KIND, &Record::new(name, settings.clone(), details))?;
+    Ok(Applied::Ready(Outputs::None))
 }
 
 pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
@@ -158,8 +160,13 @@ pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError>
     target.state.remove(KIND, name)
 }
 
-/// Puts a channel's stored files into a training job's `input/data/<channel>/`; returns the channel.
-pub(crate) fn link_into(target: &LocalTarget, name: &str, channels_dir: &Path) -> Result<String, LocalError> {
+/// Puts the stored files of uploaded data `name` into a training job's `input/data/<channel>/`.
+pub(crate) fn link_into(
+    target: &LocalTarget,
+    name: &str,
+    channel: Channel,
+    channels_dir: &Path,
+) -> Result<(), LocalError> {
     let record = target
         .state
         .read::<DataDetails>(KIND, name)?
@@ -169,7 +176,7 @@ pub(crate) fn link_into(target: &LocalTarget, name: &str, channels_dir: &Path) -
             what: format!("uploaded training data `{name}`"),
         })?;
     let details = record.details;
-    let channel_dir = channels_dir.join(&details.channel);
+    let channel_dir = channels_dir.join(channel.as_str());
     fs::create_dir_all(&channel_dir).map_err(io_error(KIND, name, "create", &channel_dir))?;
     if details.path == details.folder {
         link_tree(&details.path, &channel_dir).map_err(io_error(KIND, name, "link", &details.path))?;
@@ -182,7 +189,7 @@ pub(crate) fn link_into(target: &LocalTarget, name: &str, channels_dir: &Path) -
             &details.path,
         ))?;
     }
-    Ok(details.channel)
+    Ok(())
 }
 
 /// Copies the non-hidden files of `from` into `to`, keeping relative paths.
@@ -232,15 +239,6 @@ fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_split_into_prefix_and_channel() {
-        assert_eq!(
-            split_name("data/0123456789ab/train/train"),
-            ("data/0123456789ab/train", "train")
-        );
-        assert_eq!(split_name("validation"), ("", "validation"));
-    }
 
     #[test]
     fn trees_are_copied_and_linked_without_hidden_files() {

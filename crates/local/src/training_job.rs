@@ -7,24 +7,31 @@
 //! in progress and waits for it again. Like on SageMaker a failed attempt stays and the next one gets
 //! the next number; a completed one is reused.
 //!
+//! The job is started from its typed settings alone: `hyperparameters.json` is the map the engine
+//! computed, the binary is the one imaged for `image`, and the channels are the desired training
+//! data, linked from their uploads.
+//!
 //! State of the latest attempt: no `exit_code` yet and its process alive -> in progress;
-//! `exit_code` 0 with `model/model.json` -> ready; a non-zero exit -> failed with the first line of
-//! `output/failure` (or the exit code); no process and no exit code -> failed, "interrupted".
+//! `exit_code` 0 with `model/model.json` -> ready, with the attempt and its `opt_ml/model` folder as
+//! the job's outputs (the model packs that folder, the quality gate reads its `metrics.json`); a
+//! non-zero exit -> failed with the first line of `output/failure` (or the exit code); no process
+//! and no exit code -> failed, "interrupted".
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use engine::desired::DesiredState;
+use engine::kind::TrainingJobSettings;
 use engine::names::{attempt_name, attempt_of};
-use engine::resource::{Desired, Kind, Lifecycle, Observed};
-use engine::target::Applied;
+use engine::resource::{Desired, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
+use engine::target::{Applied, Upstream};
+use engine::training_output::METRICS_FILE;
 use serde::{Deserialize, Serialize};
 
 use crate::process::{self, Spawned};
 use crate::state::Record;
-use crate::{LocalError, LocalTarget, desired_fields, image, io_error, remove_dir_all, training_data};
+use crate::{LocalError, LocalTarget, image, io_error, remove_dir_all, training_data};
 
 const KIND: Kind = Kind::TrainingJob;
 const LOG: &str = "train.log";
@@ -104,18 +111,27 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
         return Ok(Observed::Absent);
     };
     let lifecycle = lifecycle(target, &record);
-    Ok(Observed::Present {
-        name: record.name,
-        fields: record.fields,
-        lifecycle,
-    })
+    let outputs = match lifecycle {
+        Lifecycle::Ready => Outputs::TrainingJob(TrainingJobOutputs {
+            attempt: record.name.clone(),
+            model_artifact: model_dir(&record.details.folder).to_string_lossy().into_owned(),
+        }),
+        _ => Outputs::None,
+    };
+    Ok(Observed::present(record.name, record.settings, lifecycle).with_outputs(outputs))
+}
+
+/// The attempt folder's model folder, `opt_ml/model`: the job's model artifact.
+fn model_dir(folder: &Path) -> PathBuf {
+    opt_ml(folder).join("model")
 }
 
 /// Starts the next attempt and returns at once: the executor polls `observe`.
 pub(crate) fn apply(
     target: &LocalTarget,
     desired: &Desired,
-    state: &DesiredState,
+    settings: &TrainingJobSettings,
+    upstream: Upstream<'_>,
 ) -> Result<Applied, LocalError> {
     let base = desired.name.as_str();
     let attempt = latest(target, base)?.map_or(1, |r| r.details.attempt + 1);
@@ -128,26 +144,24 @@ pub(crate) fn apply(
         fs::create_dir_all(&dir).map_err(io_error(KIND, &name, "create", &dir))?;
     }
     let hyperparameters = opt_ml.join("input/config/hyperparameters.json");
-    let json =
-        serde_json::to_vec_pretty(&target.spec.sagemaker_hyperparameters()).map_err(std::io::Error::other);
+    let json = serde_json::to_vec_pretty(&settings.hyperparameters).map_err(std::io::Error::other);
     json.and_then(|json| fs::write(&hyperparameters, json))
         .map_err(io_error(KIND, &name, "write", &hyperparameters))?;
-    for data in state.all(Kind::TrainingData) {
-        training_data::link_into(target, &data.name, &opt_ml.join("input/data"))?;
+    for (data, channel) in upstream.state.training_data() {
+        training_data::link_into(target, data, channel.channel, &opt_ml.join("input/data"))?;
     }
-    let image_ref = desired.get("image").unwrap_or_default();
-    let binary = image::binary_for(target, image_ref);
+    let binary = image::binary_for(target, &settings.image);
     if !binary.is_file() {
         return Err(LocalError::Missing {
             kind: KIND,
             name,
-            what: format!("image `{image_ref}`"),
+            what: format!("image `{}`", settings.image),
         });
     }
     // Recorded before starting: a run killed right here leaves an attempt that reads "interrupted".
     let mut record = Record::new(
         &name,
-        desired_fields(desired),
+        settings.clone(),
         JobDetails {
             attempt,
             folder: folder.clone(),
@@ -215,17 +229,17 @@ pub(crate) fn new_log_lines(target: &LocalTarget, base: &str) -> Vec<String> {
     }
 }
 
-/// The validation metrics a completed attempt wrote to `model/metrics.json`: every
-/// `validation.<metric>.value`.
-pub(crate) fn metrics(target: &LocalTarget, name: &str) -> Result<BTreeMap<String, f64>, LocalError> {
-    let path = opt_ml(&target.state.resource_dir(KIND, name)).join("model/metrics.json");
+/// The validation metrics a completed attempt wrote to `metrics.json` in its model artifact (the
+/// attempt's `opt_ml/model`): every `validation.<metric>.value`.
+pub(crate) fn metrics(job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, LocalError> {
+    let path = Path::new(&job.model_artifact).join(METRICS_FILE);
     let text = fs::read_to_string(&path).map_err(|source| LocalError::Metrics {
-        name: name.to_string(),
+        name: job.attempt.clone(),
         path: path.clone(),
         source,
     })?;
     let bad = |reason: String| LocalError::BadMetrics {
-        name: name.to_string(),
+        name: job.attempt.clone(),
         path: path.clone(),
         reason,
     };

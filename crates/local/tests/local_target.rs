@@ -4,16 +4,18 @@
 //! Runs the `model-image` that `cargo test --workspace` builds next to the test executables, or
 //! `MODEL_IMAGE_BIN`. The tests panic without one rather than pass without testing anything.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use engine::desired::{DesiredState, LOCAL_SERVING, LOCAL_SERVING_FIELD, desired_state};
+use engine::Settings;
+use engine::desired::{DesiredState, desired_state};
 use engine::executor::{self, EngineError};
-use engine::plan::{PREVIOUS_CONFIG_FIELD, Plan, StatusReport};
+use engine::plan::{Plan, Standing, StatusReport};
 use engine::progress::{Event, Recorder, Silent};
-use engine::resource::{Change, Kind, Lifecycle, Observed};
-use engine::target::Target;
+use engine::resource::{Change, Kind, Lifecycle, Observed, Outputs};
+use engine::target::{Applied, Target, Upstream};
 use local::{LocalError, LocalTarget};
 
 fn model_image_bin() -> PathBuf {
@@ -96,7 +98,7 @@ impl Deployment {
     fn target(&self, spec: &spec::Spec) -> (LocalTarget, DesiredState) {
         let target = LocalTarget::open(spec, &self.bin).expect("open");
         let built = target.build_image().expect("build the image");
-        let facts = target.facts(built.manifest_digest.as_str()).expect("facts");
+        let facts = target.facts(&built.manifest_digest).expect("facts");
         let state = desired_state(spec, spec::Target::Local, &facts);
         (target, state)
     }
@@ -144,11 +146,34 @@ fn change(plan: &Plan, kind: Kind) -> &Change {
     &plan.step(kind).unwrap_or_else(|| panic!("no {kind} step")).change
 }
 
-fn observed_field(plan: &Plan, kind: Kind, field: &str) -> Option<String> {
-    match &plan.step(kind)?.observed {
-        Observed::Present { fields, .. } => fields.get(field).cloned(),
-        Observed::Absent => None,
+/// The observed endpoint's config and the previous config it reports for rollback.
+fn observed_endpoint(plan: &Plan) -> (Option<String>, Option<String>) {
+    match &plan.step(Kind::Endpoint).expect("an endpoint step").observed {
+        Observed::Present {
+            settings, outputs, ..
+        } => {
+            let config = match settings {
+                Settings::Endpoint(endpoint) => Some(endpoint.endpoint_config.clone()),
+                _ => None,
+            };
+            let previous = match outputs {
+                Outputs::Endpoint(outputs) => outputs.previous_config.clone(),
+                _ => None,
+            };
+            (config, previous)
+        }
+        Observed::Absent => (None, None),
     }
+}
+
+/// The standing `status` reports for the resource of `kind`.
+fn standing(plan: &Plan, kind: Kind) -> Standing {
+    StatusReport::from_plan(plan)
+        .resources
+        .into_iter()
+        .find(|r| r.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} in status"))
+        .standing
 }
 
 async fn invoke_ok(target: &LocalTarget, request: &[u8]) -> String {
@@ -193,7 +218,7 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
             step.change,
             Change::Create,
             "{} {}",
-            step.desired.kind,
+            step.desired.kind(),
             step.desired.name
         );
     }
@@ -234,10 +259,23 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
         assert!(Path::new(path).is_file(), "{key} at {path}");
     }
     let job = state.training_job().to_string();
-    let metrics = target
-        .training_metrics(&format!("{job}-1"))
+    let trained = target
+        .observe(state.get(Kind::TrainingJob).unwrap())
         .await
-        .expect("metrics");
+        .expect("observe the training job");
+    let Some(Outputs::TrainingJob(trained)) = trained.ready_outputs().cloned() else {
+        panic!("a ready training job reports its attempt: {trained:?}");
+    };
+    assert_eq!(trained.attempt, format!("{job}-1"));
+    assert!(
+        trained
+            .model_artifact
+            .ends_with(&format!("training-jobs/{job}-1/opt_ml/model"))
+            && Path::new(&trained.model_artifact).is_dir(),
+        "{}",
+        trained.model_artifact
+    );
+    let metrics = target.training_metrics(&trained).await.expect("metrics");
     assert!(metrics.get("pr_auc").is_some_and(|v| *v > 0.5), "{metrics:?}");
     let archive = std::fs::read_dir(target.state_dir().join("images"))
         .unwrap()
@@ -255,12 +293,12 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
     let again = plan(&target, &state).await;
     assert!(again.is_noop(), "{}", again.render());
     assert!(StatusReport::from_plan(&again).in_sync);
-    assert_eq!(
-        observed_field(&again, Kind::Endpoint, LOCAL_SERVING_FIELD).as_deref(),
-        Some(LOCAL_SERVING)
-    );
+    match &again.step(Kind::Endpoint).unwrap().observed {
+        Observed::Present { lifecycle, .. } => assert_eq!(lifecycle, &Lifecycle::Ready),
+        other => panic!("{other:?}"),
+    }
 
-    // A killed server is drift on `serving`; up restarts it on the same port.
+    // A killed server is a failed endpoint, replaced; up restarts it on the same port.
     let pid = endpoint_pid(&target);
     let killed = Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -275,20 +313,24 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
     }
     let drifted = plan(&target, &state).await;
     match change(&drifted, Kind::Endpoint) {
-        Change::Update { fields } => {
-            assert_eq!(fields.len(), 1, "{fields:?}");
-            assert_eq!(fields[0].field, LOCAL_SERVING_FIELD);
-            assert!(
-                fields[0]
-                    .have
-                    .as_deref()
-                    .unwrap_or_default()
-                    .contains("not running"),
-                "{fields:?}"
-            );
+        Change::Replace { reason, fields } => {
+            assert!(fields.is_empty(), "{fields:?}");
+            assert!(reason.contains("not running"), "{reason}");
         }
-        other => panic!("want an endpoint update, got {other:?}"),
+        other => panic!("want the endpoint replaced, got {other:?}"),
     }
+    match standing(&drifted, Kind::Endpoint) {
+        Standing::Failed { reason } => assert!(reason.contains("not running"), "{reason}"),
+        other => panic!("want a failed endpoint, got {other:?}"),
+    }
+    assert_eq!(standing(&drifted, Kind::Endpoint).label(), "failed");
+    let others: Vec<&Change> = drifted
+        .steps
+        .iter()
+        .filter(|s| s.desired.kind() != Kind::Endpoint)
+        .map(|s| &s.change)
+        .collect();
+    assert!(others.iter().all(|c| c.is_noop()), "{}", drifted.render());
     assert!(!StatusReport::from_plan(&drifted).in_sync);
     executor::up(&target, &state, &drifted, None, &Silent)
         .await
@@ -324,7 +366,7 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
         .unwrap();
     let broken = plan(&target, &state).await;
     assert!(
-        matches!(change(&broken, Kind::Endpoint), Change::Update { .. }),
+        matches!(change(&broken, Kind::Endpoint), Change::Replace { .. }),
         "{}",
         broken.render()
     );
@@ -364,10 +406,16 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
     );
     // Start the training job alone, as an interrupted `up` would have: the next plan waits for it.
     let job2 = state2.get(Kind::TrainingJob).unwrap();
-    target2
-        .apply(job2, &Change::Create, &state2)
+    let nothing_ready = BTreeMap::new();
+    let upstream = Upstream {
+        state: &state2,
+        outputs: &nothing_ready,
+    };
+    let started = target2
+        .apply(job2, &Change::Create, upstream)
         .await
         .expect("start training");
+    assert_eq!(started, Applied::Pending);
     let reattach = plan(&target2, &state2).await;
     // `apply` returned as soon as the process started; training takes longer than planning.
     assert_eq!(
@@ -402,8 +450,8 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
     let after = plan(&target2, &state2).await;
     assert!(after.is_noop(), "{}", after.render());
     assert_eq!(
-        observed_field(&after, Kind::Endpoint, PREVIOUS_CONFIG_FIELD).as_deref(),
-        Some(old_config.as_str())
+        observed_endpoint(&after),
+        (Some(new_config.clone()), Some(old_config.clone()))
     );
     let kept: Vec<(Kind, &str)> = after
         .leftovers
@@ -430,14 +478,9 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
     invoke_ok(&target2, &request).await;
     assert_eq!(target2.endpoint_url().unwrap().as_deref(), Some(url.as_str()));
     let rolled = plan(&target2, &state2).await;
-    assert_eq!(
-        observed_field(&rolled, Kind::Endpoint, "endpoint_config").as_deref(),
-        Some(old_config.as_str())
-    );
-    assert_eq!(
-        observed_field(&rolled, Kind::Endpoint, PREVIOUS_CONFIG_FIELD).as_deref(),
-        Some(new_config.as_str())
-    );
+    let (serving, previous) = observed_endpoint(&rolled);
+    assert_eq!(serving.as_deref(), Some(old_config.as_str()));
+    assert_eq!(previous.as_deref(), Some(new_config.as_str()));
     assert!(
         matches!(change(&rolled, Kind::Endpoint), Change::Update { .. }),
         "{}",
@@ -468,7 +511,7 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
             step.change,
             Change::Create,
             "{} {}",
-            step.desired.kind,
+            step.desired.kind(),
             step.desired.name
         );
     }

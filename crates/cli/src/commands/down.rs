@@ -5,10 +5,10 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::documents::DownDocument;
 use anyhow::bail;
 use engine::target::Found;
-use engine::{Kind, Target, executor};
-use serde_json::json;
+use engine::{Target, executor};
 
 use crate::cli::DownArgs;
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
@@ -69,7 +69,11 @@ impl Down<'_> {
                 spec.name,
                 target.describe()
             ));
-            printer.json(&json!({ "ok": true, "deleted": [], "kept": owned }));
+            printer.json(&DownDocument {
+                ok: true,
+                deleted: &[],
+                kept: &owned,
+            });
             return Ok(Exit::Success);
         }
         if self.ask {
@@ -97,7 +101,11 @@ impl Down<'_> {
             ));
         }
         printer.text(&text);
-        printer.json(&json!({ "ok": true, "deleted": outcome.deleted, "kept": outcome.kept }));
+        printer.json(&DownDocument {
+            ok: true,
+            deleted: &outcome.deleted,
+            kept: &outcome.kept,
+        });
         Ok(Exit::Success)
     }
 }
@@ -131,6 +139,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::Kind;
 
     #[test]
     fn listing_names_every_resource_dependants_first() {

@@ -12,11 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::documents::EvaluateDocument;
 use anyhow::{Context as _, bail};
 use engine::Target;
 use metrics::{BootstrapConfig, Evaluation};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::cli::EvaluateArgs;
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
@@ -51,14 +51,14 @@ pub async fn run(cx: &Context, args: &EvaluateArgs) -> anyhow::Result<Exit> {
     let negative = scored.negative_label(&spec.data.positive);
     cx.printer
         .text(&report(&args.file, &spec.data.positive, &negative, &evaluation));
-    cx.printer.json(&json!({
-        "ok": true,
-        "file": args.file,
-        "endpoint": spec.name.as_str(),
-        "positive": spec.data.positive,
-        "negative": negative,
-        "evaluation": evaluation,
-    }));
+    cx.printer.json(&EvaluateDocument {
+        ok: true,
+        file: &args.file,
+        endpoint: spec.name.as_str(),
+        positive: &spec.data.positive,
+        negative: &negative,
+        evaluation: &evaluation,
+    });
     Ok(Exit::Success)
 }
 

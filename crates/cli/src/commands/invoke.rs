@@ -7,7 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use engine::Target;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::documents::InvokeDocument;
 
 use crate::cli::{ContentType, InvokeArgs};
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
@@ -29,8 +31,11 @@ pub async fn run(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
     if cx.printer.is_json() {
         let parsed = serde_json::from_slice::<Value>(&response)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response).into_owned()));
-        cx.printer
-            .json(&json!({ "ok": ok, "status": status, "response": parsed }));
+        cx.printer.json(&InvokeDocument {
+            ok,
+            status,
+            response: parsed,
+        });
         return if ok {
             Ok(Exit::Success)
         } else {

@@ -2,9 +2,9 @@
 //! when something would (so CI can tell), 1 on error.
 
 use engine::{Plan, Target, executor};
-use serde_json::json;
 
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::documents::PlanDocument;
 use crate::exit::Exit;
 use crate::run_lock::Lockable;
 
@@ -28,8 +28,11 @@ pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let progress = cx.progress();
     let plan = dispatch(cx, &spec, &progress, Observe).await?;
     cx.printer.text(&cx.printer.plan_text(&plan.render()));
-    cx.printer
-        .json(&json!({ "ok": true, "changes": plan.changes(), "plan": plan }));
+    cx.printer.json(&PlanDocument {
+        ok: true,
+        changes: plan.changes(),
+        plan: &plan,
+    });
     Ok(if plan.is_noop() {
         Exit::Success
     } else {

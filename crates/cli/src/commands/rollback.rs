@@ -1,12 +1,11 @@
 //! `orchestrate rollback`: switches the endpoint back to the config (and so the model) it served
 //! before the last update, waits for it and verifies it. Running it again rolls forward.
 
-use engine::{Target, executor};
-use serde_json::json;
-
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::documents::RollbackDocument;
 use crate::exit::Exit;
 use crate::run_lock::Lockable;
+use engine::{Target, executor};
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
@@ -36,9 +35,11 @@ impl OnTarget for Rollback<'_> {
             "Endpoint `{endpoint}` now serves endpoint config `{config}`.\n\
              `orchestrate rollback` again switches back; `orchestrate up` rolls out deploy.yaml's model.\n"
         ));
-        self.cx
-            .printer
-            .json(&json!({ "ok": true, "endpoint": endpoint, "endpoint_config": config }));
+        self.cx.printer.json(&RollbackDocument {
+            ok: true,
+            endpoint,
+            endpoint_config: config,
+        });
         Ok(Exit::Success)
     }
 }

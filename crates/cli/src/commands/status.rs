@@ -2,12 +2,11 @@
 //! have), missing, in progress, failed, orphan, kept for rollback. Changes nothing. Exit 0 in sync,
 //! 2 drift, 1 error.
 
-use engine::StatusReport;
-use serde_json::json;
-
 use crate::commands::plan::Observe;
 use crate::deployment::{Context, dispatch};
+use crate::documents::StatusDocument;
 use crate::exit::Exit;
+use engine::StatusReport;
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
@@ -15,7 +14,10 @@ pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let plan = dispatch(cx, &spec, &progress, Observe).await?;
     let report = StatusReport::from_plan(&plan);
     cx.printer.text(&cx.printer.plan_text(&report.render()));
-    cx.printer.json(&json!({ "ok": true, "status": report }));
+    cx.printer.json(&StatusDocument {
+        ok: true,
+        status: &report,
+    });
     Ok(if report.in_sync {
         Exit::Success
     } else {

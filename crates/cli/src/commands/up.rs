@@ -3,15 +3,14 @@
 //! "No changes" and returns at once. With `--output json`, one document: the plan, the outcome (or
 //! the error that stopped the run), the summary and the metrics.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use engine::Target;
 use engine::executor::{self, TrainingReport, UpOutcome};
 use engine::target::Found;
-use serde_json::{Value, json};
 
 use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::documents::{UpDocument, UpFailed, UpOutcomeDocument};
 use crate::exit::{Exit, Reported};
 use crate::render::{elapsed, error_json, key_values, metrics_table};
 use crate::run_lock::Lockable;
@@ -64,9 +63,12 @@ impl OnTarget for Up<'_> {
                 Ok(outcome) => outcome,
                 Err(error) if printer.is_json() => {
                     let error = anyhow::Error::from(error);
-                    printer.json(
-                        &json!({ "ok": false, "plan": plan, "outcome": null, "error": error_json(&error) }),
-                    );
+                    printer.json(&UpFailed {
+                        ok: false,
+                        plan: &plan,
+                        outcome: None,
+                        error: error_json(&error),
+                    });
                     return Err(Reported(Exit::Error).into());
                 }
                 Err(error) => return Err(error.into()),
@@ -96,7 +98,9 @@ impl OnTarget for Up<'_> {
                 let metrics = match metrics {
                     Ok(metrics) => Some(metrics.clone()),
                     Err(reason) => {
-                        progress.line(&format!("warning: cannot read the metrics of {attempt}: {reason}"));
+                        progress.line(&format!(
+                            "warning: cannot read the metrics of {attempt}: {reason}"
+                        ));
                         None
                     }
                 };
@@ -134,15 +138,19 @@ impl OnTarget for Up<'_> {
                 metrics_table(metrics)
             ));
         }
-        printer.json(&json!({
-            "ok": true,
-            "changes": plan.changes(),
-            "plan": plan,
-            "outcome": { "changed": outcome.changed, "deleted": deleted, "kept_for_rollback": kept },
-            "summary": summary.iter().cloned().collect::<BTreeMap<String, String>>(),
-            "training_job": job,
-            "validation_metrics": metrics.map_or(Value::Null, |m| json!(m)),
-        }));
+        printer.json(&UpDocument {
+            ok: true,
+            changes: plan.changes(),
+            plan: &plan,
+            outcome: UpOutcomeDocument {
+                changed: outcome.changed,
+                deleted,
+                kept_for_rollback: kept,
+            },
+            summary: summary.iter().cloned().collect(),
+            training_job: job,
+            validation_metrics: metrics,
+        });
         Ok(Exit::Success)
     }
 }

@@ -2,9 +2,8 @@
 //! (`deploy.yaml:LINE:COL: what is wrong` plus a help line), changing nothing. With `--target`, the
 //! file is checked for that target (S3 data needs `aws`).
 
-use serde_json::json;
-
 use crate::deployment::Context;
+use crate::documents::ValidateDocument;
 use crate::exit::Exit;
 
 pub fn run(cx: &Context) -> anyhow::Result<Exit> {
@@ -14,7 +13,10 @@ pub fn run(cx: &Context) -> anyhow::Result<Exit> {
         "{file} is valid: deployment `{}` on the {} target.\n",
         spec.name, spec.target
     ));
-    cx.printer
-        .json(&json!({ "ok": true, "file": file, "spec": spec }));
+    cx.printer.json(&ValidateDocument {
+        ok: true,
+        file,
+        spec: &spec,
+    });
     Ok(Exit::Success)
 }

@@ -529,3 +529,82 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
         }
     }
 }
+
+/// Regression for the settings' old string encodings on AWS (hyperparameters were joined with
+/// spaces and split again, exclusions with commas): column names with spaces (a leading one),
+/// commas, `=`, `;` and quotes, as label, positive class and exclusions, reach the training job
+/// and the container exactly; nothing excluded becomes a feature; afterwards `plan` is empty and a
+/// second `up` retrains nothing and makes no mutating call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_column_names_reach_the_training_job_exactly() {
+    const AWKWARD: &str = "e2e-awkward";
+    let Some(aws) = Aws::start().await else {
+        return;
+    };
+    let names = orchestrate_e2e::AwkwardNames::new();
+    let deployment = Deployment::new(&format!(
+        "version: 1\nname: {AWKWARD}\ntarget: aws\nregion: {REGION}\n{}training:\n  max_runtime: 10m\n  \
+         hyperparameters: {{max_rounds: 20, early_stopping_rounds: 5, threads: 2}}\nendpoint:\n  wait_timeout: 5m\n",
+        names.data_section("awkward.csv")
+    ));
+    deployment.demo_data(1500);
+    names.rewrite(
+        &deployment.path().join("train.csv"),
+        &deployment.path().join("awkward.csv"),
+    );
+
+    let up = aws
+        .orchestrate(&deployment, &["--output", "json", "up"])
+        .expect(0)
+        .json();
+    let attempt = up["training_job"].as_str().expect("the training job").to_string();
+    // What SageMaker was asked to pass the container...
+    let job = aws
+        .sagemaker()
+        .describe_training_job()
+        .training_job_name(&attempt)
+        .send()
+        .await
+        .expect("describe the training job");
+    let hyperparameters = job.hyper_parameters().expect("hyperparameters");
+    assert_eq!(hyperparameters["label"], names.label);
+    assert_eq!(hyperparameters["positive_class"], names.positive);
+    let exclude: Vec<String> = serde_json::from_str(&hyperparameters["exclude"]).expect("a JSON list");
+    assert_eq!(exclude, names.exclude);
+    // ...and what the container made of it, from the model artifact it uploaded.
+    let artifact = job
+        .model_artifacts()
+        .and_then(|a| a.s3_model_artifacts())
+        .expect("a model artifact");
+    let (bucket, key) = artifact
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+        .expect("an s3:// URL");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws.config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bytes = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("download model.tar.gz")
+        .body
+        .collect()
+        .await
+        .expect("model.tar.gz")
+        .into_bytes();
+    let model_json = aws::sagemaker_training_job::file_in_tar_gz(&bytes, "model.json").expect("model.json");
+    names.assert_model_used_them(&serde_json::from_str(&model_json).expect("model.json is JSON"));
+
+    aws.orchestrate(&deployment, &["plan"]).expect(0);
+    aws.moto.reset_requests().await;
+    let again = aws.orchestrate(&deployment, &["up"]).expect(0);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+    let requests = aws.moto.requests().await;
+    assert!(mutating(&requests).is_empty(), "{:#?}", mutating(&requests));
+    aws.orchestrate(&deployment, &["down", "--yes"]).expect(0);
+}

@@ -159,7 +159,10 @@ fn local_target_lifecycle() {
         "{damaged}"
     );
     let text = deployment.orchestrate(&["status"]).expect(2).stdout;
-    assert!(text.contains(&format!("not running (pid {pid} exited)")), "{text}");
+    assert!(
+        text.contains(&format!("not running (pid {pid} exited)")),
+        "{text}"
+    );
     deployment.orchestrate(&["up"]).expect(0);
     assert!(answers(&format!("{}/ping", endpoint_url(&deployment))));
     deployment.orchestrate(&["status"]).expect(0);
@@ -225,7 +228,10 @@ fn local_target_lifecycle() {
     deployment.orchestrate(&["up"]).expect(0);
     assert_eq!(training_attempts(&deployment), 2);
     let record = endpoint_record(&deployment);
-    let serving_after = record["settings"]["endpoint_config"].as_str().unwrap().to_string();
+    let serving_after = record["settings"]["endpoint_config"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(serving_after, serving_before);
     let status = deployment.orchestrate(&["status"]).expect(0);
     assert!(status.stdout.contains("kept for rollback"), "{}", status.stdout);

@@ -12,6 +12,7 @@ use std::fmt;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::request_id::RequestId;
 use engine::{Kind, TargetError};
 
 /// What kind of failure an SDK error is.
@@ -143,7 +144,7 @@ pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> E
 
 /// One failed AWS call, with what it was doing to which resource.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {kind} `{name}` ({class})")]
+#[error("{action} {kind} `{name}`")]
 pub struct AwsError {
     pub action: &'static str,
     pub kind: Kind,
@@ -163,11 +164,17 @@ impl AwsError {
     {
         let class = classify(&error);
         let code = error.code().map(str::to_string);
-        // `SdkError`'s Display says only "service error"; the code and message say what happened.
-        let detail = match (error.code(), error.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_string(),
-            _ => DisplayErrorContext(&error).to_string(),
+        let source: Box<dyn StdError + Send + Sync> = match &code {
+            // A service's answer: its code, message, our class of it and the request id AWS support
+            // asks for.
+            Some(code) => Box::new(ServiceError {
+                code: code.clone(),
+                message: error.message().map(str::to_string),
+                class,
+                request_id: error.request_id().map(str::to_string),
+            }),
+            // No answer (a connection that failed, a timeout): the SDK's error with its causes.
+            None => Box::new(error),
         };
         Self {
             action,
@@ -175,11 +182,10 @@ impl AwsError {
             name: name.to_string(),
             class,
             code,
-            source: detail.into(),
+            source,
         }
     }
 
-    /// A failure that is not an SDK error (a registry push, a malformed document).
     pub fn other(
         action: &'static str,
         kind: Kind,
@@ -225,9 +231,23 @@ impl<T> OrAbsent<T> for Result<T, AwsError> {
 
 impl From<AwsError> for TargetError {
     fn from(error: AwsError) -> Self {
-        let message = format!("{} ({})", error.source, error.class);
-        TargetError::new(error.action, error.kind, &error.name, message)
+        TargetError::caused_by(error.action, error.kind, &error.name, error.source)
     }
+}
+
+/// What an AWS service answered when it refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{code}{}{} ({class}{})",
+    if message.is_some() { ": " } else { "" },
+    message.as_deref().unwrap_or_default(),
+    request_id.as_ref().map(|id| format!(", request id {id}")).unwrap_or_default()
+)]
+pub struct ServiceError {
+    pub code: String,
+    pub message: Option<String>,
+    pub class: ErrorClass,
+    pub request_id: Option<String>,
 }
 
 /// Displays an error with its whole `source()` chain (`a: b: c`).

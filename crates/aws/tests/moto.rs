@@ -438,3 +438,41 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
     second.release(&clients).await.unwrap();
     assert_eq!(aws::lock::read(&clients, bucket).await.unwrap(), None);
 }
+
+/// An AWS refusal reaches the engine's error as a typed cause carrying the service's code and
+/// message, orchestrate's class of it and the request id (what AWS support asks for), not as a
+/// flattened string.
+#[tokio::test]
+async fn a_refused_call_keeps_its_code_class_and_request_id() {
+    let Some(moto) = Moto::start().await else { return };
+    let clients = clients(&moto).await;
+    let refused = clients
+        .iam
+        .get_role()
+        .role_name("no-such-role")
+        .send()
+        .await
+        .expect_err("no such role");
+    let error = aws::AwsError::sdk("read", engine::Kind::Role, "no-such-role", refused);
+    assert!(error.is_not_found());
+    let target: engine::TargetError = error.into();
+    assert_eq!(target.to_string(), "read role `no-such-role`");
+    let cause = std::error::Error::source(&target)
+        .and_then(|c| c.downcast_ref::<aws::errors::ServiceError>())
+        .expect("the service's answer as the cause");
+    assert_eq!(cause.code, "NoSuchEntity");
+    assert_eq!(cause.class, aws::errors::ErrorClass::NotFound);
+    let request_id = cause
+        .request_id
+        .as_deref()
+        .expect("moto answers with a request id");
+    let chain = engine::target::error_chain(&target);
+    assert!(
+        chain.starts_with("read role `no-such-role`: NoSuchEntity"),
+        "{chain}"
+    );
+    assert!(
+        chain.contains(&format!("(not found, request id {request_id})")),
+        "{chain}"
+    );
+}

@@ -129,7 +129,10 @@ pub async fn training_report<T: Target>(
 async fn read_training<T: Target>(target: &T, job: &TrainingJobOutputs) -> TrainingReport {
     TrainingReport {
         attempt: job.attempt.clone(),
-        metrics: target.training_metrics(job).await.map_err(|e| e.to_string()),
+        metrics: target
+            .training_metrics(job)
+            .await
+            .map_err(|e| crate::target::error_chain(&e)),
     }
 }
 

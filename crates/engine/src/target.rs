@@ -90,25 +90,51 @@ impl<'a> Upstream<'a> {
     }
 }
 
-/// A target's failure, with what it was doing.
+/// A target's failure: what it was doing on which resource, and why. The cause stays a typed
+/// source (an AWS error with its class and request id, an I/O error with its path), so every layer
+/// can print the whole chain; the message itself does not repeat it.
 #[derive(Debug, thiserror::Error)]
-#[error("{action} {kind} `{name}`: {message}")]
+#[error("{action} {kind} `{name}`")]
 pub struct TargetError {
     pub action: &'static str,
     pub kind: Kind,
     pub name: String,
-    pub message: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl TargetError {
+    /// A failure whose cause is only a message.
     pub fn new(action: &'static str, kind: Kind, name: &str, message: impl std::fmt::Display) -> Self {
+        Self::caused_by(action, kind, name, message.to_string())
+    }
+
+    /// A failure caused by `source`.
+    pub fn caused_by(
+        action: &'static str,
+        kind: Kind,
+        name: &str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         Self {
             action,
             kind,
             name: name.to_string(),
-            message: message.to_string(),
+            source: source.into(),
         }
     }
+}
+
+/// An error and each of its sources, `: `-joined, for one-line reports (warnings, JSON).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// One place a deployment can live.

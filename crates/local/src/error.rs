@@ -1,7 +1,7 @@
 //! What can go wrong on the local target, naming the resource and the path involved.
 //!
-//! Display messages say what failed on which resource and never repeat their source; [`chain`]
-//! joins a message with its sources for the engine's one-line [`engine::TargetError`].
+//! Display messages say what failed on which resource and never repeat their source; a
+//! [`LocalError`] becomes the typed cause of the engine's [`engine::TargetError`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -156,26 +156,17 @@ pub enum LocalError {
     },
 }
 
-/// The error and each of its sources, `: `-joined: one line for the engine's `TargetError`.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// The error and each of its sources, `: `-joined, on one line.
+pub use engine::target::error_chain as chain;
 
-/// Maps a local error into the engine's error for `action` on a resource.
+/// Maps a local error into the engine's error for `action` on a resource, keeping it as the cause.
 pub(crate) fn target_error(
     action: &'static str,
     kind: Kind,
     name: &str,
-    error: &LocalError,
+    error: LocalError,
 ) -> engine::TargetError {
-    engine::TargetError::new(action, kind, name, chain(error))
+    engine::TargetError::caused_by(action, kind, name, error)
 }
 
 #[cfg(test)]

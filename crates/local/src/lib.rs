@@ -251,7 +251,7 @@ impl Target for LocalTarget {
             Settings::Model(_) => model::observe(self, desired),
             Settings::Endpoint(_) => endpoint::observe(self, desired).await,
         };
-        observed.map_err(|e| target_error("observe", desired.kind(), &desired.name, &e))
+        observed.map_err(|e| target_error("observe", desired.kind(), &desired.name, e))
     }
 
     async fn owned(&self) -> Result<Vec<Found>, TargetError> {
@@ -260,7 +260,7 @@ impl Target for LocalTarget {
             let records = self
                 .state
                 .list::<serde_json::Value>(kind)
-                .map_err(|e| target_error("list", kind, &self.state.root().display().to_string(), &e))?;
+                .map_err(|e| target_error("list", kind, &self.state.root().display().to_string(), e))?;
             found.extend(records.into_iter().map(|record| {
                 let one = Found::new(kind, record.name);
                 // What must stay with it for a rollback: a config's model, a model's image.
@@ -292,7 +292,7 @@ impl Target for LocalTarget {
             Settings::Model(model) => model::apply(self, desired, model, upstream),
             Settings::Endpoint(endpoint) => endpoint::apply(self, desired, endpoint).await,
         };
-        applied.map_err(|e| target_error(change.verb(), desired.kind(), &desired.name, &e))
+        applied.map_err(|e| target_error(change.verb(), desired.kind(), &desired.name, e))
     }
 
     async fn delete(&self, found: &Found) -> Result<(), TargetError> {
@@ -307,12 +307,12 @@ impl Target for LocalTarget {
             Kind::Model => model::delete(self, &found.name),
             Kind::Endpoint => endpoint::delete(self, &found.name).await,
         };
-        deleted.map_err(|e| target_error("delete", found.kind, &found.name, &e))
+        deleted.map_err(|e| target_error("delete", found.kind, &found.name, e))
     }
 
     async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
         training_job::metrics(job)
-            .map_err(|e| target_error("read metrics of", Kind::TrainingJob, &job.attempt, &e))
+            .map_err(|e| target_error("read metrics of", Kind::TrainingJob, &job.attempt, e))
     }
 
     async fn new_log_lines(&self, desired: &Desired) -> Vec<String> {
@@ -331,7 +331,7 @@ impl Target for LocalTarget {
     ) -> Result<(u16, Vec<u8>), TargetError> {
         endpoint::invoke(self, endpoint, content_type, accept, body)
             .await
-            .map_err(|e| target_error("invoke", Kind::Endpoint, endpoint, &e))
+            .map_err(|e| target_error("invoke", Kind::Endpoint, endpoint, e))
     }
 
     async fn summary(&self, state: &DesiredState) -> Vec<(String, String)> {
@@ -616,7 +616,8 @@ mod tests {
             .apply(data, &Change::Create, upstream(&state, &none))
             .await
             .unwrap_err();
-        assert!(upload.to_string().contains("bucket `iot-local`"), "{upload}");
+        let upload = engine::target::error_chain(&upload);
+        assert!(upload.contains("bucket `iot-local`"), "{upload}");
         for desired in [bucket, data] {
             let applied = target
                 .apply(desired, &Change::Create, upstream(&state, &none))
@@ -669,8 +670,8 @@ mod tests {
         let error = target
             .apply(model, &Change::Create, upstream(&state, &none))
             .await
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+        let error = engine::target::error_chain(&error);
         let job = state.training_job().to_string();
         assert!(
             error.contains(&format!("training job `{job}`")) && error.contains("none was handed over"),
@@ -724,7 +725,7 @@ mod tests {
         let metrics = target.training_metrics(&trained).await.unwrap();
         assert_eq!(metrics, BTreeMap::from([("pr_auc".to_string(), 0.75)]));
         std::fs::remove_file(artifact.join(engine::training_output::METRICS_FILE)).unwrap();
-        let error = target.training_metrics(&trained).await.unwrap_err().to_string();
+        let error = engine::target::error_chain(&target.training_metrics(&trained).await.unwrap_err());
         assert!(
             error.contains(&format!("{job}-2")) && error.contains("metrics.json"),
             "{error}"

@@ -373,7 +373,7 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
     let error = executor::up(&target, &state, &broken, None, &Silent)
         .await
         .expect_err("the server cannot start");
-    let text = error.to_string();
+    let text = engine::target::error_chain(&error);
     assert!(
         text.contains("exited before answering /ping") && text.contains("iot.log"),
         "{text}"

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::hyperparameters::{Hyperparameters, ThresholdChoice};
-use crate::metrics::Evaluation;
 use crate::serve::{Scorer, ServedModel};
 
 pub const MODEL_FILE: &str = "model.txt";
 pub const METADATA_FILE: &str = "model.json";
-pub const METRICS_FILE: &str = "metrics.json";
+/// `metrics.json`, written here and read by orchestrate's quality gate (the shared contract).
+pub use contract::metrics_file::FILE_NAME as METRICS_FILE;
 /// Version of `model.json`'s layout; `serve` refuses layouts it does not know.
 pub const FORMAT_VERSION: u32 = 1;
 /// The LightGBM release compiled into this binary (bundled by `lightgbm3-sys`).
@@ -72,13 +72,8 @@ impl Versions {
     }
 }
 
-/// `metrics.json`: held-out metrics per split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    pub validation: Evaluation,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test: Option<Evaluation>,
-}
+/// `metrics.json`: held-out metrics per split, as orchestrate reads them.
+pub use contract::metrics_file::MetricsFile as Metrics;
 
 /// Why a model directory cannot be served.
 #[derive(Debug, thiserror::Error)]

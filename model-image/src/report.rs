@@ -282,7 +282,7 @@ fn write_metrics_table(out: &mut String, r: &ReportInput, e: &Evaluation) -> fmt
         writeln!(
             out,
             "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"ci\">{} – {}</td></tr>",
-            Esc(&metric_label(name, r.positive_label, r.negative_label)),
+            Esc(&metric_label(name.as_str(), r.positive_label, r.negative_label)),
             num(est.value),
             num(est.ci_low),
             num(est.ci_high)

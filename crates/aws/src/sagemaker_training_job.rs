@@ -13,7 +13,7 @@
 //! While a job runs, its log is tailed from CloudWatch Logs (`/aws/sagemaker/TrainingJobs`, streams
 //! `<job>/…`); its validation metrics are read from `metrics.json` in the model artifact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read as _;
 use std::sync::Mutex;
 
@@ -27,6 +27,7 @@ use engine::desired::DesiredState;
 use engine::kind::TrainingJobSettings;
 use engine::names::{attempt_name, attempt_of};
 use engine::resource::{Lifecycle, Outputs, TrainingJobOutputs};
+use engine::training_output::{Metric, MetricValues};
 use engine::values::{Channel, DataHash, DataHashes, Hyperparameters, Seconds, Tags};
 use engine::{Kind, Observed};
 
@@ -65,8 +66,16 @@ pub fn data_hashes(tags: &Tags) -> DataHashes {
 
 /// Where SageMaker writes training logs.
 pub const LOG_GROUP: &str = "/aws/sagemaker/TrainingJobs";
-/// The metrics `model-image train` prints as `validation:<name>=<value>` and SageMaker captures.
-pub const METRICS: [&str; 6] = ["pr_auc", "roc_auc", "mcc", "f1", "balanced_accuracy", "log_loss"];
+/// The metrics `model-image train` prints as `validation:<name>=<value>` that SageMaker captures
+/// (shown in its console and usable as a tuning objective).
+pub const METRICS: [Metric; 6] = [
+    Metric::PrAuc,
+    Metric::RocAuc,
+    Metric::Mcc,
+    Metric::F1,
+    Metric::BalancedAccuracy,
+    Metric::LogLoss,
+];
 
 /// MetricDefinitions for SageMaker: one per validation metric, matching `model-image`'s lines.
 pub fn metric_definitions() -> Vec<(String, String)> {
@@ -362,7 +371,7 @@ pub async fn stop(clients: &Clients, attempt: &str) -> Result<(), AwsError> {
 }
 
 /// The validation metrics in the model artifact of a completed attempt (`metrics.json`).
-pub async fn metrics(clients: &Clients, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, AwsError> {
+pub async fn metrics(clients: &Clients, job: &TrainingJobOutputs) -> Result<MetricValues, AwsError> {
     let attempt = job.attempt.as_str();
     let url = &job.model_artifact;
     let (artifact_bucket, key) = url
@@ -474,6 +483,8 @@ impl LogTail {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]

@@ -14,7 +14,7 @@
 //! in the per-kind modules, from what the target knows: the role's policy scope comes from the bucket
 //! name, the repository name and the deployment name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use engine::desired::{ChannelData, DEPLOYMENT_TAG, DesiredState, Facts};
 use engine::kind::Settings;
 use engine::resource::{Change, Desired, Kind, Observed, Outputs, TrainingJobOutputs};
 use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::training_output::MetricValues;
 use engine::values::{Channel, Digest};
 use spec::{DataSource, Spec};
 
@@ -678,7 +679,7 @@ impl Target for AwsTarget {
         Ok(())
     }
 
-    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
         Ok(sagemaker_training_job::metrics(&self.clients, job).await?)
     }
 

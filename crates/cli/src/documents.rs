@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Validation metrics by name.
-pub type Metrics = BTreeMap<String, f64>;
+pub type Metrics = engine::training_output::MetricValues;
 
 /// `validate`: the validated spec.
 #[derive(Debug, Serialize)]

@@ -4,13 +4,14 @@
 //! Commands build their result once and hand it to a [`Printer`]; everything that is only progress
 //! goes to stderr through the reporter instead.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use console::Style;
 use serde::Serialize;
+
+use engine::training_output::{Metric, MetricValues};
 
 use crate::cli::OutputFormat;
 use crate::documents::{ErrorDocument, ErrorReport, GateFailure};
@@ -162,47 +163,29 @@ pub fn key_values(pairs: &[(String, String)]) -> String {
         .collect()
 }
 
-/// Metric names shown first, in this order; others follow alphabetically.
-const HEADLINE_METRICS: [&str; 8] = [
-    "pr_auc",
-    "roc_auc",
-    "mcc",
-    "f1",
-    "precision",
-    "recall",
-    "accuracy",
-    "threshold",
+/// Metrics shown first, in this order; the others follow in [`Metric::ALL`] order.
+const HEADLINE_METRICS: [Metric; 7] = [
+    Metric::PrAuc,
+    Metric::RocAuc,
+    Metric::Mcc,
+    Metric::F1,
+    Metric::Precision,
+    Metric::Recall,
+    Metric::Accuracy,
 ];
 
-/// A training job's metrics as a table: one metric a line, with its confidence interval when the
-/// job recorded one (`<name>_ci_low`, `<name>_ci_high`).
-pub fn metrics_table(metrics: &BTreeMap<String, f64>) -> String {
-    let is_bound = |name: &str| name.ends_with("_ci_low") || name.ends_with("_ci_high");
-    let mut names: Vec<&str> = HEADLINE_METRICS
-        .iter()
-        .copied()
-        .filter(|m| metrics.contains_key(*m))
+/// A training job's validation metrics as a table, one metric a line.
+pub fn metrics_table(metrics: &MetricValues) -> String {
+    let others = Metric::ALL.into_iter().filter(|m| !HEADLINE_METRICS.contains(m));
+    let shown: Vec<(Metric, f64)> = HEADLINE_METRICS
+        .into_iter()
+        .chain(others)
+        .filter_map(|m| Some((m, *metrics.get(&m)?)))
         .collect();
-    names.extend(
-        metrics
-            .keys()
-            .map(String::as_str)
-            .filter(|n| !is_bound(n) && !HEADLINE_METRICS.contains(n)),
-    );
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let width = shown.iter().map(|(m, _)| m.as_str().len()).max().unwrap_or(0);
     let mut out = String::new();
-    for name in names {
-        let value = metrics[name];
-        let low = metrics.get(&format!("{name}_ci_low"));
-        let high = metrics.get(&format!("{name}_ci_high"));
-        match (low, high) {
-            (Some(low), Some(high)) => {
-                let _ = writeln!(out, "  {name:<width$}  {value:.4}  (95% CI {low:.4} – {high:.4})");
-            }
-            _ => {
-                let _ = writeln!(out, "  {name:<width$}  {value:.4}");
-            }
-        }
+    for (metric, value) in shown {
+        let _ = writeln!(out, "  {metric:<width$}  {value:.4}");
     }
     out
 }
@@ -219,21 +202,18 @@ mod tests {
     }
 
     #[test]
-    fn metrics_table_puts_headline_metrics_first_with_intervals() {
-        let metrics: BTreeMap<String, f64> = [
-            ("accuracy", 0.99),
-            ("log_loss", 0.05),
-            ("pr_auc", 0.991),
-            ("pr_auc_ci_low", 0.98),
-            ("pr_auc_ci_high", 0.995),
+    fn metrics_table_puts_headline_metrics_first() {
+        let metrics: MetricValues = [
+            (Metric::LogLoss, 0.05),
+            (Metric::Accuracy, 0.99),
+            (Metric::PrAuc, 0.991),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
         .collect();
         let table = metrics_table(&metrics);
         assert_eq!(
             table,
-            "  pr_auc    0.9910  (95% CI 0.9800 – 0.9950)\n  accuracy  0.9900\n  log_loss  0.0500\n"
+            "  pr_auc    0.9910\n  accuracy  0.9900\n  log_loss  0.0500\n"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The contract between `orchestrate` and the `model-image` container, in one place both sides
 //! compile against: the hyperparameter keys `model-image train` understands and how their values
-//! travel.
+//! travel, the metric names (`metrics::Metric`, re-exported here) and the metrics file `train`
+//! writes into the model artifact and the quality gate reads.
 //!
 //! SageMaker passes hyperparameters as a map of strings (`hyperparameters.json` in the container).
 //! Scalars travel as their plain text; a list of column names travels as a JSON array of strings,
@@ -9,3 +10,6 @@
 //! header can (spaces, a leading space, commas, `=`, `;`, quotes).
 
 pub mod hyperparameters;
+pub mod metrics_file;
+
+pub use metrics::Metric;

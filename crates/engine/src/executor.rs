@@ -19,6 +19,7 @@ use crate::plan::Plan;
 use crate::progress::{Event, Reporter};
 use crate::resource::{Change, Desired, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
 use crate::target::{Applied, Found, ResourceId, Target, TargetError, Upstream};
+use crate::training_output::MetricValues;
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ pub enum EngineError {
     )]
     QualityGate {
         failures: Vec<String>,
-        metrics: BTreeMap<String, f64>,
+        metrics: MetricValues,
     },
     #[error(
         "the endpoint update did not take: `{name}` runs `{have}` instead of `{want}` (the target rolled the update back); the previous model keeps serving"
@@ -83,7 +84,7 @@ pub async fn plan<T: Target>(
 pub struct TrainingReport {
     pub attempt: String,
     /// The metrics, or why they could not be read.
-    pub metrics: Result<BTreeMap<String, f64>, String>,
+    pub metrics: Result<MetricValues, String>,
 }
 
 /// What `up` did.
@@ -328,7 +329,7 @@ fn check_gate(
     let mut failures = Vec::new();
     let mut checks = Vec::new();
     for (metric, minimum) in gate.thresholds() {
-        match metrics.get(metric) {
+        match metrics.get(&metric) {
             Some(value) if *value >= minimum => checks.push(format!("{metric} {value:.4} >= {minimum}")),
             Some(value) => failures.push(format!("{metric} {value:.4} < {minimum}")),
             None => failures.push(format!("{metric} was not reported by the training job")),

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::desired::DesiredState;
 use crate::resource::{Change, Desired, Kind, Observed, Outputs, TrainingJobOutputs};
+use crate::training_output::MetricValues;
 
 /// A resource by kind and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -170,7 +171,7 @@ pub trait Target {
 
     /// The validation metrics a completed training job attempt recorded (`pr_auc`, `roc_auc`, `mcc`,
     /// `f1`…), read from its model artifact.
-    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError>;
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError>;
 
     /// Log lines a pending resource wrote since the last call (a training job's log).
     async fn new_log_lines(&self, _desired: &Desired) -> Vec<String> {

@@ -18,6 +18,7 @@ use engine::resource::{
     Change, Desired, EndpointOutputs, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs,
 };
 use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::training_output::{Metric, MetricValues};
 use engine::values::{
     Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, InstanceType, Instances, Seconds, Tags,
 };
@@ -158,7 +159,7 @@ struct Fake {
     resources: Mutex<BTreeMap<(Kind, String), Resource>>,
     calls: Mutex<Vec<(String, Kind, String)>>,
     job: JobOutcome,
-    metrics: BTreeMap<String, f64>,
+    metrics: MetricValues,
     /// The endpoint's update "succeeds" but it keeps running its old config (SageMaker's silent
     /// rollback).
     endpoint_rolls_back: bool,
@@ -172,7 +173,7 @@ impl Fake {
             resources: Mutex::new(BTreeMap::new()),
             calls: Mutex::new(Vec::new()),
             job: JobOutcome::ReadyAfter(2),
-            metrics: BTreeMap::from([("pr_auc".to_string(), 0.99), ("roc_auc".to_string(), 0.995)]),
+            metrics: BTreeMap::from([(Metric::PrAuc, 0.99), (Metric::RocAuc, 0.995)]),
             endpoint_rolls_back: false,
             models_made_from: Mutex::new(Vec::new()),
         }
@@ -388,7 +389,7 @@ impl Target for Fake {
         Ok(())
     }
 
-    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
         self.call("metrics", Kind::TrainingJob, &job.attempt);
         Ok(self.metrics.clone())
     }
@@ -485,7 +486,7 @@ async fn up_applies_level_by_level_and_waits_for_the_training_job() {
     );
     let training = outcome.training.as_ref().expect("a training report");
     assert_eq!(training.attempt, "iot-job1-1");
-    assert_eq!(training.metrics.as_ref().unwrap()["pr_auc"], 0.99);
+    assert_eq!(training.metrics.as_ref().unwrap()[&Metric::PrAuc], 0.99);
     // The model was made from the outputs of the attempt that completed, not re-discovered.
     let made_from = fake.models_made_from.lock().unwrap().clone();
     assert_eq!(made_from.len(), 1);
@@ -620,7 +621,7 @@ async fn a_running_training_job_is_waited_for_not_started_again() {
 async fn the_quality_gate_blocks_a_worse_model_without_touching_the_endpoint() {
     let old = desired("1");
     let fake = Fake {
-        metrics: BTreeMap::from([("pr_auc".to_string(), 0.81), ("roc_auc".to_string(), 0.9)]),
+        metrics: BTreeMap::from([(Metric::PrAuc, 0.81), (Metric::RocAuc, 0.9)]),
         ..Fake::converged(&old)
     };
     let new = desired("2");
@@ -639,7 +640,7 @@ async fn the_quality_gate_blocks_a_worse_model_without_touching_the_endpoint() {
                 failures,
                 &["pr_auc 0.8100 < 0.9", "mcc was not reported by the training job"]
             );
-            assert_eq!(metrics.get("pr_auc"), Some(&0.81));
+            assert_eq!(metrics.get(&Metric::PrAuc), Some(&0.81));
         }
         other => panic!("want the gate, got {other}"),
     }
@@ -878,7 +879,7 @@ impl Target for Stubborn {
     async fn delete(&self, _found: &Found) -> Result<(), TargetError> {
         Ok(())
     }
-    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
         self.0.training_metrics(job).await
     }
     async fn invoke(

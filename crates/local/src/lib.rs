@@ -30,7 +30,6 @@ pub mod state;
 mod training_data;
 mod training_job;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -39,6 +38,7 @@ use engine::Settings;
 use engine::desired::{ChannelData, DesiredState, Facts};
 use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
 use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::training_output::MetricValues;
 use engine::values::{Channel, Digest};
 use spec::{DataSource, Spec};
 
@@ -310,7 +310,7 @@ impl Target for LocalTarget {
         deleted.map_err(|e| target_error("delete", found.kind, &found.name, e))
     }
 
-    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, TargetError> {
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
         training_job::metrics(job)
             .map_err(|e| target_error("read metrics of", Kind::TrainingJob, &job.attempt, e))
     }
@@ -350,6 +350,8 @@ impl Target for LocalTarget {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use engine::resource::{Lifecycle, Outputs};
     use engine::target::ResourceId;
 
@@ -681,9 +683,23 @@ mod tests {
         let artifact = dir.path().join("artifact");
         std::fs::create_dir_all(&artifact).unwrap();
         std::fs::write(artifact.join("model.json"), "{}").unwrap();
+        let bootstrap = metrics::BootstrapConfig {
+            resamples: 0,
+            seed: 1,
+        };
+        let evaluation = metrics::evaluate(
+            &[true, false, true, false],
+            &[0.9, 0.1, 0.4, 0.6],
+            0.5,
+            &bootstrap,
+        );
+        let file = contract::metrics_file::MetricsFile {
+            validation: evaluation.clone(),
+            test: None,
+        };
         std::fs::write(
             artifact.join(engine::training_output::METRICS_FILE),
-            r#"{"validation": {"pr_auc": {"value": 0.75}}}"#,
+            serde_json::to_string(&file).unwrap(),
         )
         .unwrap();
         let outputs = |attempt: String| TrainingJobOutputs {
@@ -723,7 +739,11 @@ mod tests {
         assert_eq!(record.details.training_job, format!("{job}-2"));
 
         let metrics = target.training_metrics(&trained).await.unwrap();
-        assert_eq!(metrics, BTreeMap::from([("pr_auc".to_string(), 0.75)]));
+        assert_eq!(metrics, file.validation_values());
+        assert_eq!(
+            metrics[&engine::training_output::Metric::PrAuc],
+            evaluation.pr_auc.value
+        );
         std::fs::remove_file(artifact.join(engine::training_output::METRICS_FILE)).unwrap();
         let error = engine::target::error_chain(&target.training_metrics(&trained).await.unwrap_err());
         assert!(

@@ -17,7 +17,6 @@
 //! non-zero exit -> failed with the first line of `output/failure` (or the exit code); no process
 //! and no exit code -> failed, "interrupted".
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +25,7 @@ use engine::kind::TrainingJobSettings;
 use engine::names::{attempt_name, attempt_of};
 use engine::resource::{Desired, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
 use engine::target::{Applied, Upstream};
-use engine::training_output::METRICS_FILE;
+use engine::training_output::{METRICS_FILE, MetricValues};
 use serde::{Deserialize, Serialize};
 
 use crate::process::{self, Spawned};
@@ -231,7 +230,7 @@ pub(crate) fn new_log_lines(target: &LocalTarget, base: &str) -> Vec<String> {
 
 /// The validation metrics a completed attempt wrote to `metrics.json` in its model artifact (the
 /// attempt's `opt_ml/model`): every `validation.<metric>.value`.
-pub(crate) fn metrics(job: &TrainingJobOutputs) -> Result<BTreeMap<String, f64>, LocalError> {
+pub(crate) fn metrics(job: &TrainingJobOutputs) -> Result<MetricValues, LocalError> {
     let path = Path::new(&job.model_artifact).join(METRICS_FILE);
     let text = fs::read_to_string(&path).map_err(|source| LocalError::Metrics {
         name: job.attempt.clone(),

@@ -276,7 +276,12 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
         trained.model_artifact
     );
     let metrics = target.training_metrics(&trained).await.expect("metrics");
-    assert!(metrics.get("pr_auc").is_some_and(|v| *v > 0.5), "{metrics:?}");
+    assert!(
+        metrics
+            .get(&engine::training_output::Metric::PrAuc)
+            .is_some_and(|v| *v > 0.5),
+        "{metrics:?}"
+    );
     let archive = std::fs::read_dir(target.state_dir().join("images"))
         .unwrap()
         .flatten()

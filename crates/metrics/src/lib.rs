@@ -129,26 +129,74 @@ pub struct Evaluation {
     pub log_loss: Estimate,
 }
 
-/// Metric names in the order of [`Evaluation::estimates`]; they are also the names used in
-/// [`Evaluation::metric_lines`] and must stay stable (SageMaker regexes match them).
-pub const METRIC_NAMES: [&str; METRIC_COUNT] = [
-    "mcc",
-    "roc_auc",
-    "pr_auc",
-    "pr_auc_negative",
-    "f1",
-    "precision",
-    "recall",
-    "f1_negative",
-    "precision_negative",
-    "recall_negative",
-    "balanced_accuracy",
-    "accuracy",
-    "log_loss",
-];
+/// Every metric an [`Evaluation`] reports, in the order of [`Evaluation::estimates`]. Their names
+/// ([`Metric::as_str`]) are what `metrics.json`, the `{split}:{name}=` log lines, SageMaker's
+/// metric definitions and the quality gate use: they must stay stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Mcc,
+    RocAuc,
+    PrAuc,
+    PrAucNegative,
+    F1,
+    Precision,
+    Recall,
+    F1Negative,
+    PrecisionNegative,
+    RecallNegative,
+    BalancedAccuracy,
+    Accuracy,
+    LogLoss,
+}
+
+impl Metric {
+    /// Every metric, in [`Evaluation::estimates`] order.
+    pub const ALL: [Metric; METRIC_COUNT] = [
+        Metric::Mcc,
+        Metric::RocAuc,
+        Metric::PrAuc,
+        Metric::PrAucNegative,
+        Metric::F1,
+        Metric::Precision,
+        Metric::Recall,
+        Metric::F1Negative,
+        Metric::PrecisionNegative,
+        Metric::RecallNegative,
+        Metric::BalancedAccuracy,
+        Metric::Accuracy,
+        Metric::LogLoss,
+    ];
+
+    /// The metric's stable name (`pr_auc`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Metric::Mcc => "mcc",
+            Metric::RocAuc => "roc_auc",
+            Metric::PrAuc => "pr_auc",
+            Metric::PrAucNegative => "pr_auc_negative",
+            Metric::F1 => "f1",
+            Metric::Precision => "precision",
+            Metric::Recall => "recall",
+            Metric::F1Negative => "f1_negative",
+            Metric::PrecisionNegative => "precision_negative",
+            Metric::RecallNegative => "recall_negative",
+            Metric::BalancedAccuracy => "balanced_accuracy",
+            Metric::Accuracy => "accuracy",
+            Metric::LogLoss => "log_loss",
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, not `write_str`: tables align metric names with `{:<width$}`.
+        f.pad(self.as_str())
+    }
+}
 
 const METRIC_COUNT: usize = 13;
-// Indices into a metric vector, in METRIC_NAMES order.
+// Indices into a metric vector, in Metric::ALL order.
 const MCC: usize = 0;
 const ROC_AUC: usize = 1;
 const PR_AUC: usize = 2;
@@ -164,8 +212,8 @@ const ACCURACY: usize = 11;
 const LOG_LOSS: usize = 12;
 
 impl Evaluation {
-    /// Every metric with its name, in [`METRIC_NAMES`] order.
-    pub fn estimates(&self) -> [(&'static str, &Estimate); METRIC_COUNT] {
+    /// Every metric with its estimate, in [`Metric::ALL`] order.
+    pub fn estimates(&self) -> [(Metric, &Estimate); METRIC_COUNT] {
         let e = [
             &self.mcc,
             &self.roc_auc,
@@ -181,7 +229,7 @@ impl Evaluation {
             &self.accuracy,
             &self.log_loss,
         ];
-        std::array::from_fn(|i| (METRIC_NAMES[i], e[i]))
+        std::array::from_fn(|i| (Metric::ALL[i], e[i]))
     }
 
     /// Log lines for SageMaker `MetricDefinitions`, one value per line, six decimals:
@@ -378,7 +426,7 @@ fn ratio(num: f64, den: f64) -> f64 {
     if den > 0.0 { num / den } else { 0.0 }
 }
 
-/// Metric values of a pass, in METRIC_NAMES order; `None` where an AUC is undefined.
+/// Metric values of a pass, in Metric::ALL order; `None` where an AUC is undefined.
 fn metrics_of(p: &Pass) -> [Option<f64>; METRIC_COUNT] {
     let (tp, fp) = (p.tp, p.fp);
     let fn_ = p.pos - tp;
@@ -786,10 +834,10 @@ mod tests {
         let s = [0.9, 0.8, 0.3, 0.2, 0.1];
         let e = evaluate(&y, &s, 0.5, &BootstrapConfig::default());
         for (name, est) in e.estimates() {
-            if name == "log_loss" {
+            if name == Metric::LogLoss {
                 continue;
             }
-            assert_close(name, est.value, 1.0);
+            assert_close(name.as_str(), est.value, 1.0);
         }
         // Every resample keeps perfect separation.
         assert_close("roc ci", e.roc_auc.ci_low, 1.0);
@@ -973,7 +1021,7 @@ mod tests {
         let want = metrics_of(&weighted_pass(&r2, &ones, r2.blocks_above(0.4), &mut Vec::new()));
         for k in 0..METRIC_COUNT {
             let (g, w) = (got[k].unwrap(), want[k].unwrap());
-            assert!((g - w).abs() < 1e-9, "{}: {g} vs {w}", METRIC_NAMES[k]);
+            assert!((g - w).abs() < 1e-9, "{}: {g} vs {w}", Metric::ALL[k]);
         }
     }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use contract::Metric;
 use contract::hyperparameters::Key;
 use serde::{Serialize, Serializer};
 
@@ -206,13 +207,13 @@ pub struct QualityGate {
 }
 
 impl QualityGate {
-    /// The thresholds that are set, as (metric name, minimum), in a fixed order.
-    pub fn thresholds(&self) -> Vec<(&'static str, f64)> {
+    /// The thresholds that are set, as (metric, minimum), in a fixed order.
+    pub fn thresholds(&self) -> Vec<(Metric, f64)> {
         [
-            ("pr_auc", self.min_pr_auc),
-            ("roc_auc", self.min_roc_auc),
-            ("mcc", self.min_mcc),
-            ("f1", self.min_f1),
+            (Metric::PrAuc, self.min_pr_auc),
+            (Metric::RocAuc, self.min_roc_auc),
+            (Metric::Mcc, self.min_mcc),
+            (Metric::F1, self.min_f1),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))

@@ -268,7 +268,11 @@ fn report(file: &Path, positive: &str, negative: &str, e: &Evaluation) -> String
         c.fp, c.tn
     ));
     let estimates = e.estimates();
-    let width = estimates.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let width = estimates
+        .iter()
+        .map(|(name, _)| name.as_str().len())
+        .max()
+        .unwrap_or(0);
     out.push_str(&format!("  {:width$}  {:>8}  95% CI\n", "metric", "value"));
     for (name, estimate) in estimates {
         out.push_str(&format!(

@@ -38,8 +38,6 @@ use crate::sagemaker::{
 };
 
 const KIND: Kind = Kind::TrainingJob;
-/// The channels a job's data tags are read for.
-const CHANNELS: [Channel; 2] = [Channel::Train, Channel::Validation];
 
 /// The tag holding one channel's full sha256: `orchestrate:data:<channel>`.
 pub fn data_tag(channel: Channel) -> String {
@@ -57,7 +55,7 @@ pub fn data_tags(data: &DataHashes) -> Vec<(String, String)> {
 /// The data hashes a job's tags record (a channel without its tag is not there).
 pub fn data_hashes(tags: &Tags) -> DataHashes {
     DataHashes(
-        CHANNELS
+        Channel::ALL
             .into_iter()
             .filter_map(|channel| Some((channel, DataHash(tags.get(&data_tag(channel))?.to_string()))))
             .collect(),

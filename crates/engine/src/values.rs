@@ -71,6 +71,9 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel (targets that rebuild a job's channels from their own records iterate it).
+    pub const ALL: [Channel; 2] = [Channel::Train, Channel::Validation];
+
     /// The channel's name in SageMaker's layout (`/opt/ml/input/data/<name>/`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -199,6 +202,18 @@ mod tests {
             r#"[" Flow ID"]"#.to_string(),
         )]));
         assert_eq!(hyperparameters.to_string(), r#"{exclude: "[\" Flow ID\"]"}"#);
+    }
+
+    #[test]
+    fn every_channel_is_in_all() {
+        // Exhaustive: a new channel fails to compile here until it is given a place in ALL.
+        let position = |channel: Channel| match channel {
+            Channel::Train => 0,
+            Channel::Validation => 1,
+        };
+        for (i, channel) in Channel::ALL.into_iter().enumerate() {
+            assert_eq!(position(channel), i, "{channel}");
+        }
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Context {
     }
 
     pub fn progress(&self) -> Progress {
-        Progress::new(self.spinners)
+        Progress::new(self.spinners, self.global.verbose > 0)
     }
 }
 

@@ -22,6 +22,11 @@ const PLAIN_WAIT_EVERY: Duration = Duration::from_secs(30);
 /// Renders progress events on stderr.
 pub struct Progress {
     mode: Mode,
+    /// Print every log line (`-v`); otherwise a training job's metric lines (forty per split) are
+    /// counted and summarised in one line, since `up` prints the metrics from metrics.json anyway.
+    full_log: bool,
+    /// Metric lines left out, per resource.
+    metric_lines: Mutex<HashMap<(Kind, String), usize>>,
 }
 
 enum Mode {
@@ -31,14 +36,24 @@ enum Mode {
 
 impl Progress {
     /// Spinners when `interactive` (stderr is a terminal and nothing else writes to it), plain lines
-    /// otherwise.
-    pub fn new(interactive: bool) -> Self {
+    /// otherwise; every log line with `full_log`.
+    pub fn new(interactive: bool, full_log: bool) -> Self {
         let mode = if interactive {
             Mode::Spinners(Spinners::new())
         } else {
             Mode::Plain(Plain::default())
         };
-        Self { mode }
+        Self {
+            mode,
+            full_log,
+            metric_lines: Mutex::default(),
+        }
+    }
+
+    fn metric_lines(&self) -> std::sync::MutexGuard<'_, HashMap<(Kind, String), usize>> {
+        self.metric_lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Prints one line above any spinner.
@@ -77,11 +92,28 @@ impl Progress {
 
 impl Reporter for Progress {
     fn event(&self, event: Event) {
+        match &event {
+            Event::Log { kind, name, line } if !self.full_log && metrics::is_metric_line(line) => {
+                *self.metric_lines().entry((*kind, name.clone())).or_default() += 1;
+                return;
+            }
+            Event::Finished { kind, name, .. } => {
+                if let Some(count) = self.metric_lines().remove(&(*kind, name.clone())) {
+                    self.line(&metric_lines_summary(name, count));
+                }
+            }
+            _ => {}
+        }
         match &self.mode {
             Mode::Spinners(s) => s.event(event),
             Mode::Plain(p) => p.event(event),
         }
     }
+}
+
+/// The one line that stands for the metric lines a resource logged.
+fn metric_lines_summary(name: &str, count: usize) -> String {
+    format!("  {name} | … {count} metric lines (the metrics follow below; every log line with -v)")
 }
 
 /// One of the CLI's own steps in progress.
@@ -315,5 +347,40 @@ mod tests {
             finished_phrase("delete", Kind::EndpointConfig, "c"),
             "deleted endpoint config c"
         );
+    }
+
+    fn log(line: &str) -> Event {
+        Event::Log {
+            kind: Kind::TrainingJob,
+            name: "job".into(),
+            line: line.into(),
+        }
+    }
+
+    #[test]
+    fn metric_lines_are_folded_unless_the_full_log_is_asked_for() {
+        let short = Progress::new(false, false);
+        short.event(log("model-image train: done in 1.0s"));
+        short.event(log("validation:pr_auc=0.991000"));
+        short.event(log("validation:pr_auc_ci_low=0.980000"));
+        let key = (Kind::TrainingJob, "job".to_string());
+        assert_eq!(short.metric_lines().get(&key), Some(&2));
+        short.event(Event::Finished {
+            kind: Kind::TrainingJob,
+            name: "job".into(),
+            verb: "create",
+            elapsed: Duration::from_secs(1),
+        });
+        assert!(
+            short.metric_lines().is_empty(),
+            "summarised once the job finished"
+        );
+        assert_eq!(
+            metric_lines_summary("job", 2),
+            "  job | … 2 metric lines (the metrics follow below; every log line with -v)"
+        );
+        let full = Progress::new(false, true);
+        full.event(log("validation:pr_auc=0.991000"));
+        assert!(full.metric_lines().is_empty(), "-v prints every line");
     }
 }

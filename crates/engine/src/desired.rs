@@ -1,5 +1,6 @@
-//! The desired state of a deployment: every resource, its name and its fields, computed from the
-//! validated `Spec` and locally known facts (data hashes, the image digest) before any side effect.
+//! The desired state of a deployment: every resource, its name and its typed settings, computed
+//! from the validated `Spec` and locally known facts (data hashes, the image digest) before any
+//! side effect.
 
 use std::time::Duration;
 

@@ -507,6 +507,26 @@ fn bootstrap(
     })
 }
 
+/// Whether a log line is one of [`Evaluation::metric_lines`] (`validation:pr_auc=0.991000`,
+/// `test:mcc_ci_low=0.970000`, `validation:threshold=0.500000`): the lines a log viewer may fold.
+pub fn is_metric_line(line: &str) -> bool {
+    let Some((split, assignment)) = line.trim().split_once(':') else {
+        return false;
+    };
+    let Some((name, value)) = assignment.split_once('=') else {
+        return false;
+    };
+    let metric = name
+        .strip_suffix("_ci_low")
+        .or_else(|| name.strip_suffix("_ci_high"))
+        .unwrap_or(name);
+    let known = metric == "threshold" || Metric::ALL.iter().any(|m| m.as_str() == metric);
+    !split.is_empty()
+        && split.bytes().all(|b| b.is_ascii_lowercase())
+        && known
+        && value.parse::<f64>().is_ok()
+}
+
 /// Evaluates scores at `threshold` (predict positive when `score >= threshold`) with bootstrap
 /// confidence intervals. See the module docs for the conventions on undefined values.
 ///
@@ -727,8 +747,36 @@ pub fn pr_curve(y: &[bool], score: &[f64]) -> Vec<(f64, f64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use rand::Rng;
+
+    use super::*;
+
+    #[test]
+    fn every_metric_line_is_recognised_and_nothing_else() {
+        let e = evaluate(
+            &[true, false, true],
+            &[0.9, 0.2, 0.4],
+            0.5,
+            &BootstrapConfig {
+                resamples: 0,
+                seed: 1,
+            },
+        );
+        let lines = e.metric_lines("validation");
+        assert_eq!(lines.len(), 1 + 3 * Metric::ALL.len());
+        assert!(lines.iter().all(|l| is_metric_line(l)), "{lines:?}");
+        assert!(e.metric_lines("test").iter().all(|l| is_metric_line(l)));
+        for other in [
+            "not a feature: Flow_ID (excluded)",
+            "validation:pr_auc=",
+            "validation:colour=1",
+            "read train: 1500 rows in 0.01 s",
+            "Validation:pr_auc=0.9",
+            "",
+        ] {
+            assert!(!is_metric_line(other), "{other:?}");
+        }
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9

@@ -78,6 +78,21 @@ fn training_attempts(deployment: &Deployment) -> usize {
         .unwrap_or(0)
 }
 
+/// Training attempts whose trainer was started and recorded (the record holds its pid).
+fn started_attempts(deployment: &Deployment) -> usize {
+    std::fs::read_dir(deployment.state(NAME).join("training-jobs"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .filter(|record| record["details"]["pid"].as_i64().is_some_and(|pid| pid > 0))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn a_few_rows(deployment: &Deployment) -> String {
     let text = std::fs::read_to_string(deployment.path().join("train.csv")).unwrap();
     text.lines().take(21).flat_map(|l| [l, "\n"]).collect()
@@ -293,8 +308,11 @@ fn local_target_lifecycle() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed once the third attempt's trainer runs and is recorded (its record names its pid). A
+    // kill between creating the attempt and recording its pid is a different case: the attempt
+    // reads as interrupted and the next up starts another one.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while training_attempts(&deployment) < 3 {
+    while started_attempts(&deployment) < 3 {
         assert!(Instant::now() < deadline, "training did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -33,6 +33,12 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the {kind} record `{path}` was written by an earlier orchestrate (before typed settings); \
+         run `orchestrate down` with that build, or stop the processes its endpoint record names and \
+         delete the deployment's state folder, then run `orchestrate up`"
+    )]
+    EarlierRecord { kind: Kind, path: PathBuf },
     #[error("the {kind} record `{path}` is not valid; delete it and run `orchestrate up` again")]
     CorruptRecord {
         kind: Kind,

@@ -301,13 +301,23 @@ fn read_record<D: DeserializeOwned>(kind: Kind, path: &Path) -> Result<Option<Re
             });
         }
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| LocalError::CorruptRecord {
-            kind,
-            path: path.to_path_buf(),
-            source,
-        })
+    serde_json::from_slice(&bytes).map(Some).map_err(|source| {
+        // Records before the typed resource model kept `fields` (strings) instead of `settings`.
+        let earlier = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .is_ok_and(|record| record.get("fields").is_some() && record.get("settings").is_none());
+        if earlier {
+            LocalError::EarlierRecord {
+                kind,
+                path: path.to_path_buf(),
+            }
+        } else {
+            LocalError::CorruptRecord {
+                kind,
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
 }
 
 /// A resource name as a file name: `[A-Za-z0-9_-]` and inner dots as they are, everything else
@@ -452,7 +462,26 @@ mod tests {
         fs::create_dir_all(state.kind_dir(Kind::Model)).unwrap();
         fs::write(state.record_path(Kind::Model, "m"), "{not json").unwrap();
         let error = state.read::<NoDetails>(Kind::Model, "m").unwrap_err();
+        assert!(matches!(error, LocalError::CorruptRecord { .. }), "{error}");
         assert!(error.to_string().contains("models/m.json"), "{error}");
+    }
+
+    /// Upgrading: a record from before the typed resource model says so and how to clean up,
+    /// instead of inviting the user to delete one record (which would orphan a running server).
+    #[test]
+    fn a_record_of_an_earlier_build_says_how_to_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        fs::create_dir_all(state.kind_dir(Kind::Endpoint)).unwrap();
+        let earlier = r#"{"name": "iot", "fields": {"endpoint_config": "iot-1"}, "details": {"pid": 7}}"#;
+        fs::write(state.record_path(Kind::Endpoint, "iot"), earlier).unwrap();
+        let error = state.read::<NoDetails>(Kind::Endpoint, "iot").unwrap_err();
+        assert!(matches!(error, LocalError::EarlierRecord { .. }), "{error}");
+        let text = error.to_string();
+        assert!(
+            text.contains("earlier orchestrate") && text.contains("orchestrate down"),
+            "{text}"
+        );
     }
 
     #[test]

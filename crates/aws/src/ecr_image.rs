@@ -7,11 +7,17 @@
 //! manifest is also registered through ECR's `PutImage` (with `imageDigest`), for ECR's API to know
 //! the image.
 //!
-//! The image resource is named by its manifest digest; its repository is the deployment's.
+//! The image resource is named by its manifest digest; its repository is the deployment's. `apply`
+//! pushes the image this run built (the target builds it, or finds its digest in the local cache);
+//! discovery lists the images of the repository only when the repository is tagged as the
+//! deployment's ([`ecr_repository::is_ours`]).
+
+use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use engine::kind::ImageSettings;
-use engine::resource::Lifecycle;
+use engine::resource::{Change, Lifecycle, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::{Digest, ImageRef};
 use engine::{Kind, Observed};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -19,7 +25,9 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Reference, RegistryOperation};
 
 use crate::clients::Clients;
+use crate::ecr_repository;
 use crate::errors::{AwsError, OrAbsent};
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::Image;
 /// Overrides the registry address (`http://127.0.0.1:5000`).
@@ -239,6 +247,99 @@ async fn register_with_ecr(
                 Err(e)
             }
         }
+    }
+}
+
+/// Pushes the image this run built (it must be the desired one, `name`) into the desired
+/// repository, with the target's registry override.
+pub async fn push_built(target: &AwsTarget, name: &str, settings: &ImageSettings) -> Result<(), AwsError> {
+    let built = target.built_image()?;
+    let want = &settings.image.digest;
+    if built.manifest_digest != *want {
+        return Err(AwsError::other(
+            "push",
+            KIND,
+            name,
+            format!(
+                "the binary now builds {}, not the planned {want}; run `orchestrate up` again",
+                built.manifest_digest
+            ),
+        ));
+    }
+    push(
+        &target.clients,
+        &settings.image.repository,
+        &built,
+        target.registry.as_deref(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The digests of every image in `repository`.
+async fn list_digests(clients: &Clients, repository: &str) -> Result<BTreeSet<String>, AwsError> {
+    let mut token: Option<String> = None;
+    let mut digests = BTreeSet::new();
+    loop {
+        let page = clients
+            .ecr
+            .list_images()
+            .repository_name(repository)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("list the images of", Kind::Repository, repository, e))?;
+        digests.extend(
+            page.image_ids()
+                .iter()
+                .filter_map(|id| id.image_digest().map(str::to_string)),
+        );
+        match page.next_token() {
+            Some(next) => token = Some(next.to_string()),
+            None => return Ok(digests),
+        }
+    }
+}
+
+/// The model image on AWS, in the deployment's repository.
+#[derive(Debug)]
+pub struct EcrImage;
+
+impl KindOnTarget<AwsTarget> for EcrImage {
+    type Settings = ImageSettings;
+
+    async fn observe(target: &AwsTarget, _: &str, settings: &ImageSettings) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, &settings.image).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &ImageSettings,
+        _: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        push_built(target, name, settings).await?;
+        Ok(Applied::Ready(Outputs::None))
+    }
+
+    /// Deletes the image `digest` (its name) from the deployment's repository.
+    async fn delete(target: &AwsTarget, digest: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, &target.spec.repository_name(), digest).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// Every image in the deployment's repository, by digest, when the repository is tagged as
+    /// the deployment's.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        if !ecr_repository::is_ours(target).await? {
+            return Ok(Vec::new());
+        }
+        let digests = list_digests(&target.clients, &target.spec.repository_name()).await?;
+        Ok(digests
+            .into_iter()
+            .map(|digest| Found::new(KIND, digest))
+            .collect())
     }
 }
 

@@ -1,17 +1,22 @@
 //! The image repository: created before the push with immutable tags, scan on push, AES256
 //! encryption and the deployment's tags; force-deleted (with its images) on teardown. Observation
 //! reports the tag mutability and scanning it enforces as checks (`tag_mutability`, `scan_on_push`).
+//!
+//! The repository is the deployment's when it carries the deployment's tag ([`is_ours`]); the
+//! image's discovery asks the same before listing the images in it.
 
 use aws_sdk_ecr::types::{
     EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag,
 };
 use engine::kind::RepositorySettings;
-use engine::resource::{Check, Lifecycle, OnChange};
+use engine::resource::{Change, Check, Lifecycle, OnChange, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::Tags;
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::Repository;
 /// The tag mutability and scanning a compliant repository reports.
@@ -166,6 +171,61 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
         .map_err(|e| AwsError::sdk("delete", KIND, name, e))
         .or_absent()?;
     Ok(())
+}
+
+/// Whether the deployment's repository exists and carries the deployment's tag: what makes it,
+/// and the images in it, the deployment's.
+pub async fn is_ours(target: &AwsTarget) -> Result<bool, AwsError> {
+    let repository = target.spec.repository_name();
+    let Some(arn) = find(&target.clients, &repository)
+        .await?
+        .and_then(|r| r.repository_arn().map(str::to_string))
+    else {
+        return Ok(false);
+    };
+    let tags = read_tags(&target.clients, &repository, &arn).await?;
+    Ok(target.is_ours(tags.iter()))
+}
+
+/// The image repository on AWS.
+#[derive(Debug)]
+pub struct EcrRepository;
+
+impl KindOnTarget<AwsTarget> for EcrRepository {
+    type Settings = RepositorySettings;
+
+    async fn observe(
+        target: &AwsTarget,
+        name: &str,
+        _: &RepositorySettings,
+    ) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, name).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &RepositorySettings,
+        _: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(&target.clients, name, settings).await?;
+        Ok(Applied::Ready(Outputs::None))
+    }
+
+    async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, name).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// The deployment's repository, when it is tagged as the deployment's.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let owned = is_ours(target).await?;
+        Ok(owned
+            .then(|| Found::new(KIND, target.spec.repository_name()))
+            .into_iter()
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -2,18 +2,24 @@
 //! endpoint variant's instance count (min/max) and a target-tracking policy on invocations per
 //! instance. The instance count the autoscaler sets is its business, never drift. Deregistering the
 //! target on `down` removes its policies with it.
+//!
+//! Scaling targets carry no tags: the autoscaling is the deployment's when its endpoint is (tagged
+//! as the deployment's) and has a registered scaling target.
 
 use aws_sdk_applicationautoscaling::types::{
     MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ServiceNamespace,
     TargetTrackingScalingPolicyConfiguration,
 };
 use engine::kind::AutoscalingSettings;
-use engine::resource::Lifecycle;
+use engine::resource::{Change, Lifecycle, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::AwsError;
 use crate::sagemaker::{VARIANT, sdk_count};
+use crate::sagemaker_endpoint;
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::Autoscaling;
 /// The target-tracking policy's name.
@@ -134,7 +140,7 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
     }
 }
 
-/// Whether the endpoint has a registered scaling target (for `owned`).
+/// Whether the endpoint has a registered scaling target (for discovery).
 pub async fn exists(clients: &Clients, endpoint: &str) -> Result<bool, AwsError> {
     let targets = clients
         .autoscaling
@@ -146,6 +152,47 @@ pub async fn exists(clients: &Clients, endpoint: &str) -> Result<bool, AwsError>
         .await
         .map_err(|e| AwsError::sdk("describe", KIND, endpoint, e))?;
     Ok(!targets.scalable_targets().is_empty())
+}
+
+/// The endpoint's autoscaling on AWS, in Application Auto Scaling.
+#[derive(Debug)]
+pub struct EndpointAutoscaling;
+
+impl KindOnTarget<AwsTarget> for EndpointAutoscaling {
+    type Settings = AutoscalingSettings;
+
+    async fn observe(
+        target: &AwsTarget,
+        name: &str,
+        _: &AutoscalingSettings,
+    ) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, name).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &AutoscalingSettings,
+        _: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(&target.clients, name, settings).await?;
+        Ok(Applied::Ready(Outputs::None))
+    }
+
+    async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, name).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// The autoscaling of the deployment's endpoint (named after it), when the endpoint is tagged
+    /// as the deployment's and has a scaling target.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let name = target.spec.name.as_str();
+        let owned =
+            sagemaker_endpoint::ours(target).await?.is_some() && exists(&target.clients, name).await?;
+        Ok(owned.then(|| Found::new(KIND, name)).into_iter().collect())
+    }
 }
 
 #[cfg(test)]

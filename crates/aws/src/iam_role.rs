@@ -9,20 +9,26 @@
 //! document, so an edited policy is drift.
 //!
 //! IAM is eventually consistent: a new role can take several seconds before SageMaker can assume it.
-//! `GetRole` succeeds at once, so there is nothing to poll here; the SageMaker calls that take a role
-//! retry while [`is_propagation_error`] says the role is not assumable yet.
+//! `GetRole` succeeds at once, so there is nothing to poll here; when SageMaker refuses to create a
+//! training job or a model because [`is_propagation_error`] says the role is not assumable yet, that
+//! kind's `apply` answers `Applied::NotYet` and the executor applies it again, for at most
+//! [`PROPAGATION_TIMEOUT`].
+//!
+//! The role is the deployment's when it carries the deployment's tag.
 
 use std::fmt;
 
 use aws_sdk_iam::types::Tag;
 use engine::kind::RoleSettings;
-use engine::resource::{Check, Lifecycle, OnChange};
+use engine::resource::{Change, Check, Lifecycle, OnChange, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::Tags;
 use engine::{Kind, Observed};
 use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
 use crate::errors::{AwsError, OrAbsent};
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::Role;
 /// The service the role trusts.
@@ -32,7 +38,8 @@ pub const POLICY_NAME: &str = "orchestrate";
 /// What observation reports when the inline policy is not the one orchestrate writes.
 pub const POLICY_EDITED: &str = "edited outside orchestrate";
 pub const POLICY_MISSING: &str = "none";
-/// How long SageMaker calls keep retrying a role IAM has not propagated yet.
+/// How long the executor keeps applying a training job or a model whose role SageMaker cannot
+/// assume yet (IAM is propagating it).
 pub const PROPAGATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// What the inline policy grants access to.
@@ -376,6 +383,50 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
     match iam.delete_role().role_name(name).send().await {
         Ok(_) => Ok(()),
         Err(e) => gone(AwsError::sdk("delete", KIND, name, e)),
+    }
+}
+
+/// The SageMaker execution role on AWS.
+#[derive(Debug)]
+pub struct IamRole;
+
+impl KindOnTarget<AwsTarget> for IamRole {
+    type Settings = RoleSettings;
+
+    async fn observe(target: &AwsTarget, name: &str, _: &RoleSettings) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, name, &target.policy_scope()).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &RoleSettings,
+        _: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(&target.clients, name, settings, &target.policy_scope()).await?;
+        Ok(Applied::Ready(Outputs::None))
+    }
+
+    async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, name).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// The deployment's role, when it is tagged as the deployment's.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let role = target.spec.role_name();
+        let tags = target
+            .clients
+            .iam
+            .list_role_tags()
+            .role_name(&role)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("read the tags of", KIND, &role, e))
+            .or_absent()?;
+        let ours = tags.is_some_and(|out| target.is_ours(out.tags().iter().map(|t| (t.key(), t.value()))));
+        Ok(ours.then(|| Found::new(KIND, role)).into_iter().collect())
     }
 }
 

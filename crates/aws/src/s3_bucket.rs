@@ -4,6 +4,9 @@
 //! as a check (`region`, which only a new bucket can change, `versioning`, `encryption`,
 //! `public_access_block`, `tls_only_policy`); teardown removes every object version and delete
 //! marker, then the bucket.
+//!
+//! The bucket is the deployment's when it carries the deployment's tag ([`is_ours`]); the training
+//! data's discovery asks the same before listing the data in it.
 
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Delete, ObjectIdentifier,
@@ -11,13 +14,15 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, VersioningConfiguration,
 };
 use engine::kind::BucketSettings;
-use engine::resource::{Check, Lifecycle, OnChange};
+use engine::resource::{Change, Check, Lifecycle, OnChange, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::Tags;
 use engine::{Kind, Observed};
 use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
 use crate::errors::{AwsError, OrAbsent};
+use crate::target::AwsTarget;
 
 /// The values a compliant bucket reports.
 pub const VERSIONING_ENABLED: &str = "Enabled";
@@ -432,6 +437,60 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
     match s3.delete_bucket().bucket(name).send().await {
         Ok(_) => Ok(()),
         Err(e) => absent_or(AwsError::sdk("delete", KIND, name, e), ()),
+    }
+}
+
+/// Whether the deployment's bucket exists and carries the deployment's tag: what makes it, and
+/// the training data in it, the deployment's.
+pub async fn is_ours(target: &AwsTarget) -> Result<bool, AwsError> {
+    let bucket = target.bucket();
+    let tagging = target
+        .clients
+        .s3
+        .get_bucket_tagging()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("read the tags of", KIND, &bucket, e))
+        .or_absent()?;
+    // No bucket, or a bucket without tags: not ours.
+    Ok(tagging.is_some_and(|tagging| target.is_ours(tagging.tag_set().iter().map(|t| (t.key(), t.value())))))
+}
+
+/// The data bucket on AWS.
+#[derive(Debug)]
+pub struct S3Bucket;
+
+impl KindOnTarget<AwsTarget> for S3Bucket {
+    type Settings = BucketSettings;
+
+    async fn observe(target: &AwsTarget, name: &str, _: &BucketSettings) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, name).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &BucketSettings,
+        _: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(&target.clients, name, settings).await?;
+        Ok(Applied::Ready(Outputs::None))
+    }
+
+    async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, name).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// The deployment's bucket, when it is tagged as the deployment's.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let owned = is_ours(target).await?;
+        Ok(owned
+            .then(|| Found::new(KIND, target.bucket()))
+            .into_iter()
+            .collect())
     }
 }
 

@@ -1,16 +1,17 @@
 //! What the SageMaker resource modules share: how an image, a role and a training output are named
-//! in SageMaker's calls, tags on SageMaker ARNs, and the retry while IAM propagates a new role.
+//! in SageMaker's calls, tags on SageMaker ARNs, the discovery of the deployment's training jobs,
+//! models and endpoint configs (listed by the deployment's name prefix, each confirmed by its tag),
+//! and what `apply` answers while IAM propagates a new role.
 
-use std::future::Future;
-use std::time::Duration;
-
-use aws_sdk_sagemaker::types::Tag;
+use aws_sdk_sagemaker::types::{Tag, TrainingJobStatus};
 use engine::Kind;
+use engine::target::Applied;
 use engine::values::{Digest, ImageRef, InstanceType, Instances, Tags};
 
 use crate::clients::{Clients, dns_suffix, partition};
 use crate::errors::AwsError;
 use crate::iam_role::{PROPAGATION_TIMEOUT, is_propagation_error};
+use crate::target::AwsTarget;
 
 /// Training outputs go under this prefix of the data bucket: `<prefix><job>/output/model.tar.gz`.
 pub const OUTPUT_PREFIX: &str = "training-output/";
@@ -165,28 +166,129 @@ pub fn user_tags(tags: &Tags) -> Tags {
     tags.iter().filter(|(k, _)| !is_bookkeeping(k)).collect()
 }
 
-/// Runs a SageMaker call that passes the execution role, retrying while SageMaker cannot assume
-/// the role yet: IAM takes seconds to propagate a new role, and `GetRole` succeeding says nothing
-/// about that. Any other error returns at once.
-pub async fn retry_while_role_propagates<T, F, Fut>(mut call: F) -> Result<T, AwsError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AwsError>>,
-{
-    let started = tokio::time::Instant::now();
-    let mut pause = Duration::from_secs(2);
-    loop {
-        match call().await {
-            Err(e)
-                if is_propagation_error(&e.source.to_string()) && started.elapsed() < PROPAGATION_TIMEOUT =>
-            {
-                tracing::info!(error = %e.source, "the execution role is not assumable yet; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(15));
-            }
-            result => return result,
+/// Why a training job or a model cannot be created yet, while IAM propagates its role.
+pub const ROLE_PROPAGATING: &str = "SageMaker cannot assume the execution role yet (IAM is propagating it)";
+
+/// What `apply` answers when SageMaker refused a call that passes the execution role with
+/// `error`: `NotYet` when SageMaker cannot assume the role yet (IAM takes seconds to propagate a new
+/// role, and `GetRole` succeeding says nothing about that), for the executor to apply again for
+/// at most [`PROPAGATION_TIMEOUT`]; any other error as it is.
+pub fn not_yet_while_role_propagates(error: AwsError) -> Result<Applied, AwsError> {
+    if !is_propagation_error(&error.source.to_string()) {
+        return Err(error);
+    }
+    tracing::info!(error = %error.source, "the execution role is not assumable yet");
+    Ok(Applied::NotYet {
+        reason: ROLE_PROPAGATING.to_string(),
+        retry_for: PROPAGATION_TIMEOUT,
+    })
+}
+
+/// The SageMaker resources discovered by listing names with the deployment's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Running training job attempts only: ended ones cannot be deleted and cost nothing.
+    RunningTrainingJobs,
+    Models,
+    EndpointConfigs,
+}
+
+impl Listing {
+    pub fn kind(self) -> Kind {
+        match self {
+            Listing::RunningTrainingJobs => Kind::TrainingJob,
+            Listing::Models => Kind::Model,
+            Listing::EndpointConfigs => Kind::EndpointConfig,
         }
     }
+}
+
+/// (name, ARN) of every resource of `listing` whose name contains `prefix` (`deployment` names the
+/// failures).
+async fn list_containing(
+    clients: &Clients,
+    listing: Listing,
+    prefix: &str,
+    deployment: &str,
+) -> Result<Vec<(String, String)>, AwsError> {
+    let sm = &clients.sagemaker;
+    let kind = listing.kind();
+    let pair = |name: Option<&str>, arn: Option<&str>| Some((name?.to_string(), arn?.to_string()));
+    let mut listed = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let next = match listing {
+            Listing::RunningTrainingJobs => {
+                let page = sm
+                    .list_training_jobs()
+                    .name_contains(prefix)
+                    .status_equals(TrainingJobStatus::InProgress)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("list", kind, deployment, e))?;
+                listed.extend(
+                    page.training_job_summaries()
+                        .iter()
+                        .filter_map(|j| pair(j.training_job_name(), j.training_job_arn())),
+                );
+                page.next_token().map(str::to_string)
+            }
+            Listing::Models => {
+                let page = sm
+                    .list_models()
+                    .name_contains(prefix)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("list", kind, deployment, e))?;
+                listed.extend(
+                    page.models()
+                        .iter()
+                        .filter_map(|m| pair(m.model_name(), m.model_arn())),
+                );
+                page.next_token().map(str::to_string)
+            }
+            Listing::EndpointConfigs => {
+                let page = sm
+                    .list_endpoint_configs()
+                    .name_contains(prefix)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::sdk("list", kind, deployment, e))?;
+                listed.extend(
+                    page.endpoint_configs()
+                        .iter()
+                        .filter_map(|c| pair(c.endpoint_config_name(), c.endpoint_config_arn())),
+                );
+                page.next_token().map(str::to_string)
+            }
+        };
+        match next {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => return Ok(listed),
+        }
+    }
+}
+
+/// Whether a SageMaker resource's tags say it belongs to the target's deployment.
+pub async fn is_ours(target: &AwsTarget, kind: Kind, name: &str, arn: &str) -> Result<bool, AwsError> {
+    let tags = read_tags(&target.clients, kind, name, arn).await?;
+    Ok(target.is_ours(tags.iter()))
+}
+
+/// The names of the resources of `listing` named `<deployment>-…` and tagged as the deployment's.
+pub async fn owned_names(target: &AwsTarget, listing: Listing) -> Result<Vec<String>, AwsError> {
+    let prefix = target.name_prefix();
+    let deployment = target.spec.name.as_str();
+    let mut owned = Vec::new();
+    for (name, arn) in list_containing(&target.clients, listing, &prefix, deployment).await? {
+        if name.starts_with(&prefix) && is_ours(target, listing.kind(), &name, &arn).await? {
+            owned.push(name);
+        }
+    }
+    Ok(owned)
 }
 
 #[cfg(test)]
@@ -267,42 +369,25 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn propagation_errors_are_retried_and_others_are_not() {
-        let mut calls = 0;
-        let result = retry_while_role_propagates(|| {
-            calls += 1;
-            let n = calls;
-            async move {
-                if n < 3 {
-                    Err(AwsError::other(
-                        "create",
-                        Kind::TrainingJob,
-                        "j",
-                        "ValidationException: Could not assume role arn:aws:iam::1:role/r",
-                    ))
-                } else {
-                    Ok(n)
-                }
+    #[test]
+    fn a_role_being_propagated_is_not_yet_and_other_errors_stay_errors() {
+        let propagating = AwsError::other(
+            "create",
+            Kind::TrainingJob,
+            "j",
+            "ValidationException: Could not assume role arn:aws:iam::1:role/r",
+        );
+        assert_eq!(
+            not_yet_while_role_propagates(propagating).unwrap(),
+            Applied::NotYet {
+                reason: ROLE_PROPAGATING.to_string(),
+                retry_for: PROPAGATION_TIMEOUT,
             }
-        })
-        .await;
-        assert_eq!(result.unwrap(), 3);
+        );
 
-        let mut calls = 0;
-        let result: Result<(), AwsError> = retry_while_role_propagates(|| {
-            calls += 1;
-            async {
-                Err(AwsError::other(
-                    "create",
-                    Kind::TrainingJob,
-                    "j",
-                    "ResourceLimitExceeded",
-                ))
-            }
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(calls, 1);
+        let refused = AwsError::other("create", Kind::TrainingJob, "j", "ResourceLimitExceeded");
+        let error = not_yet_while_role_propagates(refused).unwrap_err();
+        assert_eq!(error.source.to_string(), "ResourceLimitExceeded");
+        assert_eq!(error.name, "j");
     }
 }

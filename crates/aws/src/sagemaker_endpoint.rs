@@ -5,23 +5,28 @@
 //!
 //! The executor waits for `InService` and then checks that the endpoint really runs the new config:
 //! SageMaker rolls a failed update back silently to the old one and reports `InService`.
-
-use std::time::Duration;
+//!
+//! Nothing here waits. Deleting is `Deleted::Pending` while SageMaker still describes the endpoint
+//! (the executor calls `delete` again); a failed endpoint, which cannot be updated, is replaced:
+//! `apply` issues its deletion and answers `Applied::NotYet` until it is gone, then creates it.
+//! The endpoint is the deployment's when it carries the deployment's tag ([`ours`]); so is its
+//! autoscaling.
 
 use aws_sdk_sagemaker::types::{EndpointStatus, Tag};
 use engine::kind::EndpointSettings;
-use engine::resource::{EndpointOutputs, Lifecycle, Outputs};
-use engine::target::Applied;
+use engine::resource::{Change, EndpointOutputs, Lifecycle, Outputs};
+use engine::target::{Applied, DELETE_TIMEOUT, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::Tags;
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{self, PREVIOUS_CONFIG_TAG};
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::Endpoint;
-/// How long `delete` waits for SageMaker to remove the endpoint.
-pub const DELETE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Why `apply` cannot create the endpoint yet while the failed one it replaces is being deleted.
+pub const DELETING_FAILED: &str = "deleting the failed endpoint";
 
 /// What SageMaker says of an endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,24 +107,31 @@ pub async fn observe(
 
 /// Creates the endpoint, rolls it to the desired config, or re-tags it. Only a re-tag is done at
 /// once (`Ready`, with the endpoint's outputs); a creation or an update is `Pending` until
-/// SageMaker reports `InService`.
+/// SageMaker reports `InService`. A failed endpoint cannot be updated: its deletion is issued and
+/// `apply` is `NotYet` until it is gone, then it is created again.
 pub async fn apply(
     clients: &Clients,
     name: &str,
     settings: &EndpointSettings,
     autoscaling: bool,
-    poll: Duration,
 ) -> Result<Applied, AwsError> {
     let config = settings.endpoint_config.as_str();
     let tags = &settings.tags;
     let mut existing = describe(clients, name).await?;
-    if existing
+    if let Some(endpoint) = existing
         .as_ref()
-        .is_some_and(|e| e.status == EndpointStatus::Failed)
+        .filter(|e| matches!(e.status, EndpointStatus::Failed | EndpointStatus::Deleting))
     {
-        // A failed endpoint cannot be updated: replace it.
-        tracing::warn!(endpoint = name, "replacing a failed endpoint");
-        delete(clients, name, poll).await?;
+        // Failed: replace it. Deleting (the replacement under way): wait for it to be gone.
+        if endpoint.status == EndpointStatus::Failed {
+            tracing::warn!(endpoint = name, "replacing a failed endpoint");
+        }
+        if let Deleted::Pending(_) = delete(clients, name).await? {
+            return Ok(Applied::NotYet {
+                reason: DELETING_FAILED.to_string(),
+                retry_for: DELETE_TIMEOUT,
+            });
+        }
         existing = None;
     }
     let Some(existing) = existing else {
@@ -168,43 +180,98 @@ pub async fn apply(
     Ok(Applied::Pending)
 }
 
-/// Deletes the endpoint and waits until SageMaker has removed it.
-pub async fn delete(clients: &Clients, name: &str, poll: Duration) -> Result<(), AwsError> {
-    match clients
+/// Deletes the endpoint without waiting: issues `DeleteEndpoint` unless SageMaker is deleting it
+/// already, then `Pending` (with its status) while SageMaker still describes it, `Gone` once it
+/// does not.
+pub async fn delete(clients: &Clients, name: &str) -> Result<Deleted, AwsError> {
+    let Some(mut endpoint) = describe(clients, name).await? else {
+        return Ok(Deleted::Gone);
+    };
+    if endpoint.status != EndpointStatus::Deleting {
+        request_deletion(clients, name).await?;
+        match describe(clients, name).await? {
+            Some(now) => endpoint = now,
+            None => return Ok(Deleted::Gone),
+        }
+    }
+    Ok(Deleted::Pending(endpoint.status.as_str().to_string()))
+}
+
+/// `DeleteEndpoint`; an endpoint gone or being deleted in between is no failure.
+async fn request_deletion(clients: &Clients, name: &str) -> Result<(), AwsError> {
+    let Err(e) = clients
         .sagemaker
         .delete_endpoint()
         .endpoint_name(name)
         .send()
         .await
+    else {
+        tracing::info!(endpoint = name, "deleting endpoint");
+        return Ok(());
+    };
+    let e = AwsError::sdk("delete", KIND, name, e);
+    if e.is_not_found()
+        || describe(clients, name)
+            .await?
+            .is_none_or(|s| s.status == EndpointStatus::Deleting)
     {
-        Ok(_) => {}
-        Err(e) => {
-            let e = AwsError::sdk("delete", KIND, name, e);
-            if e.is_not_found() {
-                return Ok(());
-            }
-            // Already being deleted: wait for it like for our own deletion.
-            if describe(clients, name)
-                .await?
-                .is_none_or(|s| s.status != EndpointStatus::Deleting)
-            {
-                return Err(e);
-            }
-        }
+        return Ok(());
     }
-    let started = tokio::time::Instant::now();
-    while let Some(state) = describe(clients, name).await? {
-        if started.elapsed() > DELETE_TIMEOUT {
-            return Err(AwsError::other(
-                "delete",
-                KIND,
-                name,
-                format!("still {} after {:?}", state.status.as_str(), DELETE_TIMEOUT),
-            ));
-        }
-        tokio::time::sleep(poll).await;
+    Err(e)
+}
+
+/// The deployment's endpoint (named after it), when it exists and is tagged as the deployment's.
+pub async fn ours(target: &AwsTarget) -> Result<Option<EndpointState>, AwsError> {
+    let name = target.spec.name.as_str();
+    let Some(endpoint) = describe(&target.clients, name).await? else {
+        return Ok(None);
+    };
+    let ours = sagemaker::is_ours(target, KIND, name, &endpoint.arn).await?;
+    Ok(ours.then_some(endpoint))
+}
+
+/// The endpoint on AWS, in SageMaker.
+#[derive(Debug)]
+pub struct SageMakerEndpoint;
+
+impl KindOnTarget<AwsTarget> for SageMakerEndpoint {
+    type Settings = EndpointSettings;
+
+    async fn observe(
+        target: &AwsTarget,
+        name: &str,
+        settings: &EndpointSettings,
+    ) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, name, settings).await?)
     }
-    Ok(())
+
+    /// With `RetainAllVariantProperties` on an update when the state has autoscaling (it owns the
+    /// instance count).
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &EndpointSettings,
+        _: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        let autoscaling = upstream.state.get(Kind::Autoscaling).is_some();
+        Ok(apply(&target.clients, name, settings, autoscaling).await?)
+    }
+
+    async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {
+        Ok(delete(&target.clients, name).await?)
+    }
+
+    /// The deployment's endpoint, using the config it runs.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let endpoint = ours(target).await?;
+        Ok(endpoint
+            .map(|endpoint| {
+                Found::new(KIND, target.spec.name.as_str()).using(Kind::EndpointConfig, endpoint.config)
+            })
+            .into_iter()
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,20 @@
-//! SageMaker endpoint configs: `<name>-<hash12>`, immutable: one production variant
-//! ([`VARIANT`](crate::sagemaker::VARIANT)) serving the model on the instance type and count from
-//! deploy.yaml, and the deployment's tags.
+//! SageMaker endpoint configs: `<name>-<hash12>`, immutable: one production variant ([`VARIANT`])
+//! serving the model on the instance type and count from deploy.yaml, and the deployment's tags.
+//!
+//! Discovery lists the configs named with the deployment's prefix and tagged as the deployment's,
+//! each with the model it serves (what a rollback must keep with it).
 
 use aws_sdk_sagemaker::types::{ProductionVariant, ProductionVariantInstanceType};
 use engine::kind::EndpointConfigSettings;
-use engine::resource::Lifecycle;
+use engine::resource::{Change, Lifecycle, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::Instances;
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
-use crate::sagemaker::{self, VARIANT, sdk_count};
+use crate::sagemaker::{self, Listing, VARIANT, sdk_count};
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::EndpointConfig;
 
@@ -106,4 +110,53 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
         .map_err(|e| AwsError::sdk("delete", KIND, name, e))
         .or_absent()?;
     Ok(())
+}
+
+/// An endpoint config on AWS, in SageMaker.
+#[derive(Debug)]
+pub struct SageMakerEndpointConfig;
+
+impl KindOnTarget<AwsTarget> for SageMakerEndpointConfig {
+    type Settings = EndpointConfigSettings;
+
+    async fn observe(
+        target: &AwsTarget,
+        name: &str,
+        _: &EndpointConfigSettings,
+    ) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, name).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &EndpointConfigSettings,
+        _: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(&target.clients, name, settings).await?;
+        Ok(Applied::Ready(Outputs::None))
+    }
+
+    async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, name).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// The deployment's endpoint configs, each using the model it serves.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let mut found = Vec::new();
+        for name in sagemaker::owned_names(target, Listing::EndpointConfigs).await? {
+            let model = describe(&target.clients, &name)
+                .await?
+                .map(|config| config.model)
+                .filter(|model| !model.is_empty());
+            let config = Found::new(KIND, &name);
+            found.push(match model {
+                Some(model) => config.using(Kind::Model, model),
+                None => config,
+            });
+        }
+        Ok(found)
+    }
 }

@@ -1,17 +1,23 @@
 //! SageMaker models: `<name>-<hash12>`, immutable: the image by digest, the model artifact of the
 //! training job's completed attempt (the training job's outputs), the execution role, network
 //! isolation and the deployment's tags. A changed input is a new name, so `apply` only ever creates
-//! (or re-tags).
+//! (or re-tags); while SageMaker cannot assume the execution role IAM is still propagating, it
+//! answers `NotYet` for the executor to apply it again.
+//!
+//! Discovery lists the models named with the deployment's prefix and tagged as the deployment's,
+//! each with the image it serves (what a rollback must keep with it).
 
 use aws_sdk_sagemaker::types::ContainerDefinition;
 use engine::kind::ModelSettings;
 use engine::names::attempt_of;
-use engine::resource::{Lifecycle, TrainingJobOutputs};
+use engine::resource::{Change, Lifecycle, Outputs, TrainingJobOutputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
-use crate::sagemaker::{self, attempt_of_artifact, image_ref, image_uri, role_arn};
+use crate::sagemaker::{self, Listing, attempt_of_artifact, image_ref, image_uri, role_arn};
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::Model;
 
@@ -67,7 +73,7 @@ fn base_of(attempt: &str, desired_base: &str) -> String {
 }
 
 /// Creates the model from the training job's completed attempt (`job`, its outputs), or re-tags an
-/// existing one.
+/// existing one: `Ready`, or `NotYet` while SageMaker cannot assume the execution role `role`.
 pub async fn apply(
     clients: &Clients,
     name: &str,
@@ -75,12 +81,12 @@ pub async fn apply(
     job: Option<&TrainingJobOutputs>,
     account: &str,
     role: &str,
-) -> Result<(), AwsError> {
+) -> Result<Applied, AwsError> {
     if let Ok(existing) = clients.sagemaker.describe_model().model_name(name).send().await
         && let Some(arn) = existing.model_arn()
     {
         sagemaker::put_tags(clients, KIND, name, arn, &settings.tags).await?;
-        return Ok(());
+        return Ok(Applied::Ready(Outputs::None));
     }
     let Some(job) = job else {
         return Err(AwsError::other(
@@ -100,22 +106,21 @@ pub async fn apply(
         .build();
     let role = role_arn(account, &region, role);
     let tags = sagemaker::sagemaker_tags(&settings.tags);
-    sagemaker::retry_while_role_propagates(|| async {
-        clients
-            .sagemaker
-            .create_model()
-            .model_name(name)
-            .primary_container(container.clone())
-            .execution_role_arn(&role)
-            .enable_network_isolation(true)
-            .set_tags(Some(tags.clone()))
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk("create", KIND, name, e))
-    })
-    .await?;
+    let created = clients
+        .sagemaker
+        .create_model()
+        .model_name(name)
+        .primary_container(container)
+        .execution_role_arn(&role)
+        .enable_network_isolation(true)
+        .set_tags(Some(tags))
+        .send()
+        .await;
+    if let Err(e) = created {
+        return sagemaker::not_yet_while_role_propagates(AwsError::sdk("create", KIND, name, e));
+    }
     tracing::info!(model = name, attempt = job.attempt, "created model");
-    Ok(())
+    Ok(Applied::Ready(Outputs::None))
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
@@ -128,6 +133,64 @@ pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
         .map_err(|e| AwsError::sdk("delete", KIND, name, e))
         .or_absent()?;
     Ok(())
+}
+
+/// The image a model serves, when SageMaker describes it with one referenced by digest.
+async fn served_image(clients: &Clients, name: &str) -> Option<engine::values::ImageRef> {
+    let model = clients
+        .sagemaker
+        .describe_model()
+        .model_name(name)
+        .send()
+        .await
+        .ok()?;
+    model.primary_container()?.image().and_then(image_ref)
+}
+
+/// A model on AWS, in SageMaker.
+#[derive(Debug)]
+pub struct SageMakerModel;
+
+impl KindOnTarget<AwsTarget> for SageMakerModel {
+    type Settings = ModelSettings;
+
+    async fn observe(
+        target: &AwsTarget,
+        name: &str,
+        settings: &ModelSettings,
+    ) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, name, settings).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        name: &str,
+        settings: &ModelSettings,
+        _: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        let role = target.role_in(upstream.state);
+        let job = upstream.training_job();
+        Ok(apply(&target.clients, name, settings, job, &target.account, &role).await?)
+    }
+
+    async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, name).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// The deployment's models, each using the image it serves.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let mut found = Vec::new();
+        for name in sagemaker::owned_names(target, Listing::Models).await? {
+            let model = Found::new(KIND, &name);
+            found.push(match served_image(&target.clients, &name).await {
+                Some(image) => model.using(Kind::Image, image.digest.as_str()),
+                None => model,
+            });
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@
 //! 12 hex digits) so a job edited by other means shows as drift. A completed attempt makes its name
 //! and model artifact known to the model ([`TrainingJobOutputs`]).
 //!
+//! Starting an attempt is `Pending` (the executor polls `observe` until it completes), or `NotYet`
+//! while SageMaker cannot assume the execution role IAM is still propagating. Only a running attempt
+//! is discovered as the deployment's (listed by the deployment's name prefix, confirmed by its
+//! tag), and deleting it stops it: ended attempts are records that cost nothing.
+//!
 //! While a job runs, its log is tailed from CloudWatch Logs (`/aws/sagemaker/TrainingJobs`, streams
 //! `<job>/…`); its validation metrics are read from `metrics.json` in the model artifact.
 
@@ -26,7 +31,8 @@ use aws_sdk_sagemaker::types::{
 use engine::desired::DesiredState;
 use engine::kind::TrainingJobSettings;
 use engine::names::{attempt_name, attempt_of};
-use engine::resource::{Lifecycle, Outputs, TrainingJobOutputs};
+use engine::resource::{Change, Lifecycle, Outputs, TrainingJobOutputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::training_output::{Metric, MetricValues};
 use engine::values::{Channel, DataHash, DataHashes, Hyperparameters, Seconds, Tags};
 use engine::{Kind, Observed};
@@ -34,8 +40,9 @@ use engine::{Kind, Observed};
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{
-    self, DATA_TAG_PREFIX, image_ref, image_uri, model_artifact, output_path, role_arn, sdk_count,
+    self, DATA_TAG_PREFIX, Listing, image_ref, image_uri, model_artifact, output_path, role_arn, sdk_count,
 };
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::TrainingJob;
 
@@ -255,15 +262,15 @@ pub struct JobContext<'a> {
     pub tags: &'a Tags,
 }
 
-/// Starts the next attempt of the job `base`, reading the channels `state` uploads. Returns the
-/// attempt's name.
+/// Starts the next attempt of the job `base`, reading the channels `state` uploads: `Pending`, or
+/// `NotYet` while SageMaker cannot assume the execution role (nothing was started then).
 pub async fn apply(
     clients: &Clients,
     base: &str,
     settings: &TrainingJobSettings,
     state: &DesiredState,
     cx: &JobContext<'_>,
-) -> Result<String, AwsError> {
+) -> Result<Applied, AwsError> {
     let next = latest_attempt(clients, base).await?.map_or(1, |(n, _)| n + 1);
     let name = attempt_name(base, next);
     let region = clients.region().to_string();
@@ -317,27 +324,26 @@ pub async fn apply(
         .max_runtime_in_seconds(i32::try_from(settings.max_runtime.0).unwrap_or(i32::MAX))
         .build();
     let role = role_arn(cx.account, &region, cx.role);
-    sagemaker::retry_while_role_propagates(|| async {
-        clients
-            .sagemaker
-            .create_training_job()
-            .training_job_name(&name)
-            .algorithm_specification(algorithm.clone())
-            .role_arn(&role)
-            .set_input_data_config(Some(channels.clone()))
-            .output_data_config(output.clone())
-            .resource_config(resources.clone())
-            .stopping_condition(stopping.clone())
-            .set_hyper_parameters(Some(hyperparameters.clone()))
-            .enable_network_isolation(true)
-            .set_tags(Some(tags.clone()))
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk("create", KIND, &name, e))
-    })
-    .await?;
+    let created = clients
+        .sagemaker
+        .create_training_job()
+        .training_job_name(&name)
+        .algorithm_specification(algorithm)
+        .role_arn(&role)
+        .set_input_data_config(Some(channels))
+        .output_data_config(output)
+        .resource_config(resources)
+        .stopping_condition(stopping)
+        .set_hyper_parameters(Some(hyperparameters))
+        .enable_network_isolation(true)
+        .set_tags(Some(tags))
+        .send()
+        .await;
+    if let Err(e) = created {
+        return sagemaker::not_yet_while_role_propagates(AwsError::sdk("create", KIND, &name, e));
+    }
     tracing::info!(job = name, "started training job");
-    Ok(name)
+    Ok(Applied::Pending)
 }
 
 /// Stops an attempt that is still running (training jobs cannot be deleted).
@@ -476,6 +482,57 @@ impl LogTail {
             }
         }
         lines
+    }
+}
+
+/// The training job on AWS: its attempts in SageMaker.
+#[derive(Debug)]
+pub struct SageMakerTrainingJob;
+
+impl KindOnTarget<AwsTarget> for SageMakerTrainingJob {
+    type Settings = TrainingJobSettings;
+
+    async fn observe(
+        target: &AwsTarget,
+        base: &str,
+        _: &TrainingJobSettings,
+    ) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, &target.bucket(), base).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        base: &str,
+        settings: &TrainingJobSettings,
+        _: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        let state = upstream.state;
+        let bucket = target.bucket();
+        let role = target.role_in(state);
+        let tags = engine::desired::tags(&target.spec);
+        let cx = JobContext {
+            account: &target.account,
+            bucket: &bucket,
+            role: &role,
+            tags: &tags,
+        };
+        Ok(apply(&target.clients, base, settings, state, &cx).await?)
+    }
+
+    /// Stops the attempt (`attempt`, the name discovery reports) if it still runs.
+    async fn delete(target: &AwsTarget, attempt: &str) -> Result<Deleted, TargetError> {
+        stop(&target.clients, attempt).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// The deployment's running attempts.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        let running = sagemaker::owned_names(target, Listing::RunningTrainingJobs).await?;
+        Ok(running
+            .into_iter()
+            .map(|attempt| Found::new(KIND, attempt))
+            .collect())
     }
 }
 

@@ -6,19 +6,30 @@
 //! channel's sha256 and file count as metadata instead: observation lists the prefix and reads one
 //! object's metadata; an interrupted upload (fewer objects than the count says) or objects without
 //! that metadata read as a failed resource, which `up` replaces by uploading again.
+//!
+//! The channels are uploaded from the local files or folders deploy.yaml names ([`local_path`]).
+//! Discovery lists the bucket's `data/` prefixes, only in a bucket tagged as the deployment's
+//! ([`s3_bucket::is_ours`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::primitives::ByteStream;
 use engine::kind::TrainingDataSettings;
-use engine::resource::Lifecycle;
-use engine::values::DataHash;
+use engine::resource::{Change, Lifecycle, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
+use engine::values::{Channel, DataHash};
 use engine::{Kind, Observed};
+use spec::{DataSource, Spec};
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, OrAbsent};
+use crate::s3_bucket;
+use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::TrainingData;
+/// The object prefix every training data channel lives under.
+pub const DATA_PREFIX: &str = "data/";
 /// Object metadata (`x-amz-meta-…`) naming the channel's hash and how many files it has.
 pub const SHA256_METADATA: &str = "orchestrate-sha256";
 pub const FILES_METADATA: &str = "orchestrate-files";
@@ -210,9 +221,124 @@ pub async fn delete(clients: &Clients, bucket: &str, prefix: &str) -> Result<(),
     Ok(())
 }
 
+/// The training data resource an object key belongs to: `data/<sha12>/<channel>/<file…>` ->
+/// its key prefix `data/<sha12>/<channel>/` (the name `engine::desired_state` gives it).
+pub fn data_resource_name(key: &str) -> Option<String> {
+    let rest = key.strip_prefix(DATA_PREFIX)?;
+    let mut parts = rest.splitn(3, '/');
+    let (hash, channel, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if hash.is_empty() || channel.is_empty() || file.is_empty() {
+        return None;
+    }
+    Some(format!("{DATA_PREFIX}{hash}/{channel}/"))
+}
+
+/// A data source's local path; `s3://` sources are not uploaded by this build.
+pub fn local_path(channel: Channel, source: &DataSource) -> Result<&Path, AwsError> {
+    match source {
+        DataSource::LocalFile(path) | DataSource::LocalDir(path) => Ok(path),
+        DataSource::S3 { .. } => Err(AwsError::other(
+            "upload",
+            KIND,
+            channel.as_str(),
+            format!(
+                "training from an existing `{source}` is not supported by this build; use a local file or folder"
+            ),
+        )),
+    }
+}
+
+/// The local source of a channel in deploy.yaml (`prefix`: the resource's name).
+pub fn local_source<'a>(spec: &'a Spec, prefix: &str, channel: Channel) -> Result<&'a Path, AwsError> {
+    engine::desired::channel_sources(spec)
+        .into_iter()
+        .find(|(c, _)| *c == channel)
+        .ok_or_else(|| {
+            AwsError::other(
+                "upload",
+                KIND,
+                prefix,
+                format!("no `{channel}` channel in deploy.yaml"),
+            )
+        })
+        .and_then(|(channel, source)| local_path(channel, source))
+}
+
+/// One uploaded training data channel on AWS.
+#[derive(Debug)]
+pub struct TrainingData;
+
+impl KindOnTarget<AwsTarget> for TrainingData {
+    type Settings = TrainingDataSettings;
+
+    async fn observe(
+        target: &AwsTarget,
+        prefix: &str,
+        settings: &TrainingDataSettings,
+    ) -> Result<Observed, TargetError> {
+        Ok(observe(&target.clients, &target.bucket(), prefix, settings).await?)
+    }
+
+    async fn apply(
+        target: &AwsTarget,
+        prefix: &str,
+        settings: &TrainingDataSettings,
+        _: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        let source = local_source(&target.spec, prefix, settings.channel)?;
+        apply(&target.clients, &target.bucket(), prefix, settings, source).await?;
+        Ok(Applied::Ready(Outputs::None))
+    }
+
+    async fn delete(target: &AwsTarget, prefix: &str) -> Result<Deleted, TargetError> {
+        delete(&target.clients, &target.bucket(), prefix).await?;
+        Ok(Deleted::Gone)
+    }
+
+    /// Every channel prefix under `data/` in the deployment's bucket, when the bucket is tagged as
+    /// the deployment's.
+    async fn owned(target: &AwsTarget) -> Result<Vec<Found>, TargetError> {
+        if !s3_bucket::is_ours(target).await? {
+            return Ok(Vec::new());
+        }
+        let bucket = target.bucket();
+        // Failures name the bucket: no one channel is being listed.
+        let keys = list_keys(&target.clients, &bucket, DATA_PREFIX, &bucket).await?;
+        let prefixes: BTreeSet<String> = keys.iter().filter_map(|key| data_resource_name(key)).collect();
+        Ok(prefixes
+            .into_iter()
+            .map(|prefix| Found::new(KIND, prefix))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use engine::desired::ChannelData;
+
     use super::*;
+
+    #[test]
+    fn object_keys_map_to_their_channel_resource() {
+        assert_eq!(
+            data_resource_name("data/0123456789ab/train/train.csv").as_deref(),
+            Some("data/0123456789ab/train/")
+        );
+        assert_eq!(
+            data_resource_name("data/0123456789ab/validation/part/1.csv").as_deref(),
+            Some("data/0123456789ab/validation/")
+        );
+        // The name `engine::desired_state` gives the channel's resource.
+        let channel = ChannelData::new(Channel::Train, "0123456789abcdef");
+        assert_eq!(
+            data_resource_name(&format!("{}train.csv", channel.key_prefix())),
+            Some(channel.key_prefix())
+        );
+        assert_eq!(data_resource_name("orchestrate/lock.json"), None);
+        assert_eq!(data_resource_name("data/0123456789ab/train/"), None);
+        assert_eq!(data_resource_name("data/x"), None);
+    }
 
     #[test]
     fn only_a_complete_upload_with_metadata_is_usable() {

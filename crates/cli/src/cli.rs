@@ -40,7 +40,7 @@ pub struct Global {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
-    /// Debug logs on stderr (-vv: also of libraries, -vvv: trace); RUST_LOG overrides
+    /// Debug logs of every crate on stderr, per resource operation (-vv: trace); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 

@@ -1,26 +1,26 @@
 //! From a parsed command line to an open target: loading deploy.yaml (all diagnostics before any
-//! side effect), choosing the target (`--target` over the file's `target`), opening it, taking its
-//! lock, building the image and computing the desired state.
+//! side effect), opening the target it names (`--target` over the file's `target`) as an
+//! [`OpenTarget`], building the image and computing the desired state ([`Session::open`]).
 //!
-//! Commands are written once, generically over `engine::Target`, as an [`OnTarget`]; [`dispatch`] is
-//! the one place that knows the concrete targets. A command that changes something takes the
-//! deployment's lock itself ([`Session::lock`]), at the moment it knows it will change something, so
-//! a no-op `up` makes no write at all.
+//! Commands are plain async code over the [`Session`]. A command that changes something runs that
+//! part in [`Session::while_locked`], at the moment it knows it will change something, so a no-op
+//! `up` makes no write at all.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use aws::AwsTarget;
-use engine::values::Digest;
-use engine::{DesiredState, Facts, Target};
+use engine::target::LockRequest;
+use engine::{DesiredState, Target};
 use local::LocalTarget;
 use spec::Spec;
 
 use crate::cli::Global;
+use crate::interrupt::Interrupt;
 use crate::model_image;
 use crate::render::Printer;
 use crate::reporter::Progress;
-use crate::run_lock::{Lockable, RunLock};
+use crate::targets::OpenTarget;
 
 /// The hint when AWS cannot be reached.
 pub const AWS_CREDENTIALS: &str = "cannot reach AWS: orchestrate uses the standard credential chain (AWS_PROFILE, \
@@ -34,6 +34,8 @@ pub struct Context {
     pub printer: Printer,
     /// stderr is a terminal and nothing else writes to it: draw spinners.
     pub spinners: bool,
+    /// Set by Ctrl-C.
+    pub interrupt: Interrupt,
 }
 
 impl Context {
@@ -59,23 +61,6 @@ impl Context {
     }
 }
 
-/// The targets this binary can open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetChoice {
-    Local,
-    Aws,
-}
-
-impl TargetChoice {
-    /// The target of a validated spec (where `--target` has already replaced the file's choice).
-    pub fn of(spec: &Spec) -> Self {
-        match spec.target {
-            spec::Target::Local => TargetChoice::Local,
-            spec::Target::Aws => TargetChoice::Aws,
-        }
-    }
-}
-
 /// What a command needs prepared before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
@@ -84,126 +69,120 @@ pub struct Needs {
 }
 
 /// An open target, ready for a command.
-pub struct Session<'a, T> {
+pub struct Session<'a> {
+    pub cx: &'a Context,
     pub spec: &'a Spec,
-    pub target: T,
+    pub target: OpenTarget,
     pub progress: &'a Progress,
     /// Present when the command asked for it ([`Needs::desired_state`]).
     state: Option<DesiredState>,
-    /// `--break-lock`.
-    break_lock: bool,
 }
 
-impl<T: Lockable> Session<'_, T> {
-    /// Takes the deployment's lock; hold it until the changes are done, then
-    /// [`release`](RunLock::release) it (also when they failed).
-    pub async fn lock(&self) -> anyhow::Result<RunLock> {
-        self.target
-            .take_lock(self.spec, self.state.as_ref(), self.break_lock)
-            .await
+impl<'a> Session<'a> {
+    /// Opens the spec's target and prepares what the command needs: for [`Needs::desired_state`]
+    /// the image digest (building the image if the binary changed) and the desired state.
+    pub async fn open(
+        cx: &'a Context,
+        spec: &'a Spec,
+        progress: &'a Progress,
+        needs: Needs,
+    ) -> anyhow::Result<Session<'a>> {
+        let (target, binary) = match spec.target {
+            spec::Target::Local => {
+                let binary = model_image_binary(cx, needs.desired_state, progress)?;
+                let target = LocalTarget::open(spec, &binary).context("cannot open the local target")?;
+                (OpenTarget::Local(target), binary)
+            }
+            spec::Target::Aws => {
+                // Credentials first: without them nothing else is worth doing (or building).
+                let step = progress.begin(format!("AWS account ({})", spec.region));
+                let clients = aws::Clients::load(spec.region.as_str()).await;
+                clients.account().await.context(AWS_CREDENTIALS)?;
+                let binary = model_image_binary(cx, needs.desired_state, progress)?;
+                let target = AwsTarget::with_clients(spec, &binary, clients)
+                    .await
+                    .context(AWS_CREDENTIALS)?;
+                step.done(&target.describe());
+                (OpenTarget::Aws(target), binary)
+            }
+        };
+        let state = if needs.desired_state {
+            let step = progress.begin(format!("image of {}", binary.display()));
+            let digest = target.image_digest()?;
+            step.done(&format!("image {digest}"));
+            let facts = target.facts(&digest)?;
+            Some(engine::desired_state(spec, spec.target, &facts))
+        } else {
+            None
+        };
+        Ok(Session {
+            cx,
+            spec,
+            target,
+            progress,
+            state,
+        })
     }
-}
 
-impl<T> Session<'_, T> {
     /// The desired state; only for commands that declared [`Needs::desired_state`].
     pub fn state(&self) -> &DesiredState {
         self.state
             .as_ref()
             .expect("the command declared Needs::desired_state")
     }
-}
 
-/// A command, written once for every target.
-#[allow(async_fn_in_trait)]
-pub trait OnTarget {
-    type Output;
-
-    fn needs(&self) -> Needs;
-
-    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Self::Output>;
-}
-
-/// Opens the spec's target, prepares what `command` needs and runs it.
-pub async fn dispatch<C: OnTarget>(
-    cx: &Context,
-    spec: &Spec,
-    progress: &Progress,
-    command: C,
-) -> anyhow::Result<C::Output> {
-    let needs = command.needs();
-    match TargetChoice::of(spec) {
-        TargetChoice::Local => {
-            let binary = model_image_binary(cx, needs.desired_state, progress)?;
-            let target = LocalTarget::open(spec, &binary).context("cannot open the local target")?;
-            run_on(cx, spec, progress, command, target, &binary).await
+    /// Runs `work` under the deployment's lock (taken now, when the command knows it will change
+    /// something, so a no-op `up` writes nothing) and gives the lock back when `work` ends: after
+    /// a success, a failure, or Ctrl-C, which stops `work` at its next await with
+    /// [`interrupted`](crate::interrupt::interrupted). A lock that cannot be given back is a
+    /// warning: it expires, and the next run says so.
+    pub async fn while_locked<R>(&self, work: impl Future<Output = anyhow::Result<R>>) -> anyhow::Result<R> {
+        let interrupt = &self.cx.interrupt;
+        let _hold = interrupt.hold();
+        let owner = owner();
+        let request = LockRequest {
+            state: self.state.as_ref(),
+            owner: &owner,
+            break_lock: self.cx.global.break_lock,
+        };
+        let lock = self
+            .target
+            .lock(request)
+            .await
+            .map_err(anyhow::Error::from_boxed)?;
+        let result = tokio::select! {
+            biased;
+            () = interrupt.triggered() => {
+                self.progress.close();
+                Err(crate::interrupt::interrupted())
+            }
+            result = work => result,
+        };
+        if let Some(lock) = lock
+            && let Err(error) = self.target.release(lock).await
+        {
+            self.progress.line(&format!(
+                "warning: could not release the deployment lock: {}; it expires on its own, or the next run \
+                 takes it with --break-lock",
+                engine::target::error_chain(&*error)
+            ));
         }
-        TargetChoice::Aws => {
-            // Credentials first: without them nothing else is worth doing (or building).
-            let step = progress.begin(format!("AWS account ({})", spec.region));
-            let clients = aws::Clients::load(spec.region.as_str()).await;
-            clients.account().await.context(AWS_CREDENTIALS)?;
-            let binary = model_image_binary(cx, needs.desired_state, progress)?;
-            let target = AwsTarget::with_clients(spec, &binary, clients)
-                .await
-                .context(AWS_CREDENTIALS)?;
-            step.done(&target.describe());
-            run_on(cx, spec, progress, command, target, &binary).await
-        }
+        result
     }
 }
 
-/// What the desired state needs from a target: the image digest and the target's facts.
-trait Planned {
-    fn image_digest(&self) -> anyhow::Result<Digest>;
-    fn facts(&self, image_digest: &Digest) -> anyhow::Result<Facts>;
-}
-
-impl Planned for LocalTarget {
-    fn image_digest(&self) -> anyhow::Result<Digest> {
-        Ok(LocalTarget::image_digest(self)?)
-    }
-
-    fn facts(&self, image_digest: &Digest) -> anyhow::Result<Facts> {
-        Ok(LocalTarget::facts(self, image_digest)?)
-    }
-}
-
-impl Planned for AwsTarget {
-    fn image_digest(&self) -> anyhow::Result<Digest> {
-        Ok(AwsTarget::image_digest(self)?)
-    }
-
-    fn facts(&self, image_digest: &Digest) -> anyhow::Result<Facts> {
-        Ok(AwsTarget::facts(self, image_digest)?)
-    }
-}
-
-/// Computes the desired state if the command needs it, then runs the command on the open target.
-async fn run_on<C: OnTarget, T: Target + Lockable + Planned>(
-    cx: &Context,
-    spec: &Spec,
-    progress: &Progress,
-    command: C,
-    target: T,
-    binary: &Path,
-) -> anyhow::Result<C::Output> {
-    let state = if command.needs().desired_state {
-        let step = progress.begin(format!("image of {}", binary.display()));
-        let digest = target.image_digest()?;
-        step.done(&format!("image {digest}"));
-        let facts = target.facts(&digest)?;
-        Some(engine::desired_state(spec, spec.target, &facts))
-    } else {
-        None
-    };
-    let session = Session {
-        spec,
-        target,
-        progress,
-        state,
-        break_lock: cx.global.break_lock,
-    };
-    command.run(&session).await
+/// Who holds a lock: `user@host pid N`.
+fn owner() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "someone".to_string());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_string());
+    format!("{user}@{host} pid {}", std::process::id())
 }
 
 /// The model-image binary. Commands that build the image find (or build) it; the others only pass

@@ -9,10 +9,11 @@ mod commands;
 mod deployment;
 mod documents;
 mod exit;
+mod interrupt;
 mod model_image;
 mod render;
 mod reporter;
-mod run_lock;
+mod targets;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use clap::Parser;
 use crate::cli::Cli;
 use crate::deployment::Context;
 use crate::exit::{Exit, Reported};
+use crate::interrupt::Interrupt;
 use crate::render::Printer;
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         global: cli.global,
         printer,
         spinners,
+        interrupt: Interrupt::default(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -54,8 +57,17 @@ fn main() -> ExitCode {
             return Exit::Error.into();
         }
     };
-    runtime.spawn(interrupted());
-    match runtime.block_on(commands::run(&cx, cli.command)) {
+    runtime.spawn(on_ctrl_c(cx.interrupt.clone()));
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = commands::run(&cx, cli.command) => result,
+            // A command holding the deployment's lock ends itself (see `Session::while_locked`).
+            () = cx.interrupt.triggered_and_free() => Err(interrupt::interrupted()),
+        }
+    });
+    // Not waiting for a blocking read of a prompt that Ctrl-C interrupted.
+    runtime.shutdown_background();
+    match result {
         Ok(exit) => exit.into(),
         Err(error) => {
             if let Some(Reported(exit)) = error.downcast_ref::<Reported>() {
@@ -67,30 +79,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// Ctrl-C: says what state things are left in and exits at once with 130, the shell's code for
-/// SIGINT. Runs on a worker thread, so it also fires while the main thread waits at a prompt. Nothing
-/// needs undoing: every target operation is idempotent and the next `up` picks up where this one
-/// stopped (a running training job is re-attached to). The deployment lock is released: by the OS
-/// (local) or by deleting its object in the bucket (AWS, a best effort of a few seconds).
-async fn interrupted() {
+/// Ctrl-C: says what state things are left in and marks the run as interrupted; the command ends
+/// through its normal path (giving back the deployment's lock) and exits with 130, the shell's
+/// code for SIGINT. Runs on a worker thread, so it also fires while the main thread waits at a
+/// prompt. Nothing needs undoing: every target operation is idempotent and the next `up` picks up
+/// where this one stopped (a running training job is re-attached to). A second Ctrl-C exits at
+/// once.
+async fn on_ctrl_c(interrupt: Interrupt) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!(
+        "\ninterrupted: work already started goes on (a training job keeps running); \
+         `orchestrate status` shows where things stand and `orchestrate up` continues from there"
+    );
+    interrupt.trigger();
     if tokio::signal::ctrl_c().await.is_ok() {
         eprintln!(
-            "\ninterrupted: work already started goes on (a training job keeps running); \
-             `orchestrate status` shows where things stand and `orchestrate up` continues from there"
+            "interrupted again: exiting without giving the deployment lock back; \
+             the next run may need --break-lock"
         );
-        run_lock::release_on_interrupt().await;
         std::process::exit(Exit::Interrupted.code().into());
     }
 }
 
-/// Logs on stderr: warnings only by default; `-v` debug logs of orchestrate's own crates, `-vv`
-/// of every library too, `-vvv` trace. `RUST_LOG` wins when set.
+/// Logs on stderr: warnings only by default; `-v` every crate's debug lines (the AWS SDK's
+/// requests and retries too), each inside the span of the resource operation it belongs to;
+/// `-vv` trace. `RUST_LOG` wins when set.
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
-        1 => "warn,orchestrate=debug,engine=debug,local=debug,aws=debug,spec=debug,image=debug",
-        2 => "debug",
+        1 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

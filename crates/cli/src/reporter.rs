@@ -113,7 +113,9 @@ impl Reporter for Progress {
 
 /// The one line that stands for the metric lines a resource logged.
 fn metric_lines_summary(name: &str, count: usize) -> String {
-    format!("  {name} | … {count} metric lines (the metrics follow below; every log line with -v)")
+    format!(
+        "  {name} | … {count} metric lines (the metrics follow below; every line with -v, and in the training log)"
+    )
 }
 
 /// One of the CLI's own steps in progress.
@@ -377,7 +379,7 @@ mod tests {
         );
         assert_eq!(
             metric_lines_summary("job", 2),
-            "  job | … 2 metric lines (the metrics follow below; every log line with -v)"
+            "  job | … 2 metric lines (the metrics follow below; every line with -v, and in the training log)"
         );
         let full = Progress::new(false, true);
         full.event(log("validation:pr_auc=0.991000"));

@@ -12,13 +12,14 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use spec::QualityGate;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::desired::DesiredState;
 use crate::kind::Settings;
 use crate::plan::Plan;
 use crate::progress::{Event, Reporter};
 use crate::resource::{Change, Desired, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
-use crate::target::{Applied, Found, ResourceId, Target, TargetError, Upstream};
+use crate::target::{Applied, DELETE_TIMEOUT, Deleted, Found, ResourceId, Target, TargetError, Upstream};
 use crate::training_output::MetricValues;
 
 /// Why a run stopped.
@@ -68,8 +69,12 @@ pub async fn plan<T: Target>(
     reporter: &dyn Reporter,
 ) -> Result<Plan, EngineError> {
     let started = Instant::now();
-    let observations = join_all(state.resources.iter().map(|d| target.observe(d)));
-    let (observations, owned) = tokio::join!(observations, target.owned());
+    let observations = join_all(state.resources.iter().map(|desired| {
+        let span = tracing::debug_span!("observe", kind = %desired.kind(), name = %desired.name);
+        target.observe(desired).instrument(span)
+    }));
+    let owned = target.owned().instrument(tracing::debug_span!("discover"));
+    let (observations, owned) = tokio::join!(observations, owned);
     let observed = observations.into_iter().collect::<Result<Vec<_>, _>>()?;
     reporter.event(Event::Observed {
         resources: observed.len(),
@@ -199,25 +204,55 @@ pub async fn up<T: Target>(
     })
 }
 
+/// Deletes one resource, calling `delete` again while its deletion is under way, for at most
+/// [`DELETE_TIMEOUT`](crate::target::DELETE_TIMEOUT).
 async fn delete_one<T: Target>(
     target: &T,
     found: &Found,
     reporter: &dyn Reporter,
 ) -> Result<(), EngineError> {
-    let started = Instant::now();
-    reporter.event(Event::Started {
-        kind: found.kind,
-        name: found.name.clone(),
-        verb: "delete",
-    });
-    target.delete(found).await?;
-    reporter.event(Event::Finished {
-        kind: found.kind,
-        name: found.name.clone(),
-        verb: "delete",
-        elapsed: started.elapsed(),
-    });
-    Ok(())
+    let span = tracing::debug_span!("delete", kind = %found.kind, name = %found.name);
+    async {
+        let started = Instant::now();
+        reporter.event(Event::Started {
+            kind: found.kind,
+            name: found.name.clone(),
+            verb: "delete",
+        });
+        loop {
+            match target.delete(found).await? {
+                Deleted::Gone => break,
+                Deleted::Pending(state) => {
+                    let elapsed = started.elapsed();
+                    tracing::debug!(%state, ?elapsed, "deletion under way");
+                    if elapsed >= DELETE_TIMEOUT {
+                        return Err(EngineError::Timeout {
+                            kind: found.kind,
+                            name: found.name.clone(),
+                            timeout: DELETE_TIMEOUT,
+                            state: format!("{state} (being deleted)"),
+                        });
+                    }
+                    reporter.event(Event::Waiting {
+                        kind: found.kind,
+                        name: found.name.clone(),
+                        state,
+                        elapsed,
+                    });
+                    tokio::time::sleep(target.poll_interval().min(DELETE_TIMEOUT - elapsed)).await;
+                }
+            }
+        }
+        reporter.event(Event::Finished {
+            kind: found.kind,
+            name: found.name.clone(),
+            verb: "delete",
+            elapsed: started.elapsed(),
+        });
+        Ok(())
+    }
+    .instrument(span)
+    .await
 }
 
 /// Applies one change and waits for it; returns what the resource makes known.
@@ -228,29 +263,56 @@ async fn apply_one<T: Target>(
     change: &Change,
     reporter: &dyn Reporter,
 ) -> Result<(ResourceId, Outputs), EngineError> {
-    let started = Instant::now();
     let verb = change.verb();
     let kind = desired.kind();
-    reporter.event(Event::Started {
-        kind,
-        name: desired.name.clone(),
-        verb,
-    });
-    let applied = match change {
-        Change::Wait { .. } => Applied::Pending,
-        _ => target.apply(desired, change, upstream).await?,
-    };
-    let outputs = match applied {
-        Applied::Ready(outputs) => outputs,
-        Applied::Pending => wait_ready(target, desired, reporter).await?,
-    };
-    reporter.event(Event::Finished {
-        kind,
-        name: desired.name.clone(),
-        verb,
-        elapsed: started.elapsed(),
-    });
-    Ok((ResourceId::new(kind, &desired.name), outputs))
+    let span = tracing::debug_span!("apply", %kind, name = %desired.name, verb);
+    async {
+        let started = Instant::now();
+        reporter.event(Event::Started {
+            kind,
+            name: desired.name.clone(),
+            verb,
+        });
+        let outputs = loop {
+            let applied = match change {
+                Change::Wait { .. } => Applied::Pending,
+                _ => target.apply(desired, change, upstream).await?,
+            };
+            match applied {
+                Applied::Ready(outputs) => break outputs,
+                Applied::Pending => break wait_ready(target, desired, reporter).await?,
+                Applied::NotYet { reason, retry_for } => {
+                    let elapsed = started.elapsed();
+                    let budget = retry_for.min(desired.wait_timeout);
+                    tracing::debug!(%reason, ?elapsed, "not yet; applying again");
+                    if elapsed >= budget {
+                        return Err(EngineError::Timeout {
+                            kind,
+                            name: desired.name.clone(),
+                            timeout: budget,
+                            state: reason,
+                        });
+                    }
+                    reporter.event(Event::Waiting {
+                        kind,
+                        name: desired.name.clone(),
+                        state: reason,
+                        elapsed,
+                    });
+                    tokio::time::sleep(target.poll_interval().min(budget - elapsed)).await;
+                }
+            }
+        };
+        reporter.event(Event::Finished {
+            kind,
+            name: desired.name.clone(),
+            verb,
+            elapsed: started.elapsed(),
+        });
+        Ok((ResourceId::new(kind, &desired.name), outputs))
+    }
+    .instrument(span)
+    .await
 }
 
 /// Polls `observe` until the resource is ready (returning its outputs), failed, or its timeout

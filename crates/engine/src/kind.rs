@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::resource::{FieldDiff, OnChange};
+use crate::target::KindOnTarget;
 use crate::values::{
     Channel, DataHash, DataHashes, Hyperparameters, ImageRef, Instances, Name, Seconds, Tags,
 };
@@ -137,6 +138,66 @@ macro_rules! kinds {
                     $((Settings::$variant(want), Settings::$variant(have)) => Some(want.diff(have)),)*
                     _ => None,
                 }
+            }
+        }
+
+        /// The module implementing each kind on a target: one associated type per kind, so a
+        /// kind added to the list is a compile error in every target until it names its module.
+        pub trait KindModules: Sized {
+            $(
+                #[doc = concat!("How the target handles the ", $label, ".")]
+                type $variant: KindOnTarget<Self, Settings = $settings>;
+            )*
+        }
+
+        /// Routes a resource to the module of its kind on a target (see [`KindModules`]); a
+        /// target's `Target` methods call these.
+        pub mod dispatch {
+            use std::future::Future;
+            use std::pin::Pin;
+
+            use super::*;
+            use crate::resource::{Change, Desired, Observed};
+            use crate::target::{Applied, Deleted, Found, TargetError, Upstream};
+
+            /// Observes `desired` with its kind's module.
+            pub async fn observe<T: KindModules>(target: &T, desired: &Desired) -> Result<Observed, TargetError> {
+                let name = desired.name.as_str();
+                match &desired.settings {
+                    $(Settings::$variant(settings) => T::$variant::observe(target, name, settings).await,)*
+                }
+            }
+
+            /// Applies `desired` with its kind's module.
+            pub async fn apply<T: KindModules>(
+                target: &T,
+                desired: &Desired,
+                change: &Change,
+                upstream: Upstream<'_>,
+            ) -> Result<Applied, TargetError> {
+                let name = desired.name.as_str();
+                match &desired.settings {
+                    $(Settings::$variant(settings) => {
+                        T::$variant::apply(target, name, settings, change, upstream).await
+                    })*
+                }
+            }
+
+            /// Deletes `found` with its kind's module.
+            pub async fn delete<T: KindModules>(target: &T, found: &Found) -> Result<Deleted, TargetError> {
+                match found.kind {
+                    $(Kind::$variant => T::$variant::delete(target, &found.name).await,)*
+                }
+            }
+
+            /// What the deployment owns: every kind's discovery, concurrently, in kind order.
+            pub async fn owned<T: KindModules>(target: &T) -> Result<Vec<Found>, TargetError> {
+                type Discovery<'a> = Pin<Box<dyn Future<Output = Result<Vec<Found>, TargetError>> + 'a>>;
+                // Boxed: the SDK's futures are large, and joined inline they overflowed a 2 MiB
+                // thread stack in debug builds.
+                let discoveries: Vec<Discovery<'_>> = vec![$(Box::pin(T::$variant::owned(target)),)*];
+                let found = futures_util::future::try_join_all(discoveries).await?;
+                Ok(found.concat())
             }
         }
     };

@@ -1,17 +1,32 @@
 //! The boundary between the engine and a place resources live (the local machine, an AWS account).
 //!
-//! A target observes, applies, deletes and lists what a deployment owns. It never decides what to
-//! do (that is `resource::diff`) and never waits (the executor polls `observe`). Every method is
-//! idempotent and tolerates being run after an interrupted run.
+//! A target observes, applies, deletes and lists what a deployment owns, and gives the engine what
+//! the desired state needs (the image digest, the [`Facts`]) and the deployment's lock. It never
+//! decides what to do (that is `resource::diff`) and never waits: an operation that cannot finish
+//! at once says so ([`Applied::Pending`], [`Applied::NotYet`], [`Deleted::Pending`]) and the
+//! executor polls, retries and times out. Every method is idempotent and tolerates being run after
+//! an interrupted run.
+//!
+//! Each target implements [`KindOnTarget`] once per kind, in that kind's module, and names the
+//! modules in its [`KindModules`](crate::kind::KindModules) (generated from the kind list, so a new
+//! kind is a compile error in every target until it has its module); `kind::dispatch` routes a
+//! resource to its module.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::desired::DesiredState;
+use crate::desired::{DesiredState, Facts};
 use crate::resource::{Change, Desired, Kind, Observed, Outputs, TrainingJobOutputs};
 use crate::training_output::MetricValues;
+use crate::values::Digest;
+
+/// A cause of any type, kept as the source of the error that carries it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long the executor keeps calling `delete` on a resource whose deletion is under way.
+pub const DELETE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// A resource by kind and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -70,6 +85,20 @@ pub enum Applied {
     Ready(Outputs),
     /// Started; the executor polls `observe` until it is ready (a training job, an endpoint).
     Pending,
+    /// Cannot go on yet, for a reason that passes (SageMaker cannot assume a role IAM is still
+    /// propagating; a local server started but not answering yet): the executor calls `apply`
+    /// again after the poll interval, for at most `retry_for` (and the resource's wait timeout).
+    NotYet { reason: String, retry_for: Duration },
+}
+
+/// What `delete` achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// Gone (or never there).
+    Gone,
+    /// The deletion is under way (SageMaker is still removing an endpoint), in the state given: the
+    /// executor calls `delete` again after the poll interval, for at most [`DELETE_TIMEOUT`].
+    Pending(String),
 }
 
 /// What a resource being applied may use of the others: the whole desired state, and the outputs
@@ -138,11 +167,68 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a run that changes something asks of the deployment's lock.
+#[derive(Debug, Clone, Copy)]
+pub struct LockRequest<'a> {
+    /// The desired state when the run may create the deployment (the AWS lock lives in the bucket,
+    /// which is then created first); `None` for a run that only removes (`down`): without a
+    /// deployment there is nothing to lock.
+    pub state: Option<&'a DesiredState>,
+    /// Who holds the lock, for the message a concurrent run gets (`user@host pid N`).
+    pub owner: &'a str,
+    /// `--break-lock`: take the lock even if another run holds it.
+    pub break_lock: bool,
+}
+
+/// One kind of resource on one target: how it is observed, applied, deleted and discovered. Each
+/// target implements it once per kind, in that kind's module; the executor reaches it through the
+/// target's [`Target`] methods, which route by kind (`kind::dispatch`).
+#[allow(async_fn_in_trait)]
+pub trait KindOnTarget<T> {
+    /// The kind's typed settings (`kind::BucketSettings`…).
+    type Settings;
+
+    /// What exists of the resource `name` (a training job: its latest attempt).
+    async fn observe(target: &T, name: &str, settings: &Self::Settings) -> Result<Observed, TargetError>;
+
+    /// Makes the resource match `settings`, given the change `diff` decided.
+    async fn apply(
+        target: &T,
+        name: &str,
+        settings: &Self::Settings,
+        change: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError>;
+
+    /// Deletes the resource; deleting what is already gone succeeds.
+    async fn delete(target: &T, name: &str) -> Result<Deleted, TargetError>;
+
+    /// Every resource of this kind the deployment owns, desired or not.
+    async fn owned(target: &T) -> Result<Vec<Found>, TargetError>;
+}
+
 /// One place a deployment can live.
 #[allow(async_fn_in_trait)]
 pub trait Target {
+    /// A held deployment lock, given back with [`release`](Target::release).
+    type Lock;
+
     /// `local (.orchestrate/iot-anomaly)`, `aws (123456789012, us-east-1)`.
     fn describe(&self) -> String;
+
+    /// The manifest digest of the image the deployment runs, built from the model-image binary
+    /// (or read from a cache of an unchanged binary); a build is kept for applying the image.
+    fn image_digest(&self) -> Result<Digest, TargetError>;
+
+    /// What the desired state needs from the target: its resource names and the data hashes.
+    fn facts(&self, image_digest: &Digest) -> Result<Facts, TargetError>;
+
+    /// Takes the deployment's lock for a run that changes something; `None` when there is nothing
+    /// to lock (see [`LockRequest::state`]). A lock another run holds is an error naming it.
+    async fn lock(&self, request: LockRequest<'_>) -> Result<Option<Self::Lock>, BoxError>;
+
+    /// Gives a lock back. The run ends the same way whether it succeeded, failed or was interrupted.
+    async fn release(&self, lock: Self::Lock) -> Result<(), BoxError>;
 
     /// How often the executor polls a pending resource.
     fn poll_interval(&self) -> Duration {
@@ -158,7 +244,7 @@ pub trait Target {
 
     /// Makes one resource match `desired`, given the change `diff` decided. `upstream` gives the
     /// other resources and the outputs of those already there (a training job needs its data, role
-    /// and image; a model its training job's artifact).
+    /// and image; a model its training job's artifact). Returns without waiting.
     async fn apply(
         &self,
         desired: &Desired,
@@ -166,8 +252,9 @@ pub trait Target {
         upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError>;
 
-    /// Deletes one resource; deleting what is already gone succeeds.
-    async fn delete(&self, found: &Found) -> Result<(), TargetError>;
+    /// Deletes one resource (a training job: stops a running attempt); deleting what is already
+    /// gone succeeds. Returns without waiting.
+    async fn delete(&self, found: &Found) -> Result<Deleted, TargetError>;
 
     /// The validation metrics a completed training job attempt recorded (`pr_auc`, `roc_auc`, `mcc`,
     /// `f1`…), read from its model artifact.

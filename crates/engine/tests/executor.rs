@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use engine::desired::DesiredState;
+use engine::desired::Facts;
 use engine::executor::{self, EngineError};
 use engine::kind::{
     AutoscalingSettings, BucketSettings, EndpointConfigSettings, EndpointSettings, ImageSettings,
@@ -17,7 +18,9 @@ use engine::progress::{Event, Recorder, Silent};
 use engine::resource::{
     Change, Desired, EndpointOutputs, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs,
 };
-use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::target::{
+    Applied, BoxError, DELETE_TIMEOUT, Deleted, Found, LockRequest, Target, TargetError, Upstream,
+};
 use engine::training_output::{Metric, MetricValues};
 use engine::values::{
     Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, InstanceType, Instances, Seconds, Tags,
@@ -165,6 +168,10 @@ struct Fake {
     endpoint_rolls_back: bool,
     /// The training job outputs each model was made from.
     models_made_from: Mutex<Vec<(String, TrainingJobOutputs)>>,
+    /// Creating the training job answers "not yet" this many more times (a role IAM propagates).
+    role_propagating: Mutex<u32>,
+    /// Deleting the endpoint stays under way for this many more calls.
+    endpoint_deleting: Mutex<u32>,
 }
 
 impl Fake {
@@ -176,6 +183,8 @@ impl Fake {
             metrics: BTreeMap::from([(Metric::PrAuc, 0.99), (Metric::RocAuc, 0.995)]),
             endpoint_rolls_back: false,
             models_made_from: Mutex::new(Vec::new()),
+            role_propagating: Mutex::new(0),
+            endpoint_deleting: Mutex::new(0),
         }
     }
 
@@ -282,9 +291,41 @@ fn outputs_of(resource: &Resource) -> Outputs {
     }
 }
 
+/// Counts one call down; true while calls are left.
+fn count_down(left: &Mutex<u32>) -> bool {
+    let mut left = left.lock().unwrap();
+    let waiting = *left > 0;
+    *left = left.saturating_sub(1);
+    waiting
+}
+
 impl Target for Fake {
+    type Lock = ();
+
     fn describe(&self) -> String {
         "fake".into()
+    }
+
+    fn image_digest(&self) -> Result<Digest, TargetError> {
+        Ok(image().digest)
+    }
+
+    fn facts(&self, image_digest: &Digest) -> Result<Facts, TargetError> {
+        Ok(Facts {
+            bucket: "iot-local".into(),
+            channels: Vec::new(),
+            role: "iot-role".into(),
+            repository: "iot-repo".into(),
+            image_digest: image_digest.clone(),
+        })
+    }
+
+    async fn lock(&self, _: LockRequest<'_>) -> Result<Option<()>, BoxError> {
+        Ok(Some(()))
+    }
+
+    async fn release(&self, (): ()) -> Result<(), BoxError> {
+        Ok(())
     }
 
     async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError> {
@@ -333,6 +374,10 @@ impl Target for Fake {
     ) -> Result<Applied, TargetError> {
         self.call("apply", desired.kind(), &desired.name);
         match &desired.settings {
+            Settings::TrainingJob(_) if count_down(&self.role_propagating) => Ok(Applied::NotYet {
+                reason: "the role is not assumable yet".into(),
+                retry_for: Duration::from_secs(90),
+            }),
             Settings::TrainingJob(_) => {
                 self.put(&desired.name, desired.settings.clone());
                 self.edit(Kind::TrainingJob, &desired.name, |job| {
@@ -379,14 +424,17 @@ impl Target for Fake {
         }
     }
 
-    async fn delete(&self, found: &Found) -> Result<(), TargetError> {
+    async fn delete(&self, found: &Found) -> Result<Deleted, TargetError> {
         self.call("delete", found.kind, &found.name);
+        if found.kind == Kind::Endpoint && count_down(&self.endpoint_deleting) {
+            return Ok(Deleted::Pending("Deleting".into()));
+        }
         let key = match found.kind {
             Kind::TrainingJob => found.name.trim_end_matches("-1").to_string(),
             _ => found.name.clone(),
         };
         self.resources.lock().unwrap().remove(&(found.kind, key));
-        Ok(())
+        Ok(Deleted::Gone)
     }
 
     async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
@@ -859,8 +907,22 @@ async fn down_deletes_in_reverse_dependency_order_and_keeps_what_it_is_told() {
 struct Stubborn(Fake);
 
 impl Target for Stubborn {
+    type Lock = ();
+
     fn describe(&self) -> String {
         "stubborn".into()
+    }
+    fn image_digest(&self) -> Result<Digest, TargetError> {
+        self.0.image_digest()
+    }
+    fn facts(&self, image_digest: &Digest) -> Result<Facts, TargetError> {
+        self.0.facts(image_digest)
+    }
+    async fn lock(&self, request: LockRequest<'_>) -> Result<Option<()>, BoxError> {
+        self.0.lock(request).await
+    }
+    async fn release(&self, lock: ()) -> Result<(), BoxError> {
+        self.0.release(lock).await
     }
     async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError> {
         self.0.observe(desired).await
@@ -876,8 +938,8 @@ impl Target for Stubborn {
     ) -> Result<Applied, TargetError> {
         self.0.apply(desired, change, upstream).await
     }
-    async fn delete(&self, _found: &Found) -> Result<(), TargetError> {
-        Ok(())
+    async fn delete(&self, _found: &Found) -> Result<Deleted, TargetError> {
+        Ok(Deleted::Gone)
     }
     async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
         self.0.training_metrics(job).await
@@ -900,4 +962,93 @@ async fn down_reports_what_is_still_there() {
         .await
         .expect_err("left over");
     assert!(error.to_string().contains("still present after down"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resource_that_is_not_ready_to_apply_is_applied_again_by_the_executor() {
+    let state = desired("1");
+    let fake = Fake::new();
+    *fake.role_propagating.lock().unwrap() = 3;
+    let first = plan(&fake, &state).await;
+    let recorder = Recorder::default();
+    executor::up(&fake, &state, &first, None, &recorder)
+        .await
+        .expect("up once the role is assumable");
+    let job_applies = fake
+        .calls("apply")
+        .into_iter()
+        .filter(|(kind, _)| *kind == Kind::TrainingJob)
+        .count();
+    assert_eq!(job_applies, 4, "three answers of not yet, then the creation");
+    let events = recorder.events.lock().unwrap().clone();
+    let retries = events
+        .iter()
+        .filter(|e| matches!(e, Event::Waiting { kind: Kind::TrainingJob, state, .. } if state == "the role is not assumable yet"))
+        .count();
+    assert_eq!(retries, 3, "{events:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resource_that_stays_not_ready_times_out_on_the_targets_budget() {
+    let state = desired("1");
+    let fake = Fake::new();
+    *fake.role_propagating.lock().unwrap() = u32::MAX;
+    let first = plan(&fake, &state).await;
+    let started = tokio::time::Instant::now();
+    let error = executor::up(&fake, &state, &first, None, &Silent)
+        .await
+        .unwrap_err();
+    match error {
+        EngineError::Timeout {
+            kind: Kind::TrainingJob,
+            timeout,
+            state,
+            ..
+        } => {
+            assert_eq!(timeout, Duration::from_secs(90), "the budget the target gave");
+            assert_eq!(state, "the role is not assumable yet");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_secs(90));
+    assert!(
+        !fake.exists(Kind::Model, "iot-model1"),
+        "nothing after the job was applied"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deletion_under_way_is_waited_for_by_calling_delete_again() {
+    let state = desired("1");
+    let fake = Fake::converged(&state);
+    *fake.endpoint_deleting.lock().unwrap() = 2;
+    let recorder = Recorder::default();
+    executor::down(&fake, |_| false, &recorder).await.expect("down");
+    let endpoint_deletes = fake
+        .calls("delete")
+        .into_iter()
+        .filter(|(kind, _)| *kind == Kind::Endpoint)
+        .count();
+    assert_eq!(endpoint_deletes, 3);
+    // The endpoint config it served was deleted only once the endpoint was gone.
+    let deletes = fake.calls("delete");
+    let endpoint_gone = deletes.iter().rposition(|(k, _)| *k == Kind::Endpoint).unwrap();
+    let config = deletes
+        .iter()
+        .position(|(k, _)| *k == Kind::EndpointConfig)
+        .unwrap();
+    assert!(endpoint_gone < config, "{deletes:?}");
+    assert!(fake.owned().await.unwrap().is_empty());
+
+    let fake = Fake::converged(&state);
+    *fake.endpoint_deleting.lock().unwrap() = u32::MAX;
+    let error = executor::down(&fake, |_| false, &Silent).await.unwrap_err();
+    match error {
+        EngineError::Timeout {
+            kind: Kind::Endpoint,
+            timeout,
+            ..
+        } => assert_eq!(timeout, DELETE_TIMEOUT),
+        other => panic!("{other:?}"),
+    }
 }

@@ -5,37 +5,105 @@
 //! alive and `/ping` answers 200; otherwise failed ("not running (pid N exited)", "not answering
 //! /ping at URL (pid N)"), which `up` repairs by replacing it. The record's details keep the config
 //! the endpoint ran before its last update, reported as the endpoint's outputs (`previous_config`,
-//! for `orchestrate rollback`). Applying starts the new server, waits for `/ping`, switches the record
-//! and only then stops the old server: a failed start leaves the old one serving. The port is
-//! `local.port`, else the one the endpoint already had, else a free one. `model-image serve` binds
-//! with `SO_REUSEPORT`, so while the old server still holds the port the new one listens beside it
-//! and takes over with no gap; the new server counts as started once it listens itself (it binds
-//! after loading its model, which is read from `/proc`) and `/ping` answers. Where that cannot work
-//! (an old server bound without `SO_REUSEPORT`) the new one starts on a free port, and with a fixed
-//! `local.port` moves back onto it once the old one has stopped.
+//! for `orchestrate rollback`).
+//!
+//! Applying never waits for the server: it goes in steps, each returning at once, and the executor
+//! calls `apply` again after its poll interval while the answer is [`Applied::NotYet`].
+//! 1. The first call starts the new server and returns `NotYet` ("starting: waiting for /ping on
+//!    URL"). The port is `local.port`, else the one the endpoint already had, else a free one.
+//!    `model-image serve` binds with `SO_REUSEPORT`, so while the old server still holds the port
+//!    the new one listens beside it and takes over with no gap. Where that cannot work (an old
+//!    server bound without `SO_REUSEPORT`) the new one is started again on a free port.
+//! 2. Later calls check the started server: still loading, `NotYet` again; exited, or silent for
+//!    [`START_TIMEOUT`], it is stopped and the apply fails with its log's tail (the old server
+//!    keeps serving). It counts as started once it listens itself (it binds after loading its
+//!    model, which is read from `/proc`) and `/ping` answers; then the record switches to it and
+//!    only then is the old server stopped.
+//! 3. With a fixed `local.port` that the new server had to leave while the old one held it, one
+//!    more start moves it back onto that port, by steps 1 and 2 again; otherwise the call that
+//!    switched the record returns [`Applied::Ready`].
+//!
+//! A started server is named on disk by the `.starting` note until the record names it (or it is
+//! stopped), so a run killed meanwhile never leaves a server running on a port nobody knows, and
+//! in memory by the target that started it, so only its own start is waited for. A noted server
+//! this target did not start (left by an interrupted run), or started for another config, model or
+//! image, is stopped by the next apply, which then starts the one it wants, or by the next delete.
 
+use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use engine::Settings;
 use engine::kind::EndpointSettings;
-use engine::resource::{Desired, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
-use engine::target::{Applied, ResourceId};
+use engine::resource::{Change, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, ResourceId, TargetError, Upstream};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
+use crate::error::target_error;
 use crate::process::{self, Spawned};
 use crate::state::{Record, encode_name};
 use crate::{LocalError, LocalTarget, image, io_error, model, record};
 
 const KIND: Kind = Kind::Endpoint;
-/// How long a new server gets to answer `/ping`.
+/// How long a new server gets to answer `/ping`, from its start; then it is stopped.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the executor keeps calling `apply` for one endpoint change. It outlasts the target's
+/// own deadlines (up to three starts, each given [`START_TIMEOUT`]: the new server, its restart on
+/// a free port when the old server's port cannot be shared, the move back onto a fixed port; and
+/// the bounded stops between them), so a server that never answers is stopped and reported with
+/// its log by the target rather than left behind by the executor's timeout.
+const APPLY_RETRY: Duration = Duration::from_secs(4 * 60);
 /// How long a stopped server gets to finish in-flight requests before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long one `/ping` may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The endpoint on the local target.
+#[derive(Debug)]
+pub struct LocalEndpoint;
+
+impl KindOnTarget<LocalTarget> for LocalEndpoint {
+    type Settings = EndpointSettings;
+
+    async fn observe(
+        target: &LocalTarget,
+        name: &str,
+        _: &EndpointSettings,
+    ) -> Result<Observed, TargetError> {
+        observe(target, name)
+            .await
+            .map_err(|e| target_error("observe", KIND, name, e))
+    }
+
+    async fn apply(
+        target: &LocalTarget,
+        name: &str,
+        settings: &EndpointSettings,
+        change: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(target, name, settings)
+            .await
+            .map_err(|e| target_error(change.verb(), KIND, name, e))
+    }
+
+    async fn delete(target: &LocalTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(target, name)
+            .await
+            .map(|()| Deleted::Gone)
+            .map_err(|e| target_error("delete", KIND, name, e))
+    }
+
+    async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
+        let records = target.records(KIND)?;
+        Ok(records
+            .into_iter()
+            .map(|record| Found::new(KIND, record.name))
+            .collect())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EndpointDetails {
@@ -60,6 +128,82 @@ impl EndpointDetails {
     }
 }
 
+/// A server this target started and waits for (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Starting {
+    /// What the record will say once it answers (without the previous config).
+    details: EndpointDetails,
+    /// The config it was started for, and the binary it runs (the model folder is in `details`).
+    config: String,
+    binary: PathBuf,
+    /// It was started on the port the old server still holds: if it cannot bind there, it is
+    /// started again on a free port instead of failing the apply.
+    shares_port: bool,
+    started: Instant,
+}
+
+impl Starting {
+    /// Whether it serves what an apply wants.
+    fn serves(&self, wanted: &Wanted) -> bool {
+        self.config == wanted.config
+            && self.details.model_dir == wanted.model_dir
+            && self.binary == wanted.binary
+    }
+}
+
+/// The servers this target started and waits for, by endpoint name.
+#[derive(Debug, Default)]
+pub(crate) struct StartedServers(Mutex<HashMap<String, Starting>>);
+
+impl StartedServers {
+    fn servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Starting>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, name: &str) -> Option<Starting> {
+        self.servers().get(name).cloned()
+    }
+
+    fn insert(&self, name: &str, starting: Starting) {
+        self.servers().insert(name.to_string(), starting);
+    }
+
+    fn take(&self, name: &str) -> Option<Starting> {
+        self.servers().remove(name)
+    }
+}
+
+/// What an apply serves: the config, its model's folder and the binary of the model's image.
+struct Wanted {
+    config: String,
+    model_dir: PathBuf,
+    binary: PathBuf,
+}
+
+/// The model folder and binary the config in `settings` needs, which must exist.
+fn wanted(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Result<Wanted, LocalError> {
+    let config = settings.endpoint_config.as_str();
+    let missing = |what: String| LocalError::Missing {
+        kind: KIND,
+        name: name.to_string(),
+        what,
+    };
+    let model =
+        record::model_of(target, config)?.ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
+    let model_dir = model::serving_dir(target, &model);
+    let image = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
+    let image = image.ok_or_else(|| missing(format!("model `{model}`")))?;
+    let binary = image::binary_for(target, &image);
+    if !binary.is_file() {
+        return Err(missing(format!("image `{image}`")));
+    }
+    Ok(Wanted {
+        config: config.to_string(),
+        model_dir,
+        binary,
+    })
+}
+
 fn log_path(target: &LocalTarget, name: &str) -> PathBuf {
     target
         .state
@@ -67,9 +211,8 @@ fn log_path(target: &LocalTarget, name: &str) -> PathBuf {
         .join(format!("{}.log", encode_name(name)))
 }
 
-/// Names the server being started until the record names it (or it is stopped): a run interrupted
-/// while waiting for `/ping` (or before recording it) leaves this file, and the next apply or delete
-/// stops that server instead of leaving it running on a port nobody knows.
+/// The `.starting` note: names the server being started until the record names it (or it is
+/// stopped).
 fn starting_path(target: &LocalTarget, name: &str) -> PathBuf {
     target
         .state
@@ -77,23 +220,48 @@ fn starting_path(target: &LocalTarget, name: &str) -> PathBuf {
         .join(format!("{}.starting", encode_name(name)))
 }
 
-async fn stop_unrecorded_start(
+/// The server the `.starting` note names, if there is a readable note.
+fn noted_start(target: &LocalTarget, name: &str) -> Option<EndpointDetails> {
+    let text = fs::read_to_string(starting_path(target, name)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_note(target: &LocalTarget, name: &str, details: &EndpointDetails) -> Result<(), LocalError> {
+    let path = starting_path(target, name);
+    let json = serde_json::to_vec(details).map_err(std::io::Error::other);
+    json.and_then(|json| fs::write(&path, json))
+        .map_err(io_error(KIND, name, "write", &path))
+}
+
+/// The started server is recorded (or stopped): forget it was starting.
+fn forget_start(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+    target.endpoint_starts.take(name);
+    let path = starting_path(target, name);
+    fs::remove_file(&path)
+        .or_else(ignore_missing)
+        .map_err(io_error(KIND, name, "remove", &path))
+}
+
+/// Stops every server started for endpoint `name` that its record does not name (the one this
+/// target waits for, and the one the `.starting` note names: the same one, unless an interrupted
+/// run left the note), and forgets them.
+async fn discard_starts(
     target: &LocalTarget,
     name: &str,
     recorded: Option<&Record<EndpointDetails>>,
 ) -> Result<(), LocalError> {
-    let path = starting_path(target, name);
-    let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    if let Ok(starting) = serde_json::from_str::<EndpointDetails>(&text)
-        && recorded.is_none_or(|r| r.details.pid != starting.pid)
+    let recorded_pid = recorded.map(|r| r.details.pid);
+    if let Some(mine) = target.endpoint_starts.take(name)
+        && Some(mine.details.pid) != recorded_pid
     {
-        stop(target, name, &starting).await?;
+        stop(target, name, &mine.details).await?;
     }
-    fs::remove_file(&path)
-        .or_else(ignore_missing)
-        .map_err(io_error(KIND, name, "remove", &path))
+    if let Some(noted) = noted_start(target, name)
+        && Some(noted.pid) != recorded_pid
+    {
+        stop(target, name, &noted).await?;
+    }
+    forget_start(target, name)
 }
 
 fn ignore_missing(error: std::io::Error) -> std::io::Result<()> {
@@ -144,8 +312,8 @@ async fn ping(target: &LocalTarget, url: &str) -> bool {
     matches!(request.await, Ok(response) if response.status() == reqwest::StatusCode::OK)
 }
 
-pub(crate) async fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    let Some(record) = target.state.read::<EndpointDetails>(KIND, &desired.name)? else {
+async fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
+    let Some(record) = target.state.read::<EndpointDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
     let lifecycle = lifecycle(target, &record.details).await;
@@ -155,91 +323,198 @@ pub(crate) async fn observe(target: &LocalTarget, desired: &Desired) -> Result<O
     Ok(Observed::present(record.name, record.settings, lifecycle).with_outputs(outputs))
 }
 
-/// Serves the config `settings` names (its model, with the binary of the model's image).
-pub(crate) async fn apply(
-    target: &LocalTarget,
-    desired: &Desired,
-    settings: &EndpointSettings,
-) -> Result<Applied, LocalError> {
-    let name = desired.name.as_str();
-    let config = settings.endpoint_config.as_str();
-    let missing = |what: String| LocalError::Missing {
-        kind: KIND,
-        name: name.to_string(),
-        what,
-    };
-    let model =
-        record::model_of(target, config)?.ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
-    let model_dir = model::serving_dir(target, &model);
-    let image = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
-    let image = image.ok_or_else(|| missing(format!("model `{model}`")))?;
-    let binary = image::binary_for(target, &image);
-    if !binary.is_file() {
-        return Err(missing(format!("image `{image}`")));
-    }
-
-    let old = target.state.read::<EndpointDetails>(KIND, name)?;
-    stop_unrecorded_start(target, name, old.as_ref()).await?;
-    // Moving to another config makes the one it ran the previous one; otherwise that stays.
-    let previous = match &old {
-        Some(old) if config_of(old) != Some(config) => config_of(old).map(str::to_string),
-        Some(old) => old.details.previous_config.clone(),
-        None => None,
-    }
-    .filter(|p| !p.is_empty());
-
-    let fixed = target.spec.local.port;
-    let wanted = fixed.or(old.as_ref().map(|o| o.details.port));
-    let old_listening = old.as_ref().filter(|o| {
-        Some(o.details.port) == wanted && process::listening(o.details.pid, o.details.port) == Some(true)
-    });
-    let mut started = None;
-    match wanted {
-        Some(port) if process::port_free(port) => {
-            started = Some(start(target, name, &binary, &model_dir, port).await?);
+/// Serves the config `settings` names (its model, with the binary of the model's image), one step
+/// per call (see the module docs).
+async fn apply(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Result<Applied, LocalError> {
+    let wanted = wanted(target, name, settings)?;
+    let recorded = target.state.read::<EndpointDetails>(KIND, name)?;
+    let previous = previous_config(recorded.as_ref(), &wanted.config);
+    let serving = if let Some(starting) = own_start(target, name, recorded.as_ref(), &wanted).await? {
+        match progress(target, &starting).await {
+            Progress::Loading => return Ok(not_yet(&starting.details)),
+            Progress::Failed(reason) => return start_failed(target, name, &wanted, &starting, reason).await,
+            Progress::Answering => {
+                let switched = switch_to(target, name, settings, recorded.as_ref(), &starting, &previous);
+                switched.await?
+            }
         }
-        // The old server holds the port: `model-image serve` binds with SO_REUSEPORT, so the new
-        // one listens beside it and takes over without a gap. (A server built without it fails to
-        // bind; then the new one starts on a free port below.)
-        Some(port) if old_listening.is_some() => {
-            started = start(target, name, &binary, &model_dir, port).await.ok();
-        }
-        _ => {}
-    }
-    let started = match started {
-        Some(started) => started,
-        None => start(target, name, &binary, &model_dir, free_port(name)?).await?,
+    } else if let Some(current) = serving_wanted(target, recorded.as_ref(), settings, &wanted).await {
+        current
+    } else {
+        return replace(target, name, &wanted, recorded.as_ref()).await;
     };
-    let mut record = Record::new(
-        name,
-        settings.clone(),
-        EndpointDetails {
-            previous_config: previous.clone(),
-            ..started
-        },
-    );
-    target.state.write(KIND, &record)?;
-    clear_starting(target, name)?;
-    if let Some(old) = &old {
-        stop(target, name, &old.details).await?;
-    }
     // The new server had to move off the fixed port while the old one held it: move it back.
-    if let Some(fixed) = fixed
-        && record.details.port != fixed
+    if let Some(fixed) = target.spec.local.port
+        && serving.port != fixed
         && process::port_free(fixed)
     {
-        let temporary = record.details.clone();
-        record.details = EndpointDetails {
-            previous_config: previous.clone(),
-            ..start(target, name, &binary, &model_dir, fixed).await?
-        };
-        target.state.write(KIND, &record)?;
-        clear_starting(target, name)?;
-        stop(target, name, &temporary).await?;
+        let started = start(target, name, &wanted, fixed, false).await?;
+        return Ok(not_yet(&started.details));
     }
     Ok(Applied::Ready(Outputs::Endpoint(EndpointOutputs {
         previous_config: previous,
     })))
+}
+
+/// The config to roll back to once the endpoint serves `config`: moving to another config makes
+/// the one it ran the previous one; otherwise that stays.
+fn previous_config(recorded: Option<&Record<EndpointDetails>>, config: &str) -> Option<String> {
+    match recorded {
+        Some(old) if config_of(old) != Some(config) => config_of(old).map(str::to_string),
+        Some(old) => old.details.previous_config.clone(),
+        None => None,
+    }
+    .filter(|previous| !previous.is_empty())
+}
+
+fn not_yet(starting: &EndpointDetails) -> Applied {
+    Applied::NotYet {
+        reason: format!("starting: waiting for /ping on {}", starting.url),
+        retry_for: APPLY_RETRY,
+    }
+}
+
+/// The server this target started for `wanted` and waits for, if any. Any other started server
+/// (left by an interrupted run, or started for another config, model or image) is stopped, unless
+/// the record names it, and forgotten.
+async fn own_start(
+    target: &LocalTarget,
+    name: &str,
+    recorded: Option<&Record<EndpointDetails>>,
+    wanted: &Wanted,
+) -> Result<Option<Starting>, LocalError> {
+    if let (Some(mine), Some(noted)) = (target.endpoint_starts.get(name), noted_start(target, name))
+        && mine.details.pid == noted.pid
+        && recorded.is_none_or(|r| r.details.pid != mine.details.pid)
+        && mine.serves(wanted)
+    {
+        return Ok(Some(mine));
+    }
+    discard_starts(target, name, recorded).await?;
+    Ok(None)
+}
+
+/// Where a started server stands.
+enum Progress {
+    /// Running, not answering yet (loading its model).
+    Loading,
+    /// Listening itself and answering `/ping`.
+    Answering,
+    /// Exited, or silent for [`START_TIMEOUT`].
+    Failed(String),
+}
+
+async fn progress(target: &LocalTarget, starting: &Starting) -> Progress {
+    let details = &starting.details;
+    if !process::alive(details.pid, target.state.root()) {
+        return Progress::Failed(format!("exited before answering /ping on {}", details.url));
+    }
+    // With SO_REUSEPORT the old server may answer on the same port: the new one is ready when it
+    // listens itself (it binds only after loading the model) and the port answers.
+    let listens = process::listening(details.pid, details.port) != Some(false);
+    if listens && ping(target, &details.url).await {
+        return Progress::Answering;
+    }
+    if starting.started.elapsed() >= START_TIMEOUT {
+        return Progress::Failed(format!(
+            "did not answer /ping on {} within {START_TIMEOUT:?}",
+            details.url
+        ));
+    }
+    Progress::Loading
+}
+
+/// The recorded server, when it already serves `settings` and answers: a previous call switched
+/// the record to it (only the move back onto a fixed port may be left).
+async fn serving_wanted(
+    target: &LocalTarget,
+    recorded: Option<&Record<EndpointDetails>>,
+    settings: &EndpointSettings,
+    wanted: &Wanted,
+) -> Option<EndpointDetails> {
+    let record = recorded?;
+    let same = record.settings == Settings::Endpoint(settings.clone())
+        && record.details.model_dir == wanted.model_dir;
+    if same && lifecycle(target, &record.details).await == Lifecycle::Ready {
+        Some(record.details.clone())
+    } else {
+        None
+    }
+}
+
+/// Starts the server that replaces the recorded one (or the first one), and returns at once.
+async fn replace(
+    target: &LocalTarget,
+    name: &str,
+    wanted: &Wanted,
+    recorded: Option<&Record<EndpointDetails>>,
+) -> Result<Applied, LocalError> {
+    let port = target.spec.local.port.or(recorded.map(|o| o.details.port));
+    let old_listening = recorded.is_some_and(|o| {
+        Some(o.details.port) == port && process::listening(o.details.pid, o.details.port) == Some(true)
+    });
+    let started = match port {
+        Some(port) if process::port_free(port) => Some(start(target, name, wanted, port, false).await?),
+        // The old server holds the port: `model-image serve` binds with SO_REUSEPORT, so the new
+        // one listens beside it and takes over without a gap. (A server built without it fails to
+        // bind and is started again on a free port; so is one that cannot be started here.)
+        Some(port) if old_listening => start(target, name, wanted, port, true).await.ok(),
+        _ => None,
+    };
+    let started = match started {
+        Some(started) => started,
+        None => start(target, name, wanted, free_port(name)?, false).await?,
+    };
+    Ok(not_yet(&started.details))
+}
+
+/// A started server exited or did not answer in time: it is stopped and forgotten. One that only
+/// tried to share the old server's port is started again on a free port; for any other this is
+/// the apply's failure, with the server's log (the old server, if any, keeps serving).
+async fn start_failed(
+    target: &LocalTarget,
+    name: &str,
+    wanted: &Wanted,
+    starting: &Starting,
+    reason: String,
+) -> Result<Applied, LocalError> {
+    stop(target, name, &starting.details).await?;
+    forget_start(target, name)?;
+    if starting.shares_port {
+        let started = start(target, name, wanted, free_port(name)?, false).await?;
+        return Ok(not_yet(&started.details));
+    }
+    let log = log_path(target, name);
+    Err(LocalError::NotServing {
+        name: name.to_string(),
+        reason,
+        tail: process::log_tail(&log, 20),
+        log,
+    })
+}
+
+/// The started server answers: the record names it from now on, and the server it replaces is
+/// stopped. Returns the recorded details.
+async fn switch_to(
+    target: &LocalTarget,
+    name: &str,
+    settings: &EndpointSettings,
+    recorded: Option<&Record<EndpointDetails>>,
+    starting: &Starting,
+    previous: &Option<String>,
+) -> Result<EndpointDetails, LocalError> {
+    let details = EndpointDetails {
+        previous_config: previous.clone(),
+        ..starting.details.clone()
+    };
+    target
+        .state
+        .write(KIND, &Record::new(name, settings.clone(), details.clone()))?;
+    forget_start(target, name)?;
+    if let Some(old) = recorded.filter(|old| old.details.pid != details.pid) {
+        stop(target, name, &old.details).await?;
+    }
+    Ok(details)
 }
 
 fn free_port(name: &str) -> Result<u16, LocalError> {
@@ -249,92 +524,55 @@ fn free_port(name: &str) -> Result<u16, LocalError> {
     })
 }
 
-/// Starts `model-image serve` on `port` and waits until it answers `/ping`.
+/// Starts `model-image serve` on `port` and returns at once, the server named by the `.starting`
+/// note and remembered by this target (see the module docs).
 async fn start(
     target: &LocalTarget,
     name: &str,
-    binary: &Path,
-    model_dir: &Path,
+    wanted: &Wanted,
     port: u16,
-) -> Result<EndpointDetails, LocalError> {
+    shares_port: bool,
+) -> Result<Starting, LocalError> {
     let dir = target.state.kind_dir(KIND);
     fs::create_dir_all(&dir).map_err(io_error(KIND, name, "create", &dir))?;
     let log = log_path(target, name);
     let port_text = port.to_string();
+    let (binary, model_dir) = (&wanted.binary, &wanted.model_dir);
     let spawned = process::spawn_detached(
         r#"echo "--- serving $2 on 127.0.0.1:$4" >>"$3"; "$1" serve --model-dir "$2" --host 127.0.0.1 >>"$3" 2>&1"#,
         &[binary.as_os_str(), model_dir.as_os_str(), log.as_os_str(), port_text.as_ref()],
         &[("SAGEMAKER_BIND_TO_PORT", port_text.as_ref()), ("NO_COLOR", "1".as_ref())],
         target.state.root(),
     )
-    .map_err(|source| LocalError::Spawn { kind: KIND, name: name.to_string(), binary: binary.to_path_buf(), source })?
+    .map_err(|source| LocalError::Spawn { kind: KIND, name: name.to_string(), binary: binary.clone(), source })?
     .map_err(|output| LocalError::NoPid { kind: KIND, name: name.to_string(), output })?;
     let details = EndpointDetails {
         pid: spawned.pid,
         pgid: spawned.pgid,
         port,
         url: format!("http://127.0.0.1:{port}"),
-        model_dir: model_dir.to_path_buf(),
+        model_dir: model_dir.clone(),
         previous_config: None,
     };
-    let starting = starting_path(target, name);
-    let json = serde_json::to_vec(&details).map_err(std::io::Error::other);
-    json.and_then(|json| fs::write(&starting, json))
-        .map_err(io_error(KIND, name, "write", &starting))?;
-    if let Err(error) = wait_serving(target, name, &details, &log).await {
+    if let Err(error) = write_note(target, name, &details) {
+        // Without the note a killed run would leave it running unknown: stop it now.
         process::stop(spawned, target.state.root(), STOP_GRACE).await;
-        clear_starting(target, name)?;
         return Err(error);
     }
-    Ok(details)
-}
-
-/// The started server is recorded (or stopped): forget it was starting.
-fn clear_starting(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
-    let path = starting_path(target, name);
-    fs::remove_file(&path)
-        .or_else(ignore_missing)
-        .map_err(io_error(KIND, name, "remove", &path))
-}
-
-/// Waits until the new server answers `/ping`, fails if it exits or takes [`START_TIMEOUT`].
-async fn wait_serving(
-    target: &LocalTarget,
-    name: &str,
-    details: &EndpointDetails,
-    log: &Path,
-) -> Result<(), LocalError> {
-    let started = Instant::now();
-    let failed = |reason: String| LocalError::NotServing {
-        name: name.to_string(),
-        reason,
-        tail: process::log_tail(log, 20),
-        log: log.to_path_buf(),
+    let starting = Starting {
+        details,
+        config: wanted.config.clone(),
+        binary: binary.clone(),
+        shares_port,
+        started: Instant::now(),
     };
-    loop {
-        if !process::alive(details.pid, target.state.root()) {
-            return Err(failed(format!(
-                "exited before answering /ping on {}",
-                details.url
-            )));
-        }
-        // With SO_REUSEPORT the old server may answer on the same port: the new one is ready when it
-        // listens itself (it binds only after loading the model) and the port answers.
-        let listens = process::listening(details.pid, details.port) != Some(false);
-        if listens && ping(target, &details.url).await {
-            return Ok(());
-        }
-        if started.elapsed() >= START_TIMEOUT {
-            return Err(failed(format!(
-                "did not answer /ping on {} within {START_TIMEOUT:?}",
-                details.url
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    target.endpoint_starts.insert(name, starting.clone());
+    Ok(starting)
 }
 
-/// Stops a server: SIGTERM (in-flight requests finish), SIGKILL after [`STOP_GRACE`].
+/// Stops a server: SIGTERM (in-flight requests finish), SIGKILL after [`STOP_GRACE`]. This waits
+/// inside `apply` and `delete`, but only as a bounded kill (at most `STOP_GRACE` and a few seconds
+/// after SIGKILL, see `process::stop`), not for a resource to become ready.
 async fn stop(target: &LocalTarget, name: &str, details: &EndpointDetails) -> Result<(), LocalError> {
     if process::stop(details.spawned(), target.state.root(), STOP_GRACE).await {
         Ok(())
@@ -348,9 +586,10 @@ async fn stop(target: &LocalTarget, name: &str, details: &EndpointDetails) -> Re
     }
 }
 
-pub(crate) async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+/// Stops the recorded server and any started one, and removes the record and the log.
+async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     let record = target.state.read::<EndpointDetails>(KIND, name)?;
-    stop_unrecorded_start(target, name, record.as_ref()).await?;
+    discard_starts(target, name, record.as_ref()).await?;
     if let Some(record) = record {
         stop(target, name, &record.details).await?;
     }

@@ -17,16 +17,53 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use engine::kind::ImageSettings;
-use engine::resource::{Check, Desired, Kind, Observed, OnChange, Outputs};
-use engine::target::{Applied, ResourceId};
+use engine::resource::{Change, Check, Kind, Observed, OnChange, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, ResourceId, TargetError, Upstream};
 use engine::values::{Digest, ImageRef};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::error::target_error;
 use crate::state::{Record, Stamp};
 use crate::{LocalError, LocalTarget, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::Image;
+
+/// The container image on the local target.
+#[derive(Debug)]
+pub struct LocalImage;
+
+impl KindOnTarget<LocalTarget> for LocalImage {
+    type Settings = ImageSettings;
+
+    async fn observe(target: &LocalTarget, name: &str, _: &ImageSettings) -> Result<Observed, TargetError> {
+        observe(target, name).map_err(|e| target_error("observe", KIND, name, e))
+    }
+
+    async fn apply(
+        target: &LocalTarget,
+        name: &str,
+        settings: &ImageSettings,
+        change: &Change,
+        _: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(target, name, settings).map_err(|e| target_error(change.verb(), KIND, name, e))
+    }
+
+    async fn delete(target: &LocalTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(target, name)
+            .map(|()| Deleted::Gone)
+            .map_err(|e| target_error("delete", KIND, name, e))
+    }
+
+    async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
+        let records = target.records(KIND)?;
+        Ok(records
+            .into_iter()
+            .map(|record| Found::new(KIND, record.name))
+            .collect())
+    }
+}
 /// The binary's file name in an image folder.
 pub(crate) const BINARY: &str = "model-image";
 /// The docker-archive's file name in an image folder.
@@ -54,8 +91,8 @@ pub(crate) fn resource(image: &ImageRef) -> ResourceId {
     ResourceId::new(KIND, image.digest.as_str())
 }
 
-pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    let Some(record) = target.state.read::<ImageDetails>(KIND, &desired.name)? else {
+fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
+    let Some(record) = target.state.read::<ImageDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
     let folder = &record.details.folder;
@@ -63,12 +100,12 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     if !binary.is_file() || !folder.join(ARCHIVE).is_file() {
         return Ok(Observed::Absent);
     }
-    let stamp = Stamp::of(&binary).map_err(io_error(KIND, &desired.name, "stat", &binary))?;
+    let stamp = Stamp::of(&binary).map_err(io_error(KIND, name, "stat", &binary))?;
     let imaged = record.details.binary_sha256.clone();
     let have = if stamp == record.details.binary {
         imaged.clone()
     } else {
-        sha256_file(&binary).map_err(io_error(KIND, &desired.name, "hash", &binary))?
+        sha256_file(&binary).map_err(io_error(KIND, name, "hash", &binary))?
     };
     // The copy must still be the binary that was imaged; a different one is a different image.
     Ok(record::observed(Some(record)).with_check(Check::new(
@@ -79,12 +116,7 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
     )))
 }
 
-pub(crate) fn apply(
-    target: &LocalTarget,
-    desired: &Desired,
-    settings: &ImageSettings,
-) -> Result<Applied, LocalError> {
-    let name = desired.name.as_str();
+fn apply(target: &LocalTarget, name: &str, settings: &ImageSettings) -> Result<Applied, LocalError> {
     let want = &settings.image.digest;
     let built = target.built_image(want)?;
     let folder = folder(target, want);
@@ -144,7 +176,7 @@ pub(crate) fn apply(
 }
 
 /// Deletes the image folder, unless a model the endpoint runs or may roll back to runs this image.
-pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     if crate::endpoint::rollback_protected(target)?.protects(KIND, name) {
         return Ok(());
     }
@@ -190,7 +222,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use engine::resource::Change;
+    use engine::resource::Desired;
 
     use super::*;
 
@@ -226,7 +258,7 @@ mod tests {
             },
         };
         let desired = Desired::new(settings.image.digest.as_str(), settings.clone());
-        assert_eq!(observe(&target, &desired).unwrap(), Observed::Absent);
+        assert_eq!(observe(&target, &desired.name).unwrap(), Observed::Absent);
         let folder = folder(&target, &settings.image.digest);
         fs::create_dir_all(&folder).unwrap();
         let binary = folder.join(BINARY);
@@ -239,11 +271,11 @@ mod tests {
         };
         let record = Record::new(&desired.name, settings, details);
         target.state.write(KIND, &record).unwrap();
-        let observed = observe(&target, &desired).unwrap();
+        let observed = observe(&target, &desired.name).unwrap();
         assert_eq!(engine::resource::diff(&desired, &observed), Change::NoOp);
 
         fs::write(&binary, "elf, patched").unwrap();
-        match engine::resource::diff(&desired, &observe(&target, &desired).unwrap()) {
+        match engine::resource::diff(&desired, &observe(&target, &desired.name).unwrap()) {
             Change::Replace { fields, .. } => {
                 assert_eq!(fields.len(), 1, "{fields:?}");
                 assert_eq!(fields[0].field, "binary_sha256");
@@ -252,7 +284,7 @@ mod tests {
             other => panic!("a modified copy must be replaced, got {other:?}"),
         }
         fs::remove_file(folder.join(ARCHIVE)).unwrap();
-        assert_eq!(observe(&target, &desired).unwrap(), Observed::Absent);
+        assert_eq!(observe(&target, &desired.name).unwrap(), Observed::Absent);
     }
 
     #[test]

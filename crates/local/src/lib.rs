@@ -13,10 +13,19 @@
 //! run exactly what was imaged. Locally nothing scales: the autoscaling policy is recorded, and one
 //! server process serves.
 //!
-//! State lives in one folder per deployment (see [`state`]); [`LocalTarget::lock`] keeps two runs
-//! apart. The CLI calls, in order: [`LocalTarget::open`], [`LocalTarget::lock`],
-//! [`LocalTarget::image_digest`] (or [`LocalTarget::build_image`]), [`LocalTarget::facts`], then
-//! `engine::desired_state` and the `engine::executor` functions with the target.
+//! Each kind has its module implementing `engine::target::KindOnTarget` for [`LocalTarget`]
+//! (`bucket`, `training_data`, `image`, `training_job`, `model`, `endpoint`, and `record` once for
+//! the four record-only kinds); the `engine::kind::KindModules` impl names them and the [`Target`]
+//! methods route to them through `engine::kind::dispatch`. Nothing here waits for a resource: a
+//! started training job is [`Applied::Pending`] (the executor polls `observe`), a starting server
+//! is [`Applied::NotYet`] (the executor calls `apply` again); only stopping a process waits, as a
+//! bounded kill.
+//!
+//! State lives in one folder per deployment (see [`state`]); the state lock ([`Target::lock`])
+//! keeps two runs apart. The CLI calls, in order: [`LocalTarget::open`], [`Target::lock`],
+//! [`Target::image_digest`] (or [`LocalTarget::build_image`]), [`Target::facts`], then
+//! `engine::desired_state` and the `engine::executor` functions with the target, and
+//! [`Target::release`] when the run ends.
 
 mod bucket;
 mod endpoint;
@@ -34,10 +43,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use engine::Settings;
 use engine::desired::{ChannelData, DesiredState, Facts};
+use engine::kind::{AutoscalingSettings, EndpointConfigSettings, RepositorySettings, RoleSettings};
 use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
-use engine::target::{Applied, Found, Target, TargetError, Upstream};
+use engine::target::{Applied, BoxError, Deleted, Found, LockRequest, Target, TargetError, Upstream};
 use engine::training_output::MetricValues;
 use engine::values::{Channel, Digest};
 use spec::{DataSource, Spec};
@@ -47,7 +56,7 @@ pub use state::StateLock;
 
 use crate::error::target_error;
 use crate::log_tail::LogTail;
-use crate::state::State;
+use crate::state::{Record, State};
 
 /// How often the executor polls a pending local resource.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -60,6 +69,8 @@ pub struct LocalTarget {
     model_image_bin: PathBuf,
     built: Mutex<Option<::image::BuiltImage>>,
     logs: LogTail,
+    /// The endpoint servers this target started and waits for.
+    endpoint_starts: endpoint::StartedServers,
     http: reqwest::Client,
 }
 
@@ -82,6 +93,7 @@ impl LocalTarget {
             model_image_bin: model_image_bin.to_path_buf(),
             built: Mutex::new(None),
             logs: LogTail::default(),
+            endpoint_starts: endpoint::StartedServers::default(),
             http,
         })
     }
@@ -91,52 +103,12 @@ impl LocalTarget {
         self.state.root()
     }
 
-    /// Takes the deployment's lock (exclusive, not waiting): hold it for the whole `up`, `down` or
-    /// `rollback`. A concurrent run gets [`LocalError::Locked`] naming this process.
-    pub fn lock(&self) -> Result<StateLock, LocalError> {
-        self.state.lock()
-    }
-
     /// Builds the model-image container image from the binary given to [`open`](Self::open) (see
     /// [`build_image`]) and remembers it, so applying the image writes this very build.
     pub fn build_image(&self) -> Result<::image::BuiltImage, LocalError> {
         let built = build_image(&self.model_image_bin)?;
         *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
         Ok(built)
-    }
-
-    /// The manifest digest of the image [`build_image`](Self::build_image) would build, without
-    /// building it when the binary is unchanged since the last build (see [`::image::cached_digest`];
-    /// the cache lives in the state folder). A cache miss builds and remembers the image, as
-    /// `build_image` does. This keeps a no-op `status` or `up` fast; the image is built lazily if it
-    /// must be applied.
-    pub fn image_digest(&self) -> Result<Digest, LocalError> {
-        let spec = image_spec(&self.model_image_bin);
-        let (digest, built) = ::image::cached_digest(&spec, &self.state.root().join("image-digest.json"))
-            .map_err(|source| LocalError::Image {
-                path: self.model_image_bin.clone(),
-                source,
-            })?;
-        if let Some(built) = built {
-            *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(built);
-        }
-        Ok(digest)
-    }
-
-    /// The facts the desired state needs: resource names on this target and the data hashes.
-    /// `image_digest` is the manifest digest of [`build_image`](Self::build_image).
-    pub fn facts(&self, image_digest: &Digest) -> Result<Facts, LocalError> {
-        let channels = engine::desired::channel_sources(&self.spec)
-            .into_iter()
-            .map(|(channel, source)| Ok(ChannelData::new(channel, data_hash(channel, source)?)))
-            .collect::<Result<_, LocalError>>()?;
-        Ok(Facts {
-            bucket: bucket_name(&self.spec),
-            channels,
-            role: role_name(&self.spec),
-            repository: repository_name(&self.spec),
-            image_digest: image_digest.clone(),
-        })
     }
 
     /// The local data source of a channel.
@@ -151,6 +123,27 @@ impl LocalTarget {
     pub fn endpoint_url(&self) -> Result<Option<String>, LocalError> {
         endpoint::url(self, self.spec.name.as_str())
     }
+
+    /// Every record of `kind`, whatever its details (for a kind's discovery).
+    fn records(&self, kind: Kind) -> Result<Vec<Record<serde_json::Value>>, TargetError> {
+        self.state
+            .list(kind)
+            .map_err(|e| target_error("list", kind, &self.state.root().display().to_string(), e))
+    }
+}
+
+/// The module of each kind on the local target.
+impl engine::kind::KindModules for LocalTarget {
+    type Bucket = bucket::LocalBucket;
+    type TrainingData = training_data::LocalTrainingData;
+    type Role = record::Recorded<RoleSettings>;
+    type Repository = record::Recorded<RepositorySettings>;
+    type Image = image::LocalImage;
+    type TrainingJob = training_job::LocalTrainingJob;
+    type Model = model::LocalModel;
+    type EndpointConfig = record::Recorded<EndpointConfigSettings>;
+    type Endpoint = endpoint::LocalEndpoint;
+    type Autoscaling = record::Recorded<AutoscalingSettings>;
 }
 
 /// Builds the model-image container image from `model_image_bin`, reproducibly (the same binary
@@ -230,8 +223,70 @@ fn io_error(
 }
 
 impl Target for LocalTarget {
+    /// The state folder's file lock: the OS releases it whatever happens to the run.
+    type Lock = StateLock;
+
     fn describe(&self) -> String {
         format!("local ({})", self.state.root().display())
+    }
+
+    /// The manifest digest of the image [`build_image`](LocalTarget::build_image) would build,
+    /// without building it when the binary is unchanged since the last build (see
+    /// [`::image::cached_digest`]; the cache lives in the state folder). A cache miss builds and
+    /// remembers the image, as `build_image` does. This keeps a no-op `status` or `up` fast; the
+    /// image is built lazily if it must be applied.
+    fn image_digest(&self) -> Result<Digest, TargetError> {
+        let spec = image_spec(&self.model_image_bin);
+        let cache = self.state.root().join("image-digest.json");
+        let (digest, built) = ::image::cached_digest(&spec, &cache).map_err(|source| {
+            let error = LocalError::Image {
+                path: self.model_image_bin.clone(),
+                source,
+            };
+            target_error("build", Kind::Image, &repository_name(&self.spec), error)
+        })?;
+        if let Some(built) = built {
+            *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(built);
+        }
+        Ok(digest)
+    }
+
+    /// The facts the desired state needs: resource names on this target and the data hashes.
+    /// `image_digest` is the manifest digest of [`build_image`](LocalTarget::build_image).
+    fn facts(&self, image_digest: &Digest) -> Result<Facts, TargetError> {
+        let channels = engine::desired::channel_sources(&self.spec)
+            .into_iter()
+            .map(|(channel, source)| {
+                let sha256 = data_hash(channel, source)
+                    .map_err(|e| target_error("hash", Kind::TrainingData, channel.as_str(), e))?;
+                Ok(ChannelData::new(channel, sha256))
+            })
+            .collect::<Result<_, TargetError>>()?;
+        Ok(Facts {
+            bucket: bucket_name(&self.spec),
+            channels,
+            role: role_name(&self.spec),
+            repository: repository_name(&self.spec),
+            image_digest: image_digest.clone(),
+        })
+    }
+
+    /// Takes the state folder's lock (exclusive, not waiting), to hold for the whole `up`, `down`
+    /// or `rollback`; a concurrent run gets [`LocalError::Locked`] naming the holder's pid and
+    /// command. A run that cannot create the deployment (`down`) has nothing to guard while the
+    /// deployment has no state folder, and must not leave one behind: as on AWS, where there is no
+    /// lock without the bucket. `break_lock` has nothing to break here: the OS releases a file
+    /// lock when its holder ends, so a held one belongs to a run still going.
+    async fn lock(&self, request: LockRequest<'_>) -> Result<Option<StateLock>, BoxError> {
+        if request.state.is_none() && !self.state.root().exists() {
+            return Ok(None);
+        }
+        self.state.lock().map(Some).map_err(BoxError::from)
+    }
+
+    async fn release(&self, lock: StateLock) -> Result<(), BoxError> {
+        drop(lock);
+        Ok(())
     }
 
     fn poll_interval(&self) -> Duration {
@@ -239,39 +294,11 @@ impl Target for LocalTarget {
     }
 
     async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError> {
-        let observed = match &desired.settings {
-            Settings::Bucket(_) => bucket::observe(self, desired),
-            Settings::TrainingData(_) => training_data::observe(self, desired),
-            Settings::Role(_)
-            | Settings::Repository(_)
-            | Settings::EndpointConfig(_)
-            | Settings::Autoscaling(_) => record::observe(self, desired),
-            Settings::Image(_) => image::observe(self, desired),
-            Settings::TrainingJob(_) => training_job::observe(self, desired),
-            Settings::Model(_) => model::observe(self, desired),
-            Settings::Endpoint(_) => endpoint::observe(self, desired).await,
-        };
-        observed.map_err(|e| target_error("observe", desired.kind(), &desired.name, e))
+        engine::kind::dispatch::observe(self, desired).await
     }
 
     async fn owned(&self) -> Result<Vec<Found>, TargetError> {
-        let mut found = Vec::new();
-        for &kind in Kind::ALL {
-            let records = self
-                .state
-                .list::<serde_json::Value>(kind)
-                .map_err(|e| target_error("list", kind, &self.state.root().display().to_string(), e))?;
-            found.extend(records.into_iter().map(|record| {
-                let one = Found::new(kind, record.name);
-                // What must stay with it for a rollback: a config's model, a model's image.
-                match record.settings {
-                    Settings::EndpointConfig(config) => one.using(Kind::Model, config.model),
-                    Settings::Model(model) => one.using(Kind::Image, model.image.digest.as_str()),
-                    _ => one,
-                }
-            }));
-        }
-        Ok(found)
+        engine::kind::dispatch::owned(self).await
     }
 
     async fn apply(
@@ -280,34 +307,11 @@ impl Target for LocalTarget {
         change: &Change,
         upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
-        let applied = match &desired.settings {
-            Settings::Bucket(_) => bucket::apply(self, desired),
-            Settings::TrainingData(data) => training_data::apply(self, &desired.name, data, upstream),
-            Settings::Role(_)
-            | Settings::Repository(_)
-            | Settings::EndpointConfig(_)
-            | Settings::Autoscaling(_) => record::apply(self, desired),
-            Settings::Image(image) => image::apply(self, desired, image),
-            Settings::TrainingJob(job) => training_job::apply(self, desired, job, upstream),
-            Settings::Model(model) => model::apply(self, desired, model, upstream),
-            Settings::Endpoint(endpoint) => endpoint::apply(self, desired, endpoint).await,
-        };
-        applied.map_err(|e| target_error(change.verb(), desired.kind(), &desired.name, e))
+        engine::kind::dispatch::apply(self, desired, change, upstream).await
     }
 
-    async fn delete(&self, found: &Found) -> Result<(), TargetError> {
-        let deleted = match found.kind {
-            Kind::Bucket => bucket::delete(self, &found.name),
-            Kind::TrainingData => training_data::delete(self, &found.name),
-            Kind::Role | Kind::Repository | Kind::EndpointConfig | Kind::Autoscaling => {
-                record::delete(self, found.kind, &found.name)
-            }
-            Kind::Image => image::delete(self, &found.name),
-            Kind::TrainingJob => training_job::delete(self, &found.name).await,
-            Kind::Model => model::delete(self, &found.name),
-            Kind::Endpoint => endpoint::delete(self, &found.name).await,
-        };
-        deleted.map_err(|e| target_error("delete", found.kind, &found.name, e))
+    async fn delete(&self, found: &Found) -> Result<Deleted, TargetError> {
+        engine::kind::dispatch::delete(self, found).await
     }
 
     async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
@@ -339,9 +343,10 @@ impl Target for LocalTarget {
         if let Ok(Some(url)) = endpoint::url(self, &state.deployment) {
             facts.push(("endpoint URL".to_string(), url));
         }
-        if let Some((metrics, report)) = training_job::outputs(self, state.training_job()) {
-            facts.push(("metrics".to_string(), metrics.display().to_string()));
-            facts.push(("report".to_string(), report.display().to_string()));
+        if let Some(files) = training_job::outputs(self, state.training_job()) {
+            facts.push(("metrics".to_string(), files.metrics.display().to_string()));
+            facts.push(("report".to_string(), files.report.display().to_string()));
+            facts.push(("training log".to_string(), files.log.display().to_string()));
         }
         facts.push(("state".to_string(), self.state.root().display().to_string()));
         facts
@@ -350,13 +355,15 @@ impl Target for LocalTarget {
 
 #[cfg(test)]
 mod tests {
+    use std::any::TypeId;
     use std::collections::BTreeMap;
 
+    use engine::Settings;
+    use engine::kind::KindModules;
     use engine::resource::{Lifecycle, Outputs};
-    use engine::target::ResourceId;
+    use engine::target::{KindOnTarget, ResourceId};
 
     use super::*;
-    use crate::state::Record;
 
     /// A spec for deployment `iot` with a one-row CSV in `dir`.
     pub(crate) fn spec(dir: &Path) -> Spec {
@@ -393,6 +400,87 @@ mod tests {
         let text = error::chain(&error);
         assert!(text.contains("no/such/model-image"), "{text}");
         assert!(text.contains("cargo build --release -p model-image"), "{text}");
+        // The target's digest names the image it could not build, then the same cause.
+        let dir = tempfile::tempdir().unwrap();
+        let target = LocalTarget::open(&spec(dir.path()), Path::new("no/such/model-image")).unwrap();
+        let error = target.image_digest().unwrap_err();
+        assert_eq!((error.action, error.kind), ("build", Kind::Image));
+        assert_eq!(error.name, "iot-model-image");
+        let text = error::chain(&error);
+        assert!(text.contains("no/such/model-image"), "{text}");
+        assert!(text.contains("cargo build --release -p model-image"), "{text}");
+    }
+
+    #[test]
+    fn facts_name_the_channel_whose_data_cannot_be_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path());
+        std::fs::remove_file(dir.path().join("train.csv")).unwrap();
+        let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
+        let error = target.facts(&Digest::sha256(b"")).unwrap_err();
+        assert_eq!(
+            (error.action, error.kind, error.name.as_str()),
+            ("hash", Kind::TrainingData, "train")
+        );
+        let text = error::chain(&error);
+        assert!(
+            text.contains("cannot hash the training data") && text.contains("train.csv"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lock_is_the_state_folders_and_a_removing_run_creates_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state) = deployment(dir.path());
+        let removing = LockRequest {
+            state: None,
+            owner: "someone@host pid 1",
+            break_lock: false,
+        };
+        let creating = LockRequest {
+            state: Some(&state),
+            ..removing
+        };
+        // `down` of a deployment that has no state folder: nothing to lock, nothing created.
+        assert!(target.lock(removing).await.unwrap().is_none());
+        assert!(
+            !target.state_dir().exists(),
+            "a removing run creates no state folder"
+        );
+        let held = target
+            .lock(creating)
+            .await
+            .unwrap()
+            .expect("a lock for a creating run");
+        assert!(
+            held.path().ends_with(".orchestrate/iot/lock"),
+            "{}",
+            held.path().display()
+        );
+        // A second run (another target of the same deployment) is refused, naming the holder.
+        let second = LocalTarget::open(&target.spec, Path::new("model-image")).unwrap();
+        for request in [creating, removing] {
+            let error = second.lock(request).await.expect_err("the lock is held");
+            let text = error.to_string();
+            assert!(
+                matches!(
+                    error.downcast_ref::<LocalError>(),
+                    Some(LocalError::Locked { .. })
+                ),
+                "{text}"
+            );
+            assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+            assert!(text.contains("another orchestrate run"), "{text}");
+        }
+        target.release(held).await.unwrap();
+        // Once the state folder exists, a removing run locks it too.
+        let again = second
+            .lock(removing)
+            .await
+            .unwrap()
+            .expect("free again after release");
+        second.release(again).await.unwrap();
     }
 
     /// A deployment `iot` with autoscaling, its target, and its desired state (with a made-up
@@ -482,11 +570,148 @@ mod tests {
         assert_eq!(owned.len(), kinds.len(), "{owned:?}");
 
         for found in &owned {
-            target.delete(found).await.unwrap();
-            target.delete(found).await.unwrap();
+            assert_eq!(target.delete(found).await.unwrap(), Deleted::Gone);
+            assert_eq!(
+                target.delete(found).await.unwrap(),
+                Deleted::Gone,
+                "deleting again"
+            );
         }
         assert!(target.owned().await.unwrap().is_empty());
         assert!(!target.state_dir().exists(), "empty folders are pruned");
+    }
+
+    /// Whether the module of a kind is `Module`.
+    fn is<Module: 'static, Named: 'static>() -> bool {
+        TypeId::of::<Module>() == TypeId::of::<Named>()
+    }
+
+    #[tokio::test]
+    async fn the_four_record_kinds_are_one_generic_module() {
+        type Modules = LocalTarget;
+        assert!(is::<<Modules as KindModules>::Role, record::Recorded<RoleSettings>>());
+        assert!(is::<
+            <Modules as KindModules>::Repository,
+            record::Recorded<RepositorySettings>,
+        >());
+        assert!(is::<
+            <Modules as KindModules>::EndpointConfig,
+            record::Recorded<EndpointConfigSettings>,
+        >());
+        assert!(is::<
+            <Modules as KindModules>::Autoscaling,
+            record::Recorded<AutoscalingSettings>,
+        >());
+
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state) = deployment(dir.path());
+        let none = BTreeMap::new();
+        /// Applies, observes, discovers and deletes one resource through `Recorded<S>` itself.
+        async fn round_trip<S: record::RecordedSettings>(
+            target: &LocalTarget,
+            state: &DesiredState,
+            settings: S,
+            outputs: &BTreeMap<ResourceId, Outputs>,
+        ) -> Vec<Found> {
+            let desired = state.get(S::KIND).unwrap_or_else(|| panic!("no {}", S::KIND));
+            let name = desired.name.as_str();
+            let upstream = upstream(state, outputs);
+            let applied = record::Recorded::<S>::apply(target, name, &settings, &Change::Create, upstream);
+            assert_eq!(
+                applied.await.unwrap(),
+                Applied::Ready(Outputs::None),
+                "{}",
+                S::KIND
+            );
+            let observed = record::Recorded::<S>::observe(target, name, &settings)
+                .await
+                .unwrap();
+            assert_eq!(ready_settings(&observed), &settings.clone().into(), "{}", S::KIND);
+            let found = record::Recorded::<S>::owned(target).await.unwrap();
+            assert_eq!(
+                record::Recorded::<S>::delete(target, name).await.unwrap(),
+                Deleted::Gone
+            );
+            assert_eq!(
+                record::Recorded::<S>::observe(target, name, &settings)
+                    .await
+                    .unwrap(),
+                Observed::Absent
+            );
+            found
+        }
+        let settings = |kind| state.get(kind).unwrap().settings.clone();
+        let (Settings::Role(role), Settings::Repository(repository)) =
+            (settings(Kind::Role), settings(Kind::Repository))
+        else {
+            panic!("a role's and a repository's settings")
+        };
+        let (Settings::EndpointConfig(config), Settings::Autoscaling(policy)) =
+            (settings(Kind::EndpointConfig), settings(Kind::Autoscaling))
+        else {
+            panic!("a config's and a policy's settings")
+        };
+        let model = config.model.clone();
+        let found = [
+            round_trip(&target, &state, role, &none).await,
+            round_trip(&target, &state, repository, &none).await,
+            round_trip(&target, &state, config, &none).await,
+            round_trip(&target, &state, policy, &none).await,
+        ];
+        let kinds = [
+            Kind::Role,
+            Kind::Repository,
+            Kind::EndpointConfig,
+            Kind::Autoscaling,
+        ];
+        for (found, kind) in found.iter().zip(kinds) {
+            let name = &state.get(kind).unwrap().name;
+            assert_eq!(found.len(), 1, "{kind}: {found:?}");
+            assert_eq!((found[0].kind, &found[0].name), (kind, name));
+            // Only a config uses something: its model, kept with it for a rollback.
+            let uses = match kind {
+                Kind::EndpointConfig => vec![ResourceId::new(Kind::Model, &model)],
+                _ => Vec::new(),
+            };
+            assert_eq!(found[0].uses, uses, "{kind}");
+        }
+        assert!(
+            !target.state_dir().exists(),
+            "every record was removed and its folder pruned"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_kinds_discovery_is_reached_through_its_module() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state) = deployment(dir.path());
+        // One record of each kind, as its module writes it (discovery reads only names and
+        // settings); a training job is found by its attempt.
+        for desired in &state.resources {
+            let name = match desired.kind() {
+                Kind::TrainingJob => format!("{}-1", desired.name),
+                _ => desired.name.clone(),
+            };
+            let record = Record::new(name, desired.settings.clone(), state::NoDetails {});
+            target.state.write(desired.kind(), &record).unwrap();
+        }
+        let owned = target.owned().await.unwrap();
+        let kinds: Vec<Kind> = owned.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, Kind::ALL, "each kind once, in kind order: {owned:?}");
+        for found in &owned {
+            let desired = state.get(found.kind).unwrap();
+            let want = match found.kind {
+                Kind::TrainingJob => format!("{}-1", desired.name),
+                _ => desired.name.clone(),
+            };
+            assert_eq!(found.name, want);
+            let uses: Vec<ResourceId> = match &desired.settings {
+                Settings::EndpointConfig(config) => vec![ResourceId::new(Kind::Model, &config.model)],
+                Settings::Model(model) => vec![ResourceId::new(Kind::Image, model.image.digest.as_str())],
+                _ => Vec::new(),
+            };
+            assert_eq!(found.uses, uses, "{}", found.kind);
+        }
     }
 
     #[tokio::test]
@@ -556,7 +781,7 @@ mod tests {
             "a model uses its image, by the image's name (its digest)"
         );
         for found in owned.iter().filter(|f| f.kind != Kind::Endpoint) {
-            target.delete(found).await.unwrap();
+            assert_eq!(target.delete(found).await.unwrap(), Deleted::Gone);
         }
         let left: Vec<(Kind, String)> = target
             .owned()
@@ -600,7 +825,7 @@ mod tests {
         }
         // Once the endpoint is gone, nothing is protected.
         for found in target.owned().await.unwrap().iter().rev() {
-            target.delete(found).await.unwrap();
+            assert_eq!(target.delete(found).await.unwrap(), Deleted::Gone);
         }
         assert!(target.owned().await.unwrap().is_empty());
     }
@@ -654,10 +879,11 @@ mod tests {
             engine::resource::diff(data, &target.observe(data).await.unwrap()),
             Change::NoOp
         );
-        target
+        let deleted = target
             .delete(&Found::new(Kind::TrainingData, &data.name))
             .await
             .unwrap();
+        assert_eq!(deleted, Deleted::Gone);
         assert!(!target.state_dir().join("buckets/iot-local/data").exists());
         assert!(target.state_dir().join("buckets/iot-local").is_dir());
         assert_eq!(target.observe(data).await.unwrap(), Observed::Absent);

@@ -13,20 +13,68 @@ use std::path::{Path, PathBuf};
 use engine::Settings;
 use engine::kind::ModelSettings;
 use engine::names::attempt_of;
-use engine::resource::{Desired, Kind, Observed, Outputs};
-use engine::target::{Applied, Upstream};
+use engine::resource::{Change, Kind, Observed, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::ImageRef;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
+use crate::error::target_error;
 use crate::state::{Record, collect_files};
-use crate::{LocalError, LocalTarget, endpoint, io_error, record, remove_dir_all};
+use crate::{LocalError, LocalTarget, endpoint, image, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::Model;
 const ARCHIVE: &str = "model.tar.gz";
 const EXTRACTED: &str = "model";
+
+/// Models on the local target.
+#[derive(Debug)]
+pub struct LocalModel;
+
+impl KindOnTarget<LocalTarget> for LocalModel {
+    type Settings = ModelSettings;
+
+    async fn observe(target: &LocalTarget, name: &str, _: &ModelSettings) -> Result<Observed, TargetError> {
+        observe(target, name).map_err(|e| target_error("observe", KIND, name, e))
+    }
+
+    async fn apply(
+        target: &LocalTarget,
+        name: &str,
+        settings: &ModelSettings,
+        change: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(target, name, settings, upstream).map_err(|e| target_error(change.verb(), KIND, name, e))
+    }
+
+    async fn delete(target: &LocalTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(target, name)
+            .map(|()| Deleted::Gone)
+            .map_err(|e| target_error("delete", KIND, name, e))
+    }
+
+    /// Every model, each using its image (by the image's name, its digest): what must stay with
+    /// it for a rollback.
+    async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
+        let records = target.records(KIND)?;
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let found = Found::new(KIND, record.name);
+                match record.settings {
+                    Settings::Model(model) => {
+                        let image = image::resource(&model.image);
+                        found.using(image.kind, image.name)
+                    }
+                    _ => found,
+                }
+            })
+            .collect())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ModelDetails {
@@ -51,8 +99,8 @@ pub(crate) fn image_of(target: &LocalTarget, name: &str) -> Result<Option<ImageR
         }))
 }
 
-pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    let Some(record) = target.state.read::<ModelDetails>(KIND, &desired.name)? else {
+fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
+    let Some(record) = target.state.read::<ModelDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
     let folder = &record.details.folder;
@@ -63,13 +111,12 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
 }
 
 /// Packs the training job's model artifact, which the job handed over as its outputs.
-pub(crate) fn apply(
+fn apply(
     target: &LocalTarget,
-    desired: &Desired,
+    name: &str,
     settings: &ModelSettings,
     upstream: Upstream<'_>,
 ) -> Result<Applied, LocalError> {
-    let name = desired.name.as_str();
     let base = settings.training_job.as_str();
     let job = upstream
         .training_job()
@@ -104,7 +151,7 @@ pub(crate) fn apply(
     Ok(Applied::Ready(Outputs::None))
 }
 
-pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     if endpoint::rollback_protected(target)?.protects(KIND, name) {
         return Ok(());
     }

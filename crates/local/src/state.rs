@@ -14,6 +14,7 @@
 //! models/<model>.json, <model>/         record; model.tar.gz and its extracted model/
 //! endpoint-configs/<config>.json        record
 //! endpoints/<endpoint>.json, .log       record (pid, port, url, previous config) and the server's log
+//! endpoints/<endpoint>.starting         names a server being started until the record does
 //! ```
 //! Each kind's folder name is the kind's `local_folder` fact (declared with the kind in the engine).
 //! A record holds the resource's name, the typed settings it was applied with (the desired ones, so

@@ -12,16 +12,57 @@ use std::path::{Path, PathBuf};
 
 use engine::Settings;
 use engine::kind::TrainingDataSettings;
-use engine::resource::{Desired, Kind, Observed, Outputs};
-use engine::target::{Applied, Upstream};
+use engine::resource::{Change, Kind, Observed, Outputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::{Channel, DataHash};
 use serde::{Deserialize, Serialize};
 use spec::DataSource;
 
+use crate::error::target_error;
 use crate::state::{Record, Stamp, encode_name};
 use crate::{LocalError, LocalTarget, bucket, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::TrainingData;
+
+/// Uploaded training data on the local target.
+#[derive(Debug)]
+pub struct LocalTrainingData;
+
+impl KindOnTarget<LocalTarget> for LocalTrainingData {
+    type Settings = TrainingDataSettings;
+
+    async fn observe(
+        target: &LocalTarget,
+        name: &str,
+        _: &TrainingDataSettings,
+    ) -> Result<Observed, TargetError> {
+        observe(target, name).map_err(|e| target_error("observe", KIND, name, e))
+    }
+
+    async fn apply(
+        target: &LocalTarget,
+        name: &str,
+        settings: &TrainingDataSettings,
+        change: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(target, name, settings, upstream).map_err(|e| target_error(change.verb(), KIND, name, e))
+    }
+
+    async fn delete(target: &LocalTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(target, name)
+            .map(|()| Deleted::Gone)
+            .map_err(|e| target_error("delete", KIND, name, e))
+    }
+
+    async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
+        let records = target.records(KIND)?;
+        Ok(records
+            .into_iter()
+            .map(|record| Found::new(KIND, record.name))
+            .collect())
+    }
+}
 
 /// What the record keeps besides the settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +76,8 @@ pub(crate) struct DataDetails {
     pub stamps: Vec<Stamp>,
 }
 
-pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    let Some(mut record) = target.state.read::<DataDetails>(KIND, &desired.name)? else {
+fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
+    let Some(mut record) = target.state.read::<DataDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
     let Ok(stamps) = Stamp::all(&record.details.path) else {
@@ -58,7 +99,7 @@ pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observe
 }
 
 /// Uploads channel `settings.channel` under key prefix `name`.
-pub(crate) fn apply(
+fn apply(
     target: &LocalTarget,
     name: &str,
     settings: &TrainingDataSettings,
@@ -144,7 +185,7 @@ pub(crate) fn apply(
     Ok(Applied::Ready(Outputs::None))
 }
 
-pub(crate) fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     if let Some(record) = target.state.read::<DataDetails>(KIND, name)? {
         let details = record.details;
         remove_dir_all(KIND, name, &details.folder)?;

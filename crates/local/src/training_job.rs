@@ -23,11 +23,12 @@ use std::time::Duration;
 
 use engine::kind::TrainingJobSettings;
 use engine::names::{attempt_name, attempt_of};
-use engine::resource::{Desired, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
-use engine::target::{Applied, Upstream};
+use engine::resource::{Change, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
+use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::training_output::{METRICS_FILE, MetricValues};
 use serde::{Deserialize, Serialize};
 
+use crate::error::target_error;
 use crate::process::{self, Spawned};
 use crate::state::Record;
 use crate::{LocalError, LocalTarget, image, io_error, remove_dir_all, training_data};
@@ -37,6 +38,49 @@ const LOG: &str = "train.log";
 const EXIT_CODE: &str = "exit_code";
 /// How long a stopped training process gets to exit before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Training jobs on the local target: observed and applied by base name (the latest attempt),
+/// discovered and deleted by attempt name.
+#[derive(Debug)]
+pub struct LocalTrainingJob;
+
+impl KindOnTarget<LocalTarget> for LocalTrainingJob {
+    type Settings = TrainingJobSettings;
+
+    async fn observe(
+        target: &LocalTarget,
+        name: &str,
+        _: &TrainingJobSettings,
+    ) -> Result<Observed, TargetError> {
+        observe(target, name).map_err(|e| target_error("observe", KIND, name, e))
+    }
+
+    async fn apply(
+        target: &LocalTarget,
+        name: &str,
+        settings: &TrainingJobSettings,
+        change: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        apply(target, name, settings, upstream).map_err(|e| target_error(change.verb(), KIND, name, e))
+    }
+
+    async fn delete(target: &LocalTarget, name: &str) -> Result<Deleted, TargetError> {
+        delete(target, name)
+            .await
+            .map(|()| Deleted::Gone)
+            .map_err(|e| target_error("delete", KIND, name, e))
+    }
+
+    /// Every attempt, by its attempt name.
+    async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
+        let records = target.records(KIND)?;
+        Ok(records
+            .into_iter()
+            .map(|record| Found::new(KIND, record.name))
+            .collect())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct JobDetails {
@@ -105,8 +149,8 @@ pub(crate) fn lifecycle(target: &LocalTarget, record: &Record<JobDetails>) -> Li
     }
 }
 
-pub(crate) fn observe(target: &LocalTarget, desired: &Desired) -> Result<Observed, LocalError> {
-    let Some(record) = latest(target, &desired.name)? else {
+fn observe(target: &LocalTarget, base: &str) -> Result<Observed, LocalError> {
+    let Some(record) = latest(target, base)? else {
         return Ok(Observed::Absent);
     };
     let lifecycle = lifecycle(target, &record);
@@ -125,14 +169,13 @@ fn model_dir(folder: &Path) -> PathBuf {
     opt_ml(folder).join("model")
 }
 
-/// Starts the next attempt and returns at once: the executor polls `observe`.
-pub(crate) fn apply(
+/// Starts the next attempt of job `base` and returns at once: the executor polls `observe`.
+fn apply(
     target: &LocalTarget,
-    desired: &Desired,
+    base: &str,
     settings: &TrainingJobSettings,
     upstream: Upstream<'_>,
 ) -> Result<Applied, LocalError> {
-    let base = desired.name.as_str();
     let attempt = latest(target, base)?.map_or(1, |r| r.details.attempt + 1);
     let name = attempt_name(base, attempt);
     let folder = target.state.resource_dir(KIND, &name);
@@ -197,10 +240,12 @@ pub(crate) fn apply(
 }
 
 /// Stops a running attempt and removes it: locally `down` leaves nothing behind.
-pub(crate) async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     if let Some(record) = target.state.read::<JobDetails>(KIND, name)? {
         let details = &record.details;
         if details.pid > 0 {
+            // A bounded kill, not a wait for the resource: SIGTERM, at most STOP_GRACE for the
+            // process to exit, then SIGKILL (see `process::stop`); it is gone when this returns.
             let spawned = Spawned {
                 pid: details.pid,
                 pgid: details.pgid,
@@ -245,10 +290,22 @@ pub(crate) fn metrics(job: &TrainingJobOutputs) -> Result<MetricValues, LocalErr
     engine::training_output::validation_metrics(&text).map_err(bad)
 }
 
-/// The latest completed attempt's metrics and report (`output/data/`), for `up`'s summary.
-pub(crate) fn outputs(target: &LocalTarget, base: &str) -> Option<(PathBuf, PathBuf)> {
+/// Where a completed attempt left what `up`'s summary points at.
+pub(crate) struct AttemptFiles {
+    pub metrics: PathBuf,
+    pub report: PathBuf,
+    /// The whole training log (`up` folds its metric lines).
+    pub log: PathBuf,
+}
+
+/// The latest completed attempt's metrics and report (`output/data/`) and its log.
+pub(crate) fn outputs(target: &LocalTarget, base: &str) -> Option<AttemptFiles> {
     let record = latest(target, base).ok()??;
     let output = opt_ml(&record.details.folder).join("output/data");
-    let (metrics, report) = (output.join("metrics.json"), output.join("report.html"));
-    metrics.is_file().then_some((metrics, report))
+    let files = AttemptFiles {
+        metrics: output.join("metrics.json"),
+        report: output.join("report.html"),
+        log: record.details.folder.join(LOG),
+    };
+    files.metrics.is_file().then_some(files)
 }

@@ -14,9 +14,9 @@ use engine::desired::{DesiredState, desired_state};
 use engine::executor::{self, EngineError};
 use engine::plan::{Plan, Standing, StatusReport};
 use engine::progress::{Event, Recorder, Silent};
-use engine::resource::{Change, Kind, Lifecycle, Observed, Outputs};
-use engine::target::{Applied, Target, Upstream};
-use local::{LocalError, LocalTarget};
+use engine::resource::{Change, Desired, Kind, Lifecycle, Observed, Outputs};
+use engine::target::{Applied, LockRequest, Target, Upstream};
+use local::{LocalError, LocalTarget, StateLock};
 
 fn model_image_bin() -> PathBuf {
     // `cargo test --workspace` builds every workspace binary next to the test executables
@@ -83,13 +83,18 @@ impl Deployment {
         self.dir.path()
     }
 
-    /// deploy.yaml with `max_rounds` and the rest of `extra` (indented YAML under `training:`).
+    /// deploy.yaml with `max_rounds` and the label column `label`.
     fn spec(&self, max_rounds: u32, label: &str) -> spec::Spec {
+        self.spec_with(max_rounds, label, "")
+    }
+
+    /// deploy.yaml with `max_rounds`, the label column `label` and `extra` top-level YAML.
+    fn spec_with(&self, max_rounds: u32, label: &str, extra: &str) -> spec::Spec {
         let yaml = format!(
             "version: 1\nname: iot\ndata:\n  train: train.csv\n  validation: 0.2\n  label: {label}\n\
              training:\n  max_runtime: 10m\n  hyperparameters: {{max_rounds: {max_rounds}, threads: 2, seed: 7}}\n  \
              quality_gate: {{min_pr_auc: 0.5}}\n\
-             endpoint:\n  autoscaling: {{min: 1, max: 2}}\n  wait_timeout: 2m\n"
+             endpoint:\n  autoscaling: {{min: 1, max: 2}}\n  wait_timeout: 2m\n{extra}"
         );
         std::fs::write(self.path().join("deploy.yaml"), &yaml).unwrap();
         spec::parse(&yaml, "deploy.yaml", self.path()).unwrap_or_else(|e| panic!("deploy.yaml: {e:?}"))
@@ -136,6 +141,20 @@ impl Drop for Deployment {
             }
         }
     }
+}
+
+/// The deployment's lock, as `up` takes it.
+async fn lock(target: &LocalTarget, state: &DesiredState) -> StateLock {
+    let request = LockRequest {
+        state: Some(state),
+        owner: "test",
+        break_lock: false,
+    };
+    target
+        .lock(request)
+        .await
+        .expect("lock")
+        .expect("a creating run always gets the lock")
 }
 
 async fn plan(target: &LocalTarget, state: &DesiredState) -> Plan {
@@ -209,7 +228,7 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
     let request = deployment.csv_request();
     let spec = deployment.spec(30, "Label");
     let (target, state) = deployment.target(&spec);
-    let _lock = target.lock().expect("lock");
+    let lock = lock(&target, &state).await;
 
     // First up: everything is created, training logs are tailed, the gate passes.
     let first = plan(&target, &state).await;
@@ -521,6 +540,7 @@ async fn up_repairs_rolls_forward_rolls_back_and_down_removes_everything() {
         );
     }
     assert!(fresh.leftovers.is_empty());
+    target.release(lock).await.expect("release");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,7 +548,7 @@ async fn failed_training_is_reported_and_the_next_up_makes_a_new_attempt() {
     let deployment = Deployment::new();
     let spec = deployment.spec(30, "NoSuchColumn");
     let (target, state) = deployment.target(&spec);
-    let _lock = target.lock().expect("lock");
+    let lock = lock(&target, &state).await;
     let first = plan(&target, &state).await;
     let error = executor::up(&target, &state, &first, None, &Silent)
         .await
@@ -581,23 +601,275 @@ async fn failed_training_is_reported_and_the_next_up_makes_a_new_attempt() {
     assert_eq!(names, [format!("{job}-1"), format!("{job}-2")]);
     executor::down(&target, |_| false, &Silent).await.expect("down");
     assert!(target.owned().await.unwrap().is_empty());
+    target.release(lock).await.expect("release");
 }
 
 /// Needs no model-image: the lock is taken before anything is built.
-#[test]
-fn a_second_concurrent_run_cannot_take_the_lock() {
+#[tokio::test]
+async fn a_second_concurrent_run_cannot_take_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("train.csv"), "a,Label\n1,Normal\n").unwrap();
     let yaml = "version: 1\nname: iot\ndata: {train: train.csv}\n";
     let spec = spec::parse(yaml, "deploy.yaml", dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
     let first = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
     let second = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
-    let held = first.lock().expect("first lock");
-    let error = second.lock().expect_err("second lock must fail");
-    assert!(matches!(error, LocalError::Locked { .. }));
+    let facts = first.facts(&engine::values::Digest::sha256(b"")).expect("facts");
+    let state = desired_state(&spec, spec::Target::Local, &facts);
+    let held = lock(&first, &state).await;
+    let request = LockRequest {
+        state: Some(&state),
+        owner: "test",
+        break_lock: false,
+    };
+    let error = second.lock(request).await.expect_err("second lock must fail");
+    assert!(
+        matches!(
+            error.downcast_ref::<LocalError>(),
+            Some(LocalError::Locked { .. })
+        ),
+        "{error}"
+    );
     let text = error.to_string();
     assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
     assert!(text.contains("another orchestrate run"), "{text}");
-    drop(held);
-    second.lock().expect("free again after the first run ends");
+    first.release(held).await.expect("release");
+    let again = lock(&second, &state).await;
+    second
+        .release(again)
+        .await
+        .expect("free again after the first run ends");
+}
+
+/// Applies `desired` until it is ready, as the executor does: again after the poll interval while
+/// the target answers "not yet", for at most the time the target asks for.
+async fn apply_until_ready(
+    target: &LocalTarget,
+    state: &DesiredState,
+    desired: &Desired,
+    change: &Change,
+) -> Outputs {
+    let nothing = BTreeMap::new();
+    let upstream = Upstream {
+        state,
+        outputs: &nothing,
+    };
+    let started = tokio::time::Instant::now();
+    loop {
+        match target.apply(desired, change, upstream).await {
+            Ok(Applied::Ready(outputs)) => return outputs,
+            Ok(Applied::NotYet { reason, retry_for }) => {
+                assert!(
+                    started.elapsed() < retry_for,
+                    "not ready within {retry_for:?}: {reason}"
+                );
+                tokio::time::sleep(target.poll_interval()).await;
+            }
+            Ok(Applied::Pending) => panic!("an endpoint is applied, not polled"),
+            Err(error) => panic!("apply {}: {}", desired.name, engine::target::error_chain(&error)),
+        }
+    }
+}
+
+/// The server the endpoint's `.starting` note names, if there is one.
+fn starting_pid(target: &LocalTarget) -> Option<i32> {
+    let note = std::fs::read_to_string(target.state_dir().join("endpoints/iot.starting")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&note).expect("the note is JSON");
+    Some(json["pid"].as_i64().expect("pid in the note") as i32)
+}
+
+/// Waits briefly for a stopped process to be gone (it is reaped by init).
+async fn gone(pid: i32) -> bool {
+    for _ in 0..50 {
+        if !process_running(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// The endpoint's `apply` never waits for its server: it starts it and says "not yet", checks it on
+/// the next calls and switches over once it answers. A started server that is not the one an apply
+/// wants (another config, or left by an interrupted run) is stopped and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_is_applied_in_steps_that_each_return_at_once() {
+    let deployment = Deployment::new();
+    let request = deployment.csv_request();
+    let spec = deployment.spec(10, "Label");
+    let (target, state) = deployment.target(&spec);
+    let lock = lock(&target, &state).await;
+    let first = plan(&target, &state).await;
+    executor::up(&target, &state, &first, None, &Silent)
+        .await
+        .unwrap_or_else(|e| panic!("up: {e}"));
+    let served = endpoint_pid(&target);
+    let url = target.endpoint_url().unwrap().expect("a URL");
+    let config = state.get(Kind::EndpointConfig).unwrap();
+    let endpoint = state.get(Kind::Endpoint).unwrap();
+    let nothing = BTreeMap::new();
+    let upstream = Upstream {
+        state: &state,
+        outputs: &nothing,
+    };
+    // Two more configs of the same model, and the endpoint wanting each of them.
+    let with_config = |name: &str| {
+        let mut other = config.clone();
+        other.name = name.to_string();
+        let mut wanting = endpoint.clone();
+        if let Settings::Endpoint(settings) = &mut wanting.settings {
+            settings.endpoint_config = name.to_string();
+        }
+        (other, wanting)
+    };
+    let (second_config, wanting_second) = with_config("iot-second");
+    let (third_config, wanting_third) = with_config("iot-third");
+    for config in [&second_config, &third_config] {
+        let applied = target
+            .apply(config, &Change::Create, upstream)
+            .await
+            .expect("a config");
+        assert_eq!(applied, Applied::Ready(Outputs::None));
+    }
+    let update = |to: &str| Change::Update {
+        fields: vec![engine::resource::FieldDiff {
+            field: "endpoint_config",
+            want: to.to_string(),
+            have: Some(config.name.clone()),
+            on_change: engine::resource::OnChange::Update,
+        }],
+    };
+
+    // The first call starts the server and returns at once; the record still names the old one.
+    let started_at = tokio::time::Instant::now();
+    let applied = target
+        .apply(&wanting_second, &update("iot-second"), upstream)
+        .await
+        .expect("start");
+    assert!(started_at.elapsed() < Duration::from_secs(5), "apply waited");
+    match &applied {
+        Applied::NotYet { reason, retry_for } => {
+            assert_eq!(reason, &format!("starting: waiting for /ping on {url}"));
+            assert!(*retry_for >= Duration::from_secs(60), "{retry_for:?}");
+        }
+        other => panic!("want not yet, got {other:?}"),
+    }
+    let second = starting_pid(&target).expect("the started server is noted");
+    assert_ne!(second, served);
+    assert!(process_running(second));
+    assert_eq!(endpoint_pid(&target), served, "not recorded before it answers");
+
+    // Another config wanted meanwhile: that server is stopped and the wanted one started.
+    let applied = target
+        .apply(&wanting_third, &update("iot-third"), upstream)
+        .await
+        .expect("restart");
+    assert!(matches!(applied, Applied::NotYet { .. }), "{applied:?}");
+    let third = starting_pid(&target).expect("the restarted server is noted");
+    assert_ne!(third, second);
+    assert!(gone(second).await, "the server for the other config was stopped");
+    let outputs = apply_until_ready(&target, &state, &wanting_third, &update("iot-third")).await;
+    assert_eq!(
+        outputs,
+        Outputs::Endpoint(engine::resource::EndpointOutputs {
+            previous_config: Some(config.name.clone())
+        })
+    );
+    assert_eq!(endpoint_pid(&target), third);
+    assert_eq!(starting_pid(&target), None, "the note is gone once recorded");
+    assert!(gone(served).await, "the old server was stopped after the switch");
+    assert_eq!(
+        target.endpoint_url().unwrap().as_deref(),
+        Some(url.as_str()),
+        "same port"
+    );
+    invoke_ok(&target, &request).await;
+
+    // A run interrupted while its server was starting (another target: it has not started it)
+    // leaves the note: the next apply stops that server and starts its own.
+    let interrupted = LocalTarget::open(&spec, &deployment.bin).expect("open");
+    let back = Change::Update { fields: Vec::new() };
+    let applied = interrupted.apply(endpoint, &back, upstream).await.expect("start");
+    assert!(matches!(applied, Applied::NotYet { .. }), "{applied:?}");
+    let left = starting_pid(&target).expect("noted");
+    let next = LocalTarget::open(&spec, &deployment.bin).expect("open");
+    let applied = next.apply(endpoint, &back, upstream).await.expect("restart");
+    assert!(matches!(applied, Applied::NotYet { .. }), "{applied:?}");
+    let own = starting_pid(&target).expect("noted");
+    assert_ne!(own, left);
+    assert!(gone(left).await, "the interrupted run's server was stopped");
+    let outputs = apply_until_ready(&next, &state, endpoint, &back).await;
+    assert_eq!(
+        outputs,
+        Outputs::Endpoint(engine::resource::EndpointOutputs {
+            previous_config: Some("iot-third".into())
+        })
+    );
+    assert_eq!(endpoint_pid(&next), own);
+    assert!(gone(third).await);
+    invoke_ok(&next, &request).await;
+    // Serving what is wanted: applying again is ready at once and starts nothing.
+    let applied = next.apply(endpoint, &back, upstream).await.expect("again");
+    assert!(matches!(applied, Applied::Ready(_)), "{applied:?}");
+    assert_eq!((endpoint_pid(&next), starting_pid(&next)), (own, None));
+
+    // A started server is stopped by a delete too.
+    let applied = next
+        .apply(&wanting_second, &update("iot-second"), upstream)
+        .await
+        .expect("start");
+    assert!(matches!(applied, Applied::NotYet { .. }), "{applied:?}");
+    let starting = starting_pid(&next).expect("noted");
+    executor::down(&next, |_| false, &Silent).await.expect("down");
+    assert!(gone(starting).await && gone(own).await, "down stops every server");
+    assert!(next.owned().await.unwrap().is_empty());
+    target.release(lock).await.expect("release");
+}
+
+/// With a fixed `local.port` held by something else, the endpoint serves on a free port; once the
+/// port is free, applying moves the server back onto it, in steps, and stops the temporary one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_off_its_fixed_port_moves_back_onto_it() {
+    let deployment = Deployment::new();
+    let request = deployment.csv_request();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let fixed = free.local_addr().unwrap().port();
+    drop(free);
+    let spec = deployment.spec_with(10, "Label", &format!("local: {{port: {fixed}}}\n"));
+    let (target, state) = deployment.target(&spec);
+    let lock = lock(&target, &state).await;
+    // Held without SO_REUSEPORT: the server cannot share it.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", fixed)).expect("hold the fixed port");
+    let first = plan(&target, &state).await;
+    executor::up(&target, &state, &first, None, &Silent)
+        .await
+        .unwrap_or_else(|e| panic!("up: {e}"));
+    let fixed_url = format!("http://127.0.0.1:{fixed}");
+    let temporary_url = target.endpoint_url().unwrap().expect("a URL");
+    assert_ne!(temporary_url, fixed_url, "the fixed port is taken");
+    invoke_ok(&target, &request).await;
+    let temporary = endpoint_pid(&target);
+
+    drop(holder);
+    let endpoint = state.get(Kind::Endpoint).unwrap();
+    let again = Change::Update { fields: Vec::new() };
+    let outputs = apply_until_ready(&target, &state, endpoint, &again).await;
+    assert_eq!(
+        outputs,
+        Outputs::Endpoint(engine::resource::EndpointOutputs {
+            previous_config: None
+        })
+    );
+    assert_eq!(
+        target.endpoint_url().unwrap().as_deref(),
+        Some(fixed_url.as_str())
+    );
+    assert_ne!(endpoint_pid(&target), temporary);
+    assert!(gone(temporary).await, "the temporary server was stopped");
+    assert_eq!(starting_pid(&target), None);
+    invoke_ok(&target, &request).await;
+    assert!(plan(&target, &state).await.is_noop());
+
+    executor::down(&target, |_| false, &Silent).await.expect("down");
+    assert!(target.owned().await.unwrap().is_empty());
+    target.release(lock).await.expect("release");
 }

@@ -11,9 +11,8 @@ use engine::target::Found;
 use engine::{Target, executor};
 
 use crate::cli::DownArgs;
-use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::deployment::{Context, Needs, Session};
 use crate::exit::Exit;
-use crate::run_lock::Lockable;
 
 /// The error without a terminal and without `--yes`.
 pub const NEEDS_YES: &str = "`orchestrate down` deletes every resource of the deployment and asks for confirmation, \
@@ -26,88 +25,64 @@ pub async fn run(cx: &Context, args: &DownArgs) -> anyhow::Result<Exit> {
     }
     let spec = cx.load_spec()?;
     let progress = cx.progress();
-    dispatch(cx, &spec, &progress, Down { cx, ask: !args.yes }).await
+    let session = Session::open(cx, &spec, &progress, Needs { desired_state: false }).await?;
+    let retain = spec.bucket.retain_on_down;
+    let keep = |found: &Found| retain && found.kind.facts().kept_with_bucket;
+    session.while_locked(delete_all(&session, keep, !args.yes)).await
 }
 
-struct Down<'a> {
-    cx: &'a Context,
-    /// Ask before deleting.
-    ask: bool,
-}
-
-impl OnTarget for Down<'_> {
-    type Output = Exit;
-
-    fn needs(&self) -> Needs {
-        Needs { desired_state: false }
-    }
-
-    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
-        let retain = session.spec.bucket.retain_on_down;
-        let keep = |found: &Found| retain && found.kind.facts().kept_with_bucket;
-        let lock = session.lock().await?;
-        let result = self.delete_all(session, keep).await;
-        lock.release().await;
-        result
-    }
-}
-
-impl Down<'_> {
-    async fn delete_all<T: Target>(
-        &self,
-        session: &Session<'_, T>,
-        keep: impl Fn(&Found) -> bool,
-    ) -> anyhow::Result<Exit> {
-        let printer = &self.cx.printer;
-        let (target, spec) = (&session.target, session.spec);
-        let retain = spec.bucket.retain_on_down;
-        let owned = target.owned().await?;
-        let doomed: Vec<&Found> = owned.iter().filter(|f| !keep(f)).collect();
-        if doomed.is_empty() {
-            printer.text(&format!(
-                "Nothing to delete: `{}` has no resources on {}.\n",
-                spec.name,
-                target.describe()
-            ));
-            printer.json(&DownDocument {
-                ok: true,
-                deleted: &[],
-                kept: &owned,
-            });
-            return Ok(Exit::Success);
-        }
-        if self.ask {
-            eprint!(
-                "{}",
-                listing(spec.name.as_str(), &target.describe(), &doomed, retain)
-            );
-            if !confirm("Delete them? [y/N] ")? {
-                eprintln!("Nothing was deleted.");
-                return Ok(Exit::Error);
-            }
-        }
-        let result = executor::down(target, keep, session.progress).await;
-        session.progress.close();
-        let outcome = result?;
-        let mut text = format!(
-            "Deleted {} resource(s) of `{}`.\n",
-            outcome.deleted.len(),
-            spec.name
-        );
-        for found in &outcome.kept {
-            text.push_str(&format!(
-                "  kept {} {} (bucket.retain_on_down)\n",
-                found.kind, found.name
-            ));
-        }
-        printer.text(&text);
+/// Lists what the deployment owns, asks (when `ask`), deletes all but what `keep` says and checks
+/// nothing is left.
+async fn delete_all(session: &Session<'_>, keep: impl Fn(&Found) -> bool, ask: bool) -> anyhow::Result<Exit> {
+    let printer = &session.cx.printer;
+    let (target, spec) = (&session.target, session.spec);
+    let retain = spec.bucket.retain_on_down;
+    let owned = target.owned().await?;
+    let doomed: Vec<&Found> = owned.iter().filter(|f| !keep(f)).collect();
+    if doomed.is_empty() {
+        printer.text(&format!(
+            "Nothing to delete: `{}` has no resources on {}.\n",
+            spec.name,
+            target.describe()
+        ));
         printer.json(&DownDocument {
             ok: true,
-            deleted: &outcome.deleted,
-            kept: &outcome.kept,
+            deleted: &[],
+            kept: &owned,
         });
-        Ok(Exit::Success)
+        return Ok(Exit::Success);
     }
+    if ask {
+        eprint!(
+            "{}",
+            listing(spec.name.as_str(), &target.describe(), &doomed, retain)
+        );
+        if !confirm("Delete them? [y/N] ").await? {
+            eprintln!("Nothing was deleted.");
+            return Ok(Exit::Error);
+        }
+    }
+    let result = executor::down(target, keep, session.progress).await;
+    session.progress.close();
+    let outcome = result?;
+    let mut text = format!(
+        "Deleted {} resource(s) of `{}`.\n",
+        outcome.deleted.len(),
+        spec.name
+    );
+    for found in &outcome.kept {
+        text.push_str(&format!(
+            "  kept {} {} (bucket.retain_on_down)\n",
+            found.kind, found.name
+        ));
+    }
+    printer.text(&text);
+    printer.json(&DownDocument {
+        ok: true,
+        deleted: &outcome.deleted,
+        kept: &outcome.kept,
+    });
+    Ok(Exit::Success)
 }
 
 /// What will be deleted, one resource a line, newest dependants first.
@@ -127,12 +102,16 @@ fn listing(deployment: &str, target: &str, doomed: &[&Found], retain: bool) -> S
     text
 }
 
-/// Asks on stderr, reads one line from stdin: yes only for `y` or `yes`.
-fn confirm(question: &str) -> anyhow::Result<bool> {
+/// Asks on stderr, reads one line from stdin: yes only for `y` or `yes`. The read runs on a
+/// blocking thread, so Ctrl-C ends the command while it waits for an answer.
+async fn confirm(question: &str) -> anyhow::Result<bool> {
     eprint!("{question}");
     std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).map(|_| answer)
+    })
+    .await??;
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 

@@ -10,7 +10,7 @@
 //! passed to the metrics is the lowest score it labelled positive, which reproduces its decisions
 //! exactly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::documents::EvaluateDocument;
 use anyhow::{Context as _, bail};
@@ -19,18 +19,14 @@ use metrics::{BootstrapConfig, Evaluation};
 use serde::Deserialize;
 
 use crate::cli::EvaluateArgs;
-use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::deployment::{Context, Needs, Session};
 use crate::exit::Exit;
-use crate::run_lock::Lockable;
 
 pub async fn run(cx: &Context, args: &EvaluateArgs) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
     let progress = cx.progress();
-    let request = Score {
-        file: args.file.clone(),
-        batch_size: args.batch_size as usize,
-    };
-    let scored = dispatch(cx, &spec, &progress, request).await?;
+    let session = Session::open(cx, &spec, &progress, Needs { desired_state: false }).await?;
+    let scored = score(&session, &args.file, args.batch_size as usize).await?;
     let threshold = scored.threshold()?;
     let bootstrap = BootstrapConfig {
         resamples: args.resamples,
@@ -62,12 +58,6 @@ pub async fn run(cx: &Context, args: &EvaluateArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Sends the file to the endpoint and collects, per row, the true class and the endpoint's answer.
-struct Score {
-    file: PathBuf,
-    batch_size: usize,
-}
-
 /// Every row's true class and the endpoint's label and score.
 #[derive(Debug, Default)]
 struct Scored {
@@ -93,85 +83,78 @@ struct Predictions {
     predictions: Vec<Prediction>,
 }
 
-impl OnTarget for Score {
-    type Output = Scored;
-
-    fn needs(&self) -> Needs {
-        Needs { desired_state: false }
-    }
-
-    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Scored> {
-        let (label, positive) = (&session.spec.data.label, &session.spec.data.positive);
-        let endpoint = session.spec.name.as_str();
-        let file = &self.file;
-        let mut reader =
-            csv::Reader::from_path(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-        let header = reader
-            .byte_headers()
-            .with_context(|| format!("cannot read the header of `{}`", file.display()))?
-            .clone();
-        let Some(label_column) = header.iter().position(|h| h == label.as_bytes()) else {
+/// Sends `file` to the endpoint in batches of `batch_size` rows and collects, per row, the true
+/// class and the endpoint's answer.
+async fn score(session: &Session<'_>, file: &Path, batch_size: usize) -> anyhow::Result<Scored> {
+    let (label, positive) = (&session.spec.data.label, &session.spec.data.positive);
+    let endpoint = session.spec.name.as_str();
+    let mut reader =
+        csv::Reader::from_path(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let header = reader
+        .byte_headers()
+        .with_context(|| format!("cannot read the header of `{}`", file.display()))?
+        .clone();
+    let Some(label_column) = header.iter().position(|h| h == label.as_bytes()) else {
+        bail!(
+            "`{}` has no `{label}` column (data.label in deploy.yaml); evaluate needs a labelled CSV file with a header",
+            file.display()
+        );
+    };
+    let step = session
+        .progress
+        .begin(format!("scoring `{}` on endpoint `{endpoint}`", file.display()));
+    let mut scored = Scored::default();
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut records = reader.byte_records();
+    loop {
+        batch.clear();
+        for record in records.by_ref().take(batch_size) {
+            batch.push(record.with_context(|| format!("cannot read `{}`", file.display()))?);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let body = csv_body(&header, &batch)?;
+        let (status, response) = session
+            .target
+            .invoke(endpoint, "text/csv", "application/json", body)
+            .await?;
+        let first_row = scored.rows() + 1;
+        if !(200..300).contains(&status) {
             bail!(
-                "`{}` has no `{label}` column (data.label in deploy.yaml); evaluate needs a labelled CSV file with a header",
-                file.display()
+                "the endpoint refused rows {first_row}-{} of `{}` (HTTP {status}): {}",
+                first_row + batch.len() - 1,
+                file.display(),
+                String::from_utf8_lossy(&response).trim()
             );
-        };
-        let step = session
-            .progress
-            .begin(format!("scoring `{}` on endpoint `{endpoint}`", file.display()));
-        let mut scored = Scored::default();
-        let mut batch = Vec::with_capacity(self.batch_size);
-        let mut records = reader.byte_records();
-        loop {
-            batch.clear();
-            for record in records.by_ref().take(self.batch_size) {
-                batch.push(record.with_context(|| format!("cannot read `{}`", file.display()))?);
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let body = csv_body(&header, &batch)?;
-            let (status, response) = session
-                .target
-                .invoke(endpoint, "text/csv", "application/json", body)
-                .await?;
-            let first_row = scored.rows() + 1;
-            if !(200..300).contains(&status) {
-                bail!(
-                    "the endpoint refused rows {first_row}-{} of `{}` (HTTP {status}): {}",
-                    first_row + batch.len() - 1,
-                    file.display(),
-                    String::from_utf8_lossy(&response).trim()
-                );
-            }
-            let answer: Predictions = serde_json::from_slice(&response).with_context(|| {
-                format!("the endpoint's answer to rows {first_row}-… is not predictions JSON")
-            })?;
-            if answer.predictions.len() != batch.len() {
-                bail!(
-                    "the endpoint answered {} predictions for {} rows (from row {first_row})",
-                    answer.predictions.len(),
-                    batch.len()
-                );
-            }
-            for (record, prediction) in batch.iter().zip(answer.predictions) {
-                let value = String::from_utf8_lossy(record.get(label_column).unwrap_or_default())
-                    .trim()
-                    .to_string();
-                scored.push(
-                    value == *positive,
-                    &value,
-                    prediction.score,
-                    prediction.label == *positive,
-                );
-            }
         }
-        if scored.rows() == 0 {
-            bail!("`{}` has no data rows", file.display());
+        let answer: Predictions = serde_json::from_slice(&response).with_context(|| {
+            format!("the endpoint's answer to rows {first_row}-… is not predictions JSON")
+        })?;
+        if answer.predictions.len() != batch.len() {
+            bail!(
+                "the endpoint answered {} predictions for {} rows (from row {first_row})",
+                answer.predictions.len(),
+                batch.len()
+            );
         }
-        step.done(&format!("scored {} rows", scored.rows()));
-        Ok(scored)
+        for (record, prediction) in batch.iter().zip(answer.predictions) {
+            let value = String::from_utf8_lossy(record.get(label_column).unwrap_or_default())
+                .trim()
+                .to_string();
+            scored.push(
+                value == *positive,
+                &value,
+                prediction.score,
+                prediction.label == *positive,
+            );
+        }
     }
+    if scored.rows() == 0 {
+        bail!("`{}` has no data rows", file.display());
+    }
+    step.done(&format!("scored {} rows", scored.rows()));
+    Ok(scored)
 }
 
 impl Scored {

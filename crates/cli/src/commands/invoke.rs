@@ -12,21 +12,19 @@ use serde_json::Value;
 use crate::documents::InvokeDocument;
 
 use crate::cli::{ContentType, InvokeArgs};
-use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::deployment::{Context, Needs, Session};
 use crate::exit::{Exit, Reported};
-use crate::run_lock::Lockable;
 
 pub async fn run(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
     let content_type = content_type(&args.file, args.content_type)?;
     let body = std::fs::read(&args.file).with_context(|| format!("cannot read `{}`", args.file.display()))?;
     let spec = cx.load_spec()?;
     let progress = cx.progress();
-    let request = Request {
-        content_type,
-        accept: args.accept.mime(),
-        body,
-    };
-    let (status, response) = dispatch(cx, &spec, &progress, request).await?;
+    let session = Session::open(cx, &spec, &progress, Needs { desired_state: false }).await?;
+    let (status, response) = session
+        .target
+        .invoke(spec.name.as_str(), content_type, args.accept.mime(), body)
+        .await?;
     let ok = (200..300).contains(&status);
     if cx.printer.is_json() {
         let parsed = serde_json::from_slice::<Value>(&response)
@@ -54,30 +52,6 @@ pub async fn run(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
     }
     cx.printer.text(&text);
     Ok(Exit::Success)
-}
-
-/// One request to the endpoint.
-pub struct Request {
-    pub content_type: &'static str,
-    pub accept: &'static str,
-    pub body: Vec<u8>,
-}
-
-impl OnTarget for Request {
-    /// The HTTP status and the body.
-    type Output = (u16, Vec<u8>);
-
-    fn needs(&self) -> Needs {
-        Needs { desired_state: false }
-    }
-
-    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<(u16, Vec<u8>)> {
-        let endpoint = session.spec.name.as_str();
-        Ok(session
-            .target
-            .invoke(endpoint, self.content_type, self.accept, self.body)
-            .await?)
-    }
 }
 
 /// The request's content type: the flag's, or the one the extension implies.

@@ -1,5 +1,5 @@
 //! One module per subcommand. Each loads what it needs, calls the libraries (the engine's executor
-//! through [`crate::deployment::dispatch`]), prints its result with the [`crate::render::Printer`]
+//! over the [`crate::deployment::Session`]'s target), prints its result with the [`crate::render::Printer`]
 //! and returns the [`Exit`] it ends with.
 
 mod down;

@@ -1,32 +1,22 @@
 //! `orchestrate plan`: what `up` would do, changing nothing. Exit 0 when nothing would change, 2
 //! when something would (so CI can tell), 1 on error.
 
-use engine::{Plan, Target, executor};
+use engine::{Plan, executor};
 
-use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::deployment::{Context, Needs, Session};
 use crate::documents::PlanDocument;
 use crate::exit::Exit;
-use crate::run_lock::Lockable;
 
 /// Observes everything and plans; shared with `status`.
-pub struct Observe;
-
-impl OnTarget for Observe {
-    type Output = Plan;
-
-    fn needs(&self) -> Needs {
-        Needs { desired_state: true }
-    }
-
-    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Plan> {
-        Ok(executor::plan(&session.target, session.state(), session.progress).await?)
-    }
+pub async fn observe(cx: &Context) -> anyhow::Result<Plan> {
+    let spec = cx.load_spec()?;
+    let progress = cx.progress();
+    let session = Session::open(cx, &spec, &progress, Needs { desired_state: true }).await?;
+    Ok(executor::plan(&session.target, session.state(), &progress).await?)
 }
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
-    let spec = cx.load_spec()?;
-    let progress = cx.progress();
-    let plan = dispatch(cx, &spec, &progress, Observe).await?;
+    let plan = observe(cx).await?;
     cx.printer.text(&cx.printer.plan_text(&plan.render()));
     cx.printer.json(&PlanDocument {
         ok: true,

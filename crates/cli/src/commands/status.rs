@@ -2,16 +2,14 @@
 //! have), missing, in progress, failed, orphan, kept for rollback. Changes nothing. Exit 0 in sync,
 //! 2 drift, 1 error.
 
-use crate::commands::plan::Observe;
-use crate::deployment::{Context, dispatch};
+use crate::commands::plan;
+use crate::deployment::Context;
 use crate::documents::StatusDocument;
 use crate::exit::Exit;
 use engine::StatusReport;
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
-    let spec = cx.load_spec()?;
-    let progress = cx.progress();
-    let plan = dispatch(cx, &spec, &progress, Observe).await?;
+    let plan = plan::observe(cx).await?;
     let report = StatusReport::from_plan(&plan);
     cx.printer.text(&cx.printer.plan_text(&report.render()));
     cx.printer.json(&StatusDocument {

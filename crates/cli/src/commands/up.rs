@@ -9,148 +9,127 @@ use engine::Target;
 use engine::executor::{self, TrainingReport, UpOutcome};
 use engine::target::Found;
 
-use crate::deployment::{Context, Needs, OnTarget, Session, dispatch};
+use crate::deployment::{Context, Needs, Session};
 use crate::documents::{UpDocument, UpFailed, UpOutcomeDocument};
 use crate::exit::{Exit, Reported};
 use crate::render::{elapsed, error_json, key_values, metrics_table};
-use crate::run_lock::Lockable;
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
     let progress = cx.progress();
-    dispatch(cx, &spec, &progress, Up { cx }).await
-}
-
-struct Up<'a> {
-    cx: &'a Context,
-}
-
-impl OnTarget for Up<'_> {
-    type Output = Exit;
-
-    fn needs(&self) -> Needs {
-        Needs { desired_state: true }
-    }
-
-    async fn run<T: Target + Lockable>(self, session: &Session<'_, T>) -> anyhow::Result<Exit> {
-        let printer = &self.cx.printer;
-        let (target, state, progress) = (&session.target, session.state(), session.progress);
-        let mut plan = executor::plan(target, state, progress).await?;
-        // Only a run that changes something takes the lock, so a no-op `up` writes nothing. Under
-        // the lock the plan is made again: another run may have changed things meanwhile.
-        let lock = if plan.is_noop() {
-            None
-        } else {
-            let lock = session.lock().await?;
-            match executor::plan(target, state, progress).await {
-                Ok(fresh) => plan = fresh,
-                Err(error) => {
-                    lock.release().await;
-                    return Err(error.into());
-                }
-            }
-            Some(lock)
-        };
+    let session = Session::open(cx, &spec, &progress, Needs { desired_state: true }).await?;
+    let printer = &cx.printer;
+    let (target, state) = (&session.target, session.state());
+    let plan = executor::plan(target, state, &progress).await?;
+    let started = Instant::now();
+    let (plan, outcome) = if plan.is_noop() {
+        // A converged deployment: no lock, no write, the training report read once.
         printer.text(&printer.plan_text(&plan.render()));
+        let training = executor::training_report(target, state, &plan).await;
+        let outcome = UpOutcome {
+            changed: 0,
+            deleted: Vec::new(),
+            training,
+        };
+        (plan, outcome)
+    } else {
+        let gate = spec.training.quality_gate.as_ref();
+        let applied = session
+            .while_locked(async {
+                // Under the lock the plan is made again: another run may have changed things.
+                let plan = executor::plan(target, state, &progress).await?;
+                printer.text(&printer.plan_text(&plan.render()));
+                let result = executor::up(target, state, &plan, gate, &progress).await;
+                progress.close();
+                Ok((plan, result))
+            })
+            .await?;
+        match applied {
+            (plan, Ok(outcome)) => (plan, outcome),
+            (plan, Err(error)) if printer.is_json() => {
+                let error = anyhow::Error::from(error);
+                printer.json(&UpFailed {
+                    ok: false,
+                    plan: &plan,
+                    outcome: None,
+                    error: error_json(&error),
+                });
+                return Err(Reported(Exit::Error).into());
+            }
+            (_, Err(error)) => return Err(error.into()),
+        }
+    };
 
-        let started = Instant::now();
-        let outcome = if let Some(lock) = lock {
-            let gate = session.spec.training.quality_gate.as_ref();
-            let result = executor::up(target, state, &plan, gate, progress).await;
-            progress.close();
-            lock.release().await;
-            match result {
-                Ok(outcome) => outcome,
-                Err(error) if printer.is_json() => {
-                    let error = anyhow::Error::from(error);
-                    printer.json(&UpFailed {
-                        ok: false,
-                        plan: &plan,
-                        outcome: None,
-                        error: error_json(&error),
-                    });
-                    return Err(Reported(Exit::Error).into());
+    // A target may keep a leftover it was asked to delete (the local target keeps the config
+    // the endpoint just left, for rollback): report what is really gone.
+    let (deleted, kept) = if outcome.deleted.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let owned = target.owned().await.unwrap_or_default();
+        outcome
+            .deleted
+            .iter()
+            .cloned()
+            .partition::<Vec<Found>, _>(|d| !owned.iter().any(|o| o.kind == d.kind && o.name == d.name))
+    };
+    let summary = target.summary(state).await;
+    let (job, metrics) = match &outcome.training {
+        Some(TrainingReport { attempt, metrics }) => {
+            let metrics = match metrics {
+                Ok(metrics) => Some(metrics.clone()),
+                Err(reason) => {
+                    progress.line(&format!(
+                        "warning: cannot read the metrics of {attempt}: {reason}"
+                    ));
+                    None
                 }
-                Err(error) => return Err(error.into()),
-            }
-        } else {
-            UpOutcome {
-                changed: 0,
-                deleted: Vec::new(),
-                training: executor::training_report(target, state, &plan).await,
-            }
-        };
-
-        // A target may keep a leftover it was asked to delete (the local target keeps the config
-        // the endpoint just left, for rollback): report what is really gone.
-        let (deleted, kept) =
-            if outcome.deleted.is_empty() {
-                (Vec::new(), Vec::new())
-            } else {
-                let owned = target.owned().await.unwrap_or_default();
-                outcome.deleted.iter().cloned().partition::<Vec<Found>, _>(|d| {
-                    !owned.iter().any(|o| o.kind == d.kind && o.name == d.name)
-                })
             };
-        let summary = target.summary(state).await;
-        let (job, metrics) = match &outcome.training {
-            Some(TrainingReport { attempt, metrics }) => {
-                let metrics = match metrics {
-                    Ok(metrics) => Some(metrics.clone()),
-                    Err(reason) => {
-                        progress.line(&format!(
-                            "warning: cannot read the metrics of {attempt}: {reason}"
-                        ));
-                        None
-                    }
-                };
-                (Some(attempt.clone()), metrics)
-            }
-            None => (None, None),
-        };
+            (Some(attempt.clone()), metrics)
+        }
+        None => (None, None),
+    };
 
-        if !plan.is_noop() {
-            let mut text = format!(
-                "Applied {} change{} in {}.\n",
-                outcome.changed,
-                if outcome.changed == 1 { "" } else { "s" },
-                elapsed(started.elapsed())
-            );
-            for found in &deleted {
-                text.push_str(&format!("  deleted {} {}\n", found.kind, found.name));
-            }
-            for found in &kept {
-                text.push_str(&format!("  kept {} {} for rollback\n", found.kind, found.name));
-            }
-            printer.text(&text);
+    if !plan.is_noop() {
+        let mut text = format!(
+            "Applied {} change{} in {}.\n",
+            outcome.changed,
+            if outcome.changed == 1 { "" } else { "s" },
+            elapsed(started.elapsed())
+        );
+        for found in &deleted {
+            text.push_str(&format!("  deleted {} {}\n", found.kind, found.name));
         }
-        if !summary.is_empty() {
-            printer.text(&format!(
-                "Deployment `{}` on {}:\n{}",
-                plan.deployment,
-                plan.target,
-                key_values(&summary)
-            ));
+        for found in &kept {
+            text.push_str(&format!("  kept {} {} for rollback\n", found.kind, found.name));
         }
-        if let (Some(job), Some(metrics)) = (&job, &metrics) {
-            printer.text(&format!(
-                "Validation metrics of training job {job}:\n{}",
-                metrics_table(metrics)
-            ));
-        }
-        printer.json(&UpDocument {
-            ok: true,
-            changes: plan.changes(),
-            plan: &plan,
-            outcome: UpOutcomeDocument {
-                changed: outcome.changed,
-                deleted,
-                kept_for_rollback: kept,
-            },
-            summary: summary.iter().cloned().collect(),
-            training_job: job,
-            validation_metrics: metrics,
-        });
-        Ok(Exit::Success)
+        printer.text(&text);
     }
+    if !summary.is_empty() {
+        printer.text(&format!(
+            "Deployment `{}` on {}:\n{}",
+            plan.deployment,
+            plan.target,
+            key_values(&summary)
+        ));
+    }
+    if let (Some(job), Some(metrics)) = (&job, &metrics) {
+        printer.text(&format!(
+            "Validation metrics of training job {job}:\n{}",
+            metrics_table(metrics)
+        ));
+    }
+    printer.json(&UpDocument {
+        ok: true,
+        changes: plan.changes(),
+        plan: &plan,
+        outcome: UpOutcomeDocument {
+            changed: outcome.changed,
+            deleted,
+            kept_for_rollback: kept,
+        },
+        summary: summary.iter().cloned().collect(),
+        training_job: job,
+        validation_metrics: metrics,
+    });
+    Ok(Exit::Success)
 }

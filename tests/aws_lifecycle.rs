@@ -548,7 +548,15 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
 /// second `up` retrains nothing and makes no mutating call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awkward_column_names_reach_the_training_job_exactly() {
-    const AWKWARD: &str = "e2e-awkward";
+    // The longest deployment name deploy.yaml accepts: every name derived from it (bucket, role,
+    // repository, job attempts, model, config, endpoint, scaling target, tags) goes through the
+    // testbed's check against AWS's service models in the requests below.
+    const AWKWARD: &str = "e2e-awkward-longest-name-32-char";
+    assert_eq!(
+        AWKWARD.len(),
+        32,
+        "spec::MAX_NAME_LEN, the longest deployment name"
+    );
     let Some(aws) = Aws::start().await else {
         return;
     };

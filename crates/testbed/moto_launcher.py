@@ -51,6 +51,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import request_check
+
 MOTO_VERSION = "5.2.1"
 
 try:
@@ -1258,6 +1260,10 @@ def _sagemaker_control(method, path, body):
 
 # --- Request log ---------------------------------------------------------------------------------
 
+def _xml_escape(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 
 
@@ -1272,27 +1278,91 @@ class RequestLog:
       - REST (S3, sagemaker-runtime): `METHOD path` and the query's parameter names (`PUT /bucket/?policy`,
         `POST /endpoints/NAME/invocations`; sagemaker-runtime signs as `sagemaker`).
     moto's own `/moto-api/` and the `/_testbed/` endpoints are not recorded.
+
+    Every recorded request is also checked against AWS's service models (`request_check`): the entry
+    gets `operation` (`service:Operation`) and `violations`; a request with violations is answered
+    with HTTP 400 as AWS would answer it, and the count of checked requests and every violation are
+    kept in the violations file.
     """
 
-    def __init__(self, app):
+    def __init__(self, app, violations_file):
         self.app = app
         self.lock = threading.Lock()
         self.entries = []
+        self.violations_file = violations_file
+        self.checked = 0
+        self.violations = []
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_testbed/"):
             return self.control(environ, start_response, path)
-        if not path.startswith("/moto-api"):
-            entry = self.describe(environ, path)
-            with self.lock:
-                self.entries.append(entry)
+        if path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        body = self.body(environ)
+        entry = self.describe(environ, path, body)
+        try:
+            service, operation, violations = request_check.check(environ, body, entry["service"])
+        except Exception as error:  # a checker bug must fail the test, not pass the request unchecked
+            service, operation = entry["service"], entry["action"]
+            violations = [f"the testbed could not check it: {type(error).__name__}: {error}"]
+        entry["operation"] = f"{service}:{operation}"
+        entry["violations"] = violations
+        with self.lock:
+            self.entries.append(entry)
+            self.checked += 1
+            self.write_counts(entry if violations else None)
+        if violations:
+            return self.reject(environ, start_response, entry, violations)
         return self.app(environ, start_response)
+
+    def write_counts(self, violating):
+        """Keeps `violations_file` current: the requests checked and every violation so far (read by
+        the Rust side when the server stops, so a violation fails the test even if the code under
+        test swallowed the error)."""
+        if violating is not None:
+            self.violations.append({"operation": violating["operation"], "violations": violating["violations"]})
+        document = {"checked": self.checked, "violations": self.violations, "models": request_check.versions()}
+        partial = self.violations_file + ".partial"
+        with open(partial, "w") as file:
+            json.dump(document, file)
+        os.replace(partial, self.violations_file)
+
+    @staticmethod
+    def reject(environ, start_response, entry, violations):
+        """Answers as AWS answers a request that fails validation (HTTP 400), in the protocol's format."""
+        message = (
+            f"testbed: AWS would reject {entry['operation']}: {'; '.join(violations)} "
+            f"(botocore {request_check.versions()['botocore']} service model)"
+        )
+        if entry["protocol"] == "json":
+            body = json.dumps({"__type": "ValidationException", "message": message}).encode()
+            headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", "ValidationException")]
+        elif entry["protocol"] == "query":
+            body = (
+                "<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code>"
+                f"<Message>{_xml_escape(message)}</Message></Error><RequestId>testbed</RequestId></ErrorResponse>"
+            ).encode()
+            headers = [("Content-Type", "text/xml")]
+        elif entry["service"] == "s3":
+            body = (
+                f"<Error><Code>InvalidArgument</Code><Message>{_xml_escape(message)}</Message>"
+                "<RequestId>testbed</RequestId></Error>"
+            ).encode()
+            headers = [("Content-Type", "application/xml")]
+        else:
+            body = json.dumps({"message": message}).encode()
+            headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ValidationError")]
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            body = b""
+        start_response("400 Bad Request", headers + [("Content-Length", str(len(body)))])
+        return [body]
 
     def control(self, environ, start_response, path):
         method = environ.get("REQUEST_METHOD", "GET")
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        answer = _sagemaker_control(method, path, environ["wsgi.input"].read(length) if length else b"")
+        request_body = environ["wsgi.input"].read(length) if length else b""
+        answer = _sagemaker_control(method, path, request_body)
         if answer is not None:
             status, document = answer
             data = json.dumps(document, default=str).encode()
@@ -1308,6 +1378,17 @@ class RequestLog:
             with self.lock:
                 self.entries = []
             body = "{}"
+        elif path == "/_testbed/check" and method == "POST":
+            request = json.loads(request_body or b"{}")
+            violations = request_check.check_params(request["service"], request["operation"], request["params"])
+            if request.get("partial"):
+                violations = [v for v in violations if not v.endswith("required member is missing")]
+            body = json.dumps({"violations": violations})
+        elif path == "/_testbed/violations/take" and method == "POST":
+            with self.lock:
+                self.violations = []
+                self.write_counts(None)
+            body = "{}"
         else:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"unknown testbed endpoint\n"]
@@ -1316,10 +1397,8 @@ class RequestLog:
         return [data]
 
     @staticmethod
-    def form_body(environ):
-        """The form-encoded body (query protocol), read and put back for moto to read again."""
-        if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
-            return ""
+    def body(environ):
+        """The request body, read and put back for moto to read again."""
         stream = environ["wsgi.input"]
         length = environ.get("CONTENT_LENGTH")
         if length:
@@ -1327,12 +1406,12 @@ class RequestLog:
         elif environ.get("wsgi.input_terminated"):
             body = stream.read()
         else:
-            return ""
+            return b""
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        return body.decode("utf-8", "replace")
+        return body
 
-    def describe(self, environ, path):
+    def describe(self, environ, path, body):
         method = environ.get("REQUEST_METHOD", "GET")
         query = environ.get("QUERY_STRING", "")
         target = environ.get("HTTP_X_AMZ_TARGET")
@@ -1341,7 +1420,8 @@ class RequestLog:
         )
         scope = _CREDENTIAL_SCOPE.search(authorization)
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-        form = dict(urllib.parse.parse_qsl(self.form_body(environ)))
+        is_form = environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
+        form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))) if is_form else {}
         if target:
             protocol, action = "json", target.rsplit(".", 1)[-1]
         elif "Action" in form or "Action" in params:
@@ -1386,6 +1466,11 @@ def main(argv=None):
     parser.add_argument("--port-file", required=True, help="where the bound port is written")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     parser.add_argument(
+        "--violations-file",
+        required=True,
+        help="where the count of checked requests and every service-model violation are kept",
+    )
+    parser.add_argument(
         "--model-image",
         default=os.environ.get("TESTBED_MODEL_IMAGE"),
         help="emulate SageMaker with this model-image binary (default: $TESTBED_MODEL_IMAGE)",
@@ -1406,7 +1491,7 @@ def main(argv=None):
 
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True
-    server = make_server(args.host, args.port, RequestLog(app), threaded=True)
+    server = make_server(args.host, args.port, RequestLog(app, args.violations_file), threaded=True)
     os.environ["MOTO_PORT"] = str(server.port)
     signal.signal(signal.SIGTERM, lambda *_: _exit(0))
     signal.signal(signal.SIGINT, lambda *_: _exit(0))

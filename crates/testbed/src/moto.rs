@@ -1,6 +1,10 @@
 //! moto_server through our launcher (`moto_launcher.py`, shipped in this crate): moto at the pinned
 //! version, with the launcher's patches and its request log, on a free loopback port; optionally with
 //! its SageMaker emulation, which runs a real `model-image` for training jobs and endpoints.
+//!
+//! Every request is checked against AWS's service models first (`request_check.py`, botocore's
+//! models at [`BOTOCORE_VERSION`]): one AWS would reject is answered with HTTP 400 naming the
+//! operation, the member and the rule, and fails the test when the [`Moto`] is dropped.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +18,13 @@ use crate::tools::{Tool, require};
 
 /// The launcher, written to the server's temporary directory at start.
 const LAUNCHER: &str = include_str!("../moto_launcher.py");
+/// The launcher's check of every request against AWS's service models (botocore's), beside it.
+const REQUEST_CHECK: &str = include_str!("../request_check.py");
+/// Where the launcher keeps the count of checked requests and every violation.
+const VIOLATIONS_FILE: &str = "request-checks.json";
+
+/// The botocore version whose service models the requests are checked against (`.ci/setup` pins it).
+pub const BOTOCORE_VERSION: &str = "1.43.11";
 
 /// The moto version the launcher's patches are written for (its `MOTO_VERSION`; `.ci/setup` pins it).
 pub const MOTO_VERSION: &str = "5.2.1";
@@ -73,7 +84,12 @@ impl Moto {
         let launcher = dir.path().join("moto_launcher.py");
         let port_file = dir.path().join("port");
         let empty = dir.path().join("empty-aws-config");
-        for (path, contents) in [(&launcher, LAUNCHER), (&empty, "")] {
+        let request_check = dir.path().join("request_check.py");
+        for (path, contents) in [
+            (&launcher, LAUNCHER),
+            (&request_check, REQUEST_CHECK),
+            (&empty, ""),
+        ] {
             std::fs::write(path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         }
         let private_model_image = model_image.map(|original| {
@@ -96,7 +112,9 @@ impl Moto {
                 "--exit-on-stdin-eof",
                 "--port-file",
             ])
-            .arg(&port_file);
+            .arg(&port_file)
+            .arg("--violations-file")
+            .arg(dir.path().join(VIOLATIONS_FILE));
         if let Some(model_image) = &private_model_image {
             command.arg("--model-image").arg(model_image);
         }
@@ -131,6 +149,71 @@ impl Moto {
             server.not_ready_yet("GET /moto-api/ to answer 200").await;
         }
         Some(Moto { server, url, http })
+    }
+
+    /// What the service-model check found so far: the requests checked and every violation.
+    pub fn request_checks(&self) -> RequestChecks {
+        let path = self.server.dir().join(VIOLATIONS_FILE);
+        match std::fs::read(&path) {
+            Ok(json) => serde_json::from_slice(&json)
+                .unwrap_or_else(|e| panic!("{} is not the launcher's document: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RequestChecks::default(),
+            Err(e) => panic!("cannot read {}: {e}", path.display()),
+        }
+    }
+
+    /// The rules of `service`'s `operation` (botocore's names: `sagemaker`, `CreateTrainingJob`) that
+    /// `params` (its input structure) breaks, without sending it: for values derived ahead of any
+    /// request (the names of the longest deployment name). With `partial`, members `params` leaves
+    /// out are not reported missing.
+    pub async fn check(
+        &self,
+        service: &str,
+        operation: &str,
+        params: serde_json::Value,
+        partial: bool,
+    ) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct Checked {
+            violations: Vec<String>,
+        }
+        let url = format!("{}/_testbed/check", self.url);
+        let request = serde_json::json!({
+            "service": service,
+            "operation": operation,
+            "params": params,
+            "partial": partial,
+        });
+        let response = self
+            .http
+            .post(&url)
+            .json(&request)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "POST {url}: {}",
+            response.status()
+        );
+        let checked: Checked = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        checked.violations
+    }
+
+    /// Takes the violations found so far, so that a test that sends requests AWS would reject on
+    /// purpose does not fail when the server stops.
+    pub async fn take_violations(&self) -> Vec<Violation> {
+        let violations = self.request_checks().violations;
+        let url = format!("{}/_testbed/violations/take", self.url);
+        let response = self.http.post(&url).send().await;
+        assert!(
+            response.is_ok_and(|r| r.status().is_success()),
+            "POST {url} failed"
+        );
+        violations
     }
 
     /// The endpoint, `http://127.0.0.1:PORT`.
@@ -278,6 +361,48 @@ pub struct Fault {
     reason: Option<String>,
 }
 
+/// The check of every request against AWS's service models, as the launcher keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct RequestChecks {
+    /// Requests checked.
+    pub checked: u64,
+    /// Requests AWS would have rejected, each with its operation and the broken rules.
+    pub violations: Vec<Violation>,
+}
+
+/// One request AWS would have rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Violation {
+    /// `service:Operation`.
+    pub operation: String,
+    /// `member path: rule`, one per broken rule.
+    pub violations: Vec<String>,
+}
+
+impl Drop for Moto {
+    /// A request AWS would reject fails the test that made it, also when the code under test
+    /// swallowed the 400 the launcher answered it with. The count is printed for the README's figure.
+    fn drop(&mut self) {
+        let checks = self.request_checks();
+        eprintln!(
+            "testbed: {} AWS request(s) checked against botocore {BOTOCORE_VERSION} service models, {} violation(s)",
+            checks.checked,
+            checks.violations.len()
+        );
+        if !checks.violations.is_empty() && !std::thread::panicking() {
+            let list: Vec<String> = checks
+                .violations
+                .iter()
+                .map(|v| format!("  {}: {}", v.operation, v.violations.join("; ")))
+                .collect();
+            panic!(
+                "requests AWS would reject (botocore {BOTOCORE_VERSION} service models):\n{}",
+                list.join("\n")
+            );
+        }
+    }
+}
+
 impl Fault {
     /// The next training job whose name starts with `job_name_prefix` fails in its Training phase
     /// (after writing the reason to its log), FailureReason `AlgorithmError: injected by the testbed`.
@@ -352,6 +477,15 @@ mod tests {
         assert!(
             LAUNCHER.contains(&format!("\nMOTO_VERSION = \"{MOTO_VERSION}\"\n")),
             "moto_launcher.py's MOTO_VERSION differs from {MOTO_VERSION}"
+        );
+    }
+
+    #[test]
+    fn ci_setup_installs_the_pinned_botocore() {
+        let setup = include_str!("../../../.ci/setup");
+        assert!(
+            setup.contains(&format!("\nBOTOCORE_VERSION={BOTOCORE_VERSION}\n")),
+            ".ci/setup pins another botocore than {BOTOCORE_VERSION}"
         );
     }
 

@@ -149,3 +149,95 @@ async fn registry_requires_its_credentials_and_logs_every_request() {
     );
     assert!(requests.iter().all(|r| !r.is_blob_upload()));
 }
+
+#[tokio::test]
+async fn requests_aws_would_reject_are_answered_with_400_naming_the_member_and_the_rule() {
+    let Some(moto) = Moto::start().await else { return };
+    let config = moto.sdk_config("us-east-1").await;
+    let sagemaker = aws_sdk_sagemaker::Client::new(&config);
+    let arn = "arn:aws:sagemaker:us-east-1:123456789012:model/testbed-model";
+    // A comma in a tag value: moto takes it, SageMaker's pattern does not.
+    let comma = aws_sdk_sagemaker::types::Tag::builder()
+        .key("columns")
+        .value("a,b")
+        .build();
+    let error = sagemaker
+        .add_tags()
+        .resource_arn(arn)
+        .tags(comma)
+        .send()
+        .await
+        .expect_err("AWS rejects a comma in a tag value");
+    let error = format!("{}", aws_sdk_sagemaker::error::DisplayErrorContext(&error));
+    assert!(
+        error.contains("sagemaker:AddTags")
+            && error.contains("Tags[0].Value")
+            && error.contains("does not match pattern"),
+        "{error}"
+    );
+    // A name over SageMaker's 63 characters; S3's bucket naming rules.
+    let long = "m".repeat(64);
+    let error = sagemaker
+        .delete_model()
+        .model_name(&long)
+        .send()
+        .await
+        .expect_err("too long");
+    let error = format!("{}", aws_sdk_sagemaker::error::DisplayErrorContext(&error));
+    assert!(
+        error.contains("ModelName: 64 characters, more than the maximum 63"),
+        "{error}"
+    );
+    let s3 = s3(&config);
+    let error = s3
+        .create_bucket()
+        .bucket("Not_A_Bucket")
+        .send()
+        .await
+        .expect_err("an invalid bucket name");
+    let error = format!("{}", aws_sdk_s3::error::DisplayErrorContext(&error));
+    assert!(
+        error.contains("Bucket: 'Not_A_Bucket' must be lowercase"),
+        "{error}"
+    );
+
+    // Valid requests pass, in every protocol (JSON, REST-XML, and query via the check endpoint).
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("a valid bucket");
+    assert!(
+        put(&s3, "data/0123456789ab/train/train.csv").await,
+        "PutObject is not CopyObject"
+    );
+    let checks = moto.request_checks();
+    assert!(checks.checked >= 5, "{checks:?}");
+    let taken = moto.take_violations().await;
+    let operations: Vec<&str> = taken.iter().map(|v| v.operation.as_str()).collect();
+    assert_eq!(
+        operations,
+        ["sagemaker:AddTags", "sagemaker:DeleteModel", "s3:CreateBucket"]
+    );
+    assert!(moto.request_checks().violations.is_empty(), "taken");
+
+    // Values checked without a request: the rule of each member, partial structures allowed.
+    let tag = serde_json::json!({"ResourceArn": arn, "Tags": [{"Key": "k", "Value": "a;b"}]});
+    assert!(moto.check("sagemaker", "AddTags", tag, false).await[0].contains("Tags[0].Value"));
+    let role = serde_json::json!({"RoleName": "r".repeat(65)});
+    let violations = moto.check("iam", "CreateRole", role.clone(), true).await;
+    assert_eq!(violations, ["RoleName: 65 characters, more than the maximum 64"]);
+    let complete = moto.check("iam", "CreateRole", role, false).await;
+    assert!(
+        complete
+            .iter()
+            .any(|v| v == "AssumeRolePolicyDocument: required member is missing"),
+        "{complete:?}"
+    );
+    let job = serde_json::json!({"TrainingJobName": "iot-anomaly-0123456789ab-1"});
+    assert!(
+        moto.check("sagemaker", "CreateTrainingJob", job, true)
+            .await
+            .is_empty()
+    );
+}

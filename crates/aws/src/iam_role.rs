@@ -4,7 +4,7 @@
 //!
 //! What the policy grants access to is its [`PolicyScope`], computed by the target from the
 //! deployment (never read back from anything); the document is rendered from it. Observation reports
-//! the trust and the policy as checks: `trusted_service`, and `policy`, which names the scope
+//! the trust and the policy as checks: `trust` (SageMaker, for this account only), and `policy`, which names the scope
 //! (`s3:<bucket>;ecr:<repository>;logs:…`) only when the inline policy is exactly the rendered
 //! document, so an edited policy is drift.
 //!
@@ -28,7 +28,9 @@ use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
 use crate::errors::{AwsError, OrAbsent};
+use crate::sagemaker::OUTPUT_PREFIX;
 use crate::target::AwsTarget;
+use crate::training_data::DATA_PREFIX;
 
 const KIND: Kind = Kind::Role;
 /// The service the role trusts.
@@ -63,43 +65,80 @@ impl fmt::Display for PolicyScope {
     }
 }
 
-/// The trust policy: only SageMaker may assume the role.
-pub fn trust_policy() -> Value {
+/// The trust policy: only SageMaker may assume the role, and only on behalf of this account (the
+/// confused-deputy guard AWS documents for SageMaker: `aws:SourceAccount`; `aws:SourceArn` is left
+/// out because training jobs and endpoints assume the role under different ARNs).
+pub fn trust_policy(account: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Principal": {"Service": TRUSTED_SERVICE},
-            "Action": "sts:AssumeRole"
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}}
         }]
     })
 }
 
-/// The inline execution policy: the bucket's objects, the repository's layers, the deployment's log
-/// streams, and the training metrics SageMaker publishes for the job (`cloudwatch:PutMetricData`,
-/// which AWS's execution-role documentation lists for CreateTrainingJob). `ecr:GetAuthorizationToken`
-/// and `cloudwatch:PutMetricData` support no resource in IAM; the latter is limited to SageMaker's
-/// metric namespaces by a condition.
+/// What observation reports of the trust policy: `sagemaker.amazonaws.com for account N` when it
+/// is exactly [`trust_policy`], otherwise the services it trusts and that it was edited (an extra
+/// principal, a dropped condition).
+pub fn trust_state(account: &str, found: Option<&str>) -> String {
+    let Some(found) = found else {
+        return POLICY_MISSING.to_string();
+    };
+    let have = serde_json::from_str::<Value>(&decode_document(found)).ok();
+    if have.as_ref() == Some(&trust_policy(account)) {
+        wanted_trust(account)
+    } else {
+        format!("{} ({POLICY_EDITED})", trusted_services(found))
+    }
+}
+
+/// The trust as `status` shows it.
+pub fn wanted_trust(account: &str) -> String {
+    format!("{TRUSTED_SERVICE} for account {account}")
+}
+
+/// The inline execution policy, the least the jobs and the endpoint need:
+/// - S3: list the bucket only under the prefixes it reads, read the training data (`data/`) and the
+///   training output (`training-output/`: the model reads its artifact), write only the training
+///   output; nothing else in the bucket (not the deployment's lock);
+/// - ECR: pull from the deployment's repository; `ecr:GetAuthorizationToken`, which SageMaker needs
+///   to pull and which supports no resource in IAM (parliament reports it as MEDIUM);
+/// - CloudWatch Logs: create the log groups SageMaker writes to, and write only this deployment's
+///   streams (training jobs' streams are named after the job, `<deployment>-…`; the endpoint has a
+///   log group of its own);
+/// - `cloudwatch:PutMetricData`, which AWS's execution-role documentation lists for CreateTrainingJob
+///   and which supports no resource: limited to SageMaker's metric namespaces by a condition.
 pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Value {
     let p = partition(region);
     let bucket = format!("arn:{p}:s3:::{}", scope.bucket);
     let repository = format!("arn:{p}:ecr:{region}:{account}:repository/{}", scope.repository);
     let logs = format!("arn:{p}:logs:{region}:{account}:log-group:/aws/sagemaker");
     let name = &scope.deployment;
+    let (data, output) = (DATA_PREFIX, OUTPUT_PREFIX);
     json!({
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Sid": "DataBucket",
                 "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
-                "Resource": bucket
+                "Action": "s3:ListBucket",
+                "Resource": bucket,
+                "Condition": {"StringLike": {"s3:prefix": [format!("{data}*"), format!("{output}*")]}}
             },
             {
-                "Sid": "DataObjects",
+                "Sid": "ReadData",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": format!("{bucket}/*")
+                "Action": "s3:GetObject",
+                "Resource": [format!("{bucket}/{data}*"), format!("{bucket}/{output}*")]
+            },
+            {
+                "Sid": "WriteTrainingOutput",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": format!("{bucket}/{output}*")
             },
             {
                 "Sid": "ImagePull",
@@ -114,13 +153,17 @@ pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Val
                 "Resource": "*"
             },
             {
-                "Sid": "Logs",
+                "Sid": "LogGroups",
                 "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                "Action": ["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                "Resource": [format!("{logs}/TrainingJobs:*"), format!("{logs}/Endpoints/{name}:*")]
+            },
+            {
+                "Sid": "LogStreams",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": [
-                    format!("{logs}/TrainingJobs:*"),
                     format!("{logs}/TrainingJobs:log-stream:{name}-*"),
-                    format!("{logs}/Endpoints/{name}:*"),
                     format!("{logs}/Endpoints/{name}:log-stream:*")
                 ]
             },
@@ -207,10 +250,10 @@ pub fn policy_state(scope: &PolicyScope, expected: &Value, found: Option<&str>) 
     }
 }
 
-/// What the module enforces, as found: `trusted_service` and `policy`.
-pub fn checks(scope: &PolicyScope, trusted: &str, policy: &str) -> Vec<Check> {
+/// What the module enforces, as found: `trust` and `policy`.
+pub fn checks(account: &str, scope: &PolicyScope, trust: &str, policy: &str) -> Vec<Check> {
     vec![
-        Check::new("trusted_service", TRUSTED_SERVICE, trusted, OnChange::Update),
+        Check::new("trust", wanted_trust(account), trust, OnChange::Update),
         Check::new("policy", scope, policy, OnChange::Update),
     ]
 }
@@ -242,11 +285,8 @@ pub async fn observe(clients: &Clients, name: &str, scope: &PolicyScope) -> Resu
     else {
         return Ok(Observed::Absent);
     };
-    let trusted = role
-        .role()
-        .and_then(|r| r.assume_role_policy_document())
-        .map(trusted_services)
-        .unwrap_or_default();
+    let account = clients.account().await?;
+    let trust = trust_state(account, role.role().and_then(|r| r.assume_role_policy_document()));
     let tag_list = clients
         .iam
         .list_role_tags()
@@ -272,10 +312,10 @@ pub async fn observe(clients: &Clients, name: &str, scope: &PolicyScope) -> Resu
             None
         }
     };
-    let expected = execution_policy(scope, clients.account().await?, clients.region());
+    let expected = execution_policy(scope, account, clients.region());
     let policy = policy_state(scope, &expected, found.as_deref());
     Ok(Observed::present(name, RoleSettings { tags }, Lifecycle::Ready)
-        .with_checks(checks(scope, &trusted, &policy)))
+        .with_checks(checks(account, scope, &trust, &policy)))
 }
 
 /// Creates the role if absent, then sets its trust policy, its inline policy (rendered for `scope`)
@@ -288,7 +328,7 @@ pub async fn apply(
 ) -> Result<(), AwsError> {
     let iam = &clients.iam;
     let wanted_tags = &settings.tags;
-    let trust = trust_policy().to_string();
+    let trust = trust_policy(clients.account().await?).to_string();
     let created = iam
         .create_role()
         .role_name(name)
@@ -470,11 +510,13 @@ mod tests {
         assert_eq!(policy_state(&scope, &expected, Some("not json")), POLICY_EDITED);
         assert_eq!(policy_state(&scope, &expected, None), POLICY_MISSING);
 
-        let fields: Vec<(&str, bool)> = checks(&scope, TRUSTED_SERVICE, POLICY_EDITED)
+        let account = "123456789012";
+        let trust = trust_state(account, Some(&trust_policy(account).to_string()));
+        let fields: Vec<(&str, bool)> = checks(account, &scope, &trust, POLICY_EDITED)
             .iter()
             .map(|c| (c.field, c.want == c.have))
             .collect();
-        assert_eq!(fields, [("trusted_service", true), ("policy", false)]);
+        assert_eq!(fields, [("trust", true), ("policy", false)]);
     }
 
     #[test]
@@ -494,7 +536,8 @@ mod tests {
                 if resource.contains('*') {
                     // Only object keys, log streams and the two unscopable calls (the ECR login;
                     // CloudWatch metrics, limited to SageMaker's namespaces) may use wildcards.
-                    let scoped = resource.ends_with("iot-123-us-east-1/*")
+                    let scoped = resource.ends_with("iot-123-us-east-1/data/*")
+                        || resource.ends_with("iot-123-us-east-1/training-output/*")
                         || resource.contains(":log-group:/aws/sagemaker/");
                     let metrics = actions == ["cloudwatch:PutMetricData"]
                         && statement["Condition"]["StringLike"]["cloudwatch:namespace"] == "/aws/sagemaker/*";
@@ -514,8 +557,82 @@ mod tests {
     }
 
     #[test]
-    fn the_trust_policy_names_sagemaker_only() {
-        assert_eq!(trusted_services(&trust_policy().to_string()), TRUSTED_SERVICE);
+    fn the_bucket_is_read_and_written_only_under_the_prefixes_the_jobs_use() {
+        let policy = execution_policy(&scope(), "123456789012", "us-east-1");
+        let statements = policy["Statement"].as_array().unwrap();
+        let on = |action: &str| -> Vec<String> {
+            statements
+                .iter()
+                .filter(|s| list(&s["Action"]).iter().any(|a| *a == action))
+                .flat_map(|s| {
+                    list(&s["Resource"])
+                        .into_iter()
+                        .map(|r| r.as_str().unwrap().to_string())
+                })
+                .collect()
+        };
+        let bucket = "arn:aws:s3:::iot-123-us-east-1";
+        assert_eq!(on("s3:PutObject"), [format!("{bucket}/training-output/*")]);
+        assert_eq!(
+            on("s3:GetObject"),
+            [format!("{bucket}/data/*"), format!("{bucket}/training-output/*")]
+        );
+        let listing = statements
+            .iter()
+            .find(|s| s["Action"] == "s3:ListBucket")
+            .unwrap();
+        assert_eq!(
+            listing["Condition"]["StringLike"]["s3:prefix"],
+            json!(["data/*", "training-output/*"])
+        );
+        // The deployment's lock lies outside every prefix the role reaches.
+        assert!(
+            !crate::lock::LOCK_KEY.starts_with(DATA_PREFIX)
+                && !crate::lock::LOCK_KEY.starts_with(OUTPUT_PREFIX)
+        );
+        // Log streams: this deployment's only.
+        assert_eq!(
+            on("logs:PutLogEvents"),
+            [
+                "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/TrainingJobs:log-stream:iot-anomaly-*",
+                "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/iot-anomaly:log-stream:*"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_trust_is_sagemaker_for_this_account_only() {
+        let account = "123456789012";
+        let trust = trust_policy(account);
+        assert_eq!(trusted_services(&trust.to_string()), TRUSTED_SERVICE);
+        assert_eq!(
+            trust["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+            account
+        );
+        assert_eq!(
+            trust_state(account, Some(&trust.to_string())),
+            wanted_trust(account)
+        );
+        // An extra principal, or the condition dropped, is drift.
+        let mut extra = trust.clone();
+        extra["Statement"][0]["Principal"]["Service"] = json!([TRUSTED_SERVICE, "ec2.amazonaws.com"]);
+        assert_eq!(
+            trust_state(account, Some(&extra.to_string())),
+            format!("ec2.amazonaws.com,sagemaker.amazonaws.com ({POLICY_EDITED})")
+        );
+        let mut unconditioned = trust.clone();
+        unconditioned["Statement"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("Condition");
+        assert_ne!(
+            trust_state(account, Some(&unconditioned.to_string())),
+            wanted_trust(account)
+        );
+        assert_ne!(
+            trust_state("210987654321", Some(&trust.to_string())),
+            wanted_trust("210987654321")
+        );
         let encoded = "%7B%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%5B%22sagemaker.amazonaws.com%22%2C%22ec2.amazonaws.com%22%5D%7D%7D%5D%7D";
         assert_eq!(
             trusted_services(encoded),

@@ -220,7 +220,10 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
         .await
         .unwrap();
     let document = iam_role::decode_document(policy.policy_document());
-    assert!(document.contains("arn:aws:s3:::iot-test-bucket/*"), "{document}");
+    assert!(
+        document.contains("arn:aws:s3:::iot-test-bucket/data/*"),
+        "{document}"
+    );
     assert!(document.contains(":repository/iot-test"), "{document}");
     let tags = iam.list_role_tags().role_name(name).send().await.unwrap();
     assert!(tags.tags().iter().any(|t| t.key() == "team" && t.value() == "ml"));
@@ -228,7 +231,10 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
     moto.reset_requests().await;
     let observed = iam_role::observe(&clients, name, &scope).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
-    assert_eq!(check(&observed, "trusted_service"), "sagemaker.amazonaws.com");
+    assert_eq!(
+        check(&observed, "trust"),
+        iam_role::wanted_trust(clients.account().await.unwrap())
+    );
     assert_eq!(
         check(&observed, "policy"),
         "s3:iot-test-bucket;ecr:iot-test;logs:/aws/sagemaker/*iot-test*"

@@ -609,7 +609,7 @@ async fn resources_of_the_same_name_not_tagged_with_the_deployment_are_not_owned
         .iam
         .create_role()
         .role_name(spec.role_name())
-        .assume_role_policy_document(aws::iam_role::trust_policy().to_string())
+        .assume_role_policy_document(aws::iam_role::trust_policy("123456789012").to_string())
         .send()
         .await
         .unwrap();

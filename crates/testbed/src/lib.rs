@@ -24,4 +24,4 @@ pub use moto::{Fault, MOTO_VERSION, Moto, ServedEndpoint, TrainingProcess};
 pub use registry::{Registry, RegistryRequest};
 pub use requests::{Protocol, Request, mutating};
 pub use skopeo::{skopeo_inspect, skopeo_inspect_config};
-pub use tools::{Tool, model_image, require};
+pub use tools::{PARLIAMENT_VERSION, Tool, model_image, require};

@@ -19,7 +19,12 @@ pub enum Tool {
     Skopeo,
     /// The `model-image` binary, for moto's SageMaker emulation: see [`model_image`].
     ModelImage,
+    /// `parliament` (PyPI) at exactly [`PARLIAMENT_VERSION`], the IAM policy linter.
+    Parliament,
 }
+
+/// The parliament version the policy lint expects (`.ci/setup` pins it).
+pub const PARLIAMENT_VERSION: &str = "1.6.4";
 
 impl Tool {
     fn check(self) -> Result<(), String> {
@@ -32,6 +37,10 @@ impl Tool {
             Tool::Htpasswd => on_path("htpasswd"),
             Tool::Skopeo => on_path("skopeo"),
             Tool::ModelImage => find_model_image().map(|_| ()),
+            Tool::Parliament => {
+                static PARLIAMENT: OnceLock<Result<(), String>> = OnceLock::new();
+                PARLIAMENT.get_or_init(check_parliament).clone()
+            }
         }
     }
 }
@@ -98,6 +107,23 @@ fn check_moto() -> Result<(), String> {
     Ok(())
 }
 
+fn check_parliament() -> Result<(), String> {
+    on_path("parliament")?;
+    let output = Command::new("parliament")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("parliament could not be run ({e})"))?;
+    // `parliament 1.6.4`.
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let version = printed.trim().trim_start_matches("parliament ").to_string();
+    if version != PARLIAMENT_VERSION {
+        return Err(format!(
+            "parliament {version} is installed, the policy lint needs parliament {PARLIAMENT_VERSION}"
+        ));
+    }
+    Ok(())
+}
+
 fn on_path(program: &str) -> Result<(), String> {
     find_program(program, std::env::var_os("PATH").as_deref().map(Path::new))
         .map(|_| ())
@@ -117,6 +143,12 @@ fn find_program(program: &str, path: Option<&Path>) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ci_setup_installs_the_pinned_parliament() {
+        let setup = include_str!("../../../.ci/setup");
+        assert!(setup.contains(&format!("\nPARLIAMENT_VERSION={PARLIAMENT_VERSION}\n")));
+    }
 
     #[test]
     fn programs_are_found_only_when_executable_on_the_path() {

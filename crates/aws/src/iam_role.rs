@@ -250,12 +250,126 @@ pub fn policy_state(scope: &PolicyScope, expected: &Value, found: Option<&str>) 
     }
 }
 
-/// What the module enforces, as found: `trust` and `policy`.
-pub fn checks(account: &str, scope: &PolicyScope, trust: &str, policy: &str) -> Vec<Check> {
+/// What the module enforces, as found: `trust`, `policy`, and `other_policies` (none: an extra
+/// inline policy or any attached managed policy, AdministratorAccess say, would widen the role
+/// beyond the one orchestrate writes).
+pub fn checks(
+    account: &str,
+    scope: &PolicyScope,
+    trust: &str,
+    policy: &str,
+    others: &OtherPolicies,
+) -> Vec<Check> {
     vec![
         Check::new("trust", wanted_trust(account), trust, OnChange::Update),
         Check::new("policy", scope, policy, OnChange::Update),
+        Check::new(
+            "other_policies",
+            OtherPolicies::default(),
+            others,
+            OnChange::Update,
+        ),
     ]
+}
+
+/// The role's policies besides orchestrate's inline one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OtherPolicies {
+    /// Names of other inline policies.
+    pub inline: Vec<String>,
+    /// ARNs of attached managed policies.
+    pub attached: Vec<String>,
+}
+
+/// `none`, or each policy by kind: `inline debug, managed arn:aws:iam::aws:policy/AdministratorAccess`.
+impl fmt::Display for OtherPolicies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.inline.is_empty() && self.attached.is_empty() {
+            return f.write_str(POLICY_MISSING);
+        }
+        let inline = self.inline.iter().map(|name| format!("inline {name}"));
+        let attached = self.attached.iter().map(|arn| format!("managed {arn}"));
+        f.write_str(&inline.chain(attached).collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// The role's other policies; `None` when the role is gone.
+async fn other_policies(clients: &Clients, name: &str) -> Result<Option<OtherPolicies>, AwsError> {
+    let iam = &clients.iam;
+    let Some(inline) = iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("list the policies of", KIND, name, e))
+        .or_absent()?
+    else {
+        return Ok(None);
+    };
+    let Some(attached) = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::sdk("list the managed policies of", KIND, name, e))
+        .or_absent()?
+    else {
+        return Ok(None);
+    };
+    let mut others = OtherPolicies {
+        inline: inline
+            .policy_names()
+            .iter()
+            .filter(|policy| *policy != POLICY_NAME)
+            .cloned()
+            .collect(),
+        attached: attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect(),
+    };
+    others.inline.sort();
+    others.attached.sort();
+    Ok(Some(others))
+}
+
+/// Deletes the other inline policies and detaches the managed ones.
+async fn remove_other_policies(
+    clients: &Clients,
+    name: &str,
+    others: &OtherPolicies,
+) -> Result<(), AwsError> {
+    let iam = &clients.iam;
+    for policy in &others.inline {
+        iam.delete_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("delete a policy of", KIND, name, e))
+            .or_absent()?;
+        tracing::warn!(
+            role = name,
+            policy,
+            "deleted an inline policy orchestrate did not write"
+        );
+    }
+    for arn in &others.attached {
+        iam.detach_role_policy()
+            .role_name(name)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk("detach a policy from", KIND, name, e))
+            .or_absent()?;
+        tracing::warn!(
+            role = name,
+            policy = arn,
+            "detached a managed policy orchestrate did not attach"
+        );
+    }
+    Ok(())
 }
 
 fn iam_tags(name: &str, wanted: &Tags) -> Result<Vec<Tag>, AwsError> {
@@ -314,8 +428,11 @@ pub async fn observe(clients: &Clients, name: &str, scope: &PolicyScope) -> Resu
     };
     let expected = execution_policy(scope, account, clients.region());
     let policy = policy_state(scope, &expected, found.as_deref());
+    let Some(others) = other_policies(clients, name).await? else {
+        return Ok(Observed::Absent);
+    };
     Ok(Observed::present(name, RoleSettings { tags }, Lifecycle::Ready)
-        .with_checks(checks(account, scope, &trust, &policy)))
+        .with_checks(checks(account, scope, &trust, &policy, &others)))
 }
 
 /// Creates the role if absent, then sets its trust policy, its inline policy (rendered for `scope`)
@@ -382,6 +499,9 @@ pub async fn apply(
         .send()
         .await
         .map_err(|e| AwsError::sdk("set the policy of", KIND, name, e))?;
+    if let Some(others) = other_policies(clients, name).await? {
+        remove_other_policies(clients, name, &others).await?;
+    }
     Ok(())
 }
 
@@ -512,11 +632,23 @@ mod tests {
 
         let account = "123456789012";
         let trust = trust_state(account, Some(&trust_policy(account).to_string()));
-        let fields: Vec<(&str, bool)> = checks(account, &scope, &trust, POLICY_EDITED)
+        let admin = OtherPolicies {
+            inline: vec!["debug".into()],
+            attached: vec!["arn:aws:iam::aws:policy/AdministratorAccess".into()],
+        };
+        let fields: Vec<(&str, bool)> = checks(account, &scope, &trust, POLICY_EDITED, &admin)
             .iter()
             .map(|c| (c.field, c.want == c.have))
             .collect();
-        assert_eq!(fields, [("trust", true), ("policy", false)]);
+        assert_eq!(
+            fields,
+            [("trust", true), ("policy", false), ("other_policies", false)]
+        );
+        assert_eq!(
+            admin.to_string(),
+            "inline debug, managed arn:aws:iam::aws:policy/AdministratorAccess"
+        );
+        assert_eq!(OtherPolicies::default().to_string(), POLICY_MISSING);
     }
 
     #[test]

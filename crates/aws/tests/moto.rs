@@ -270,7 +270,7 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
     let observed = iam_role::observe(&clients, name, &scope).await.unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
 
-    // A second inline policy and a managed one: teardown removes both, then the role.
+    // A second inline policy and a managed one.
     iam.put_role_policy()
         .role_name(name)
         .policy_name("extra")
@@ -292,7 +292,39 @@ async fn role_is_created_with_its_policy_observed_and_deleted() {
         .send()
         .await
         .unwrap();
+    // Both widen the role: drift, which `up` repairs by removing them.
+    let observed = iam_role::observe(&clients, name, &scope).await.unwrap();
+    assert_eq!(
+        check(&observed, "other_policies"),
+        format!("inline extra, managed {managed_arn}")
+    );
+    match diff(&desired, &observed) {
+        Change::Update { fields } => {
+            let names: Vec<&str> = fields.iter().map(|f| f.field).collect();
+            assert_eq!(names, ["other_policies"]);
+        }
+        other => panic!("expected an update, got {other:?}"),
+    }
+    iam_role::apply(&clients, name, &settings, &scope).await.unwrap();
+    let observed = iam_role::observe(&clients, name, &scope).await.unwrap();
+    assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap();
+    assert!(attached.attached_policies().is_empty());
+    let inline = iam.list_role_policies().role_name(name).send().await.unwrap();
+    assert_eq!(inline.policy_names(), [iam_role::POLICY_NAME]);
 
+    // Teardown removes other policies too, then the role.
+    iam.attach_role_policy()
+        .role_name(name)
+        .policy_arn(&managed_arn)
+        .send()
+        .await
+        .unwrap();
     iam_role::delete(&clients, name).await.unwrap();
     let gone = iam.get_role().role_name(name).send().await;
     assert!(gone.is_err(), "the role is gone");

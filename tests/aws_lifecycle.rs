@@ -403,6 +403,78 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
         aws.endpoint(NAME).await.endpoint_config_name(),
         Some(second_config.as_str())
     );
+    // The previous config is a tag anyone who may tag the endpoint can set: rollback switches only
+    // to a config the deployment owns.
+    let sagemaker = aws.sagemaker();
+    let foreign = format!("{NAME}-not-ours");
+    let first_model = sagemaker
+        .describe_endpoint_config()
+        .endpoint_config_name(&first_config)
+        .send()
+        .await
+        .expect("the first config")
+        .production_variants()[0]
+        .model_name()
+        .expect("its model")
+        .to_string();
+    sagemaker
+        .create_endpoint_config()
+        .endpoint_config_name(&foreign)
+        .production_variants(
+            aws_sdk_sagemaker::types::ProductionVariant::builder()
+                .variant_name("AllTraffic")
+                .model_name(&first_model)
+                .initial_instance_count(1)
+                .instance_type(aws_sdk_sagemaker::types::ProductionVariantInstanceType::MlM5Large)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("an untagged config");
+    let endpoint_arn = aws
+        .endpoint(NAME)
+        .await
+        .endpoint_arn()
+        .expect("an ARN")
+        .to_string();
+    let tampered = aws_sdk_sagemaker::types::Tag::builder()
+        .key(aws::sagemaker::PREVIOUS_CONFIG_TAG)
+        .value(&foreign)
+        .build();
+    sagemaker
+        .add_tags()
+        .resource_arn(&endpoint_arn)
+        .tags(tampered)
+        .send()
+        .await
+        .expect("tag the endpoint");
+    let refused = aws.orchestrate(&deployment, &["rollback"]).expect(1);
+    assert!(
+        refused.stderr.contains("belongs to the deployment"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        aws.endpoint(NAME).await.endpoint_config_name(),
+        Some(second_config.as_str())
+    );
+    let restored = aws_sdk_sagemaker::types::Tag::builder()
+        .key(aws::sagemaker::PREVIOUS_CONFIG_TAG)
+        .value(&first_config)
+        .build();
+    sagemaker
+        .add_tags()
+        .resource_arn(&endpoint_arn)
+        .tags(restored)
+        .send()
+        .await
+        .expect("tag the endpoint");
+    sagemaker
+        .delete_endpoint_config()
+        .endpoint_config_name(&foreign)
+        .send()
+        .await
+        .expect("delete the untagged config");
 
     // --- the quality gate blocks a worse model and leaves the endpoint alone.
     deployment.write_deploy_yaml(&deploy_yaml("0.2", 2, 0.99999));

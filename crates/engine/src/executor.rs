@@ -477,7 +477,7 @@ pub async fn down<T: Target>(
 }
 
 /// Switches the endpoint back to the config it ran before the last update (recorded by the target
-/// in the endpoint's outputs), waits for it and verifies it. The target records the config it leaves
+/// in the endpoint's outputs), if the deployment owns that config, waits for it and verifies it. The target records the config it leaves
 /// as the new previous one, so a second rollback rolls forward again.
 pub async fn rollback<T: Target>(
     target: &T,
@@ -508,6 +508,19 @@ pub async fn rollback<T: Target>(
             endpoint.name
         )));
     };
+    // The previous config is read from the endpoint (a tag on AWS), which anyone who may tag it can
+    // set: switch only to a config the deployment owns.
+    let owned = target.owned().await?;
+    if !owned
+        .iter()
+        .any(|found| found.kind == Kind::EndpointConfig && found.name == previous)
+    {
+        return Err(EngineError::Rollback(format!(
+            "endpoint `{}` names `{previous}` as its previous config, but no endpoint config of that name \
+             belongs to the deployment (it is gone, or not tagged as the deployment's); nothing was changed",
+            endpoint.name
+        )));
+    }
     let mut rolled = endpoint.clone();
     if let Settings::Endpoint(settings) = &mut rolled.settings {
         settings.endpoint_config = previous.clone();

@@ -871,6 +871,7 @@ async fn a_rollback_the_target_does_not_take_is_reported() {
         ..Fake::converged(&state)
     };
     fake.set_previous_config("iot-cfg1");
+    fake.put("iot-cfg1", config_settings("iot-model1"));
     let error = executor::rollback(&fake, &state, &Silent)
         .await
         .expect_err("did not take");
@@ -1051,4 +1052,24 @@ async fn a_deletion_under_way_is_waited_for_by_calling_delete_again() {
         } => assert_eq!(timeout, DELETE_TIMEOUT),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rollback_only_switches_to_a_config_the_deployment_owns() {
+    let state = desired("2");
+    let fake = Fake::converged(&state);
+    // The endpoint's record of its previous config names one the deployment does not own.
+    fake.set_previous_config("someone-elses-config");
+    let error = executor::rollback(&fake, &state, &Silent)
+        .await
+        .expect_err("not the deployment's");
+    assert!(matches!(error, EngineError::Rollback(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("no endpoint config of that name belongs to the deployment"),
+        "{error}"
+    );
+    assert!(fake.calls("apply").is_empty(), "nothing was changed");
+    assert_eq!(fake.serving().as_deref(), Some("iot-cfg2"));
 }

@@ -644,10 +644,38 @@ async fn awkward_column_names_reach_the_training_job_exactly() {
         &deployment.path().join("awkward.csv"),
     );
 
+    // A role with the deployment's role name that is not the deployment's: `up` takes nothing over
+    // (it changes nothing, not even the bucket) until the user adopts it.
+    let role = format!("{AWKWARD}-sagemaker-execution");
+    let iam = aws_sdk_iam::Client::new(&aws.config);
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(aws::iam_role::trust_policy("123456789012").to_string())
+        .send()
+        .await
+        .expect("someone else's role");
+    let refused = aws.orchestrate(&deployment, &["up"]).expect(1);
+    let adopt = format!("--adopt role/{role}");
+    assert!(refused.stderr.contains(&adopt), "{}", refused.stderr);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws.config)
+            .force_path_style(true)
+            .build(),
+    );
+    let buckets = s3.list_buckets().send().await.expect("list buckets");
+    assert!(buckets.buckets().is_empty(), "nothing was created: {buckets:?}");
+    let adopted = format!("role/{role}");
     let up = aws
-        .orchestrate(&deployment, &["--output", "json", "up"])
+        .orchestrate(&deployment, &["--output", "json", "up", "--adopt", &adopted])
         .expect(0)
         .json();
+    let tags = iam.list_role_tags().role_name(&role).send().await.expect("tags");
+    assert!(
+        tags.tags()
+            .iter()
+            .any(|t| t.key() == "orchestrate:deployment" && t.value() == AWKWARD),
+        "adopted: tagged as the deployment's"
+    );
     let attempt = up["training_job"].as_str().expect("the training job").to_string();
     // What SageMaker was asked to pass the container...
     let job = aws
@@ -671,11 +699,6 @@ async fn awkward_column_names_reach_the_training_job_exactly() {
         .strip_prefix("s3://")
         .and_then(|rest| rest.split_once('/'))
         .expect("an s3:// URL");
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&aws.config)
-            .force_path_style(true)
-            .build(),
-    );
     let bytes = s3
         .get_object()
         .bucket(bucket)

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use engine::{Kind, ResourceId};
 
 /// Recreates a whole ML deployment (data bucket, execution role, container image, training job,
 /// model, endpoint config, endpoint) from one declarative deploy.yaml, on AWS or on this machine.
@@ -82,7 +83,7 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or update every resource so the deployment matches deploy.yaml
-    Up,
+    Up(UpArgs),
     /// Show what `up` would do, changing nothing (exit 2 when something would change)
     Plan,
     /// Compare every resource with deploy.yaml (exit 0 in sync, 2 drift)
@@ -99,6 +100,30 @@ pub enum Command {
     Validate,
     /// Print the JSON Schema of deploy.yaml
     Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Take over a resource that exists under the deployment's name but is not the deployment's
+    /// (untagged, or another deployment's), e.g. `--adopt role/iot-anomaly-sagemaker-execution`;
+    /// its tags and settings then follow deploy.yaml. Repeatable.
+    #[arg(long, value_name = "KIND/NAME", value_parser = parse_resource)]
+    pub adopt: Vec<ResourceId>,
+}
+
+/// `KIND/NAME`, the kind as in `--output json` (`role`, `endpoint_config`, `bucket`…).
+fn parse_resource(text: &str) -> Result<ResourceId, String> {
+    let (kind, name) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not KIND/NAME (e.g. role/iot-anomaly-sagemaker-execution)"))?;
+    let kind = Kind::from_key(kind).ok_or_else(|| {
+        let kinds: Vec<String> = Kind::ALL.iter().map(|k| k.key()).collect();
+        format!("`{kind}` is not a kind; one of {}", kinds.join(", "))
+    })?;
+    if name.is_empty() {
+        return Err(format!("`{text}` names no resource after the `/`"));
+    }
+    Ok(ResourceId::new(kind, name))
 }
 
 #[derive(Debug, Args)]

@@ -60,6 +60,15 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Rollback(String),
+    #[error(
+        "{} exist under the deployment's names but are not the deployment's; nothing was changed:\n{}",
+        taken.len(),
+        taken.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
+    )]
+    Taken {
+        /// One line per resource: what it is and how to adopt it.
+        taken: Vec<String>,
+    },
 }
 
 /// Observes every desired resource and everything owned, concurrently, and plans.
@@ -142,6 +151,31 @@ async fn read_training<T: Target>(target: &T, job: &TrainingJobOutputs) -> Train
     }
 }
 
+/// Refuses a plan that would take over resources that are not the deployment's (the user adopts
+/// them explicitly, `Plan::adopt`). Called before anything is locked or changed.
+pub fn refuse_taken(plan: &Plan) -> Result<(), EngineError> {
+    let taken: Vec<String> = plan
+        .taken()
+        .map(|step| {
+            let held_by = match &step.change {
+                Change::Taken { held_by } => held_by.as_deref(),
+                _ => None,
+            };
+            let kind = step.desired.kind();
+            format!(
+                "{kind} `{}`: {}",
+                step.desired.name,
+                crate::plan::taken_note(kind, &step.desired.name, held_by)
+            )
+        })
+        .collect();
+    if taken.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Taken { taken })
+    }
+}
+
 /// Applies `plan` (made by [`plan`] from `state`).
 pub async fn up<T: Target>(
     target: &T,
@@ -150,6 +184,7 @@ pub async fn up<T: Target>(
     quality_gate: Option<&QualityGate>,
     reporter: &dyn Reporter,
 ) -> Result<UpOutcome, EngineError> {
+    refuse_taken(plan)?;
     let max_level = Kind::ALL.iter().map(|k| k.level()).max().unwrap_or(0);
     let rollout_needed = plan
         .steps

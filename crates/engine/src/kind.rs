@@ -352,6 +352,25 @@ kinds! {
     }
 }
 
+impl Settings {
+    /// The resource's tags, for the kinds that carry them: among them the deployment's own tag
+    /// (`desired::DEPLOYMENT_TAG`), which says whose the resource is.
+    pub fn tags(&self) -> Option<&Tags> {
+        match self {
+            Settings::Bucket(s) => Some(&s.tags),
+            Settings::Role(s) => Some(&s.tags),
+            Settings::Repository(s) => Some(&s.tags),
+            Settings::Model(s) => Some(&s.tags),
+            Settings::EndpointConfig(s) => Some(&s.tags),
+            Settings::Endpoint(s) => Some(&s.tags),
+            Settings::TrainingData(_)
+            | Settings::Image(_)
+            | Settings::TrainingJob(_)
+            | Settings::Autoscaling(_) => None,
+        }
+    }
+}
+
 impl Kind {
     /// How users call it.
     pub const fn label(self) -> &'static str {
@@ -374,6 +393,18 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// The kind a user names on the command line (`role`, `endpoint_config`: its JSON name).
+    pub fn from_key(key: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|kind| kind.key() == key)
+    }
+
+    /// The kind's name on the command line and in JSON: its label with `_` for spaces.
+    pub fn key(self) -> String {
+        self.label().replace(' ', "_")
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.label())
@@ -383,6 +414,18 @@ impl fmt::Display for Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_keys_are_the_json_names() {
+        for &kind in Kind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::String(kind.key())
+            );
+            assert_eq!(Kind::from_key(&kind.key()), Some(kind));
+        }
+        assert_eq!(Kind::from_key("endpoint config"), None);
+    }
 
     #[test]
     fn dependencies_come_earlier_in_kind_order() {

@@ -90,6 +90,43 @@ impl Plan {
             .map(|l| &l.found)
     }
 
+    /// The resources that exist under the wanted names but are not the deployment's.
+    pub fn taken(&self) -> impl Iterator<Item = &Step> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.change, Change::Taken { .. }))
+    }
+
+    /// Takes over the resources the user named (`--adopt KIND/NAME`): each must be one the plan
+    /// found taken; its change becomes what makes it the deployment's (its tags among it). The
+    /// error names what cannot be adopted.
+    pub fn adopt(&mut self, resources: &[ResourceId]) -> Result<(), String> {
+        for id in resources {
+            let Some(step) = self
+                .steps
+                .iter_mut()
+                .find(|s| s.desired.kind() == id.kind && s.desired.name == id.name)
+            else {
+                return Err(format!(
+                    "--adopt {}/{}: the deployment has no {} of that name",
+                    id.kind.key(),
+                    id.name,
+                    id.kind
+                ));
+            };
+            if !matches!(step.change, Change::Taken { .. }) {
+                return Err(format!(
+                    "--adopt {}/{}: it is not someone else's {} (it is missing or already the deployment's); nothing to adopt",
+                    id.kind.key(),
+                    id.name,
+                    id.kind
+                ));
+            }
+            step.change = crate::resource::diff_adopting(&step.desired, &step.observed);
+        }
+        Ok(())
+    }
+
     pub fn step(&self, kind: Kind) -> Option<&Step> {
         self.steps.iter().find(|s| s.desired.kind() == kind)
     }
@@ -122,6 +159,13 @@ impl Plan {
                 Change::Wait { state } => {
                     let _ = writeln!(out, "        in progress ({state}): wait for it");
                 }
+                Change::Taken { held_by } => {
+                    let _ = writeln!(
+                        out,
+                        "        {}",
+                        taken_note(step.desired.kind(), &step.desired.name, held_by.as_deref())
+                    );
+                }
                 Change::NoOp | Change::Create => {}
             }
         }
@@ -144,14 +188,22 @@ impl Plan {
         let updates = count(|c| matches!(c, Change::Update { .. }));
         let replaces = count(|c| matches!(c, Change::Replace { .. }));
         let waits = count(|c| matches!(c, Change::Wait { .. }));
+        let taken = count(|c| matches!(c, Change::Taken { .. }));
         let deletes = self.deletions().count();
         if self.is_noop() {
             let _ = writeln!(out, "No changes: {} resources in sync.", self.steps.len());
         } else {
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "{creates} to create, {updates} to update, {replaces} to replace, {waits} to wait for, {deletes} to delete."
+                "{creates} to create, {updates} to update, {replaces} to replace, {waits} to wait for, {deletes} to delete"
             );
+            if taken > 0 {
+                let _ = write!(
+                    out,
+                    "; {taken} not the deployment's, which `up` will not take over"
+                );
+            }
+            let _ = writeln!(out, ".");
         }
         out
     }
@@ -162,6 +214,18 @@ fn display_name(step: &Step) -> String {
         (Observed::Present { name, .. }, Kind::TrainingJob) if step.change.is_noop() => name.clone(),
         _ => step.desired.name.clone(),
     }
+}
+
+/// What the plan and `status` say of a resource that is not the deployment's.
+pub fn taken_note(kind: Kind, name: &str, held_by: Option<&str>) -> String {
+    let whose = match held_by {
+        Some(other) => format!("it belongs to deployment `{other}`"),
+        None => "it does not carry the deployment's tag".to_string(),
+    };
+    format!(
+        "exists, but {whose}: `up` will not take it over; `orchestrate up --adopt {}/{name}` adopts it",
+        kind.key()
+    )
 }
 
 fn write_fields(out: &mut String, fields: &[FieldDiff]) {
@@ -229,6 +293,10 @@ pub enum Standing {
     Failed {
         reason: String,
     },
+    /// Exists under the wanted name but is not the deployment's (see `Change::Taken`).
+    Taken {
+        held_by: Option<String>,
+    },
     /// Owned by the deployment but not desired.
     Orphan,
     /// The endpoint's previous config or model, kept for rollback.
@@ -248,6 +316,7 @@ impl Standing {
             Standing::Missing => "missing",
             Standing::InProgress { .. } => "in progress",
             Standing::Failed { .. } => "failed",
+            Standing::Taken { .. } => "not ours",
             Standing::Orphan => "orphan",
             Standing::KeptForRollback => "kept for rollback",
         }
@@ -297,6 +366,9 @@ impl StatusReport {
                     (Change::Replace { fields, .. }, _) => Standing::Drifted {
                         fields: fields.clone(),
                         action: "replace",
+                    },
+                    (Change::Taken { held_by }, _) => Standing::Taken {
+                        held_by: held_by.clone(),
                     },
                     (Change::NoOp | Change::Create, _) => Standing::InSync,
                 };
@@ -355,6 +427,13 @@ impl StatusReport {
                 }
                 Standing::Failed { reason } => {
                     let _ = writeln!(out, "        {reason}");
+                }
+                Standing::Taken { held_by } => {
+                    let _ = writeln!(
+                        out,
+                        "        {}",
+                        taken_note(entry.kind, &entry.name, held_by.as_deref())
+                    );
                 }
                 _ => {}
             }

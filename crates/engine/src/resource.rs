@@ -234,6 +234,10 @@ pub enum Change {
     Replace { reason: String, fields: Vec<FieldDiff> },
     /// Exists and is still being created or updated: wait for it.
     Wait { state: String },
+    /// Exists under the wanted name but is not the deployment's: it lacks the deployment's tag, or
+    /// names another deployment (`held_by`). `up` does not take it over unless told to
+    /// (`--adopt KIND/NAME`, see `Plan::adopt`).
+    Taken { held_by: Option<String> },
 }
 
 impl Change {
@@ -249,6 +253,7 @@ impl Change {
             Change::Update { .. } => "~",
             Change::Replace { .. } => "-/+",
             Change::Wait { .. } => "…",
+            Change::Taken { .. } => "!",
         }
     }
 
@@ -259,6 +264,7 @@ impl Change {
             Change::Update { .. } => "update",
             Change::Replace { .. } => "replace",
             Change::Wait { .. } => "wait for",
+            Change::Taken { .. } => "take over",
         }
     }
 }
@@ -271,6 +277,25 @@ impl Change {
 /// - a differing `Replace` field or check -> replace, naming the fields; otherwise differing
 ///   `Update` fields and checks -> update; `Ignore` fields never count.
 pub fn diff(desired: &Desired, observed: &Observed) -> Change {
+    if let Observed::Present { settings, .. } = observed
+        && let Some(held_by) = not_ours(&desired.settings, settings)
+    {
+        return Change::Taken { held_by };
+    }
+    diff_adopting(desired, observed)
+}
+
+/// `Some(holder)` when `have` carries tags without the deployment's own tag that `want` carries:
+/// the deployment named by `have`'s tag, if any.
+fn not_ours(want: &crate::Settings, have: &crate::Settings) -> Option<Option<String>> {
+    let wanted = want.tags()?.get(crate::desired::DEPLOYMENT_TAG)?;
+    let found = have.tags()?.get(crate::desired::DEPLOYMENT_TAG);
+    (found != Some(wanted)).then(|| found.map(str::to_string))
+}
+
+/// [`diff`] for a resource the user adopts: whose it is does not matter, its settings (the
+/// deployment's tag among them) are made what the deployment wants.
+pub fn diff_adopting(desired: &Desired, observed: &Observed) -> Change {
     let (settings, lifecycle, checks) = match observed {
         Observed::Absent => return Change::Create,
         Observed::Present {
@@ -359,6 +384,36 @@ mod tests {
     }
 
     #[test]
+    fn a_namesake_without_the_deployments_tag_is_taken_not_updated() {
+        let mut untagged = config("iot-model", 1);
+        untagged.tags = [("team", "ml")].into_iter().collect();
+        assert_eq!(
+            diff(&desired(), &ready(untagged.clone())),
+            Change::Taken { held_by: None }
+        );
+        let mut other = config("iot-model", 1);
+        other.tags = [("orchestrate:deployment", "fraud")].into_iter().collect();
+        assert_eq!(
+            diff(&desired(), &ready(other)),
+            Change::Taken {
+                held_by: Some("fraud".into())
+            }
+        );
+        // Adopted, it is updated to the deployment's settings, its tags among them.
+        match diff_adopting(&desired(), &ready(untagged)) {
+            Change::Update { fields } => assert_eq!(fields[0].field, "tags"),
+            other => panic!("{other:?}"),
+        }
+        // Ours, but in progress or failed: the usual decisions.
+        let running = Observed::present(
+            "iot-cfg",
+            config("iot-model", 1),
+            Lifecycle::InProgress("Creating".into()),
+        );
+        assert!(matches!(diff(&desired(), &running), Change::Wait { .. }));
+    }
+
+    #[test]
     fn absent_is_create() {
         assert_eq!(diff(&desired(), &Observed::Absent), Change::Create);
     }
@@ -371,7 +426,9 @@ mod tests {
     #[test]
     fn mutable_field_is_update_naming_want_and_have() {
         let mut have = config("iot-model", 1);
-        have.tags = [("team", "x")].into_iter().collect();
+        have.tags = [("orchestrate:deployment", "iot"), ("team", "x")]
+            .into_iter()
+            .collect();
         let change = diff(&desired(), &ready(have));
         match &change {
             Change::Update { fields } => {
@@ -379,7 +436,7 @@ mod tests {
                 assert_eq!(fields[0].field, "tags");
                 assert_eq!(
                     fields[0].to_string(),
-                    r#"tags: want {orchestrate:deployment: "iot"}, have {team: "x"}"#
+                    r#"tags: want {orchestrate:deployment: "iot"}, have {orchestrate:deployment: "iot", team: "x"}"#
                 );
             }
             other => panic!("{other:?}"),
@@ -390,7 +447,9 @@ mod tests {
     #[test]
     fn immutable_field_wins_over_mutable_ones() {
         let mut have = config("iot-other", 2);
-        have.tags = Tags::default();
+        have.tags = [("orchestrate:deployment", "iot"), ("team", "x")]
+            .into_iter()
+            .collect();
         match diff(&desired(), &ready(have)) {
             Change::Replace { reason, fields } => {
                 assert_eq!(reason, "model, variant cannot change in place");

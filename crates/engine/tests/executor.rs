@@ -711,7 +711,9 @@ async fn the_gate_is_not_checked_when_nothing_rolls_out() {
     };
     fake.edit(Kind::Role, "iot-role", |role| {
         role.settings = RoleSettings {
-            tags: [("team", "old")].into_iter().collect(),
+            tags: [("orchestrate:deployment", "iot"), ("team", "old")]
+                .into_iter()
+                .collect(),
         }
         .into()
     });
@@ -1072,4 +1074,47 @@ async fn rollback_only_switches_to_a_config_the_deployment_owns() {
     );
     assert!(fake.calls("apply").is_empty(), "nothing was changed");
     assert_eq!(fake.serving().as_deref(), Some("iot-cfg2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn up_takes_over_nothing_that_is_not_the_deployments_unless_adopted() {
+    let state = desired("1");
+    let fake = Fake::new();
+    // Someone else's role under the deployment's role name.
+    fake.put(
+        "iot-role",
+        RoleSettings {
+            tags: [("team", "other")].into_iter().collect(),
+        }
+        .into(),
+    );
+    let mut first = plan(&fake, &state).await;
+    assert_eq!(
+        first.step(Kind::Role).unwrap().change,
+        Change::Taken { held_by: None }
+    );
+    let text = first.render();
+    assert!(text.contains("orchestrate up --adopt role/iot-role"), "{text}");
+    let status = engine::StatusReport::from_plan(&first);
+    assert!(!status.in_sync);
+    let error = executor::up(&fake, &state, &first, None, &Silent)
+        .await
+        .expect_err("refused");
+    assert!(matches!(error, EngineError::Taken { .. }), "{error}");
+    assert!(error.to_string().contains("--adopt role/iot-role"), "{error}");
+    assert!(fake.calls("apply").is_empty(), "nothing was changed");
+
+    // Adopting something that is not taken is an error; adopting the role makes it an update.
+    let bucket = engine::ResourceId::new(Kind::Bucket, "iot-local");
+    assert!(first.adopt(&[bucket]).unwrap_err().contains("nothing to adopt"));
+    let role = engine::ResourceId::new(Kind::Role, "iot-role");
+    first.adopt(&[role]).expect("adopt the role");
+    assert!(matches!(
+        first.step(Kind::Role).unwrap().change,
+        Change::Update { .. }
+    ));
+    executor::up(&fake, &state, &first, None, &Silent)
+        .await
+        .expect("up with the role adopted");
+    assert!(plan_is_noop(&fake, &state).await);
 }

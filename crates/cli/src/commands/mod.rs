@@ -19,7 +19,7 @@ use crate::exit::Exit;
 /// Runs one subcommand.
 pub async fn run(cx: &Context, command: Command) -> anyhow::Result<Exit> {
     match command {
-        Command::Up => up::run(cx).await,
+        Command::Up(args) => up::run(cx, &args).await,
         Command::Plan => plan::run(cx).await,
         Command::Status => status::run(cx).await,
         Command::Down(args) => down::run(cx, &args).await,

@@ -9,18 +9,30 @@ use engine::Target;
 use engine::executor::{self, TrainingReport, UpOutcome};
 use engine::target::Found;
 
+use crate::cli::UpArgs;
 use crate::deployment::{Context, Needs, Session};
 use crate::documents::{UpDocument, UpFailed, UpOutcomeDocument};
 use crate::exit::{Exit, Reported};
 use crate::render::{elapsed, error_json, key_values, metrics_table};
 
-pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
+pub async fn run(cx: &Context, args: &UpArgs) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
     let progress = cx.progress();
     let session = Session::open(cx, &spec, &progress, Needs { desired_state: true }).await?;
     let printer = &cx.printer;
     let (target, state) = (&session.target, session.state());
-    let plan = executor::plan(target, state, &progress).await?;
+    // The plan with the resources the user adopts taken over, refused (before any lock or change)
+    // while something else's would be.
+    let decide = || async {
+        let mut plan = executor::plan(target, state, &progress).await?;
+        plan.adopt(&args.adopt).map_err(anyhow::Error::msg)?;
+        if let Err(taken) = executor::refuse_taken(&plan) {
+            printer.text(&printer.plan_text(&plan.render()));
+            return Err(anyhow::Error::from(taken));
+        }
+        anyhow::Ok(plan)
+    };
+    let plan = decide().await?;
     let started = Instant::now();
     let (plan, outcome) = if plan.is_noop() {
         // A converged deployment: no lock, no write, the training report read once.
@@ -37,7 +49,7 @@ pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
         let applied = session
             .while_locked(async {
                 // Under the lock the plan is made again: another run may have changed things.
-                let plan = executor::plan(target, state, &progress).await?;
+                let plan = decide().await?;
                 printer.text(&printer.plan_text(&plan.render()));
                 let result = executor::up(target, state, &plan, gate, &progress).await;
                 progress.close();

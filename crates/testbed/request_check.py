@@ -19,6 +19,7 @@ Protocols:
     payload (an XML document for S3).
 """
 
+import functools
 import json
 import threading
 import urllib.parse
@@ -210,7 +211,9 @@ def _local(tag):
 # --- Operations ------------------------------------------------------------------------------------
 
 
+@functools.cache
 def _json_services():
+    """The JSON-protocol services by their `X-Amz-Target` prefix (built once)."""
     return {model(name).metadata["targetPrefix"]: name for name in SERVICES if model(name).protocol == "json"}
 
 

@@ -84,14 +84,10 @@ pub fn trust_policy(account: &str) -> Value {
 /// is exactly [`trust_policy`], otherwise the services it trusts and that it was edited (an extra
 /// principal, a dropped condition).
 pub fn trust_state(account: &str, found: Option<&str>) -> String {
-    let Some(found) = found else {
-        return POLICY_MISSING.to_string();
-    };
-    let have = serde_json::from_str::<Value>(&decode_document(found)).ok();
-    if have.as_ref() == Some(&trust_policy(account)) {
-        wanted_trust(account)
-    } else {
-        format!("{} ({POLICY_EDITED})", trusted_services(found))
+    match found {
+        None => POLICY_MISSING.to_string(),
+        Some(found) if is_document(&trust_policy(account), found) => wanted_trust(account),
+        Some(found) => format!("{} ({POLICY_EDITED})", trusted_services(found)),
     }
 }
 
@@ -204,6 +200,11 @@ pub fn decode_document(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a policy document as IAM returns it (perhaps URL-encoded) is exactly `expected`.
+fn is_document(expected: &Value, found: &str) -> bool {
+    serde_json::from_str::<Value>(&decode_document(found)).is_ok_and(|have| have == *expected)
+}
+
 /// The services a trust policy lets assume the role, sorted and comma-separated.
 pub fn trusted_services(document: &str) -> String {
     let Ok(document) = serde_json::from_str::<Value>(&decode_document(document)) else {
@@ -239,14 +240,10 @@ pub fn is_propagation_error(message: &str) -> bool {
 /// What observation reports for the inline policy (`found`, as IAM returns it, `None` when there is
 /// none): the scope when the policy is exactly `expected`, the document rendered for it.
 pub fn policy_state(scope: &PolicyScope, expected: &Value, found: Option<&str>) -> String {
-    let Some(found) = found else {
-        return POLICY_MISSING.to_string();
-    };
-    let have = serde_json::from_str::<Value>(&decode_document(found)).ok();
-    if have.as_ref() == Some(expected) {
-        scope.to_string()
-    } else {
-        POLICY_EDITED.to_string()
+    match found {
+        None => POLICY_MISSING.to_string(),
+        Some(found) if is_document(expected, found) => scope.to_string(),
+        Some(_) => POLICY_EDITED.to_string(),
     }
 }
 

@@ -40,11 +40,7 @@ impl KindOnTarget<LocalTarget> for LocalBucket {
     }
 
     async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
-        let records = target.records(KIND)?;
-        Ok(records
-            .into_iter()
-            .map(|record| Found::new(KIND, record.name))
-            .collect())
+        target.found(KIND)
     }
 }
 

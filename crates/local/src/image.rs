@@ -57,11 +57,7 @@ impl KindOnTarget<LocalTarget> for LocalImage {
     }
 
     async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
-        let records = target.records(KIND)?;
-        Ok(records
-            .into_iter()
-            .map(|record| Found::new(KIND, record.name))
-            .collect())
+        target.found(KIND)
     }
 }
 /// The binary's file name in an image folder.

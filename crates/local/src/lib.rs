@@ -130,6 +130,15 @@ impl LocalTarget {
             .list(kind)
             .map_err(|e| target_error("list", kind, &self.state.root().display().to_string(), e))
     }
+
+    /// Every recorded resource of `kind`, for the discovery of kinds that use nothing else.
+    fn found(&self, kind: Kind) -> Result<Vec<Found>, TargetError> {
+        Ok(self
+            .records(kind)?
+            .into_iter()
+            .map(|record| Found::new(kind, record.name))
+            .collect())
+    }
 }
 
 /// The module of each kind on the local target.

@@ -56,11 +56,7 @@ impl KindOnTarget<LocalTarget> for LocalTrainingData {
     }
 
     async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
-        let records = target.records(KIND)?;
-        Ok(records
-            .into_iter()
-            .map(|record| Found::new(KIND, record.name))
-            .collect())
+        target.found(KIND)
     }
 }
 

@@ -74,11 +74,7 @@ impl KindOnTarget<LocalTarget> for LocalTrainingJob {
 
     /// Every attempt, by its attempt name.
     async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
-        let records = target.records(KIND)?;
-        Ok(records
-            .into_iter()
-            .map(|record| Found::new(KIND, record.name))
-            .collect())
+        target.found(KIND)
     }
 }
 

@@ -537,12 +537,13 @@ async fn aws_lifecycle_on_the_sagemaker_emulator() {
     deployment.write_deploy_yaml(&deploy_yaml("0.0005", 200000, 0.9));
     let running = interrupt_up_while_training(&aws, &deployment).await;
 
-    // --- down: refused while another run's lock stands, then everything tagged is gone.
+    // --- down: refused while another run's lock stands (written just now, an hour's lease), then
+    // everything tagged is gone.
     s3.put_object()
         .bucket(&bucket)
         .key(aws::lock::LOCK_KEY)
         .body(
-            br#"{"owner": "someone@elsewhere pid 1", "expires_at": 99999999999}"#
+            br#"{"owner": "someone@elsewhere pid 1", "token": 7, "lease_seconds": 3600, "renewal": 0}"#
                 .to_vec()
                 .into(),
         )

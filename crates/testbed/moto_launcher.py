@@ -24,6 +24,12 @@ the order written.
 Endpoints added beside moto's own (`/moto-api/` stays moto's):
     GET  /_testbed/requests        every AWS request served so far, as a JSON list
     POST /_testbed/requests/reset  forget them
+    GET  /_testbed/iam/admin       with IAM enforcement on (INITIAL_NO_AUTH_ACTION_COUNT set): the access
+                                   key of `testbed-admin`, allowed everything; otherwise null
+    POST /_testbed/iam/denials/take  every request IAM enforcement denied so far (caller, action on
+                                   resource, reason), forgotten once taken
+    POST /_testbed/iam/allowed/take  every action IAM enforcement allowed so far, by caller ARN,
+                                   forgotten once taken
   with --model-image:
     POST /_testbed/faults          inject a fault: {"<kind>": "<name>", "reason": "..."} (reason optional;
                                    kinds in FAULT_KINDS); each is consumed by the first call it affects
@@ -51,7 +57,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import bucket_owner
+import iam_policy_check
 import request_check
+import s3_conditions
 
 MOTO_VERSION = "5.2.1"
 
@@ -75,6 +84,26 @@ def patch(function):
 
 
 # --- Patches -------------------------------------------------------------------------------------
+
+# S3's `ExpectedBucketOwner` (bucket_owner.py).
+patch(bucket_owner.s3_expected_bucket_owner_is_enforced)
+
+
+@patch
+def iam_is_enforced_with_aws_tables():
+    """With `INITIAL_NO_AUTH_ACTION_COUNT` set (moto's IAM enforcement), every request is allowed
+    or denied by its caller's policies on the action and resources AWS's tables define
+    (iam_policy_check.py), and a `testbed-admin` user allowed everything exists for the test's own
+    calls (`GET /_testbed/iam/admin`)."""
+    iam_policy_check.install()
+    if os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT") is not None:
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        IAM_ADMIN.update(zip(("access_key_id", "secret_access_key"), iam_policy_check.create_admin(DEFAULT_ACCOUNT_ID)))
+
+
+# The enforcement's admin access key, when enforcement is on.
+IAM_ADMIN = {}
 
 
 def _applies_only_without_tls(statement):
@@ -123,6 +152,18 @@ def s3_bucket_policy_under_tls():
         return IAMPolicy(json.dumps({**document, "Statement": kept})).is_action_permitted(action, resource)
 
     FakeBucket.get_permission = get_permission
+
+
+@patch
+def s3_conditional_writes_are_atomic():
+    """S3 PutObject/DeleteObject: a condition is checked and the write made in one step (s3_conditions.py).
+
+    moto 5.2.1 checks `If-Match`/`If-None-Match` before the write, so two concurrent conditional writes
+    of one object can both succeed; AWS lets one win and answers the other 412 PreconditionFailed, or
+    409 ConditionalRequestConflict while the winner's write is in flight (the deployment lock relies
+    on it).
+    """
+    s3_conditions.apply()
 
 
 @patch
@@ -1301,8 +1342,9 @@ class RequestLog:
             return self.app(environ, start_response)
         body = self.body(environ)
         entry = self.describe(environ, path, body)
+        value = None
         try:
-            service, operation, violations = request_check.check(environ, body, entry["service"])
+            service, operation, value, violations = request_check.check_request(environ, body, entry["service"])
         except Exception as error:  # a checker bug must fail the test, not pass the request unchecked
             service, operation = entry["service"], entry["action"]
             violations = [f"the testbed could not check it: {type(error).__name__}: {error}"]
@@ -1314,7 +1356,12 @@ class RequestLog:
             self.write_counts(entry if violations else None)
         if violations:
             return self.reject(environ, start_response, entry, violations)
-        return self.app(environ, start_response)
+        raw_target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        iam_policy_check.set_current_request(service, operation, value, raw_target, body)
+        try:
+            return self.app(environ, start_response)
+        finally:
+            iam_policy_check.clear_current_request()
 
     def write_counts(self, violating):
         """Keeps `violations_file` current: the requests checked and every violation so far (read by
@@ -1384,6 +1431,12 @@ class RequestLog:
             if request.get("partial"):
                 violations = [v for v in violations if not v.endswith("required member is missing")]
             body = json.dumps({"violations": violations})
+        elif path == "/_testbed/iam/admin" and method == "GET":
+            body = json.dumps(IAM_ADMIN or None)
+        elif path == "/_testbed/iam/denials/take" and method == "POST":
+            body = json.dumps(iam_policy_check.take_denials())
+        elif path == "/_testbed/iam/allowed/take" and method == "POST":
+            body = json.dumps(iam_policy_check.take_allowed())
         elif path == "/_testbed/violations/take" and method == "POST":
             with self.lock:
                 self.violations = []

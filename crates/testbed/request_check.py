@@ -334,6 +334,14 @@ def _bucket_rules(bucket):
 def check(environ, body, service_name):
     """`(service, operation, violations)` for one request; `operation` is `None` when no operation of
     the service matches (itself a violation). `service_name` is the SigV4 scope's service."""
+    service, operation, _, violations = check_request(environ, body, service_name)
+    return service, operation, violations
+
+
+def check_request(environ, body, service_name):
+    """[`check`] with the request's input structure rebuilt from the wire (a dict; `None` when the
+    body is unreadable): `(service, operation, input, violations)`. The IAM check
+    (`iam_policy_check`) reads the resource names in it."""
     method = environ.get("REQUEST_METHOD", "GET")
     path = environ.get("PATH_INFO", "/")
     query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
@@ -342,28 +350,31 @@ def check(environ, body, service_name):
         prefix, _, name = target.rpartition(".")
         service = _json_services().get(prefix)
         if service is None:
-            return prefix, name, [f"{target}: no service model has the target prefix {prefix!r}"]
-        return _check_input(model(service), name, _json_body(body))
+            return prefix, name, None, [f"{target}: no service model has the target prefix {prefix!r}"]
+        value = _json_body(body)
+        return _with_input(_check_input(model(service), name, value), value)
     form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)) if _is_form(environ) else {}
     params = form or query
     if "Action" in params and service_name in ("iam", "sts"):
         service = model(service_name)
         name = params["Action"]
         if name not in service.operation_names:
-            return service_name, name, [f"{name}: not an operation of {service_name}"]
+            return service_name, name, None, [f"{name}: not an operation of {service_name}"]
         operation = service.operation_model(name)
         flat = {k: v for k, v in params.items() if k not in ("Action", "Version")}
         value = from_query(operation.input_shape, flat, "") if operation.input_shape else {}
-        return _check_input(service, name, value)
+        return _with_input(_check_input(service, name, value), value)
     if service_name == "sagemaker" and path.startswith("/endpoints/"):
         service = model("sagemaker-runtime")
     elif service_name == "s3":
         service = model("s3")
     else:
-        return service_name, f"{method} {path}", [f"{method} {path}: no service model for {service_name!r}"]
+        return service_name, f"{method} {path}", None, [f"{method} {path}: no service model for {service_name!r}"]
     candidates = _rest_operations(service, method, path, query)
     if not candidates:
-        return service.service_name, f"{method} {path}", [f"{method} {path}: no operation of {service.service_name} matches"]
+        return service.service_name, f"{method} {path}", None, [
+            f"{method} {path}: no operation of {service.service_name} matches"
+        ]
     headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if key in environ:
@@ -378,7 +389,12 @@ def check(environ, body, service_name):
     _, operation, value, violations = min(checked, key=lambda c: c[0])
     if service.service_name == "s3" and "Bucket" in value and operation.name == "CreateBucket":
         violations += _bucket_rules(value["Bucket"])
-    return service.service_name, operation.name, violations
+    return service.service_name, operation.name, value, violations
+
+
+def _with_input(checked, value):
+    service, operation, violations = checked
+    return service, operation, value, violations
 
 
 def _is_form(environ):

@@ -177,6 +177,7 @@ fn main() {
                     clients: c,
                     warmup: Duration::from_secs(warmup),
                     duration: Duration::from_secs(seconds),
+                    rate: None,
                 };
                 let outcome = loadgen::run(&load);
                 println!(

@@ -5,8 +5,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use model_image::artifact::ModelArtifact;
 use model_image::layout::Layout;
 use model_image::{demo, trainer};
@@ -37,6 +38,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value_t = Ipv4Addr::UNSPECIFIED.into())]
         host: std::net::IpAddr,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Write the synthetic demo dataset (raw IoTID20 schema), or derive its statistics from real data.
     DemoData {
@@ -56,6 +59,40 @@ enum Command {
     },
 }
 
+/// `serve`'s protection against slow and hostile clients (`model_image::serve::ServeLimits`); each
+/// defaults to the value shown when neither the option nor its variable is set.
+#[derive(Args)]
+struct LimitArgs {
+    /// Seconds a client may take to send a request's headers, from its first byte [default: 10].
+    #[arg(long, env = "MODEL_IMAGE_HEADER_TIMEOUT", value_name = "SECONDS", value_parser = model_image::serve::parse_seconds)]
+    header_timeout: Option<Duration>,
+    /// Seconds a request body may take to arrive (else 408), and a response to be taken [default: 30].
+    #[arg(long, env = "MODEL_IMAGE_BODY_TIMEOUT", value_name = "SECONDS", value_parser = model_image::serve::parse_seconds)]
+    body_timeout: Option<Duration>,
+    /// Seconds a connection may stay open with no request [default: 60].
+    #[arg(long, env = "MODEL_IMAGE_IDLE_TIMEOUT", value_name = "SECONDS", value_parser = model_image::serve::parse_seconds)]
+    idle_timeout: Option<Duration>,
+    /// Seconds in-flight requests get to finish after SIGTERM [default: 30].
+    #[arg(long, env = "MODEL_IMAGE_SHUTDOWN_TIMEOUT", value_name = "SECONDS", value_parser = model_image::serve::parse_seconds)]
+    shutdown_timeout: Option<Duration>,
+    /// `/invocations` requests in flight at once; one more is answered 503 [default: 8 per core].
+    #[arg(long, env = "MODEL_IMAGE_MAX_IN_FLIGHT", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: Option<u32>,
+}
+
+impl LimitArgs {
+    fn into_limits(self) -> model_image::serve::ServeLimits {
+        let defaults = model_image::serve::ServeLimits::default();
+        model_image::serve::ServeLimits {
+            header_timeout: self.header_timeout.unwrap_or(defaults.header_timeout),
+            body_timeout: self.body_timeout.unwrap_or(defaults.body_timeout),
+            idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
+            shutdown_timeout: self.shutdown_timeout.unwrap_or(defaults.shutdown_timeout),
+            max_in_flight: self.max_in_flight.map_or(defaults.max_in_flight, |n| n as usize),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -64,7 +101,8 @@ fn main() -> ExitCode {
             model_dir,
             port,
             host,
-        } => serve(model_dir, SocketAddr::new(host, port)),
+            limits,
+        } => serve(model_dir, SocketAddr::new(host, port), limits.into_limits()),
         Command::DemoData {
             rows,
             seed,
@@ -128,7 +166,7 @@ fn write_failure(path: &std::path::Path, reason: &str) {
     }
 }
 
-fn serve(model_dir: Option<PathBuf>, addr: SocketAddr) -> ExitCode {
+fn serve(model_dir: Option<PathBuf>, addr: SocketAddr, limits: model_image::serve::ServeLimits) -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -157,7 +195,7 @@ fn serve(model_dir: Option<PathBuf>, addr: SocketAddr) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(async move { model_image::serve::serve_on(bind(addr)?, model).await }) {
+    match runtime.block_on(async move { model_image::serve::serve_on(bind(addr)?, model, limits).await }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("model-image serve: {error}");

@@ -25,7 +25,17 @@ impl Aws {
     /// programs are missing outside CI.
     pub async fn start() -> Option<Aws> {
         // The emulator runs its own copy: the test may not rebuild the original under it.
-        let moto = Moto::start_sagemaker(&binary("model-image")).await?;
+        Self::around(Moto::start_sagemaker(&binary("model-image")).await?).await
+    }
+
+    /// [`Aws::start`] with IAM enforced ([`Moto::start_sagemaker_enforcing_iam`]): `env` and
+    /// `config` sign as the emulator's admin user; run `orchestrate` as another IAM user by
+    /// replacing the access key in `env`.
+    pub async fn start_enforcing_iam() -> Option<Aws> {
+        Self::around(Moto::start_sagemaker_enforcing_iam(&binary("model-image")).await?).await
+    }
+
+    async fn around(moto: Moto) -> Option<Aws> {
         let config = moto.sdk_config(REGION).await;
         let ecr = aws_sdk_ecr::Client::new(&config);
         let token = ecr.get_authorization_token().send().await.expect("ECR token");

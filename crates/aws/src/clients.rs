@@ -1,20 +1,81 @@
 //! The AWS clients a deployment uses, all built from one `SdkConfig`.
 //!
-//! Credentials come from the standard chain (environment, shared config and credentials files, web
-//! identity, ECS/EC2 metadata); the region is the deployment's. `AWS_ENDPOINT_URL` and the
-//! per-service `AWS_ENDPOINT_URL_<SERVICE>` variables (or `endpoint_url` in the shared config) are
-//! honoured by the SDK itself; when S3's endpoint is overridden (moto, MinIO, a VPC endpoint) S3 is
+//! Credentials come from the SDK's standard chain: the environment (`AWS_ACCESS_KEY_ID`/
+//! `AWS_SECRET_ACCESS_KEY`), the profile (`AWS_PROFILE`, or `default`) of the shared config and
+//! credentials files with static keys, SSO (`sso_session` or the legacy `sso_start_url`, from the
+//! token `aws sso login` cached), `credential_process` or `role_arn` with `source_profile` /
+//! `credential_source`, web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`, CI OIDC), then ECS container and
+//! EC2 instance metadata. When none of them has credentials, the first call ([`Clients::identify`])
+//! says so in one line ([`AccountError::NoCredentials`]).
+//!
+//! The region is the deployment's. `AWS_ENDPOINT_URL` and the per-service
+//! `AWS_ENDPOINT_URL_<SERVICE>` variables (or `endpoint_url` in the shared config) are honoured by
+//! the SDK itself; when S3's endpoint is overridden (moto, MinIO, a VPC endpoint) S3 is
 //! addressed path-style, since such endpoints rarely resolve `<bucket>.<host>` names.
+
+use std::error::Error as StdError;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
-use crate::errors::AwsError;
+use crate::errors::{self, AwsError, DisplayErrorContext, ErrorClass};
 use engine::Kind;
 
 /// The environment variables that override every service's endpoint, and S3's alone.
 pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
 pub const S3_ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_S3";
+/// The profile of the shared config files the credentials come from (`default` when unset).
+pub const PROFILE_ENV: &str = "AWS_PROFILE";
+
+/// Why the account of the credentials is unknown: STS `GetCallerIdentity` is the first call of
+/// every command on AWS.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// No source of the credential chain had credentials; nothing was sent.
+    #[error(
+        "no AWS credentials found{}: set AWS_PROFILE (SSO, credential_process and role_arn profiles \
+         work), AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance or container with a role",
+        profile.as_ref().map(|p| format!(" (profile `{p}` has none, or does not exist)")).unwrap_or_default()
+    )]
+    NoCredentials {
+        /// `AWS_PROFILE`, when set.
+        profile: Option<String>,
+    },
+    /// STS refused the credentials or could not be reached.
+    #[error("STS GetCallerIdentity failed")]
+    Sts {
+        class: ErrorClass,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    #[error("STS GetCallerIdentity returned no account")]
+    NoAccount,
+}
+
+impl AccountError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            AccountError::NoCredentials { .. } => ErrorClass::NoCredentials,
+            AccountError::Sts { class, .. } => *class,
+            AccountError::NoAccount => ErrorClass::Other,
+        }
+    }
+}
+
+/// For the calls that need the account in passing (a bucket's expected owner, a role's trust
+/// policy): after [`Clients::identify`] succeeded they never see this.
+impl From<AccountError> for AwsError {
+    fn from(error: AccountError) -> Self {
+        AwsError {
+            action: "identify the account of",
+            kind: Kind::Role,
+            name: "caller".to_string(),
+            class: error.class(),
+            code: None,
+            source: Box::new(error),
+        }
+    }
+}
 
 /// One client per service, sharing credentials, region and endpoint configuration.
 #[derive(Debug, Clone)]
@@ -28,6 +89,8 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
     region: String,
+    /// `AWS_PROFILE`, for the message when no credentials are found.
+    profile: Option<String>,
     account: std::sync::Arc<OnceCell<String>>,
 }
 
@@ -43,6 +106,7 @@ impl Clients {
 
     /// Builds every client from `config`; `env` reads environment variables (injected for tests).
     pub fn from_config(config: &SdkConfig, env: impl Fn(&str) -> Option<String>) -> Self {
+        let profile = env(PROFILE_ENV).filter(|p| !p.trim().is_empty());
         let path_style = s3_path_style(config.endpoint_url(), env);
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
@@ -61,6 +125,7 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
             region,
+            profile,
             account: Default::default(),
         }
     }
@@ -72,23 +137,34 @@ impl Clients {
 
     /// The account the credentials belong to (STS `GetCallerIdentity`, asked once).
     pub async fn account(&self) -> Result<&str, AwsError> {
+        Ok(self.identify().await?)
+    }
+
+    /// [`Clients::account`] with the reason it is unknown: the first call of every command, whose
+    /// error tells "no credentials anywhere" from a refusal by STS.
+    pub async fn identify(&self) -> Result<&str, AccountError> {
         let account = self
             .account
             .get_or_try_init(|| async {
-                let identity = self
-                    .sts
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::sdk("identify the account of", Kind::Role, "caller", e))?;
-                identity.account().map(str::to_string).ok_or_else(|| {
-                    AwsError::other(
-                        "identify the account of",
-                        Kind::Role,
-                        "caller",
-                        "STS returned no account",
-                    )
-                })
+                let identity = self.sts.get_caller_identity().send().await.map_err(|error| {
+                    match errors::classify(&error) {
+                        ErrorClass::NoCredentials => {
+                            // Which sources were tried, and why each had none: for `-v`.
+                            tracing::debug!(chain = %DisplayErrorContext(&error), "no credentials");
+                            AccountError::NoCredentials {
+                                profile: self.profile.clone(),
+                            }
+                        }
+                        class => AccountError::Sts {
+                            class,
+                            source: errors::sdk_cause(class, error),
+                        },
+                    }
+                })?;
+                identity
+                    .account()
+                    .map(str::to_string)
+                    .ok_or(AccountError::NoAccount)
             })
             .await?;
         Ok(account)

@@ -5,7 +5,8 @@
 //! The registry address is ECR's proxy endpoint unless `ORCHESTRATE_REGISTRY` overrides it (a test
 //! registry, `http://127.0.0.1:5000`). With an override the registry is not ECR's own, so the
 //! manifest is also registered through ECR's `PutImage` (with `imageDigest`), for ECR's API to know
-//! the image.
+//! the image. Every registry request carries ECR's password, so a [`Registry`] is HTTPS, or plain
+//! HTTP to a loopback address only.
 //!
 //! The image resource is named by its manifest digest; its repository is the deployment's. `apply`
 //! pushes the image this run built (the target builds it, or finds its digest in the local cache);
@@ -13,6 +14,9 @@
 //! deployment's ([`ecr_repository::is_ours`]).
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
 
 use base64::Engine as _;
 use engine::kind::ImageSettings;
@@ -39,14 +43,102 @@ pub fn tag_for(digest: &Digest) -> String {
     format!("sha-{}", &digest.hex()[..16])
 }
 
-/// Splits a registry address into its protocol and host (`https://host` -> Https, `host`).
-pub fn registry_address(address: &str) -> (ClientProtocol, String) {
-    let address = address.trim_end_matches('/');
-    match address.split_once("://") {
-        Some(("http", host)) => (ClientProtocol::Http, host.to_string()),
-        Some((_, host)) => (ClientProtocol::Https, host.to_string()),
-        None => (ClientProtocol::Https, address.to_string()),
+/// A registry the image may be pushed to, with ECR's password: `https://host[:port]` (a bare
+/// `host[:port]` means HTTPS too), or `http://` to a loopback host (127.0.0.0/8, ::1, `localhost`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    plain_http: bool,
+    /// `host[:port]`, the registry part of image references.
+    host: String,
+}
+
+/// Why a registry address is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "`{address}` is plain http:// to a host that is not this machine: the push would send ECR's \
+         password unencrypted; use https://, or http:// only to a loopback address (127.0.0.1, [::1], \
+         localhost)"
+    )]
+    PlainHttpToRemote { address: String },
+    #[error("`{address}` is not a registry address (`https://host[:port]`, or `http://127.0.0.1:PORT`)")]
+    NotAnAddress { address: String },
+}
+
+impl Registry {
+    /// `host[:port]`.
+    pub fn host(&self) -> &str {
+        &self.host
     }
+
+    /// Whether requests go over plain HTTP (to a loopback host only).
+    pub fn is_plain_http(&self) -> bool {
+        self.plain_http
+    }
+
+    fn protocol(&self) -> ClientProtocol {
+        if self.plain_http {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        }
+    }
+}
+
+impl FromStr for Registry {
+    type Err = RegistryError;
+
+    fn from_str(address: &str) -> Result<Self, RegistryError> {
+        let not_an_address = || RegistryError::NotAnAddress {
+            address: address.to_string(),
+        };
+        let trimmed = address.trim();
+        let (plain_http, host) = match trimmed.split_once("://") {
+            Some((scheme, host)) if scheme.eq_ignore_ascii_case("http") => (true, host),
+            Some((scheme, host)) if scheme.eq_ignore_ascii_case("https") => (false, host),
+            Some(_) => return Err(not_an_address()),
+            None => (false, trimmed),
+        };
+        let host = host.trim_end_matches('/');
+        if host.is_empty() || host.contains(['/', '@', '?', '#']) || host.chars().any(char::is_whitespace) {
+            return Err(not_an_address());
+        }
+        if plain_http && !is_loopback(host) {
+            return Err(RegistryError::PlainHttpToRemote {
+                address: address.to_string(),
+            });
+        }
+        Ok(Registry {
+            plain_http,
+            host: host.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.plain_http { "http" } else { "https" };
+        write!(f, "{scheme}://{}", self.host)
+    }
+}
+
+/// Whether `host[:port]` names this machine: `localhost`, an address of 127.0.0.0/8, or `::1`
+/// (bracketed with a port, `[::1]:5000`; IPv4-mapped `::ffff:127.0.0.1` too).
+fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inside, port)) if port.is_empty() || port.starts_with(':') => inside,
+            _ => return false,
+        }
+    } else if host.matches(':').count() == 1 {
+        host.split_once(':').map_or(host, |(name, _)| name)
+    } else {
+        host
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Decodes ECR's authorization token (`base64("AWS:<password>")`) into user and password.
@@ -128,12 +220,12 @@ pub async fn delete(clients: &Clients, repository: &str, digest: &str) -> Result
 }
 
 /// Pushes `built` into `repository`; returns the digest reference (`<registry>/<repo>@sha256:…`).
-/// `registry_override` is `ORCHESTRATE_REGISTRY`'s value, if set.
+/// `registry_override` is `ORCHESTRATE_REGISTRY`'s registry, if set.
 pub async fn push(
     clients: &Clients,
     repository: &str,
     built: &image::BuiltImage,
-    registry_override: Option<&str>,
+    registry_override: Option<&Registry>,
 ) -> Result<String, AwsError> {
     let name = format!("{repository}@{}", built.manifest_digest);
     let failed = |action: &'static str| {
@@ -162,18 +254,19 @@ pub async fn push(
             "unreadable ECR authorization token",
         )
     })?;
-    let address = match registry_override {
-        Some(address) => address.to_string(),
+    let registry = match registry_override {
+        Some(registry) => registry.clone(),
         None => data
             .proxy_endpoint()
             .ok_or_else(|| {
                 AwsError::other("log in to push", KIND, &name, "ECR returned no registry endpoint")
             })?
-            .to_string(),
+            .parse::<Registry>()
+            .map_err(|e| AwsError::other("log in to push", KIND, &name, e))?,
     };
-    let (protocol, host) = registry_address(&address);
+    let host = registry.host().to_string();
     let client = oci_client::Client::new(ClientConfig {
-        protocol,
+        protocol: registry.protocol(),
         use_monolithic_push: true,
         ..Default::default()
     });
@@ -270,7 +363,7 @@ pub async fn push_built(target: &AwsTarget, name: &str, settings: &ImageSettings
         &target.clients,
         &settings.image.repository,
         &built,
-        target.registry.as_deref(),
+        target.registry.as_ref(),
     )
     .await?;
     Ok(())
@@ -356,20 +449,94 @@ mod tests {
         assert_eq!(&tag[4..], &digest.hex()[..16]);
     }
 
+    fn registry(address: &str) -> Result<(ClientProtocol, String), RegistryError> {
+        address
+            .parse::<Registry>()
+            .map(|r| (r.protocol(), r.host().to_string()))
+    }
+
     #[test]
     fn registry_addresses_split_into_protocol_and_host() {
         assert_eq!(
-            registry_address("http://127.0.0.1:5000/"),
-            (ClientProtocol::Http, "127.0.0.1:5000".to_string())
+            registry("http://127.0.0.1:5000/"),
+            Ok((ClientProtocol::Http, "127.0.0.1:5000".to_string()))
         );
         assert_eq!(
-            registry_address("https://123456789012.dkr.ecr.us-east-1.amazonaws.com"),
-            (
+            registry("https://123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+            Ok((
                 ClientProtocol::Https,
                 "123456789012.dkr.ecr.us-east-1.amazonaws.com".to_string()
-            )
+            ))
         );
-        assert_eq!(registry_address("registry:5000").0, ClientProtocol::Https);
+        assert_eq!(
+            registry("registry:5000"),
+            Ok((ClientProtocol::Https, "registry:5000".to_string()))
+        );
+        assert_eq!(
+            "HTTP://localhost:5000".parse::<Registry>().unwrap().to_string(),
+            "http://localhost:5000"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback() {
+        for local in [
+            "http://127.0.0.1:5000",
+            "http://127.8.9.10:5000",
+            "http://localhost:5000",
+            "http://LOCALHOST",
+            "http://[::1]:5000",
+            "http://[::ffff:127.0.0.1]:5000",
+            "http://::1",
+        ] {
+            assert!(
+                local.parse::<Registry>().is_ok_and(|r| r.is_plain_http()),
+                "{local}"
+            );
+        }
+        for remote in [
+            "http://10.0.0.5:5000",
+            "http://registry.example.com",
+            "http://localhost.example.com:5000",
+            "http://127.0.0.1.nip.io:5000",
+            "http://[::2]:5000",
+            "http://[::1]x:5000",
+            "http://0.0.0.0:5000",
+        ] {
+            assert_eq!(
+                remote.parse::<Registry>(),
+                Err(RegistryError::PlainHttpToRemote {
+                    address: remote.to_string()
+                }),
+                "{remote}"
+            );
+        }
+        let refused = "http://10.0.0.5:5000"
+            .parse::<Registry>()
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("unencrypted"), "{refused}");
+        assert!(refused.contains("https://"), "{refused}");
+    }
+
+    #[test]
+    fn registry_addresses_with_paths_credentials_or_other_schemes_are_refused() {
+        for bad in [
+            "",
+            "http://",
+            "ftp://registry:5000",
+            "https://user:pw@registry",
+            "https://registry/v2",
+            "http://127.0.0.1:5000/v2",
+        ] {
+            assert_eq!(
+                bad.parse::<Registry>(),
+                Err(RegistryError::NotAnAddress {
+                    address: bad.to_string()
+                }),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

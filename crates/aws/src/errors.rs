@@ -4,11 +4,13 @@
 //! The modelled error's code is used where AWS sends one (S3's `NoSuchBucket`, IAM's `NoSuchEntity`,
 //! ECR's `RepositoryNotFoundException`), the HTTP status where it does not (S3 answers `HeadBucket`
 //! and `HeadObject` with a bare 404), and the message for services that report a missing resource
-//! as `ValidationException` (SageMaker's `Describe*`: "Could not find …").
+//! as `ValidationException` (SageMaker's `Describe*`: "Could not find …"). A request that never left
+//! because the credential chain found no credentials at all is [`ErrorClass::NoCredentials`].
 
 use std::error::Error as StdError;
 use std::fmt;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -24,8 +26,11 @@ pub enum ErrorClass {
     Throttled,
     /// The resource exists already, is in use, or a precondition (`If-None-Match`) failed.
     Conflict,
-    /// The credentials are missing, wrong, expired, or not allowed to do this.
+    /// The credentials are wrong, expired, or not allowed to do this.
     AccessDenied,
+    /// No request was sent: no source of the credential chain (environment, profile, web identity,
+    /// container or instance metadata) had credentials.
+    NoCredentials,
     /// Anything else (validation, service errors, network).
     Other,
 }
@@ -37,6 +42,7 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Throttled => "throttled",
             ErrorClass::Conflict => "conflict",
             ErrorClass::AccessDenied => "access denied",
+            ErrorClass::NoCredentials => "no credentials",
             ErrorClass::Other => "failed",
         })
     }
@@ -137,9 +143,50 @@ pub fn classify_parts(code: Option<&str>, message: Option<&str>, status: Option<
 }
 
 /// Classifies an SDK error of any AWS service.
-pub fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> ErrorClass {
+pub fn classify<E>(error: &SdkError<E, HttpResponse>) -> ErrorClass
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    if found_no_credentials(error) {
+        return ErrorClass::NoCredentials;
+    }
     let status = error.raw_response().map(|r| r.status().as_u16());
     classify_parts(error.code(), error.message(), status)
+}
+
+/// Whether `error` or one of its causes is the credential chain saying that none of its sources had
+/// credentials (`CredentialsNotLoaded`; the SDK reports it as a dispatch failure). A source that has
+/// credentials configured but fails (an expired SSO token, a failing `credential_process`) is a
+/// different error and stays one.
+pub fn found_no_credentials(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if matches!(
+            error.downcast_ref::<CredentialsError>(),
+            Some(CredentialsError::CredentialsNotLoaded(_))
+        ) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// The cause to keep of an SDK error: the service's answer (code, message, class, request id) when
+/// there is one, the SDK's error with its causes otherwise (a connection that failed, a timeout).
+pub fn sdk_cause<E>(class: ErrorClass, error: SdkError<E, HttpResponse>) -> Box<dyn StdError + Send + Sync>
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    match error.code() {
+        Some(code) => Box::new(ServiceError {
+            code: code.to_string(),
+            message: error.message().map(str::to_string),
+            class,
+            request_id: error.request_id().map(str::to_string),
+        }),
+        None => Box::new(error),
+    }
 }
 
 /// One failed AWS call, with what it was doing to which resource.
@@ -164,25 +211,13 @@ impl AwsError {
     {
         let class = classify(&error);
         let code = error.code().map(str::to_string);
-        let source: Box<dyn StdError + Send + Sync> = match &code {
-            // A service's answer: its code, message, our class of it and the request id AWS support
-            // asks for.
-            Some(code) => Box::new(ServiceError {
-                code: code.clone(),
-                message: error.message().map(str::to_string),
-                class,
-                request_id: error.request_id().map(str::to_string),
-            }),
-            // No answer (a connection that failed, a timeout): the SDK's error with its causes.
-            None => Box::new(error),
-        };
         Self {
             action,
             kind,
             name: name.to_string(),
             class,
             code,
-            source,
+            source: sdk_cause(class, error),
         }
     }
 
@@ -331,6 +366,32 @@ mod tests {
         );
         assert_eq!(
             classify_parts(Some("ValidationException"), Some("Bad instance type"), Some(400)),
+            ErrorClass::Other
+        );
+    }
+
+    /// What the SDK returns when identity resolution fails before a request is sent.
+    fn unsent(
+        cause: CredentialsError,
+    ) -> SdkError<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError, HttpResponse> {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        SdkError::dispatch_failure(ConnectorError::other(Box::new(cause), None))
+    }
+
+    #[test]
+    fn an_empty_credential_chain_is_no_credentials_and_a_failing_source_is_not() {
+        assert_eq!(
+            classify(&unsent(CredentialsError::not_loaded("no providers in chain"))),
+            ErrorClass::NoCredentials
+        );
+        assert_eq!(
+            classify(&unsent(CredentialsError::provider_error("the SSO token expired"))),
+            ErrorClass::Other
+        );
+        assert_eq!(
+            classify(&unsent(CredentialsError::invalid_configuration(
+                "role_arn without source"
+            ))),
             ErrorClass::Other
         );
     }

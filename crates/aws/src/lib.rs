@@ -19,6 +19,7 @@ pub mod errors;
 pub mod iam_role;
 pub mod invocations;
 pub mod lock;
+pub mod operator_policy;
 pub mod s3_bucket;
 pub mod sagemaker;
 pub mod sagemaker_endpoint;

@@ -3,7 +3,16 @@
 //! the deployment's tags. Observation reports the tags as the bucket's settings and each protection
 //! as a check (`region`, which only a new bucket can change, `versioning`, `encryption`,
 //! `public_access_block`, `tls_only_policy`); teardown removes every object version and delete
-//! marker, then the bucket.
+//! marker, then the bucket. Objects under `data/` outside every training data channel's prefix are
+//! nobody's data: observation reports them (`unknown_objects`) and `up` deletes them.
+//!
+//! Every call on the bucket and its objects passes the account of the credentials as
+//! `ExpectedBucketOwner` (CreateBucket has no such member: the call after it proves ownership). The
+//! bucket's name holds the account id, but bucket names are global: after `down` deleted it, another
+//! account can create a bucket of the same name (bucket sniping). S3 then refuses every call with 403,
+//! and [`owner`] tells that apart from a permission problem of these credentials (the bucket is not
+//! among this account's); observation and the lock stop with [`NotThisAccounts`] before any write,
+//! and discovery reports nothing of it as the deployment's, so `down` leaves it alone.
 //!
 //! The bucket is the deployment's when it carries the deployment's tag ([`is_ours`]); the training
 //! data's discovery asks the same before listing the data in it.
@@ -21,8 +30,9 @@ use engine::{Kind, Observed};
 use serde_json::{Value, json};
 
 use crate::clients::{Clients, partition};
-use crate::errors::{AwsError, OrAbsent};
+use crate::errors::{AwsError, ErrorClass, OrAbsent};
 use crate::target::AwsTarget;
+use crate::training_data;
 
 /// The values a compliant bucket reports.
 pub const VERSIONING_ENABLED: &str = "Enabled";
@@ -167,23 +177,118 @@ impl Protections {
     }
 }
 
-/// Reads the bucket: its tags, and the checks of its protections (wanted in the clients' region,
-/// the deployment's).
-pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError> {
-    let s3 = &clients.s3;
-    let found = s3
+/// Whose the bucket of a name is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// No bucket has that name.
+    Nobody,
+    /// The account of the credentials.
+    ThisAccount,
+    /// S3 refuses this account as the bucket's expected owner.
+    NotThisAccount(NotThisAccounts),
+}
+
+/// Why the bucket of the deployment's name is not used: nothing is read from it or written to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotThisAccounts {
+    /// It is not among this account's buckets.
+    #[error(
+        "a bucket of this name exists, but in another AWS account than {account} (the account of \
+         these credentials): someone else created it, perhaps after `down` deleted ours (bucket \
+         sniping), and orchestrate neither reads nor writes it. {WHAT_TO_DO}"
+    )]
+    AnotherAccount { account: String },
+    /// These credentials may not list the account's buckets to tell whether another account owns
+    /// it or a permission is missing.
+    #[error(
+        "S3 refuses it with {account} (the account of these credentials) as its expected owner, and \
+         these credentials may not list the account's buckets (`s3:ListAllMyBuckets`) to tell why: \
+         either another AWS account owns a bucket of this name (bucket sniping, perhaps after `down` \
+         deleted ours), which orchestrate neither reads nor writes, or these credentials may not \
+         read the bucket (`s3:ListBucket`). In the first case: {WHAT_TO_DO}"
+    )]
+    Undetermined { account: String },
+}
+
+const WHAT_TO_DO: &str = "Rename the deployment (`name:` in deploy.yaml) to get a bucket of another \
+     name, or run with the credentials of the account that owns it if it is yours";
+
+impl NotThisAccounts {
+    /// The error of an operation that needs the bucket `name`.
+    pub fn refusing(self, name: &str) -> AwsError {
+        AwsError {
+            action: "use",
+            kind: KIND,
+            name: name.to_string(),
+            class: ErrorClass::AccessDenied,
+            code: None,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// Whose the bucket `name` is: `HeadBucket` with this account as the expected owner, and when S3
+/// refuses that, [`owner_after_refusal`].
+pub async fn owner(clients: &Clients, name: &str) -> Result<Owner, AwsError> {
+    let account = clients.account().await?;
+    let found = clients
+        .s3
         .head_bucket()
         .bucket(name)
+        .expected_bucket_owner(account)
         .send()
         .await
-        .map_err(|e| AwsError::sdk("find", KIND, name, e))
-        .or_absent()?;
-    if found.is_none() {
-        return Ok(Observed::Absent);
+        .map_err(|e| AwsError::sdk("find", KIND, name, e));
+    match found {
+        Ok(_) => Ok(Owner::ThisAccount),
+        Err(e) if e.is_not_found() => Ok(Owner::Nobody),
+        Err(e) => Ok(Owner::NotThisAccount(
+            owner_after_refusal(clients, name, e).await?,
+        )),
+    }
+}
+
+/// Why S3 refused a call on bucket `name` with this account as the expected owner (`refused`):
+/// the bucket is not among this account's buckets (`ListBuckets`), or these credentials may not
+/// list them. A bucket among them is this account's, and `refused` an error of these credentials'
+/// permissions; an error other than a refusal stays an error too.
+async fn owner_after_refusal(
+    clients: &Clients,
+    name: &str,
+    refused: AwsError,
+) -> Result<NotThisAccounts, AwsError> {
+    if refused.class != ErrorClass::AccessDenied {
+        return Err(refused);
+    }
+    let account = clients.account().await?.to_string();
+    match clients.s3.list_buckets().prefix(name).send().await {
+        Ok(listed) if !listed.buckets().iter().any(|b| b.name() == Some(name)) => {
+            Ok(NotThisAccounts::AnotherAccount { account })
+        }
+        Ok(_) => Err(refused),
+        Err(e) => {
+            let e = AwsError::sdk("list the buckets of the account to find", KIND, name, e);
+            tracing::debug!(error = %crate::errors::DisplayErrorContext(&e), "cannot tell whose the bucket is");
+            Ok(NotThisAccounts::Undetermined { account })
+        }
+    }
+}
+
+/// Reads the bucket: its tags, the checks of its protections (wanted in the clients' region, the
+/// deployment's) and the objects under `data/` outside every channel's prefix. A bucket of another
+/// account is an error ([`NotThisAccounts`]).
+pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError> {
+    let s3 = &clients.s3;
+    let account = clients.account().await?;
+    match owner(clients, name).await? {
+        Owner::Nobody => return Ok(Observed::Absent),
+        Owner::ThisAccount => {}
+        Owner::NotThisAccount(why) => return Err(why.refusing(name)),
     }
     let location = s3
         .get_bucket_location()
         .bucket(name)
+        .expected_bucket_owner(account)
         .send()
         .await
         .map_err(|e| AwsError::sdk("read the region of", KIND, name, e))?;
@@ -193,11 +298,23 @@ pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError
             .map(BucketLocationConstraint::as_str),
     );
 
-    let tags = match s3.get_bucket_tagging().bucket(name).send().await {
+    let tags = match s3
+        .get_bucket_tagging()
+        .bucket(name)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
         Ok(out) => out.tag_set().iter().map(|t| (t.key(), t.value())).collect(),
         Err(e) => absent_or(AwsError::sdk("read the tags of", KIND, name, e), Tags::default())?,
     };
-    let versioning = match s3.get_bucket_versioning().bucket(name).send().await {
+    let versioning = match s3
+        .get_bucket_versioning()
+        .bucket(name)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
         Ok(out) => out
             .status()
             .map(|s| s.as_str().to_string())
@@ -209,7 +326,13 @@ pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError
             None => return Err(AwsError::sdk("read the versioning of", KIND, name, e)),
         },
     };
-    let encryption = match s3.get_bucket_encryption().bucket(name).send().await {
+    let encryption = match s3
+        .get_bucket_encryption()
+        .bucket(name)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
         Ok(out) => out
             .server_side_encryption_configuration()
             .and_then(|c| c.rules().first())
@@ -221,14 +344,26 @@ pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError
             "none".to_string(),
         )?,
     };
-    let public_access = match s3.get_public_access_block().bucket(name).send().await {
+    let public_access = match s3
+        .get_public_access_block()
+        .bucket(name)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
         Ok(out) => public_access_field(out.public_access_block_configuration()),
         Err(e) => absent_or(
             AwsError::sdk("read the public access block of", KIND, name, e),
             public_access_field(None),
         )?,
     };
-    let policy = match s3.get_bucket_policy().bucket(name).send().await {
+    let policy = match s3
+        .get_bucket_policy()
+        .bucket(name)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
         Ok(out) if out.policy().is_some_and(|p| is_tls_only(p, name)) => POLICY_PRESENT,
         Ok(_) => POLICY_ABSENT,
         Err(e) => absent_or(AwsError::sdk("read the policy of", KIND, name, e), POLICY_ABSENT)?,
@@ -240,8 +375,10 @@ pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError
         public_access_block: public_access,
         tls_only_policy: policy.to_string(),
     };
-    Ok(Observed::present(name, BucketSettings { tags }, Lifecycle::Ready)
-        .with_checks(found.checks(clients.region())))
+    let unknown = training_data::outside_channels(clients, name).await?;
+    let mut checks = found.checks(clients.region());
+    checks.push(training_data::unknown_objects_check(&unknown));
+    Ok(Observed::present(name, BucketSettings { tags }, Lifecycle::Ready).with_checks(checks))
 }
 
 /// The `<Status>` of a successful `GetBucketVersioning` body (`Disabled` when there is none).
@@ -263,11 +400,14 @@ fn absent_or<T>(error: AwsError, default: T) -> Result<T, AwsError> {
 }
 
 /// Creates the bucket if absent (in the clients' region, the deployment's) and sets versioning,
-/// encryption, the public access block, the TLS-only policy and the tags. Every step is idempotent,
-/// so this serves both create and update, and a run after an interrupted one.
+/// encryption, the public access block, the TLS-only policy and the tags, then deletes the objects
+/// under `data/` outside every channel's prefix. Every step is idempotent, so this serves both create
+/// and update, and a run after an interrupted one. A name another account holds is
+/// [`NotThisAccounts`], and nothing is written.
 pub async fn apply(clients: &Clients, name: &str, settings: &BucketSettings) -> Result<(), AwsError> {
     let region = clients.region();
     let s3 = &clients.s3;
+    let account = clients.account().await?;
     let build = |action| move |e| AwsError::other(action, KIND, name, e);
 
     let mut create = s3.create_bucket().bucket(name);
@@ -283,13 +423,19 @@ pub async fn apply(clients: &Clients, name: &str, settings: &BucketSettings) -> 
         Err(e) => {
             let e = AwsError::sdk("create", KIND, name, e);
             // Already ours (a re-run); a name taken by another account is `BucketAlreadyExists`.
+            if e.has_code("BucketAlreadyExists") {
+                let account = account.to_string();
+                return Err(NotThisAccounts::AnotherAccount { account }.refusing(name));
+            }
             if !e.has_code("BucketAlreadyOwnedByYou") {
                 return Err(e);
             }
         }
     }
+    // The first call with the expected owner: a bucket another account created since is refused.
     s3.put_bucket_versioning()
         .bucket(name)
+        .expected_bucket_owner(account)
         .versioning_configuration(
             VersioningConfiguration::builder()
                 .status(BucketVersioningStatus::Enabled)
@@ -312,12 +458,14 @@ pub async fn apply(clients: &Clients, name: &str, settings: &BucketSettings) -> 
         .map_err(build("configure the encryption of"))?;
     s3.put_bucket_encryption()
         .bucket(name)
+        .expected_bucket_owner(account)
         .server_side_encryption_configuration(encryption)
         .send()
         .await
         .map_err(|e| AwsError::sdk("set the encryption of", KIND, name, e))?;
     s3.put_public_access_block()
         .bucket(name)
+        .expected_bucket_owner(account)
         .public_access_block_configuration(
             PublicAccessBlockConfiguration::builder()
                 .block_public_acls(true)
@@ -331,11 +479,22 @@ pub async fn apply(clients: &Clients, name: &str, settings: &BucketSettings) -> 
         .map_err(|e| AwsError::sdk("block public access to", KIND, name, e))?;
     s3.put_bucket_policy()
         .bucket(name)
+        .expected_bucket_owner(account)
         .policy(tls_only_policy(name, region).to_string())
         .send()
         .await
         .map_err(|e| AwsError::sdk("set the policy of", KIND, name, e))?;
-    put_tags(clients, name, &settings.tags).await
+    put_tags(clients, name, &settings.tags).await?;
+    let unknown = training_data::outside_channels(clients, name).await?;
+    training_data::delete_keys(clients, name, &unknown, KIND, name).await?;
+    if !unknown.is_empty() {
+        tracing::info!(
+            bucket = name,
+            deleted = unknown.len(),
+            "deleted unknown data objects"
+        );
+    }
+    Ok(())
 }
 
 /// Replaces the bucket's tags.
@@ -353,6 +512,7 @@ pub async fn put_tags(clients: &Clients, name: &str, wanted: &Tags) -> Result<()
         .s3
         .put_bucket_tagging()
         .bucket(name)
+        .expected_bucket_owner(clients.account().await?)
         .tagging(tagging)
         .send()
         .await
@@ -363,6 +523,7 @@ pub async fn put_tags(clients: &Clients, name: &str, wanted: &Tags) -> Result<()
 /// Deletes every object version and delete marker in the bucket. Returns how many were deleted.
 pub async fn empty(clients: &Clients, name: &str) -> Result<usize, AwsError> {
     let s3 = &clients.s3;
+    let account = clients.account().await?;
     let mut deleted = 0;
     let mut key_marker: Option<String> = None;
     let mut version_marker: Option<String> = None;
@@ -370,6 +531,7 @@ pub async fn empty(clients: &Clients, name: &str) -> Result<usize, AwsError> {
         let page = s3
             .list_object_versions()
             .bucket(name)
+            .expected_bucket_owner(account)
             .set_key_marker(key_marker.take())
             .set_version_id_marker(version_marker.take())
             .send()
@@ -402,6 +564,7 @@ pub async fn empty(clients: &Clients, name: &str) -> Result<usize, AwsError> {
             let out = s3
                 .delete_objects()
                 .bucket(name)
+                .expected_bucket_owner(account)
                 .delete(delete)
                 .send()
                 .await
@@ -429,19 +592,33 @@ pub async fn empty(clients: &Clients, name: &str) -> Result<usize, AwsError> {
 /// version and delete marker, then the bucket. Deleting a bucket that is gone succeeds.
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {
     let s3 = &clients.s3;
-    if let Err(e) = s3.delete_bucket_policy().bucket(name).send().await {
+    let account = clients.account().await?;
+    let policy = s3
+        .delete_bucket_policy()
+        .bucket(name)
+        .expected_bucket_owner(account)
+        .send()
+        .await;
+    if let Err(e) = policy {
         absent_or(AwsError::sdk("delete the policy of", KIND, name, e), ())?;
     }
     let deleted = empty(clients, name).await?;
     tracing::info!(bucket = name, deleted, "emptied bucket");
-    match s3.delete_bucket().bucket(name).send().await {
+    match s3
+        .delete_bucket()
+        .bucket(name)
+        .expected_bucket_owner(account)
+        .send()
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) => absent_or(AwsError::sdk("delete", KIND, name, e), ()),
     }
 }
 
-/// Whether the deployment's bucket exists and carries the deployment's tag: what makes it, and
-/// the training data in it, the deployment's.
+/// Whether the deployment's bucket exists in this account and carries the deployment's tag: what
+/// makes it, and the training data in it, the deployment's. Another account's bucket of the name is
+/// not.
 pub async fn is_ours(target: &AwsTarget) -> Result<bool, AwsError> {
     let bucket = target.bucket();
     let tagging = target
@@ -449,10 +626,24 @@ pub async fn is_ours(target: &AwsTarget) -> Result<bool, AwsError> {
         .s3
         .get_bucket_tagging()
         .bucket(&bucket)
+        .expected_bucket_owner(target.account())
         .send()
         .await
         .map_err(|e| AwsError::sdk("read the tags of", KIND, &bucket, e))
-        .or_absent()?;
+        .or_absent();
+    let tagging = match tagging {
+        Ok(tagging) => tagging,
+        Err(e) => match owner_after_refusal(&target.clients, &bucket, e).await? {
+            NotThisAccounts::AnotherAccount { .. } => {
+                tracing::warn!(
+                    bucket,
+                    "a bucket of the deployment's name belongs to another AWS account"
+                );
+                None
+            }
+            why @ NotThisAccounts::Undetermined { .. } => return Err(why.refusing(&bucket)),
+        },
+    };
     // No bucket, or a bucket without tags: not ours.
     Ok(tagging.is_some_and(|tagging| target.is_ours(tagging.tag_set().iter().map(|t| (t.key(), t.value())))))
 }
@@ -601,6 +792,35 @@ mod tests {
             })
             .collect();
         assert_eq!(elsewhere, ["region: want eu-west-1, have us-east-1 (Replace)"]);
+    }
+
+    #[test]
+    fn a_bucket_not_this_accounts_is_refused_saying_why_and_what_to_do() {
+        let account = "123456789012".to_string();
+        let sniped = NotThisAccounts::AnotherAccount {
+            account: account.clone(),
+        }
+        .refusing("iot-123456789012-eu-west-1");
+        assert_eq!(sniped.class, ErrorClass::AccessDenied);
+        let chain = engine::target::error_chain(&sniped);
+        assert!(
+            chain.starts_with("use bucket `iot-123456789012-eu-west-1`: a bucket of this name exists, but in another AWS account than 123456789012"),
+            "{chain}"
+        );
+        assert!(
+            chain.contains("(bucket sniping)") && chain.contains("`name:` in deploy.yaml"),
+            "{chain}"
+        );
+        // Without `s3:ListAllMyBuckets` the reason is one of two, and the message says both.
+        let undetermined = NotThisAccounts::Undetermined { account }.to_string();
+        for part in [
+            "s3:ListAllMyBuckets",
+            "bucket sniping",
+            "s3:ListBucket",
+            "`name:` in deploy.yaml",
+        ] {
+            assert!(undetermined.contains(part), "want {part} in: {undetermined}");
+        }
     }
 
     #[test]

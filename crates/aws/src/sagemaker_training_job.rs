@@ -389,11 +389,13 @@ pub async fn metrics(clients: &Clients, job: &TrainingJobOutputs) -> Result<Metr
                 format!("unreadable artifact URL {url}"),
             )
         })?;
+    // The artifact is in the deployment's bucket, where the job's output path points.
     let object = clients
         .s3
         .get_object()
         .bucket(artifact_bucket)
         .key(key)
+        .expected_bucket_owner(clients.account().await?)
         .send()
         .await
         .map_err(|e| AwsError::sdk("read the model artifact of", KIND, attempt, e))?;

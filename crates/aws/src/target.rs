@@ -30,10 +30,11 @@ use engine::training_output::MetricValues;
 use engine::values::Digest;
 use spec::Spec;
 
-use crate::clients::Clients;
+use crate::clients::{AccountError, Clients};
+use crate::ecr_image::{Registry, RegistryError};
 use crate::errors::AwsError;
 use crate::iam_role::PolicyScope;
-use crate::lock::{Lock, LockError};
+use crate::lock::{Fence, Lease, Lock, LockError, Released};
 use crate::sagemaker_training_job::LogTail;
 use crate::{
     ecr_image, ecr_repository, endpoint_autoscaling, iam_role, s3_bucket, sagemaker_endpoint,
@@ -44,8 +45,6 @@ use crate::{
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Overrides the poll interval, in milliseconds (an emulator answers faster than SageMaker).
 pub const POLL_INTERVAL_ENV: &str = "ORCHESTRATE_POLL_INTERVAL_MS";
-/// Added to the longest wait a run can make (training, then the endpoint) for the lock's expiry.
-pub const LOCK_MARGIN: Duration = Duration::from_secs(30 * 60);
 
 /// A deployment in one AWS account and region.
 #[derive(Debug)]
@@ -57,15 +56,31 @@ pub struct AwsTarget {
     /// The image built in this run, if any (pushed by `apply` of the image).
     built: Mutex<Option<image::BuiltImage>>,
     /// `ORCHESTRATE_REGISTRY`: push here instead of ECR's own registry endpoint.
-    pub(crate) registry: Option<String>,
+    pub(crate) registry: Option<Registry>,
     poll_interval: Duration,
     logs: LogTail,
+    /// The deployment lock's lease (how long it lives unrenewed, how often it is renewed).
+    lease: Lease,
+    /// The fence of the lock this target took last, while it is held: `apply` and `delete` refuse
+    /// once it is lost.
+    fence: Mutex<Option<Fence>>,
+}
+
+/// Why the AWS target cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// `ORCHESTRATE_REGISTRY` is refused (plain HTTP to another machine, or not an address): checked
+    /// before any request, so ECR's password is never sent there.
+    #[error("cannot push to ORCHESTRATE_REGISTRY")]
+    Registry(#[source] RegistryError),
 }
 
 impl AwsTarget {
     /// Opens the deployment with the standard credential chain in the spec's region; asks STS which
     /// account the credentials belong to (the one call before planning).
-    pub async fn open(spec: &Spec, model_image_bin: &Path) -> Result<Self, AwsError> {
+    pub async fn open(spec: &Spec, model_image_bin: &Path) -> Result<Self, OpenError> {
         let clients = Clients::load(spec.region.as_str()).await;
         Self::with_clients(spec, model_image_bin, clients).await
     }
@@ -75,11 +90,14 @@ impl AwsTarget {
         spec: &Spec,
         model_image_bin: &Path,
         clients: Clients,
-    ) -> Result<Self, AwsError> {
-        let account = clients.account().await?.to_string();
+    ) -> Result<Self, OpenError> {
         let registry = std::env::var(ecr_image::REGISTRY_ENV)
             .ok()
-            .filter(|r| !r.trim().is_empty());
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| r.parse::<Registry>())
+            .transpose()
+            .map_err(OpenError::Registry)?;
+        let account = clients.identify().await?.to_string();
         Ok(Self {
             spec: spec.clone(),
             clients,
@@ -92,7 +110,25 @@ impl AwsTarget {
                 .and_then(|ms| ms.trim().parse().ok())
                 .map_or(DEFAULT_POLL_INTERVAL, Duration::from_millis),
             logs: LogTail::default(),
+            lease: Lease::DEFAULT,
+            fence: Mutex::new(None),
         })
+    }
+
+    /// Holds the deployment lock with this lease instead of [`Lease::DEFAULT`] (tests).
+    pub fn with_lease(mut self, lease: Lease) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Refuses a change once the deployment lock this target holds is lost (taken over by another
+    /// run, or not renewed for so long that it may have been).
+    fn fenced(&self, action: &'static str, kind: Kind, name: &str) -> Result<(), TargetError> {
+        let fence = self.fence.lock().unwrap_or_else(|p| p.into_inner());
+        match fence.as_ref().map(Fence::check) {
+            Some(Err(lost)) => Err(TargetError::caused_by(action, kind, name, lost)),
+            _ => Ok(()),
+        }
     }
 
     /// Polls pending resources this often instead of every 5 seconds.
@@ -102,7 +138,7 @@ impl AwsTarget {
     }
 
     /// Pushes to this registry instead of ECR's own endpoint (what `ORCHESTRATE_REGISTRY` sets).
-    pub fn with_registry(mut self, registry: Option<String>) -> Self {
+    pub fn with_registry(mut self, registry: Option<Registry>) -> Self {
         self.registry = registry;
         self
     }
@@ -226,51 +262,70 @@ impl Target for AwsTarget {
         })
     }
 
-    /// The lock object in the data bucket ([`Lock`]), for as long as the run can wait (training,
-    /// then the endpoint) and [`LOCK_MARGIN`]. The bucket is created first when the run is about to
-    /// create it anyway (`request.state` has it); without a bucket and without a state (a `down` of
-    /// something never deployed) there is nothing to lock. A held lock is a [`LockError`] naming its
-    /// holder and `--break-lock`.
+    /// The lock object in the data bucket ([`Lock`]) with the target's [`Lease`], renewed by its
+    /// heartbeat for as long as the run holds it; its [`Fence`] guards `apply` and `delete` from
+    /// then on. The bucket is created first when the run is about to create it anyway
+    /// (`request.state` has it); without a bucket and without a state (a `down` of something never
+    /// deployed) there is nothing to lock. A held lock is a [`LockError`] naming its holder, when it
+    /// goes stale, and `--break-lock`. A bucket of the name in another account is none of ours: a
+    /// run that wants the bucket stops ([`s3_bucket::NotThisAccounts`]); one without a state
+    /// (`down`) has nothing to lock in it.
     async fn lock(&self, request: LockRequest<'_>) -> Result<Option<Lock>, BoxError> {
         let bucket = self.bucket();
-        let exists = match self.clients.s3.head_bucket().bucket(&bucket).send().await {
-            Ok(_) => true,
-            Err(e) => {
-                let e = AwsError::sdk("find", Kind::Bucket, &bucket, e);
-                if !e.is_not_found() {
-                    return Err(LockError::from(e).into());
-                }
-                false
-            }
+        let wanted = match request.state.and_then(|state| state.get(Kind::Bucket)) {
+            Some(Desired {
+                name,
+                settings: Settings::Bucket(settings),
+                ..
+            }) => Some((name, settings)),
+            _ => None,
         };
-        if !exists {
-            match request.state.and_then(|state| state.get(Kind::Bucket)) {
-                Some(Desired {
-                    name,
-                    settings: Settings::Bucket(settings),
-                    ..
-                }) => s3_bucket::apply(&self.clients, name, settings)
+        let owner = s3_bucket::owner(&self.clients, &bucket)
+            .await
+            .map_err(LockError::from)?;
+        match (owner, wanted) {
+            (s3_bucket::Owner::ThisAccount, _) => {}
+            (s3_bucket::Owner::Nobody, Some((name, settings))) => {
+                s3_bucket::apply(&self.clients, name, settings)
                     .await
-                    .map_err(LockError::from)?,
-                _ => return Ok(None),
+                    .map_err(LockError::from)?
+            }
+            (s3_bucket::Owner::Nobody, None)
+            | (s3_bucket::Owner::NotThisAccount(s3_bucket::NotThisAccounts::AnotherAccount { .. }), None) => {
+                return Ok(None);
+            }
+            (s3_bucket::Owner::NotThisAccount(why), _) => {
+                return Err(LockError::from(why.refusing(&bucket)).into());
             }
         }
-        let ttl = self.spec.training.max_runtime + self.spec.endpoint.wait_timeout + LOCK_MARGIN;
-        let now = std::time::SystemTime::now();
         let lock = Lock::acquire(
             &self.clients,
             &bucket,
             request.owner,
-            ttl,
-            now,
+            self.lease,
             request.break_lock,
         )
         .await?;
+        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock.fence());
         Ok(Some(lock))
     }
 
+    /// Stops the lock's heartbeat and deletes the lock object if it is still this run's; a lock
+    /// another run took over is left to it.
     async fn release(&self, lock: Lock) -> Result<(), BoxError> {
-        Ok(lock.release(&self.clients).await?)
+        {
+            let mut fence = self.fence.lock().unwrap_or_else(|p| p.into_inner());
+            if fence.as_ref().is_some_and(|f| f.same_lock(&lock.fence())) {
+                *fence = None;
+            }
+        }
+        match lock.release(&self.clients).await? {
+            Released::Deleted | Released::Gone => {}
+            Released::TakenOver { by } => {
+                tracing::warn!(by, "the deployment lock was taken over; left to its new holder");
+            }
+        }
+        Ok(())
     }
 
     fn poll_interval(&self) -> Duration {
@@ -291,10 +346,12 @@ impl Target for AwsTarget {
         change: &Change,
         upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
+        self.fenced("change", desired.kind(), &desired.name)?;
         dispatch::apply(self, desired, change, upstream).await
     }
 
     async fn delete(&self, found: &Found) -> Result<Deleted, TargetError> {
+        self.fenced("delete", found.kind, &found.name)?;
         dispatch::delete(self, found).await
     }
 

@@ -223,8 +223,9 @@ async fn image_is_pushed_to_a_real_registry_once_and_ecr_knows_its_digest() {
     let built = build_image(dir.path());
     let digest = built.manifest_digest.to_string();
 
+    let address: ecr_image::Registry = registry.address().parse().expect("a loopback registry");
     let before = registry.requests().await;
-    let reference = ecr_image::push(&clients, repository, &built, Some(&registry.address()))
+    let reference = ecr_image::push(&clients, repository, &built, Some(&address))
         .await
         .unwrap();
     assert_eq!(reference, format!("{}/{repository}@{digest}", registry.host()));
@@ -300,7 +301,7 @@ async fn image_is_pushed_to_a_real_registry_once_and_ecr_knows_its_digest() {
 
     // A second push finds every blob present and uploads none.
     let before = registry.requests().await;
-    let again = ecr_image::push(&clients, repository, &built, Some(&registry.address()))
+    let again = ecr_image::push(&clients, repository, &built, Some(&address))
         .await
         .unwrap();
     assert_eq!(again, reference);

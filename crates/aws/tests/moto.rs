@@ -2,10 +2,8 @@
 //! loopback port (`testbed::Moto`) and checks the outcome through the SDK directly, not through our
 //! own `observe`. Tests skip (with a note) when moto is not installed, outside CI.
 
-use std::time::{Duration, SystemTime};
-
 use aws::iam_role::PolicyScope;
-use aws::lock::{Lock, LockError};
+use aws::lock::{Lease, Lock, LockError, Released};
 use aws::{Clients, iam_role, s3_bucket, training_data};
 use engine::kind::{BucketSettings, RoleSettings, TrainingDataSettings};
 use engine::resource::{OnChange, diff};
@@ -354,6 +352,7 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("train.csv");
     std::fs::write(&file, "a,b\n1,2\n").unwrap();
+    let files = training_data::local_files(&file).unwrap();
     let prefix = "data/0123456789ab/train/";
     let settings = TrainingDataSettings {
         channel: Channel::Train,
@@ -361,21 +360,23 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
     };
     let desired = Desired::new(prefix, settings.clone());
     assert_eq!(
-        training_data::observe(&clients, bucket, prefix, &settings)
+        training_data::observe(&clients, bucket, prefix, &settings, &files)
             .await
             .unwrap(),
         Observed::Absent
     );
     assert_eq!(
-        training_data::apply(&clients, bucket, prefix, &settings, &file)
+        training_data::apply(&clients, bucket, prefix, &files)
             .await
-            .unwrap(),
+            .unwrap()
+            .uploaded,
         1
     );
     assert_eq!(
-        training_data::apply(&clients, bucket, prefix, &settings, &file)
+        training_data::apply(&clients, bucket, prefix, &files)
             .await
-            .unwrap(),
+            .unwrap()
+            .uploaded,
         0,
         "skipped"
     );
@@ -388,7 +389,7 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
         .unwrap();
     let body = object.body.collect().await.unwrap().into_bytes();
     assert_eq!(&body[..], b"a,b\n1,2\n");
-    let observed = training_data::observe(&clients, bucket, prefix, &settings)
+    let observed = training_data::observe(&clients, bucket, prefix, &settings, &files)
         .await
         .unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
@@ -406,12 +407,13 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
         other => panic!("expected a replacement, got {other:?}"),
     }
 
-    // An interrupted upload (one of a folder's two files written) reads as failed, and `up`'s
-    // replacement uploads only what is missing.
+    // An interrupted upload (one of a folder's two files written) is drift of the content, and
+    // `up`'s repair uploads only what is missing.
     let folder = dir.path().join("validation");
     std::fs::create_dir(&folder).unwrap();
     std::fs::write(folder.join("a.csv"), "a,b\n3,4\n").unwrap();
     std::fs::write(folder.join("b.csv"), "a,b\n5,6\n").unwrap();
+    let files = training_data::local_files(&folder).unwrap();
     let prefix = "data/abcdef012345/validation/";
     let settings = TrainingDataSettings {
         channel: Channel::Validation,
@@ -419,9 +421,10 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
     };
     let desired = Desired::new(prefix, settings.clone());
     assert_eq!(
-        training_data::apply(&clients, bucket, prefix, &settings, &folder)
+        training_data::apply(&clients, bucket, prefix, &files)
             .await
-            .unwrap(),
+            .unwrap()
+            .uploaded,
         2
     );
     s3.delete_object()
@@ -430,50 +433,54 @@ async fn training_data_is_uploaded_once_and_the_lock_is_exclusive() {
         .send()
         .await
         .unwrap();
-    let interrupted = training_data::observe(&clients, bucket, prefix, &settings)
+    let interrupted = training_data::observe(&clients, bucket, prefix, &settings, &files)
         .await
         .unwrap();
     match diff(&desired, &interrupted) {
-        Change::Replace { reason, .. } => assert!(reason.contains("1 of 2 files"), "{reason}"),
-        other => panic!("expected a replacement, got {other:?}"),
+        Change::Update { fields } => {
+            let found: Vec<(&str, Option<&str>)> =
+                fields.iter().map(|f| (f.field, f.have.as_deref())).collect();
+            assert_eq!(
+                found,
+                [("content", Some("missing: data/abcdef012345/validation/b.csv"))]
+            );
+        }
+        other => panic!("expected an update, got {other:?}"),
     }
     assert_eq!(
-        training_data::apply(&clients, bucket, prefix, &settings, &folder)
+        training_data::apply(&clients, bucket, prefix, &files)
             .await
-            .unwrap(),
+            .unwrap()
+            .uploaded,
         1,
         "only the missing file"
     );
-    let observed = training_data::observe(&clients, bucket, prefix, &settings)
+    let observed = training_data::observe(&clients, bucket, prefix, &settings, &files)
         .await
         .unwrap();
     assert_eq!(diff(&desired, &observed), Change::NoOp, "{observed:?}");
 
-    let now = SystemTime::now();
-    let ttl = Duration::from_secs(3600);
-    let lock = Lock::acquire(&clients, bucket, "first", ttl, now, false)
+    // The lock in the same (policy-guarded) bucket: exclusive, broken only on request, and a release
+    // by the run it was taken from leaves the new holder's lock (crates/aws/tests/lock.rs has the rest).
+    let lock = Lock::acquire(&clients, bucket, "first", Lease::DEFAULT, false)
         .await
         .unwrap();
-    match Lock::acquire(&clients, bucket, "second", ttl, now, false).await {
+    match Lock::acquire(&clients, bucket, "second", Lease::DEFAULT, false).await {
         Err(LockError::Held { owner, .. }) => assert_eq!(owner, "first"),
         other => panic!("expected the lock to be held, got {other:?}"),
     }
-    // Two hours later the lock is stale: refused unless breaking is asked for.
-    let later = now + Duration::from_secs(7200);
-    assert!(matches!(
-        Lock::acquire(&clients, bucket, "second", ttl, later, false).await,
-        Err(LockError::Stale { .. })
-    ));
-    let second = Lock::acquire(&clients, bucket, "second", ttl, later, true)
+    let second = Lock::acquire(&clients, bucket, "second", Lease::DEFAULT, true)
         .await
         .unwrap();
-    // The first holder's release leaves the second's lock alone.
-    lock.release(&clients).await.unwrap();
     assert_eq!(
-        aws::lock::read(&clients, bucket).await.unwrap().unwrap().owner,
-        "second"
+        lock.release(&clients).await.unwrap(),
+        Released::TakenOver {
+            by: "second".to_string()
+        }
     );
-    second.release(&clients).await.unwrap();
+    let holder = aws::lock::read(&clients, bucket).await.unwrap().unwrap();
+    assert_eq!(holder.owner(), "second");
+    assert_eq!(second.release(&clients).await.unwrap(), Released::Deleted);
     assert_eq!(aws::lock::read(&clients, bucket).await.unwrap(), None);
 }
 

@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws::AwsTarget;
-use aws::lock::LockError;
+use aws::lock::{Lease, LockError};
 use aws_sdk_sagemaker::types::EndpointStatus;
 use engine::desired::DEPLOYMENT_TAG;
 use engine::kind::{EndpointConfigSettings, KindModules, ModelSettings, Settings};
@@ -102,10 +102,6 @@ fn run_lock<'a>(state: Option<&'a DesiredState>, owner: &'a str, break_lock: boo
         owner,
         break_lock,
     }
-}
-
-fn unix_secs(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 async fn plan(target: &AwsTarget, state: &DesiredState) -> Plan {
@@ -225,7 +221,7 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     let target = AwsTarget::with_clients(&spec, &deployment.binary(), clients.clone())
         .await
         .expect("open")
-        .with_registry(Some(registry.address()));
+        .with_registry(Some(registry.address().parse().expect("a loopback registry")));
     let state = part_one(&target, &spec);
     let bucket = target.bucket();
     assert_eq!(bucket, format!("iot-aws-{}-{REGION}", target.account()));
@@ -382,7 +378,7 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
     let rebuilt = AwsTarget::with_clients(&spec, &deployment.binary(), clients.clone())
         .await
         .unwrap()
-        .with_registry(Some(registry.address()));
+        .with_registry(Some(registry.address().parse().expect("a loopback registry")));
     let rebuilt_state = part_one(&rebuilt, &spec);
     assert_eq!(rebuilt_state, state);
     assert!(plan(&rebuilt, &rebuilt_state).await.is_noop());
@@ -477,22 +473,19 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
         .expect("push again");
     assert!(plan(&target, &state).await.is_noop());
 
-    // The lock, as a run takes it: it lasts as long as the run can wait (training, then the
-    // endpoint) and a 30-minute margin; a second run is refused while the first holds it, with a
-    // message naming the holder and `--break-lock`.
-    let ttl = spec.training.max_runtime + spec.endpoint.wait_timeout + Duration::from_secs(30 * 60);
-    assert_eq!(aws::target::LOCK_MARGIN, Duration::from_secs(30 * 60));
-    let taken_from = unix_secs(SystemTime::now());
+    // The lock, as a run takes it: a short lease (not the run's worst case), renewed while held,
+    // recorded in the object; a second run is refused while the first holds it, with a message
+    // naming the holder and `--break-lock`.
     let held = target
         .lock(run_lock(Some(&state), "first run", false))
         .await
         .unwrap()
         .expect("the bucket exists");
-    let taken_by = unix_secs(SystemTime::now());
-    let expires_at = held.record().expires_at;
-    assert!(
-        (taken_from + ttl.as_secs()..=taken_by + ttl.as_secs()).contains(&expires_at),
-        "expires at {expires_at}, want {ttl:?} after {taken_from}"
+    assert_eq!(held.lease(), Lease::DEFAULT);
+    let record = aws::lock::read(&clients, &bucket).await.unwrap().unwrap().record;
+    assert_eq!(
+        record.map(|r| (r.owner, r.lease_seconds)),
+        Some(("first run".to_string(), 120))
     );
     match target.lock(run_lock(Some(&state), "second run", false)).await {
         Err(error) => {
@@ -516,7 +509,7 @@ async fn up_creates_verifies_repairs_and_down_removes_the_first_half() {
         .expect("the bucket exists");
     target.release(held).await.unwrap();
     let holder = aws::lock::read(&clients, &bucket).await.unwrap();
-    assert_eq!(holder.map(|record| record.owner).as_deref(), Some("third run"));
+    assert_eq!(holder.as_ref().map(|held| held.owner()), Some("third run"));
     target.release(broken).await.unwrap();
     assert_eq!(aws::lock::read(&clients, &bucket).await.unwrap(), None);
 
@@ -785,7 +778,7 @@ async fn every_kind_of_a_deployed_stack_is_discovered_and_untagged_namesakes_are
     let target = AwsTarget::with_clients(&spec, &deployment.binary(), clients.clone())
         .await
         .expect("open")
-        .with_registry(Some(registry.address()))
+        .with_registry(Some(registry.address().parse().expect("a loopback registry")))
         .with_poll_interval(Duration::from_millis(200));
     let digest = target.image_digest().expect("image digest");
     let state = engine::desired_state(&spec, spec::Target::Aws, &target.facts(&digest).expect("facts"));

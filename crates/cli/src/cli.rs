@@ -45,8 +45,10 @@ pub struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Break the deployment's lock left by a run that is gone (interrupted, its machine lost). On
-    /// AWS the lock is an object in the data bucket; the local lock is released by the OS anyway
+    /// Take the deployment's lock even though another run holds it (one that is gone: interrupted,
+    /// its machine lost). On AWS the lock is an object in the data bucket, renewed by its run; one
+    /// not renewed for two minutes is taken over without this flag. The local lock is released by
+    /// the OS anyway
     #[arg(long, global = true)]
     pub break_lock: bool,
 
@@ -100,6 +102,25 @@ pub enum Command {
     Validate,
     /// Print the JSON Schema of deploy.yaml
     Schema,
+    /// Print the least-privilege IAM policy that running up, status and down for this deploy.yaml
+    /// on AWS needs (for CI's role or user)
+    Permissions(PermissionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PermissionsArgs {
+    /// The AWS account the deployment lives in [default: the credentials' account, asked of STS]
+    #[arg(long, value_name = "ID", value_parser = parse_account)]
+    pub account: Option<String>,
+}
+
+/// A 12-digit AWS account id.
+fn parse_account(text: &str) -> Result<String, String> {
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("`{text}` is not an AWS account id (12 digits)"))
+    }
 }
 
 #[derive(Debug, Args)]

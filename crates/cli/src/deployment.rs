@@ -27,6 +27,25 @@ pub const AWS_CREDENTIALS: &str = "cannot reach AWS: orchestrate uses the standa
      AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, an instance role); check them with \
      `aws sts get-caller-identity`, or use `--target local` to deploy on this machine";
 
+/// The first AWS call failed: one line when no credentials were found at all (which sources were
+/// tried is in the `-v` log), the credential hint above the cause otherwise.
+pub fn account_error(error: aws::clients::AccountError) -> anyhow::Error {
+    match error {
+        error @ aws::clients::AccountError::NoCredentials { .. } => {
+            anyhow::anyhow!("{error}; or use `--target local` to deploy on this machine")
+        }
+        error => anyhow::Error::new(error).context(AWS_CREDENTIALS),
+    }
+}
+
+/// Opening the AWS target failed: its account (see [`account_error`]) or `ORCHESTRATE_REGISTRY`.
+fn open_error(error: aws::target::OpenError) -> anyhow::Error {
+    match error {
+        aws::target::OpenError::Account(error) => account_error(error),
+        error => anyhow::Error::new(error),
+    }
+}
+
 /// Everything a command needs from the command line.
 #[derive(Debug)]
 pub struct Context {
@@ -97,11 +116,11 @@ impl<'a> Session<'a> {
                 // Credentials first: without them nothing else is worth doing (or building).
                 let step = progress.begin(format!("AWS account ({})", spec.region));
                 let clients = aws::Clients::load(spec.region.as_str()).await;
-                clients.account().await.context(AWS_CREDENTIALS)?;
+                clients.identify().await.map_err(account_error)?;
                 let binary = model_image_binary(cx, needs.desired_state, progress)?;
                 let target = AwsTarget::with_clients(spec, &binary, clients)
                     .await
-                    .context(AWS_CREDENTIALS)?;
+                    .map_err(open_error)?;
                 step.done(&target.describe());
                 (OpenTarget::Aws(target), binary)
             }

@@ -10,6 +10,7 @@ mod deployment;
 mod documents;
 mod exit;
 mod interrupt;
+mod logging;
 mod model_image;
 mod render;
 mod reporter;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    init_logging(cli.global.verbose);
+    logging::init(cli.global.verbose);
     let printer = Printer::new(cli.global.output);
     let spinners = std::io::stderr().is_terminal() && !printer.is_json() && cli.global.verbose == 0;
     let cx = Context {
@@ -101,22 +102,4 @@ async fn on_ctrl_c(interrupt: Interrupt) {
         );
         std::process::exit(Exit::Interrupted.code().into());
     }
-}
-
-/// Logs on stderr: warnings only by default; `-v` every crate's debug lines (the AWS SDK's
-/// requests and retries too), each inside the span of the resource operation it belongs to;
-/// `-vv` trace. `RUST_LOG` wins when set.
-fn init_logging(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }

@@ -194,27 +194,43 @@ fn down_of_a_deployment_that_never_ran_deletes_nothing_and_leaves_no_state_behin
     assert!(!dir.path().join(".orchestrate").exists(), "down created state");
 }
 
-/// `run` with no AWS credentials anywhere (and no instance metadata to ask).
+/// `run` with no AWS credentials anywhere: no AWS variable, a home without `~/.aws`, and no
+/// instance metadata to ask.
 fn run_without_aws(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("ORCHESTRATE_MODEL_IMAGE")
-        .env_remove("RUST_LOG")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("no-aws-credentials"))
-        .env("NO_COLOR", "1")
+    run_without_aws_command(dir, args)
         .output()
         .expect("run orchestrate")
 }
 
+/// The command [`run_without_aws`] runs, to add variables to.
+fn run_without_aws_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env_remove("ORCHESTRATE_MODEL_IMAGE")
+        .env_remove("RUST_LOG")
+        .env("HOME", dir.join("empty-home"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// The `error:` lines of a run's stderr (the progress lines above them aside).
+fn error_lines(output: &Output) -> Vec<String> {
+    stderr(output)
+        .lines()
+        .skip_while(|line| !line.starts_with("error:"))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn aws_target_without_credentials_says_how_to_provide_them() {
+fn aws_target_without_credentials_says_so_in_one_line_with_where_they_come_from() {
     let dir = valid_deployment();
     for args in [
         &["--target", "aws", "up"][..],
@@ -223,11 +239,31 @@ fn aws_target_without_credentials_says_how_to_provide_them() {
     ] {
         let output = run_without_aws(dir.path(), args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
-        let err = stderr(&output);
-        assert!(err.contains("cannot reach AWS"), "{err}");
-        assert!(err.contains("aws sts get-caller-identity"), "{err}");
-        assert!(err.contains("--target local"), "{err}");
+        // One line, saying what is missing and where it may come from; no SDK chain of causes.
+        let lines = error_lines(&output);
+        assert_eq!(lines.len(), 1, "{}", stderr(&output));
+        let line = &lines[0];
+        assert!(line.starts_with("error: no AWS credentials found: "), "{line}");
+        for source in [
+            "AWS_PROFILE",
+            "SSO",
+            "credential_process",
+            "role_arn",
+            "AWS_ACCESS_KEY_ID",
+            "--target local",
+        ] {
+            assert!(line.contains(source), "`{source}` missing from: {line}");
+        }
+        assert!(!line.contains("caller"), "{line}");
     }
+    // A profile that has no credentials is named.
+    let output = run_without_aws_command(dir.path(), &["status", "--target", "aws"])
+        .env("AWS_PROFILE", "work")
+        .output()
+        .expect("run orchestrate");
+    let lines = error_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", stderr(&output));
+    assert!(lines[0].contains("profile `work` has none"), "{}", lines[0]);
     // From the file too.
     let yaml = std::fs::read_to_string(dir.path().join("deploy.yaml"))
         .unwrap()
@@ -236,7 +272,7 @@ fn aws_target_without_credentials_says_how_to_provide_them() {
     let output = run_without_aws(dir.path(), &["plan"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("cannot reach AWS"),
+        stderr(&output).contains("no AWS credentials found"),
         "{}",
         stderr(&output)
     );
@@ -257,8 +293,30 @@ fn aws_error_in_json_mode_is_a_json_document() {
         doc["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("cannot reach AWS")
+            .contains("no AWS credentials found")
     );
+}
+
+#[test]
+fn aws_target_that_sts_does_not_answer_says_how_to_check_the_credentials() {
+    let dir = valid_deployment();
+    // Credentials, but nothing listens where STS should be (port 1 of loopback refuses at once).
+    let output = run_without_aws_command(dir.path(), &["status", "--target", "aws"])
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .expect("run orchestrate");
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("cannot reach AWS"), "{err}");
+    assert!(err.contains("aws sts get-caller-identity"), "{err}");
+    assert!(err.contains("caused by: STS GetCallerIdentity failed"), "{err}");
+    assert!(!err.contains("no AWS credentials found"), "{err}");
 }
 
 #[test]

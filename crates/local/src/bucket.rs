@@ -1,14 +1,17 @@
 //! The data bucket: a folder in the state (`buckets/<name>/`) that holds the uploaded training data
 //! under the same keys as on S3 (`data/<sha12>/<channel>/…`), plus a record of its settings (its
-//! tags). A bucket whose folder was deleted is absent, whatever its record says.
+//! tags). A bucket whose folder was deleted is absent, whatever its record says. The folder is the
+//! one its name gives, checked to resolve inside the state's `buckets/` before anything is created
+//! or deleted there.
 
 use engine::kind::BucketSettings;
 use engine::resource::{Change, Kind, Observed};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 
+use crate::contained::ContainedPath;
 use crate::error::target_error;
-use crate::state::NoDetails;
-use crate::{LocalError, LocalTarget, record};
+use crate::state::{NoDetails, create_private_dir};
+use crate::{LocalError, LocalTarget, io_error, record};
 
 const KIND: Kind = Kind::Bucket;
 
@@ -44,33 +47,26 @@ impl KindOnTarget<LocalTarget> for LocalBucket {
     }
 }
 
-/// The bucket's folder.
-pub(crate) fn folder(target: &LocalTarget, name: &str) -> std::path::PathBuf {
-    target.state.resource_dir(KIND, name)
+/// The bucket's folder, checked to be in the state's `buckets/`.
+pub(crate) fn folder(target: &LocalTarget, name: &str) -> Result<ContainedPath, LocalError> {
+    target.state.resource(KIND, name)
 }
 
 fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
-    if !folder(target, name).is_dir() {
+    if !folder(target, name)?.is_dir() {
         return Ok(Observed::Absent);
     }
     Ok(record::observed(target.state.read::<NoDetails>(KIND, name)?))
 }
 
 fn apply(target: &LocalTarget, name: &str, settings: &BucketSettings) -> Result<Applied, LocalError> {
-    let path = folder(target, name);
-    std::fs::create_dir_all(&path).map_err(|source| LocalError::Io {
-        kind: KIND,
-        name: name.to_string(),
-        action: "create",
-        path,
-        source,
-    })?;
+    let path = folder(target, name)?;
+    create_private_dir(&path).map_err(io_error(KIND, name, "create", &path))?;
     record::write(target, KIND, name, settings.clone())
 }
 
 /// Deletes the folder with everything in it (on AWS: emptied, all versions, then deleted).
 fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
-    let path = folder(target, name);
-    crate::remove_dir_all(KIND, name, &path)?;
+    crate::remove_dir_all(KIND, name, &folder(target, name)?)?;
     target.state.remove(KIND, name)
 }

@@ -28,6 +28,13 @@
 //! in memory by the target that started it, so only its own start is waited for. A noted server
 //! this target did not start (left by an interrupted run), or started for another config, model or
 //! image, is stopped by the next apply, which then starts the one it wants, or by the next delete.
+//!
+//! Every server is started marked for the endpoint (see [`process`](crate::process)), and only
+//! verified ones are ever reported alive or stopped: a record or note naming another process is
+//! not believed. The marker also finds a server started by a run killed before it wrote the note;
+//! the next apply or delete stops it with the other servers the record does not name. The server
+//! runs the image's verified binary ([`image::runnable`]) on the model's folder, checked to be in
+//! `models/`.
 
 use std::collections::HashMap;
 use std::fs;
@@ -41,9 +48,11 @@ use engine::resource::{Change, EndpointOutputs, Kind, Lifecycle, Observed, Outpu
 use engine::target::{Applied, Deleted, Found, KindOnTarget, ResourceId, TargetError, Upstream};
 use serde::{Deserialize, Serialize};
 
+use crate::contained::{ContainedPath, RecordedPath};
 use crate::error::target_error;
-use crate::process::{self, Spawned};
-use crate::state::{Record, encode_name};
+use crate::image::ImageBinary;
+use crate::process::{self, Marker, Spawned};
+use crate::state::{Record, encode_name, remove_symlink};
 use crate::{LocalError, LocalTarget, image, io_error, model, record};
 
 const KIND: Kind = Kind::Endpoint;
@@ -105,10 +114,13 @@ impl KindOnTarget<LocalTarget> for LocalEndpoint {
 pub(crate) struct EndpointDetails {
     pub pid: i32,
     pub pgid: i32,
+    /// The server's start time (0 in records of earlier builds: such a server is never verified).
+    #[serde(default)]
+    pub start_time: u64,
     pub port: u16,
     pub url: String,
-    /// The model folder it serves.
-    pub model_dir: PathBuf,
+    /// The model folder it serves (compared with the wanted one, never used).
+    pub model_dir: RecordedPath,
     /// The config the endpoint ran before its last update (what `orchestrate rollback` returns to);
     /// `None` until it is updated, and in the `.starting` note of a server not recorded yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +132,7 @@ impl EndpointDetails {
         Spawned {
             pid: self.pid,
             pgid: self.pgid,
+            start_time: self.start_time,
         }
     }
 }
@@ -131,7 +144,7 @@ pub(crate) struct Starting {
     details: EndpointDetails,
     /// The config it was started for, and the binary it runs (the model folder is in `details`).
     config: String,
-    binary: PathBuf,
+    binary: ImageBinary,
     /// It was started on the port the old server still holds: if it cannot bind there, it is
     /// started again on a free port instead of failing the apply.
     shares_port: bool,
@@ -142,7 +155,7 @@ impl Starting {
     /// Whether it serves what an apply wants.
     fn serves(&self, wanted: &Wanted) -> bool {
         self.config == wanted.config
-            && self.details.model_dir == wanted.model_dir
+            && self.details.model_dir == RecordedPath::from(&wanted.model_dir)
             && self.binary == wanted.binary
     }
 }
@@ -172,8 +185,8 @@ impl StartedServers {
 /// What an apply serves: the config, its model's folder and the binary of the model's image.
 struct Wanted {
     config: String,
-    model_dir: PathBuf,
-    binary: PathBuf,
+    model_dir: ContainedPath,
+    binary: ImageBinary,
 }
 
 /// The model folder and binary the config in `settings` needs, which must exist.
@@ -186,13 +199,10 @@ fn wanted(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Resu
     };
     let model =
         record::model_of(target, config)?.ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
-    let model_dir = model::serving_dir(target, &model);
+    let model_dir = model::serving_dir(target, &model)?;
     let image = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
     let image = image.ok_or_else(|| missing(format!("model `{model}`")))?;
-    let binary = image::binary_for(target, &image);
-    if !binary.is_file() {
-        return Err(missing(format!("image `{image}`")));
-    }
+    let binary = image::runnable(target, KIND, name, &image)?;
     Ok(Wanted {
         config: config.to_string(),
         model_dir,
@@ -223,10 +233,16 @@ fn noted_start(target: &LocalTarget, name: &str) -> Option<EndpointDetails> {
 }
 
 fn write_note(target: &LocalTarget, name: &str, details: &EndpointDetails) -> Result<(), LocalError> {
-    let path = starting_path(target, name);
-    let json = serde_json::to_vec(details).map_err(std::io::Error::other);
-    json.and_then(|json| fs::write(&path, json))
-        .map_err(io_error(KIND, name, "write", &path))
+    let json = serde_json::to_vec(details)
+        .map_err(std::io::Error::other)
+        .map_err(io_error(KIND, name, "write", &starting_path(target, name)))?;
+    let file_name = format!("{}.starting", encode_name(name));
+    target.state.write_file(KIND, &file_name, &json)
+}
+
+/// The marker of endpoint `name`'s servers.
+fn marker(target: &LocalTarget, name: &str) -> Marker {
+    target.state.marker(KIND, name)
 }
 
 /// The started server is recorded (or stopped): forget it was starting.
@@ -239,8 +255,9 @@ fn forget_start(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
 }
 
 /// Stops every server started for endpoint `name` that its record does not name (the one this
-/// target waits for, and the one the `.starting` note names: the same one, unless an interrupted
-/// run left the note), and forgets them.
+/// target waits for, the one the `.starting` note names: the same one, unless an interrupted run
+/// left the note, and any other marked for the endpoint: one a run killed before writing the note
+/// started), and forgets them.
 async fn discard_starts(
     target: &LocalTarget,
     name: &str,
@@ -256,6 +273,11 @@ async fn discard_starts(
         && Some(noted.pid) != recorded_pid
     {
         stop(target, name, &noted).await?;
+    }
+    for ours in process::find(&marker(target, name)) {
+        if Some(ours.pid()) != recorded_pid {
+            stop_verified(name, ours).await?;
+        }
     }
     forget_start(target, name)
 }
@@ -277,9 +299,9 @@ pub(crate) fn url(target: &LocalTarget, name: &str) -> Result<Option<String>, Lo
 }
 
 /// What the server of a record is doing: ready when it runs and answers `/ping`.
-async fn lifecycle(target: &LocalTarget, details: &EndpointDetails) -> Lifecycle {
-    if !process::alive(details.pid, target.state.root()) {
-        return Lifecycle::Failed(format!("not running (pid {} exited)", details.pid));
+async fn lifecycle(target: &LocalTarget, name: &str, details: &EndpointDetails) -> Lifecycle {
+    if !process::alive(details.spawned(), &marker(target, name)) {
+        return Lifecycle::Failed(not_running(details));
     }
     if ping(target, &details.url).await {
         Lifecycle::Ready
@@ -288,6 +310,20 @@ async fn lifecycle(target: &LocalTarget, details: &EndpointDetails) -> Lifecycle
             "not answering /ping at {} (pid {})",
             details.url, details.pid
         ))
+    }
+}
+
+/// Why a recorded server is not running. One recorded by an earlier build (no start time) cannot
+/// be verified, so it is never stopped either: the message says so.
+fn not_running(details: &EndpointDetails) -> String {
+    if details.start_time == 0 && details.pid > 0 {
+        format!(
+            "not running as far as can be verified (pid {} was recorded by an earlier orchestrate; \
+             stop it by hand if it still serves)",
+            details.pid
+        )
+    } else {
+        format!("not running (pid {} exited)", details.pid)
     }
 }
 
@@ -312,7 +348,7 @@ async fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalErro
     let Some(record) = target.state.read::<EndpointDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
-    let lifecycle = lifecycle(target, &record.details).await;
+    let lifecycle = lifecycle(target, name, &record.details).await;
     let outputs = Outputs::Endpoint(EndpointOutputs {
         previous_config: record.details.previous_config.clone(),
     });
@@ -326,7 +362,7 @@ async fn apply(target: &LocalTarget, name: &str, settings: &EndpointSettings) ->
     let recorded = target.state.read::<EndpointDetails>(KIND, name)?;
     let previous = previous_config(recorded.as_ref(), &wanted.config);
     let serving = if let Some(starting) = own_start(target, name, recorded.as_ref(), &wanted).await? {
-        match progress(target, &starting).await {
+        match progress(target, name, &starting).await {
             Progress::Loading => return Ok(not_yet(&starting.details)),
             Progress::Failed(reason) => return start_failed(target, name, &wanted, &starting, reason).await,
             Progress::Answering => {
@@ -334,7 +370,7 @@ async fn apply(target: &LocalTarget, name: &str, settings: &EndpointSettings) ->
                 switched.await?
             }
         }
-    } else if let Some(current) = serving_wanted(target, recorded.as_ref(), settings, &wanted).await {
+    } else if let Some(current) = serving_wanted(target, name, recorded.as_ref(), settings, &wanted).await {
         current
     } else {
         return replace(target, name, &wanted, recorded.as_ref()).await;
@@ -400,9 +436,9 @@ enum Progress {
     Failed(String),
 }
 
-async fn progress(target: &LocalTarget, starting: &Starting) -> Progress {
+async fn progress(target: &LocalTarget, name: &str, starting: &Starting) -> Progress {
     let details = &starting.details;
-    if !process::alive(details.pid, target.state.root()) {
+    if !process::alive(details.spawned(), &marker(target, name)) {
         return Progress::Failed(format!("exited before answering /ping on {}", details.url));
     }
     // With SO_REUSEPORT the old server may answer on the same port: the new one is ready when it
@@ -424,14 +460,15 @@ async fn progress(target: &LocalTarget, starting: &Starting) -> Progress {
 /// the record to it (only the move back onto a fixed port may be left).
 async fn serving_wanted(
     target: &LocalTarget,
+    name: &str,
     recorded: Option<&Record<EndpointDetails>>,
     settings: &EndpointSettings,
     wanted: &Wanted,
 ) -> Option<EndpointDetails> {
     let record = recorded?;
     let same = record.settings == Settings::Endpoint(settings.clone())
-        && record.details.model_dir == wanted.model_dir;
-    if same && lifecycle(target, &record.details).await == Lifecycle::Ready {
+        && record.details.model_dir == RecordedPath::from(&wanted.model_dir);
+    if same && lifecycle(target, name, &record.details).await == Lifecycle::Ready {
         Some(record.details.clone())
     } else {
         None
@@ -447,7 +484,9 @@ async fn replace(
 ) -> Result<Applied, LocalError> {
     let port = target.spec.local.port.or(recorded.map(|o| o.details.port));
     let old_listening = recorded.is_some_and(|o| {
-        Some(o.details.port) == port && process::listening(o.details.pid, o.details.port) == Some(true)
+        Some(o.details.port) == port
+            && process::alive(o.details.spawned(), &marker(target, name))
+            && process::listening(o.details.pid, o.details.port) == Some(true)
     });
     let started = match port {
         Some(port) if process::port_free(port) => Some(start(target, name, wanted, port, false).await?),
@@ -529,36 +568,42 @@ async fn start(
     port: u16,
     shares_port: bool,
 ) -> Result<Starting, LocalError> {
-    let dir = target.state.kind_dir(KIND);
-    fs::create_dir_all(&dir).map_err(io_error(KIND, name, "create", &dir))?;
+    target.state.checked_kind_dir(KIND, true)?;
     let log = log_path(target, name);
+    // The server appends to its log: never through a symlink.
+    remove_symlink(&log).map_err(io_error(KIND, name, "remove", &log))?;
     let port_text = port.to_string();
-    let (binary, model_dir) = (&wanted.binary, &wanted.model_dir);
+    let (binary, model_dir) = (wanted.binary.path(), &wanted.model_dir);
+    let marker = marker(target, name);
     let spawned = process::spawn_detached(
         r#"echo "--- serving $2 on 127.0.0.1:$4" >>"$3"; "$1" serve --model-dir "$2" --host 127.0.0.1 >>"$3" 2>&1"#,
         &[binary.as_os_str(), model_dir.as_os_str(), log.as_os_str(), port_text.as_ref()],
         &[("SAGEMAKER_BIND_TO_PORT", port_text.as_ref()), ("NO_COLOR", "1".as_ref())],
         target.state.root(),
+        &marker,
     )
-    .map_err(|source| LocalError::Spawn { kind: KIND, name: name.to_string(), binary: binary.clone(), source })?
+    .map_err(|source| LocalError::Spawn { kind: KIND, name: name.to_string(), binary: binary.to_path_buf(), source })?
     .map_err(|output| LocalError::NoPid { kind: KIND, name: name.to_string(), output })?;
     let details = EndpointDetails {
         pid: spawned.pid,
         pgid: spawned.pgid,
+        start_time: spawned.start_time,
         port,
         url: format!("http://127.0.0.1:{port}"),
-        model_dir: model_dir.clone(),
+        model_dir: RecordedPath::from(model_dir),
         previous_config: None,
     };
     if let Err(error) = write_note(target, name, &details) {
         // Without the note a killed run would leave it running unknown: stop it now.
-        process::stop(spawned, target.state.root(), STOP_GRACE).await;
+        if let Some(ours) = process::ours(spawned, &marker) {
+            process::stop(ours, STOP_GRACE).await;
+        }
         return Err(error);
     }
     let starting = Starting {
         details,
         config: wanted.config.clone(),
-        binary: binary.clone(),
+        binary: wanted.binary.clone(),
         shares_port,
         started: Instant::now(),
     };
@@ -570,13 +615,22 @@ async fn start(
 /// inside `apply` and `delete`, but only as a bounded kill (at most `STOP_GRACE` and a few seconds
 /// after SIGKILL, see `process::stop`), not for a resource to become ready.
 async fn stop(target: &LocalTarget, name: &str, details: &EndpointDetails) -> Result<(), LocalError> {
-    if process::stop(details.spawned(), target.state.root(), STOP_GRACE).await {
+    match process::ours(details.spawned(), &marker(target, name)) {
+        Some(ours) => stop_verified(name, ours).await,
+        // Gone, or never ours: nothing to signal.
+        None => Ok(()),
+    }
+}
+
+/// Stops a server verified to be the endpoint's (see [`stop`]).
+async fn stop_verified(name: &str, ours: process::Ours) -> Result<(), LocalError> {
+    if process::stop(ours, STOP_GRACE).await {
         Ok(())
     } else {
         Err(LocalError::Unkillable {
             kind: KIND,
             name: name.to_string(),
-            pid: details.pid,
+            pid: ours.pid(),
             waited: STOP_GRACE,
         })
     }
@@ -613,8 +667,8 @@ pub(crate) async fn invoke(
         .ok_or_else(|| LocalError::NoEndpoint {
             name: name.to_string(),
         })?;
-    if !process::alive(record.details.pid, target.state.root()) {
-        let serving = format!("not running (pid {} exited)", record.details.pid);
+    if !process::alive(record.details.spawned(), &marker(target, name)) {
+        let serving = not_running(&record.details);
         return Err(LocalError::NotRunning {
             name: name.to_string(),
             serving,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use engine::Kind;
 use engine::values::Channel;
 
+use crate::contained::Escape;
+
 /// A local target failure.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -17,6 +19,45 @@ pub enum LocalError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot make the state folder `{path}` private (mode 0700)")]
+    PrivateStateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the {kind} record `{record}` names `{path}`, which {reason}; nothing was changed. Records \
+         are not trusted: check where this state folder came from, then remove the record (and what \
+         it names) by hand"
+    )]
+    RecordOutside {
+        kind: Kind,
+        record: PathBuf,
+        path: PathBuf,
+        reason: Escape,
+    },
+    #[error(
+        "{kind} `{name}`: `{path}` {reason}; nothing was changed (a symlink in the state folder must \
+         not lead out of it)"
+    )]
+    PathOutside {
+        kind: Kind,
+        name: String,
+        path: PathBuf,
+        reason: Escape,
+    },
+    #[error(
+        "{kind} `{name}`: the binary `{binary}` of image `{image}` is not the one imaged (sha256 \
+         {have}, imaged {want}); run `orchestrate up` to image it again"
+    )]
+    NotImaged {
+        kind: Kind,
+        name: String,
+        image: String,
+        binary: PathBuf,
+        want: String,
+        have: String,
     },
     #[error("another orchestrate run holds the lock `{path}` ({holder}); wait for it to finish, or stop it")]
     Locked { path: PathBuf, holder: String },

@@ -21,13 +21,18 @@
 //! is [`Applied::NotYet`] (the executor calls `apply` again); only stopping a process waits, as a
 //! bounded kill.
 //!
-//! State lives in one folder per deployment (see [`state`]); the state lock ([`Target::lock`])
-//! keeps two runs apart. The CLI calls, in order: [`LocalTarget::open`], [`Target::lock`],
+//! State lives in one private folder per deployment (see [`state`]); the state lock
+//! ([`Target::lock`]) keeps two runs apart. The target does not trust its own records: every path
+//! read back from one must resolve inside the state folder ([`contained`]), every recorded pid
+//! must be a process it started for that very resource ([`process`]), and the binary it runs must
+//! be the image's own copy with the imaged digest; a record that fails is an error naming it, and
+//! nothing is deleted or signalled on its word. The CLI calls, in order: [`LocalTarget::open`], [`Target::lock`],
 //! [`Target::image_digest`] (or [`LocalTarget::build_image`]), [`Target::facts`], then
 //! `engine::desired_state` and the `engine::executor` functions with the target, and
 //! [`Target::release`] when the run ends.
 
 mod bucket;
+pub mod contained;
 mod endpoint;
 pub mod error;
 mod image;
@@ -54,6 +59,7 @@ use spec::{DataSource, Spec};
 pub use error::LocalError;
 pub use state::StateLock;
 
+use crate::contained::ContainedPath;
 use crate::error::target_error;
 use crate::log_tail::LogTail;
 use crate::state::{Record, State};
@@ -77,7 +83,8 @@ pub struct LocalTarget {
 impl LocalTarget {
     /// The local target of `spec`'s deployment, with state in `<local.state_dir>/<name>/`
     /// (`local.state_dir` is already resolved against deploy.yaml's folder by the spec crate).
-    /// `model_image_bin` is the compiled `model-image` the image ships. Nothing is created yet.
+    /// `model_image_bin` is the compiled `model-image` the image ships. Nothing is created yet; an
+    /// existing state folder is made private (mode 0700).
     pub fn open(spec: &Spec, model_image_bin: &Path) -> Result<LocalTarget, LocalError> {
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -87,9 +94,11 @@ impl LocalTarget {
                 url: "http://127.0.0.1".into(),
                 source,
             })?;
+        let state = State::new(&spec.local.state_dir, spec.name.as_str());
+        state.make_private()?;
         Ok(LocalTarget {
             spec: spec.clone(),
-            state: State::new(&spec.local.state_dir, spec.name.as_str()),
+            state,
             model_image_bin: model_image_bin.to_path_buf(),
             built: Mutex::new(None),
             logs: LogTail::default(),
@@ -199,8 +208,8 @@ fn data_hash(channel: Channel, source: &DataSource) -> Result<String, LocalError
     }
 }
 
-/// Removes a folder and everything in it; a missing one is fine.
-fn remove_dir_all(kind: Kind, name: &str, path: &Path) -> Result<(), LocalError> {
+/// Removes a folder of the state and everything in it; a missing one is fine.
+fn remove_dir_all(kind: Kind, name: &str, path: &ContainedPath) -> Result<(), LocalError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -247,6 +256,11 @@ impl Target for LocalTarget {
     fn image_digest(&self) -> Result<Digest, TargetError> {
         let spec = image_spec(&self.model_image_bin);
         let cache = self.state.root().join("image-digest.json");
+        // The image crate writes the cache in place: never through a symlink.
+        state::remove_symlink(&cache).map_err(|source| {
+            let error = io_error(Kind::Image, &repository_name(&self.spec), "remove", &cache)(source);
+            target_error("build", Kind::Image, &repository_name(&self.spec), error)
+        })?;
         let (digest, built) = ::image::cached_digest(&spec, &cache).map_err(|source| {
             let error = LocalError::Image {
                 path: self.model_image_bin.clone(),
@@ -324,7 +338,7 @@ impl Target for LocalTarget {
     }
 
     async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
-        training_job::metrics(job)
+        training_job::metrics(self, job)
             .map_err(|e| target_error("read metrics of", Kind::TrainingJob, &job.attempt, e))
     }
 
@@ -494,7 +508,7 @@ mod tests {
 
     /// A deployment `iot` with autoscaling, its target, and its desired state (with a made-up
     /// image digest: nothing here builds or runs the image).
-    fn deployment(dir: &Path) -> (LocalTarget, DesiredState) {
+    pub(crate) fn deployment(dir: &Path) -> (LocalTarget, DesiredState) {
         std::fs::write(dir.join("train.csv"), "a,Label\n1,Normal\n").unwrap();
         let yaml =
             "version: 1\nname: iot\ndata: {train: train.csv}\nendpoint: {autoscaling: {min: 1, max: 2}}\n";
@@ -743,7 +757,7 @@ mod tests {
         let folder = target.state.resource_dir(Kind::Model, &model.name);
         let details = model::ModelDetails {
             training_job: format!("{}-1", state.training_job()),
-            folder,
+            folder: folder.into(),
         };
         let record = Record::new(&model.name, model_settings.clone(), details);
         target.state.write(Kind::Model, &record).unwrap();
@@ -758,7 +772,7 @@ mod tests {
         unused.image.digest = Digest::sha256(b"unused");
         for settings in [image_settings.clone(), unused] {
             let details = image::ImageDetails {
-                folder: image::folder(&target, &settings.image.digest),
+                folder: image::folder(&target, &settings.image.digest).into(),
                 binary_sha256: String::new(),
                 binary: state::Stamp::of(&binary).unwrap(),
             };
@@ -774,9 +788,10 @@ mod tests {
         let details = endpoint::EndpointDetails {
             pid: i32::MAX,
             pgid: 0,
+            start_time: 1,
             port: 1,
             url: "http://127.0.0.1:1".into(),
-            model_dir: dir.path().join("none"),
+            model_dir: dir.path().join("none").into(),
             previous_config: Some("iot-previous".into()),
         };
         let record = Record::new(&endpoint.name, serving, details);
@@ -915,7 +930,9 @@ mod tests {
             "{error}"
         );
 
-        let artifact = dir.path().join("artifact");
+        let artifact = target
+            .state_dir()
+            .join(format!("training-jobs/{job}-2/opt_ml/model"));
         std::fs::create_dir_all(&artifact).unwrap();
         std::fs::write(artifact.join("model.json"), "{}").unwrap();
         let bootstrap = metrics::BootstrapConfig {
@@ -964,7 +981,7 @@ mod tests {
         assert_eq!(applied, Applied::Ready(Outputs::None));
         let observed = target.observe(model).await.unwrap();
         assert_eq!(ready_settings(&observed), &model.settings);
-        let served = model::serving_dir(&target, &model.name);
+        let served = model::serving_dir(&target, &model.name).unwrap();
         assert_eq!(std::fs::read_to_string(served.join("model.json")).unwrap(), "{}");
         let record = target
             .state
@@ -985,5 +1002,31 @@ mod tests {
             error.contains(&format!("{job}-2")) && error.contains("metrics.json"),
             "{error}"
         );
+
+        // An artifact outside the state's training jobs is neither packed nor read.
+        let elsewhere = dir.path().join("artifact");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("model.json"), "{}").unwrap();
+        let foreign = TrainingJobOutputs {
+            attempt: format!("{job}-3"),
+            model_artifact: elsewhere.to_string_lossy().into_owned(),
+        };
+        let outputs = BTreeMap::from([(
+            ResourceId::new(Kind::TrainingJob, &job),
+            Outputs::TrainingJob(foreign.clone()),
+        )]);
+        for error in [
+            target
+                .apply(model, &Change::Create, upstream(&state, &outputs))
+                .await
+                .unwrap_err(),
+            target.training_metrics(&foreign).await.unwrap_err(),
+        ] {
+            let text = engine::target::error_chain(&error);
+            assert!(
+                text.contains("is not inside") && text.contains("training-jobs"),
+                "{text}"
+            );
+        }
     }
 }

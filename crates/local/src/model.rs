@@ -5,7 +5,8 @@
 //! again from its training job.
 //!
 //! The model of a config kept for rollback is never deleted while the endpoint records that config
-//! (see [`record`](crate::record)).
+//! (see [`record`](crate::record)). The artifact it packs must be in the state's `training-jobs/`,
+//! and its own folder in `models/`, both checked before anything is read, written or removed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,9 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
+use crate::contained::{ContainedPath, RecordedPath};
 use crate::error::target_error;
-use crate::state::{Record, collect_files};
+use crate::state::{Record, collect_files, create_private_dir, remove_symlink};
 use crate::{LocalError, LocalTarget, endpoint, image, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::Model;
@@ -80,12 +82,13 @@ impl KindOnTarget<LocalTarget> for LocalModel {
 pub(crate) struct ModelDetails {
     /// The training job attempt the model came from.
     pub training_job: String,
-    pub folder: PathBuf,
+    pub folder: RecordedPath,
 }
 
-/// The folder an endpoint serves model `name` from.
-pub(crate) fn serving_dir(target: &LocalTarget, name: &str) -> PathBuf {
-    target.state.resource_dir(KIND, name).join(EXTRACTED)
+/// The folder an endpoint serves model `name` from, checked.
+pub(crate) fn serving_dir(target: &LocalTarget, name: &str) -> Result<ContainedPath, LocalError> {
+    let path = target.state.resource_dir(KIND, name).join(EXTRACTED);
+    target.state.within(KIND, name, KIND, &path)
 }
 
 /// The image a model runs, from its record.
@@ -103,7 +106,7 @@ fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
     let Some(record) = target.state.read::<ModelDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
-    let folder = &record.details.folder;
+    let folder = target.state.recorded(KIND, name, KIND, &record.details.folder)?;
     if !folder.join(ARCHIVE).is_file() || !folder.join(EXTRACTED).is_dir() {
         return Ok(Observed::Absent);
     }
@@ -125,17 +128,20 @@ fn apply(
             name: name.to_string(),
             job: base.to_string(),
         })?;
-    let source = PathBuf::from(&job.model_artifact);
-    let folder = target.state.resource_dir(KIND, name);
-    fs::create_dir_all(&folder).map_err(io_error(KIND, name, "create", &folder))?;
+    let artifact = Path::new(&job.model_artifact);
+    let source = target.state.within(KIND, name, Kind::TrainingJob, artifact)?;
+    let folder = target.state.resource(KIND, name)?;
+    create_private_dir(&folder).map_err(io_error(KIND, name, "create", &folder))?;
 
     let archive = folder.join(ARCHIVE);
     let staging = folder.join(format!(".{ARCHIVE}.partial"));
+    remove_symlink(&staging).map_err(io_error(KIND, name, "remove", &staging))?;
     pack(&source, &staging).map_err(io_error(KIND, name, "pack", &source))?;
     fs::rename(&staging, &archive).map_err(io_error(KIND, name, "store", &archive))?;
 
-    let extracted = folder.join(EXTRACTED);
-    let staging = folder.join(format!(".{EXTRACTED}.partial"));
+    let within = |path: PathBuf| target.state.within(KIND, name, KIND, &path);
+    let extracted = within(folder.join(EXTRACTED))?;
+    let staging = within(folder.join(format!(".{EXTRACTED}.partial")))?;
     remove_dir_all(KIND, name, &staging)?;
     unpack(&archive, &staging).map_err(io_error(KIND, name, "extract", &archive))?;
     remove_dir_all(KIND, name, &extracted)?;
@@ -143,7 +149,7 @@ fn apply(
 
     let details = ModelDetails {
         training_job: job.attempt.clone(),
-        folder,
+        folder: RecordedPath::from(&folder),
     };
     target
         .state
@@ -155,7 +161,7 @@ fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     if endpoint::rollback_protected(target)?.protects(KIND, name) {
         return Ok(());
     }
-    remove_dir_all(KIND, name, &target.state.resource_dir(KIND, name))?;
+    remove_dir_all(KIND, name, &target.state.resource(KIND, name)?)?;
     target.state.remove(KIND, name)
 }
 
@@ -176,7 +182,7 @@ fn pack(source: &Path, archive: &Path) -> std::io::Result<()> {
 
 /// Extracts a `.tar.gz` into `dest` (the tar crate refuses paths that leave `dest`).
 fn unpack(archive: &Path, dest: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dest)?;
+    create_private_dir(dest)?;
     tar::Archive::new(GzDecoder::new(fs::File::open(archive)?)).unpack(dest)
 }
 

@@ -21,16 +21,26 @@
 //! a healthy resource diffs clean), and target details (pids, paths). Records are written to a
 //! temporary file in the same folder and renamed, so a reader never sees half a record; names are
 //! percent-encoded into file names, so `data/…/train/` and `sha256:…` are plain files.
+//!
+//! The folder and every folder in it are created private (mode 0700), and an existing state folder
+//! is made private when the target opens it: records name processes and paths the target acts on.
+//! Paths read back from records, and the target's own paths before it deletes, creates or runs
+//! anything there, are checked to stay inside the kind's folder ([`State::contain`], see
+//! [`contained`](crate::contained)); a record or lock file that is a symlink is never written
+//! through.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use engine::{Kind, Settings};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::contained::{ContainedPath, Escape, RecordedPath, resolve};
 use crate::error::LocalError;
+use crate::process::Marker;
 
 /// One resource's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,11 +128,111 @@ pub struct State {
 }
 
 impl State {
-    /// The state of deployment `name` under `state_dir`. Nothing is created yet.
+    /// The state of deployment `name` under `state_dir`, resolved (symlinks followed as far as
+    /// the folder exists). Nothing is created yet.
     pub fn new(state_dir: &Path, name: &str) -> Self {
         let root = state_dir.join(name);
         let root = std::path::absolute(&root).unwrap_or(root);
-        Self { root }
+        Self { root: resolve(&root) }
+    }
+
+    /// Makes an existing state folder private (mode 0700); a missing one is fine.
+    pub fn make_private(&self) -> Result<(), LocalError> {
+        let error = |source| LocalError::PrivateStateDir {
+            path: self.root.clone(),
+            source,
+        };
+        let mode = match fs::metadata(&self.root) {
+            Ok(metadata) => metadata.permissions().mode() & 0o777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(error(source)),
+        };
+        if mode != 0o700 {
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(error)?;
+        }
+        Ok(())
+    }
+
+    /// `path`, if it resolves inside the folder of `kind` (see [`contained`](crate::contained)).
+    pub fn contain(&self, kind: Kind, path: &Path) -> Result<ContainedPath, Escape> {
+        ContainedPath::check(&self.resolved_kind_dir(kind), path)
+    }
+
+    /// A path the record `record` of `kind` holds, checked to be in the folder of `inside`: an
+    /// escaping one is an error naming the record file.
+    pub(crate) fn recorded(
+        &self,
+        kind: Kind,
+        record: &str,
+        inside: Kind,
+        path: &RecordedPath,
+    ) -> Result<ContainedPath, LocalError> {
+        self.contain(inside, path.unchecked())
+            .map_err(|reason| LocalError::RecordOutside {
+                kind,
+                record: self.record_path(kind, record),
+                path: path.unchecked().to_path_buf(),
+                reason,
+            })
+    }
+
+    /// A path of resource `name` of `kind` that the target derived itself, checked to be in the
+    /// folder of `inside` before it is acted on.
+    pub(crate) fn within(
+        &self,
+        kind: Kind,
+        name: &str,
+        inside: Kind,
+        path: &Path,
+    ) -> Result<ContainedPath, LocalError> {
+        self.contain(inside, path)
+            .map_err(|reason| LocalError::PathOutside {
+                kind,
+                name: name.to_string(),
+                path: path.to_path_buf(),
+                reason,
+            })
+    }
+
+    /// The resource's own folder ([`resource_dir`](Self::resource_dir)), checked.
+    pub(crate) fn resource(&self, kind: Kind, name: &str) -> Result<ContainedPath, LocalError> {
+        self.within(kind, name, kind, &self.resource_dir(kind, name))
+    }
+
+    /// The marker of the processes started for a resource: its folder's path, whether or not it
+    /// has a folder (see [`process`](crate::process)).
+    pub fn marker(&self, kind: Kind, name: &str) -> Marker {
+        Marker::new(self.resource_dir(kind, name))
+    }
+
+    /// Where the kind's folder must resolve to: in the resolved state folder, not a symlink away.
+    fn resolved_kind_dir(&self, kind: Kind) -> PathBuf {
+        resolve(&self.root).join(kind.facts().local_folder)
+    }
+
+    /// The kind's folder, checked not to lead elsewhere; created (private) when `create`.
+    pub(crate) fn checked_kind_dir(&self, kind: Kind, create: bool) -> Result<PathBuf, LocalError> {
+        let dir = self.kind_dir(kind);
+        if create {
+            create_private_dir(&dir).map_err(|source| LocalError::WriteRecord {
+                kind,
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let (want, resolved) = (self.resolved_kind_dir(kind), resolve(&dir));
+        if resolved != want {
+            return Err(LocalError::PathOutside {
+                kind,
+                name: kind.facts().local_folder.to_string(),
+                path: dir,
+                reason: Escape::Symlink {
+                    resolved,
+                    folder: want,
+                },
+            });
+        }
+        Ok(dir)
     }
 
     pub fn root(&self) -> &Path {
@@ -150,23 +260,30 @@ impl State {
 
     /// Writes a record atomically (temporary file in the same folder, then rename).
     pub fn write<D: Serialize>(&self, kind: Kind, record: &Record<D>) -> Result<(), LocalError> {
-        let path = self.record_path(kind, &record.name);
+        let mut bytes = serde_json::to_vec_pretty(record).map_err(|source| LocalError::WriteRecord {
+            kind,
+            path: self.record_path(kind, &record.name),
+            source: std::io::Error::other(source),
+        })?;
+        bytes.push(b'\n');
+        self.write_file(kind, &format!("{}.json", encode_name(&record.name)), &bytes)
+    }
+
+    /// Writes a file of the kind's folder atomically: a temporary file in the folder, renamed over
+    /// `file_name` (which replaces a symlink there rather than writing through it).
+    pub(crate) fn write_file(&self, kind: Kind, file_name: &str, bytes: &[u8]) -> Result<(), LocalError> {
+        let dir = self.checked_kind_dir(kind, true)?;
+        let path = dir.join(file_name);
         let error = |source| LocalError::WriteRecord {
             kind,
             path: path.clone(),
             source,
         };
-        let dir = self.kind_dir(kind);
-        fs::create_dir_all(&dir).map_err(error)?;
-        let mut bytes = serde_json::to_vec_pretty(record)
-            .map_err(std::io::Error::other)
-            .map_err(error)?;
-        bytes.push(b'\n');
         let mut temp = tempfile::Builder::new()
             .prefix(".record-")
             .tempfile_in(&dir)
             .map_err(error)?;
-        temp.write_all(&bytes).map_err(error)?;
+        temp.write_all(bytes).map_err(error)?;
         temp.as_file().sync_all().map_err(error)?;
         temp.persist(&path).map_err(|e| error(e.error))?;
         Ok(())
@@ -174,7 +291,9 @@ impl State {
 
     /// Removes a record; a missing one is fine. Also removes the kind's folder once it is empty.
     pub fn remove(&self, kind: Kind, name: &str) -> Result<(), LocalError> {
-        let path = self.record_path(kind, name);
+        let path = self
+            .checked_kind_dir(kind, false)?
+            .join(format!("{}.json", encode_name(name)));
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -228,7 +347,7 @@ impl State {
     /// Takes the deployment's lock: exclusive, not waiting. A second run gets [`LocalError::Locked`]
     /// naming the holder's pid and command.
     pub fn lock(&self) -> Result<StateLock, LocalError> {
-        fs::create_dir_all(&self.root).map_err(|source| LocalError::StateDir {
+        create_private_dir(&self.root).map_err(|source| LocalError::StateDir {
             path: self.root.clone(),
             source,
         })?;
@@ -237,6 +356,8 @@ impl State {
             path: path.clone(),
             source,
         };
+        // Truncated and rewritten below: never through a symlink.
+        remove_symlink(&path).map_err(error)?;
         // Not truncated on open: the contents name the current holder until we hold the lock.
         let mut file = OpenOptions::new()
             .read(true)
@@ -319,6 +440,19 @@ fn read_record<D: DeserializeOwned>(kind: Kind, path: &Path) -> Result<Option<Re
             }
         }
     })
+}
+
+/// Creates a folder and its missing parents, private (mode 0700; the umask can only narrow it).
+pub(crate) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
+/// Removes `path` if it is a symlink, so what is written there next is a file of ours.
+pub(crate) fn remove_symlink(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => fs::remove_file(path),
+        _ => Ok(()),
+    }
 }
 
 /// A resource name as a file name: `[A-Za-z0-9_-]` and inner dots as they are, everything else

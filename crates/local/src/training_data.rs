@@ -5,7 +5,8 @@
 //! Observation is cheap: the record keeps each stored file's size and mtime, and the sha256 is
 //! recomputed only when one of them changed (then a tampered copy shows as a differing `sha256`, which
 //! `up` replaces). Missing files make the data absent. Training jobs hard-link these files into their
-//! `input/data/<channel>/` (copying where links are impossible).
+//! `input/data/<channel>/` (copying where links are impossible). The paths the record keeps are
+//! checked to resolve inside the state's `buckets/` before they are hashed, linked or deleted.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,8 +19,9 @@ use engine::values::{Channel, DataHash};
 use serde::{Deserialize, Serialize};
 use spec::DataSource;
 
+use crate::contained::{ContainedPath, RecordedPath};
 use crate::error::target_error;
-use crate::state::{Record, Stamp, encode_name};
+use crate::state::{Record, Stamp, create_private_dir, encode_name};
 use crate::{LocalError, LocalTarget, bucket, io_error, record, remove_dir_all};
 
 const KIND: Kind = Kind::TrainingData;
@@ -64,19 +66,25 @@ impl KindOnTarget<LocalTarget> for LocalTrainingData {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DataDetails {
     /// The bucket folder the data is in.
-    pub bucket: PathBuf,
+    pub bucket: RecordedPath,
     /// The key prefix's folder in the bucket (`data/<sha12>/<channel>`).
-    pub folder: PathBuf,
+    pub folder: RecordedPath,
     /// The stored copy: one file in `folder`, or `folder` itself for a directory source.
-    pub path: PathBuf,
+    pub path: RecordedPath,
     pub stamps: Vec<Stamp>,
+}
+
+/// A path of a training data record, checked to be in a bucket's folder.
+fn checked(target: &LocalTarget, name: &str, path: &RecordedPath) -> Result<ContainedPath, LocalError> {
+    target.state.recorded(KIND, name, Kind::Bucket, path)
 }
 
 fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
     let Some(mut record) = target.state.read::<DataDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
-    let Ok(stamps) = Stamp::all(&record.details.path) else {
+    let path = checked(target, name, &record.details.path)?;
+    let Ok(stamps) = Stamp::all(&path) else {
         return Ok(Observed::Absent);
     };
     if stamps.is_empty() {
@@ -84,9 +92,10 @@ fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalError> {
     }
     if stamps != record.details.stamps {
         // Changed since the upload: what is stored now is what it hashes to.
-        let path = record.details.path.clone();
-        let sha256 =
-            engine::names::data_sha256(&path).map_err(|source| LocalError::HashData { path, source })?;
+        let sha256 = engine::names::data_sha256(&path).map_err(|source| LocalError::HashData {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if let Settings::TrainingData(data) = &mut record.settings {
             data.sha256 = DataHash(sha256);
         }
@@ -122,7 +131,7 @@ fn apply(
         .state
         .get(Kind::Bucket)
         .map_or_else(|| crate::bucket_name(&target.spec), |b| b.name.clone());
-    let bucket = bucket::folder(target, &bucket_name);
+    let bucket = bucket::folder(target, &bucket_name)?;
     if !bucket.is_dir() {
         return Err(LocalError::Missing {
             kind: KIND,
@@ -131,11 +140,12 @@ fn apply(
         });
     }
     // The key prefix's folders (`data`, `<sha12>`, `<channel>`), without its trailing `/`.
-    let folder: PathBuf = bucket.join(Path::new(name).components().collect::<PathBuf>());
+    let within = |path: PathBuf| target.state.within(KIND, name, Kind::Bucket, &path);
+    let folder = within(bucket.join(Path::new(name).components().collect::<PathBuf>()))?;
     // Upload into a hidden staging folder, then rename: a half-copied channel is never observed.
-    let staging = bucket.join(format!(".upload-{}", encode_name(name)));
+    let staging = within(bucket.join(format!(".upload-{}", encode_name(name))))?;
     remove_dir_all(KIND, name, &staging)?;
-    fs::create_dir_all(&staging).map_err(io_error(KIND, name, "create", &staging))?;
+    create_private_dir(&staging).map_err(io_error(KIND, name, "create", &staging))?;
     let file_name = source
         .file_name()
         .map(PathBuf::from)
@@ -147,11 +157,11 @@ fn apply(
     }
     remove_dir_all(KIND, name, &folder)?;
     if let Some(parent) = folder.parent() {
-        fs::create_dir_all(parent).map_err(io_error(KIND, name, "create", parent))?;
+        create_private_dir(parent).map_err(io_error(KIND, name, "create", parent))?;
     }
     fs::rename(&staging, &folder).map_err(io_error(KIND, name, "store", &folder))?;
     let path = if is_dir {
-        folder.clone()
+        folder.to_path_buf()
     } else {
         folder.join(&file_name)
     };
@@ -170,9 +180,9 @@ fn apply(
     }
     let stamps = Stamp::all(&path).map_err(io_error(KIND, name, "stat", &path))?;
     let details = DataDetails {
-        bucket,
-        folder,
-        path,
+        bucket: RecordedPath::from(&bucket),
+        folder: RecordedPath::from(&folder),
+        path: RecordedPath::from(path),
         stamps,
     };
     target
@@ -183,12 +193,15 @@ fn apply(
 
 fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     if let Some(record) = target.state.read::<DataDetails>(KIND, name)? {
-        let details = record.details;
-        remove_dir_all(KIND, name, &details.folder)?;
+        let (folder, bucket) = (
+            checked(target, name, &record.details.folder)?,
+            checked(target, name, &record.details.bucket)?,
+        );
+        remove_dir_all(KIND, name, &folder)?;
         // Prune `data/<sha12>` and `data` once empty; never above the bucket.
-        let mut parent = details.folder.parent();
+        let mut parent = folder.parent();
         while let Some(dir) = parent {
-            if dir == details.bucket || !dir.starts_with(&details.bucket) || fs::remove_dir(dir).is_err() {
+            if dir == bucket.as_path() || !dir.starts_with(&bucket) || fs::remove_dir(dir).is_err() {
                 break;
             }
             parent = dir.parent();
@@ -212,19 +225,15 @@ pub(crate) fn link_into(
             name: name.to_string(),
             what: format!("uploaded training data `{name}`"),
         })?;
-    let details = record.details;
+    let path = checked(target, name, &record.details.path)?;
+    let folder = checked(target, name, &record.details.folder)?;
     let channel_dir = channels_dir.join(channel.as_str());
-    fs::create_dir_all(&channel_dir).map_err(io_error(KIND, name, "create", &channel_dir))?;
-    if details.path == details.folder {
-        link_tree(&details.path, &channel_dir).map_err(io_error(KIND, name, "link", &details.path))?;
+    create_private_dir(&channel_dir).map_err(io_error(KIND, name, "create", &channel_dir))?;
+    if path == folder {
+        link_tree(&path, &channel_dir).map_err(io_error(KIND, name, "link", &path))?;
     } else {
-        let file_name = details.path.file_name().unwrap_or_default();
-        link_or_copy(&details.path, &channel_dir.join(file_name)).map_err(io_error(
-            KIND,
-            name,
-            "link",
-            &details.path,
-        ))?;
+        let file_name = path.file_name().unwrap_or_default();
+        link_or_copy(&path, &channel_dir.join(file_name)).map_err(io_error(KIND, name, "link", &path))?;
     }
     Ok(())
 }
@@ -238,7 +247,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() || entry.path().is_dir() {
-            fs::create_dir_all(&target)?;
+            create_private_dir(&target)?;
             copy_tree(&entry.path(), &target)?;
         } else {
             fs::copy(entry.path(), &target)?;
@@ -256,7 +265,7 @@ fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
-            fs::create_dir_all(&target)?;
+            create_private_dir(&target)?;
             link_tree(&entry.path(), &target)?;
         } else {
             link_or_copy(&entry.path(), &target)?;

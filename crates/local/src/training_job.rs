@@ -16,6 +16,14 @@
 //! the job's outputs (the model packs that folder, the quality gate reads its `metrics.json`); a
 //! non-zero exit -> failed with the first line of `output/failure` (or the exit code); no process
 //! and no exit code -> failed, "interrupted".
+//!
+//! The attempt's process is the one [`process`](crate::process) verifies: marked with the attempt's
+//! folder in its environment and, once recorded, started at the recorded time. The record is
+//! written before the spawn (pid 0) and again with the pid after it; a run killed in between leaves
+//! a running process the record does not name, which the marker still finds: the attempt reads as
+//! in progress (so the next `up` waits for it instead of starting a duplicate) and `delete` stops
+//! it. The attempt's folder is checked to resolve inside `training-jobs/` before anything is read,
+//! started or removed there.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,9 +36,10 @@ use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstrea
 use engine::training_output::{METRICS_FILE, MetricValues};
 use serde::{Deserialize, Serialize};
 
+use crate::contained::{ContainedPath, RecordedPath};
 use crate::error::target_error;
 use crate::process::{self, Spawned};
-use crate::state::Record;
+use crate::state::{Record, create_private_dir};
 use crate::{LocalError, LocalTarget, image, io_error, remove_dir_all, training_data};
 
 const KIND: Kind = Kind::TrainingJob;
@@ -62,7 +71,9 @@ impl KindOnTarget<LocalTarget> for LocalTrainingJob {
         change: &Change,
         upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
-        apply(target, name, settings, upstream).map_err(|e| target_error(change.verb(), KIND, name, e))
+        apply(target, name, settings, upstream)
+            .await
+            .map_err(|e| target_error(change.verb(), KIND, name, e))
     }
 
     async fn delete(target: &LocalTarget, name: &str) -> Result<Deleted, TargetError> {
@@ -82,10 +93,23 @@ impl KindOnTarget<LocalTarget> for LocalTrainingJob {
 pub(crate) struct JobDetails {
     pub attempt: u32,
     /// The attempt's folder.
-    pub folder: PathBuf,
+    pub folder: RecordedPath,
     /// The running `sh` that waits for `model-image train` (0 until started).
     pub pid: i32,
     pub pgid: i32,
+    /// The process's start time (0 until started, and in records of earlier builds).
+    #[serde(default)]
+    pub start_time: u64,
+}
+
+impl JobDetails {
+    fn spawned(&self) -> Spawned {
+        Spawned {
+            pid: self.pid,
+            pgid: self.pgid,
+            start_time: self.start_time,
+        }
+    }
 }
 
 /// The attempt folder's `opt_ml`.
@@ -104,21 +128,35 @@ pub(crate) fn latest(target: &LocalTarget, base: &str) -> Result<Option<Record<J
         .map(|(_, r)| r))
 }
 
+/// The attempt's folder, as its record names it, checked.
+fn folder_of(target: &LocalTarget, record: &Record<JobDetails>) -> Result<ContainedPath, LocalError> {
+    target
+        .state
+        .recorded(KIND, &record.name, KIND, &record.details.folder)
+}
+
+/// Whether a process of attempt `name` runs: the recorded one, or (when a run was killed before
+/// recording it) any process marked for the attempt.
+fn running(target: &LocalTarget, name: &str, details: &JobDetails) -> bool {
+    let marker = target.state.marker(KIND, name);
+    process::alive(details.spawned(), &marker) || !process::find(&marker).is_empty()
+}
+
 /// Where the attempt stands (see the module docs).
-pub(crate) fn lifecycle(target: &LocalTarget, record: &Record<JobDetails>) -> Lifecycle {
+fn lifecycle(target: &LocalTarget, record: &Record<JobDetails>, folder: &Path) -> Lifecycle {
     let details = &record.details;
-    let exit_code = || fs::read_to_string(details.folder.join(EXIT_CODE)).map(|t| t.trim().parse::<i32>());
+    let exit_code = || fs::read_to_string(folder.join(EXIT_CODE)).map(|t| t.trim().parse::<i32>());
     // The exit code is written last, so once it is there the attempt has ended whatever the pid
     // says (the shell may still be on its way out).
     let mut ended = exit_code();
-    if ended.is_err() && details.pid > 0 && process::alive(details.pid, target.state.root()) {
+    if ended.is_err() && running(target, &record.name, details) {
         return Lifecycle::InProgress("Training".into());
     }
     if ended.is_err() {
         // It may have written the code between the two reads.
         ended = exit_code();
     }
-    let opt_ml = opt_ml(&details.folder);
+    let opt_ml = opt_ml(folder);
     let failure = || {
         fs::read_to_string(opt_ml.join("output/failure"))
             .ok()
@@ -135,13 +173,22 @@ pub(crate) fn lifecycle(target: &LocalTarget, record: &Record<JobDetails>) -> Li
         Ok(Ok(code)) => Lifecycle::Failed(
             failure().unwrap_or_else(|| format!("model-image train exited with code {code}")),
         ),
-        _ => Lifecycle::Failed(failure().unwrap_or_else(|| {
-            format!(
-                "interrupted: process {} ended without an exit code (see {})",
-                details.pid,
-                details.folder.join(LOG).display()
-            )
-        })),
+        _ => Lifecycle::Failed(failure().unwrap_or_else(|| interrupted(details, folder))),
+    }
+}
+
+/// Why an attempt with neither a running process nor an exit code failed.
+fn interrupted(details: &JobDetails, folder: &Path) -> String {
+    let log = folder.join(LOG);
+    let log = log.display();
+    match (details.pid, details.start_time) {
+        (0, _) => format!("interrupted: its process ended without an exit code (see {log})"),
+        // Recorded by an earlier build: it cannot be verified, so it is never stopped either.
+        (pid, 0) => format!(
+            "interrupted: process {pid} was recorded by an earlier orchestrate and cannot be verified; \
+             stop it by hand if it still runs (see {log})"
+        ),
+        (pid, _) => format!("interrupted: process {pid} ended without an exit code (see {log})"),
     }
 }
 
@@ -149,11 +196,12 @@ fn observe(target: &LocalTarget, base: &str) -> Result<Observed, LocalError> {
     let Some(record) = latest(target, base)? else {
         return Ok(Observed::Absent);
     };
-    let lifecycle = lifecycle(target, &record);
+    let folder = folder_of(target, &record)?;
+    let lifecycle = lifecycle(target, &record, &folder);
     let outputs = match lifecycle {
         Lifecycle::Ready => Outputs::TrainingJob(TrainingJobOutputs {
             attempt: record.name.clone(),
-            model_artifact: model_dir(&record.details.folder).to_string_lossy().into_owned(),
+            model_artifact: model_dir(&folder).to_string_lossy().into_owned(),
         }),
         _ => Outputs::None,
     };
@@ -166,7 +214,7 @@ fn model_dir(folder: &Path) -> PathBuf {
 }
 
 /// Starts the next attempt of job `base` and returns at once: the executor polls `observe`.
-fn apply(
+async fn apply(
     target: &LocalTarget,
     base: &str,
     settings: &TrainingJobSettings,
@@ -174,12 +222,15 @@ fn apply(
 ) -> Result<Applied, LocalError> {
     let attempt = latest(target, base)?.map_or(1, |r| r.details.attempt + 1);
     let name = attempt_name(base, attempt);
-    let folder = target.state.resource_dir(KIND, &name);
+    let folder = target.state.resource(KIND, &name)?;
+    // No record names this attempt, so nothing should run for it; if something does (a record
+    // removed by hand), it must not run beside the new start.
+    stop_marked(target, &name).await?;
     remove_dir_all(KIND, &name, &folder)?;
     let opt_ml = opt_ml(&folder);
     for dir in ["input/config", "input/data", "model", "output/data"] {
         let dir = opt_ml.join(dir);
-        fs::create_dir_all(&dir).map_err(io_error(KIND, &name, "create", &dir))?;
+        create_private_dir(&dir).map_err(io_error(KIND, &name, "create", &dir))?;
     }
     let hyperparameters = opt_ml.join("input/config/hyperparameters.json");
     let json = serde_json::to_vec_pretty(&settings.hyperparameters).map_err(std::io::Error::other);
@@ -188,23 +239,18 @@ fn apply(
     for (data, channel) in upstream.state.training_data() {
         training_data::link_into(target, data, channel.channel, &opt_ml.join("input/data"))?;
     }
-    let binary = image::binary_for(target, &settings.image);
-    if !binary.is_file() {
-        return Err(LocalError::Missing {
-            kind: KIND,
-            name,
-            what: format!("image `{}`", settings.image),
-        });
-    }
-    // Recorded before starting: a run killed right here leaves an attempt that reads "interrupted".
+    let binary = image::runnable(target, KIND, &name, &settings.image)?;
+    // Recorded before starting: a run killed right here leaves an attempt whose process the
+    // marker finds (see the module docs).
     let mut record = Record::new(
         &name,
         settings.clone(),
         JobDetails {
             attempt,
-            folder: folder.clone(),
+            folder: RecordedPath::from(&folder),
             pid: 0,
             pgid: 0,
+            start_time: 0,
         },
     );
     target.state.write(KIND, &record)?;
@@ -214,14 +260,15 @@ fn apply(
         // replace it (`exec`), and a process read in mid-exec looks like it is not ours, which
         // made a running attempt briefly read as ended.
         r#"( "$1" train; echo $? >"$3.tmp"; mv "$3.tmp" "$3"; : ) >"$2" 2>&1"#,
-        &[binary.as_os_str(), log.as_os_str(), exit_code.as_os_str()],
+        &[binary.path().as_os_str(), log.as_os_str(), exit_code.as_os_str()],
         &[("OPT_ML", opt_ml.as_os_str()), ("NO_COLOR", "1".as_ref())],
         &folder,
+        &target.state.marker(KIND, &name),
     )
     .map_err(|source| LocalError::Spawn {
         kind: KIND,
         name: name.clone(),
-        binary: binary.clone(),
+        binary: binary.path().to_path_buf(),
         source,
     })?
     .map_err(|output| LocalError::NoPid {
@@ -231,48 +278,58 @@ fn apply(
     })?;
     record.details.pid = spawned.pid;
     record.details.pgid = spawned.pgid;
+    record.details.start_time = spawned.start_time;
     target.state.write(KIND, &record)?;
     Ok(Applied::Pending)
 }
 
-/// Stops a running attempt and removes it: locally `down` leaves nothing behind.
-async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
-    if let Some(record) = target.state.read::<JobDetails>(KIND, name)? {
-        let details = &record.details;
-        if details.pid > 0 {
-            // A bounded kill, not a wait for the resource: SIGTERM, at most STOP_GRACE for the
-            // process to exit, then SIGKILL (see `process::stop`); it is gone when this returns.
-            let spawned = Spawned {
-                pid: details.pid,
-                pgid: details.pgid,
-            };
-            if !process::stop(spawned, target.state.root(), STOP_GRACE).await {
-                return Err(LocalError::Unkillable {
-                    kind: KIND,
-                    name: name.to_string(),
-                    pid: details.pid,
-                    waited: STOP_GRACE,
-                });
-            }
+/// Stops every process marked for attempt `name`: the recorded one and any the record does not
+/// name. A bounded kill, not a wait for the resource: SIGTERM, at most STOP_GRACE for each to
+/// exit, then SIGKILL (see `process::stop`); they are gone when this returns.
+async fn stop_marked(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+    for ours in process::find(&target.state.marker(KIND, name)) {
+        if !process::stop(ours, STOP_GRACE).await {
+            return Err(LocalError::Unkillable {
+                kind: KIND,
+                name: name.to_string(),
+                pid: ours.pid(),
+                waited: STOP_GRACE,
+            });
         }
-        target.logs.forget(&details.folder.join(LOG));
-        remove_dir_all(KIND, name, &details.folder)?;
+    }
+    Ok(())
+}
+
+/// Stops a running attempt and removes it: locally `down` leaves nothing behind. The folder is
+/// checked first: a record naming a folder elsewhere stops and removes nothing.
+async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
+    let record = target.state.read::<JobDetails>(KIND, name)?;
+    let folder = record.as_ref().map(|r| folder_of(target, r)).transpose()?;
+    stop_marked(target, name).await?;
+    if let Some(folder) = folder {
+        target.logs.forget(&folder.join(LOG));
+        remove_dir_all(KIND, name, &folder)?;
     }
     target.state.remove(KIND, name)
 }
 
 /// Lines the latest attempt of job `base` logged since the last call.
 pub(crate) fn new_log_lines(target: &LocalTarget, base: &str) -> Vec<String> {
-    match latest(target, base) {
-        Ok(Some(record)) => target.logs.new_lines(&record.details.folder.join(LOG)),
+    let folder = latest(target, base).and_then(|r| r.map(|r| folder_of(target, &r)).transpose());
+    match folder {
+        Ok(Some(folder)) => target.logs.new_lines(&folder.join(LOG)),
         _ => Vec::new(),
     }
 }
 
 /// The validation metrics a completed attempt wrote to `metrics.json` in its model artifact (the
-/// attempt's `opt_ml/model`): every `validation.<metric>.value`.
-pub(crate) fn metrics(job: &TrainingJobOutputs) -> Result<MetricValues, LocalError> {
-    let path = Path::new(&job.model_artifact).join(METRICS_FILE);
+/// attempt's `opt_ml/model`, checked to be in `training-jobs/`): every `validation.<metric>.value`.
+pub(crate) fn metrics(target: &LocalTarget, job: &TrainingJobOutputs) -> Result<MetricValues, LocalError> {
+    let artifact = Path::new(&job.model_artifact);
+    let path = target
+        .state
+        .within(KIND, &job.attempt, KIND, artifact)?
+        .join(METRICS_FILE);
     let text = fs::read_to_string(&path).map_err(|source| LocalError::Metrics {
         name: job.attempt.clone(),
         path: path.clone(),
@@ -297,11 +354,112 @@ pub(crate) struct AttemptFiles {
 /// The latest completed attempt's metrics and report (`output/data/`) and its log.
 pub(crate) fn outputs(target: &LocalTarget, base: &str) -> Option<AttemptFiles> {
     let record = latest(target, base).ok()??;
-    let output = opt_ml(&record.details.folder).join("output/data");
+    let folder = folder_of(target, &record).ok()?;
+    let output = opt_ml(&folder).join("output/data");
     let files = AttemptFiles {
         metrics: output.join("metrics.json"),
         report: output.join("report.html"),
-        log: record.details.folder.join(LOG),
+        log: folder.join(LOG),
     };
     files.metrics.is_file().then_some(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use engine::resource::Desired;
+    use engine::target::Target;
+    use engine::values::Digest;
+
+    use super::*;
+
+    /// The deployment's bucket and training data applied, and a stand-in `model-image` imaged as
+    /// the desired image: `train` sleeps long enough to be found running.
+    async fn ready_to_train(dir: &Path) -> (LocalTarget, engine::DesiredState, Desired) {
+        let (target, state) = crate::tests::deployment(dir);
+        let none = BTreeMap::new();
+        let upstream = Upstream {
+            state: &state,
+            outputs: &none,
+        };
+        for kind in [Kind::Bucket, Kind::TrainingData] {
+            let desired = state.get(kind).unwrap();
+            target.apply(desired, &Change::Create, upstream).await.unwrap();
+        }
+        let job = state.get(KIND).unwrap().clone();
+        let engine::Settings::TrainingJob(settings) = &job.settings else {
+            panic!("a training job's settings")
+        };
+        let digest: &Digest = &settings.image.digest;
+        crate::image::tests::install(&target, digest, b"#!/bin/sh\nexec sleep 30\n");
+        (target, state, job)
+    }
+
+    /// Regression (the kill window between spawn and pid record): a run killed after starting
+    /// the trainer but before recording its pid left an attempt the next run read as
+    /// "interrupted", so it started a second trainer beside the first and `down` never stopped it.
+    #[tokio::test]
+    async fn a_trainer_whose_pid_was_never_recorded_is_found_and_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, state, job) = ready_to_train(dir.path()).await;
+        let none = BTreeMap::new();
+        let upstream = Upstream {
+            state: &state,
+            outputs: &none,
+        };
+        let applied = target.apply(&job, &Change::Create, upstream).await.unwrap();
+        assert_eq!(applied, Applied::Pending);
+        let attempt = attempt_name(&job.name, 1);
+        let mut record = target.state.read::<JobDetails>(KIND, &attempt).unwrap().unwrap();
+        assert!(
+            record.details.pid > 0 && record.details.start_time > 0,
+            "{record:?}"
+        );
+        let marker = target.state.marker(KIND, &attempt);
+        let running = process::find(&marker);
+        assert!(
+            running.iter().any(|p| p.pid() == record.details.pid),
+            "the recorded trainer is marked: {running:?}"
+        );
+
+        // The record as the killed run left it: written before the spawn, never updated.
+        record.details.pid = 0;
+        record.details.pgid = 0;
+        record.details.start_time = 0;
+        target.state.write(KIND, &record).unwrap();
+
+        let next = LocalTarget::open(&target.spec, Path::new("model-image")).unwrap();
+        match next.observe(&job).await.unwrap() {
+            Observed::Present { name, lifecycle, .. } => {
+                assert_eq!(name, attempt);
+                assert_eq!(lifecycle, Lifecycle::InProgress("Training".into()));
+            }
+            other => panic!("want the attempt in progress, got {other:?}"),
+        }
+        // So the plan waits for it rather than starting attempt 2.
+        let observed = next.observe(&job).await.unwrap();
+        assert_eq!(
+            engine::resource::diff(&job, &observed),
+            Change::Wait {
+                state: "Training".into()
+            }
+        );
+
+        let deleted = next.delete(&Found::new(KIND, &attempt)).await.unwrap();
+        assert_eq!(deleted, Deleted::Gone);
+        assert!(
+            process::find(&marker).is_empty(),
+            "every marked process was stopped"
+        );
+        for ours in running {
+            let spawned = Spawned {
+                pid: ours.pid(),
+                pgid: 0,
+                start_time: ours.start_time(),
+            };
+            assert!(!process::alive(spawned, &marker), "{ours:?} still runs");
+        }
+        assert_eq!(next.observe(&job).await.unwrap(), Observed::Absent);
+    }
 }

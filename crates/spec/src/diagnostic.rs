@@ -46,6 +46,9 @@ pub enum Kind {
     MissingFile,
     /// Two settings that cannot hold together.
     Conflict,
+    /// The file is past a limit that bounds reading it: its size, its nesting depth, or what its
+    /// aliases copy (see [`crate::MAX_FILE_BYTES`], [`crate::MAX_NESTING`], [`crate::MAX_ALIAS_BYTES`]).
+    Limit,
 }
 
 /// A secondary location that explains a diagnostic ("`min` is set here").
@@ -63,7 +66,8 @@ pub struct Diagnostic {
     pub kind: Kind,
     /// The file as the user named it (`deploy.yaml`, `examples/deploy.yaml`).
     pub file: String,
-    /// Where the problem is; `None` only when the file itself could not be read.
+    /// Where the problem is; `None` only when the file itself could not be read (missing, unreadable,
+    /// a directory or a device).
     pub location: Option<Location>,
     /// The dotted key the problem concerns (`training.instance_type`), when there is one.
     pub key: Option<String>,
@@ -123,6 +127,7 @@ impl miette::Diagnostic for Diagnostic {
             Kind::InvalidValue => "deploy_yaml::invalid_value",
             Kind::MissingFile => "deploy_yaml::missing_file",
             Kind::Conflict => "deploy_yaml::conflict",
+            Kind::Limit => "deploy_yaml::limit",
         };
         Some(Box::new(code))
     }

@@ -58,13 +58,24 @@
 //!
 //! Hyperparameter values may be numbers or numeric strings. `null` (or an empty value) means "use
 //! the default" for every optional key.
+//!
+//! # Limits
+//!
+//! Whatever the file holds, reading it is bounded: at most [`MAX_FILE_BYTES`] (1 MiB) are read, from
+//! a regular file or a pipe only (a directory or a device such as `/dev/zero` is refused unread);
+//! lists and mappings nest at most [`MAX_NESTING`] (64) deep; anchors and aliases copy at most
+//! [`MAX_ALIAS_BYTES`] (1 MiB) in all, counted in bytes and not in nodes, so a "billion laughs" or one
+//! large anchored value aliased many times is refused before it is expanded. Each is reported like
+//! any other problem, at the line and column where the file crosses the limit.
 
 pub mod defaults;
 mod diagnostic;
 mod duration;
+mod limits;
 mod model;
 mod names;
 mod schema;
+mod source;
 mod suggest;
 #[cfg(test)]
 mod tests;
@@ -76,6 +87,7 @@ use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Kind, Location, Note};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use limits::{MAX_ALIAS_BYTES, MAX_FILE_BYTES, MAX_NESTING};
 pub use model::{
     Autoscaling, Bucket, Data, DataSource, Endpoint, Hyperparameters, Local, QualityGate, Spec, Target,
     Training, UnknownTarget, Validation,
@@ -99,23 +111,12 @@ pub fn load(path: &Path) -> Result<Spec, Diagnostics> {
 }
 
 /// [`load`] with command-line overrides.
+///
+/// Only a regular file or a pipe is read, and at most [`MAX_FILE_BYTES`] of it (plus the one byte
+/// that shows it is larger), so a device or an endless pipe is refused at once.
 pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Spec, Diagnostics> {
     let file_name = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| {
-        let d = Diagnostic {
-            kind: Kind::Io,
-            file: file_name.clone(),
-            location: None,
-            key: None,
-            message: format!("cannot read the file: {e}"),
-            help: (e.kind() == std::io::ErrorKind::NotFound)
-                .then(|| "check the path, or run orchestrate in the directory that holds deploy.yaml".into()),
-            notes: Vec::new(),
-            span: None,
-            source: None,
-        };
-        Diagnostics::new(file_name.clone(), vec![d])
-    })?;
+    let source = source::read(path, &file_name)?;
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -136,6 +137,9 @@ pub fn parse_with(
     base_dir: &Path,
     overrides: &Overrides,
 ) -> Result<Spec, Diagnostics> {
+    if let Some(d) = source::check_text(file_name, source) {
+        return Err(Diagnostics::new(file_name.to_string(), vec![d]));
+    }
     let mut cx = validate::Cx::new(file_name, source, base_dir);
     let root = match yaml::parse(source) {
         Ok(Some(root)) => root,
@@ -155,24 +159,34 @@ pub fn parse_with(
             );
             return Err(Diagnostics::new(file_name.to_string(), cx.diags));
         }
-        Err(e) => {
-            let help = match e.open_bracket {
-                Some((open, c)) => {
-                    let close = if c == '[' { ']' } else { '}' };
-                    format!("close the `{c}` of line {} with `{close}`", open.line)
+        Err(yaml::ParseError { pos, message, cause }) => {
+            match cause {
+                yaml::Cause::Malformed { open_bracket } => {
+                    let help = match open_bracket {
+                        Some((open, c)) => {
+                            let close = if c == '[' { ']' } else { '}' };
+                            format!("close the `{c}` of line {} with `{close}`", open.line)
+                        }
+                        None => yaml::malformed_help(&message).into(),
+                    };
+                    let d = cx.report(
+                        Kind::Syntax,
+                        pos,
+                        None,
+                        format!("invalid YAML: {message}"),
+                        Some(help),
+                    );
+                    if let Some((open, c)) = open_bracket {
+                        d.notes
+                            .push(validate::note(open, format!("`{c}` opened here is never closed")));
+                    }
                 }
-                None => "check the indentation, quoting and brackets near here".into(),
-            };
-            let d = cx.report(
-                Kind::Syntax,
-                e.pos,
-                None,
-                format!("invalid YAML: {}", e.message),
-                Some(help),
-            );
-            if let Some((open, c)) = e.open_bracket {
-                d.notes
-                    .push(validate::note(open, format!("`{c}` opened here is never closed")));
+                yaml::Cause::Unsupported { help } => {
+                    cx.report(Kind::Syntax, pos, None, message, Some(help));
+                }
+                yaml::Cause::Limit { help } => {
+                    cx.report(Kind::Limit, pos, None, message, Some(help));
+                }
             }
             return Err(Diagnostics::new(file_name.to_string(), cx.diags));
         }

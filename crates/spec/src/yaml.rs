@@ -3,12 +3,15 @@
 //! `saphyr-parser` turns the source into events marked with line and column; this module assembles
 //! them into [`Node`]s and resolves plain scalars with the YAML 1.2 core schema (`null`/`~`, `true`,
 //! `false`, integers, floats, `.inf`, `.nan`; everything else, and every quoted scalar, is a string).
-//! Anchors and aliases are resolved by copying the anchored node. The validator walks this tree, so
-//! every problem it finds can point at the exact key or value.
+//! Anchors and aliases are resolved by copying the anchored node, within [`MAX_ALIAS_BYTES`] in all;
+//! lists and mappings nest at most [`MAX_NESTING`] deep. The validator walks this tree, so every
+//! problem it finds can point at the exact key or value.
 
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span, Tag};
+
+use crate::limits::{MAX_ALIAS_BYTES, MAX_NESTING, human_bytes};
 
 /// Where a node was written: 1-based line and column, and the byte range in the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,13 +43,77 @@ pub(crate) enum Value {
     Map(Vec<(Node, Node)>),
 }
 
-/// A problem that stops parsing: the source is not well-formed YAML for our purposes.
+/// A problem that stops parsing: the source is not well-formed YAML for our purposes, or it is past a
+/// limit that bounds reading it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SyntaxError {
+pub(crate) struct ParseError {
     pub pos: Pos,
     pub message: String,
-    /// The innermost `[` or `{` still open where the error was found: usually the actual mistake.
-    pub open_bracket: Option<(Pos, char)>,
+    pub cause: Cause,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cause {
+    /// Not well-formed YAML (the scanner or parser says why). The innermost `[` or `{` still open
+    /// where the error was found is usually the actual mistake.
+    Malformed { open_bracket: Option<(Pos, char)> },
+    /// Well-formed YAML that deploy.yaml cannot hold: a second document, a list or mapping as a
+    /// key, an alias inside the value it names; `help` says what to write instead.
+    Unsupported { help: String },
+    /// Well-formed, but nested deeper than [`MAX_NESTING`] or copying more than [`MAX_ALIAS_BYTES`]
+    /// through anchors and aliases; `help` says what to do.
+    Limit { help: String },
+}
+
+impl ParseError {
+    fn unsupported(pos: Pos, message: impl Into<String>, help: &str) -> Self {
+        Self {
+            pos,
+            message: message.into(),
+            cause: Cause::Unsupported { help: help.into() },
+        }
+    }
+
+    fn limit(pos: Pos, message: String, help: &str) -> Self {
+        Self {
+            pos,
+            message,
+            cause: Cause::Limit { help: help.into() },
+        }
+    }
+}
+
+/// The help line for a malformed file, from the parser's message where it names a usual mistake.
+pub(crate) fn malformed_help(message: &str) -> &'static str {
+    const HELPS: &[(&str, &str)] = &[
+        (
+            "tabs disallowed",
+            "indent with spaces: YAML does not allow tabs in indentation",
+        ),
+        (
+            "unknown escape character",
+            "in double quotes `\\` starts an escape such as `\\n`: write `\\\\` for a backslash, or use \
+             single quotes",
+        ),
+        (
+            "unknown anchor",
+            "define the anchor (`&name value`) before the alias (`*name`) that uses it, or write the \
+             value out",
+        ),
+        (
+            "quoted scalar",
+            "a quote is probably never closed: end the value with the quote it starts with",
+        ),
+        (
+            "expect ':'",
+            "each line of a mapping is `key: value`, with a space after the `:`; check this line and \
+             the one before",
+        ),
+    ];
+    HELPS.iter().find(|(needle, _)| message.contains(needle)).map_or(
+        "check the indentation, quoting and brackets near here",
+        |(_, help)| help,
+    )
 }
 
 impl Node {
@@ -99,11 +166,16 @@ pub(crate) fn format_float(f: f64) -> String {
 }
 
 /// Parses one YAML document. An empty document (or only comments) gives `Ok(None)`.
-pub(crate) fn parse(source: &str) -> Result<Option<Node>, SyntaxError> {
+///
+/// Nesting and the copies made for anchors and aliases are checked event by event, before the node
+/// they concern exists, so no input can make this use more than [`MAX_NESTING`] levels of stack (in
+/// the validator and in `Drop`) or more than [`MAX_ALIAS_BYTES`] for copies.
+pub(crate) fn parse(source: &str) -> Result<Option<Node>, ParseError> {
     let index = SourceIndex::new(source);
     let mut parser = Parser::new_from_str(source);
     let mut builder = Builder {
         index: &index,
+        source,
         stack: Vec::new(),
         anchors: HashMap::new(),
         copied: 0,
@@ -113,19 +185,35 @@ pub(crate) fn parse(source: &str) -> Result<Option<Node>, SyntaxError> {
     while let Some(event) = parser.next_event() {
         let result = match event {
             Ok((event, span)) => builder.event(event, span),
-            Err(e) => Err(SyntaxError {
-                pos: index.pos(*e.marker(), *e.marker()),
-                message: e.info().to_string(),
-                open_bracket: None,
-            }),
+            Err(e) => {
+                let pos = index.pos(*e.marker(), *e.marker());
+                Err(if e.info() == SCANNER_FLOW_LIMIT_MESSAGE {
+                    // On one line, the scanner reads up to 1024 characters ahead of the events, so
+                    // `[[[[…` reaches its own limit before the builder sees level 65.
+                    let message = format!(
+                        "lists and mappings nest more than {MAX_NESTING} deep (the `[` and `{{` here are \
+                         {SCANNER_FLOW_LIMIT} deep)"
+                    );
+                    ParseError::limit(pos, message, NESTING_HELP)
+                } else {
+                    ParseError {
+                        pos,
+                        message: e.info().to_string(),
+                        cause: Cause::Malformed {
+                            open_bracket: builder.open_bracket(),
+                        },
+                    }
+                })
+            }
         };
-        if let Err(mut e) = result {
-            e.open_bracket = builder.open_bracket(source);
-            return Err(e);
-        }
+        result?;
     }
     Ok(builder.root)
 }
+
+/// How deep saphyr-parser's scanner nests `[` and `{` (its level is a `u8`), and what it says past it.
+const SCANNER_FLOW_LIMIT: usize = u8::MAX as usize;
+const SCANNER_FLOW_LIMIT_MESSAGE: &str = "recursion limit exceeded";
 
 /// Converts the parser's character positions into byte offsets and 1-based columns.
 struct SourceIndex {
@@ -157,15 +245,52 @@ impl SourceIndex {
     }
 }
 
-enum Frame {
-    Seq {
-        start: Pos,
-        anchor: usize,
-        items: Vec<Node>,
-    },
+/// What a built node weighs: the bytes a copy of it takes (each node's size plus its scalars' text)
+/// and how many levels of lists and mappings it holds (0 for a scalar).
+#[derive(Debug, Clone, Copy, Default)]
+struct Extent {
+    bytes: usize,
+    height: usize,
+}
+
+impl Extent {
+    fn scalar(text: &str) -> Self {
+        Self {
+            bytes: NODE_BYTES.saturating_add(text.len()),
+            height: 0,
+        }
+    }
+
+    /// Adds a child's extent to the extent of a collection's children.
+    fn include(&mut self, child: Extent) {
+        self.bytes = self.bytes.saturating_add(child.bytes);
+        self.height = self.height.max(child.height);
+    }
+
+    /// The extent of a collection whose children together have this extent.
+    fn collection(children: Extent) -> Self {
+        Self {
+            bytes: NODE_BYTES.saturating_add(children.bytes),
+            height: children.height + 1,
+        }
+    }
+}
+
+/// The heap cost counted for each node a copy makes.
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
+
+/// A list or mapping being read.
+struct Frame {
+    start: Pos,
+    anchor: usize,
+    /// The children read so far, together.
+    children: Extent,
+    body: Body,
+}
+
+enum Body {
+    Seq(Vec<Node>),
     Map {
-        start: Pos,
-        anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
     },
@@ -173,126 +298,169 @@ enum Frame {
 
 struct Builder<'a> {
     index: &'a SourceIndex,
+    source: &'a str,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
-    /// Nodes copied by aliases so far.
+    anchors: HashMap<usize, (Node, Extent)>,
+    /// Bytes copied for anchors and aliases so far.
     copied: usize,
     root: Option<Node>,
     documents: usize,
 }
 
+const NESTING_HELP: &str = "deploy.yaml nests three levels (`training.hyperparameters.<key>`): look \
+                            for a `[` or `{` that is never closed, or indentation that keeps growing";
+const ALIAS_HELP: &str =
+    "write the value out instead of aliasing it; deploy.yaml has no use for large or repeated aliases";
+
 impl Builder<'_> {
     /// The innermost flow collection (`[` or `{`) being read.
-    fn open_bracket(&self, source: &str) -> Option<(Pos, char)> {
+    fn open_bracket(&self) -> Option<(Pos, char)> {
         self.stack.iter().rev().find_map(|frame| {
-            let (Frame::Seq { start, .. } | Frame::Map { start, .. }) = frame;
-            let c = source[start.offset..].chars().next()?;
-            matches!(c, '[' | '{').then_some((Pos { len: 1, ..*start }, c))
+            let c = self.source[frame.start.offset..].chars().next()?;
+            matches!(c, '[' | '{').then_some((
+                Pos {
+                    len: 1,
+                    ..frame.start
+                },
+                c,
+            ))
         })
     }
 
-    fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), SyntaxError> {
+    fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), ParseError> {
         let pos = self.index.pos(span.start, span.end);
         match event {
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
             Event::DocumentStart(_) => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    return Err(SyntaxError {
+                    return Err(ParseError::unsupported(
                         pos,
-                        message: "a second YAML document (`---`); deploy.yaml holds exactly one".into(),
-                        open_bracket: None,
-                    });
+                        "a second YAML document (`---`); deploy.yaml holds exactly one",
+                        "remove this `---` and what follows it, or merge the two documents into one",
+                    ));
                 }
             }
             Event::Alias(id) => {
-                let Some(node) = self.anchors.get(&id) else {
-                    return Err(SyntaxError {
+                let name = self.source.get(pos.offset..pos.offset + pos.len).unwrap_or("*");
+                // The parser resolves every alias to an anchor it has seen; one not kept yet is
+                // still open: the alias is inside the value it names.
+                let Some(extent) = self.anchors.get(&id).map(|(_, extent)| *extent) else {
+                    return Err(ParseError::unsupported(
                         pos,
-                        message: "alias to an unknown anchor".into(),
-                        open_bracket: None,
-                    });
+                        format!("alias `{name}` is inside the value it names"),
+                        "a value cannot contain itself: write the inner value out",
+                    ));
                 };
-                // Aliases copy; bound the copies so nested aliases cannot blow up memory.
-                self.copied += node_count(node);
-                if self.copied > MAX_ALIAS_NODES {
-                    return Err(SyntaxError {
-                        pos,
-                        message: format!("aliases expand to more than {MAX_ALIAS_NODES} values"),
-                        open_bracket: None,
-                    });
+                if self.stack.len() + extent.height > MAX_NESTING {
+                    let message =
+                        format!("alias `{name}` nests lists and mappings more than {MAX_NESTING} deep here");
+                    return Err(ParseError::limit(pos, message, ALIAS_HELP));
                 }
-                let node = node.clone();
-                self.push(node)?;
+                if !self.copy(extent) {
+                    let message = format!(
+                        "anchors and aliases copy more than {} in all; `{name}` copies {} more",
+                        human_bytes(MAX_ALIAS_BYTES),
+                        human_bytes(extent.bytes)
+                    );
+                    return Err(ParseError::limit(pos, message, ALIAS_HELP));
+                }
+                // Copied only now that the copy is known to fit.
+                let node = self.anchors[&id].0.clone();
+                self.push(node, extent)?;
             }
             Event::Scalar(text, style, anchor, tag) => {
+                let extent = Extent::scalar(&text);
                 let value = resolve_scalar(&text, style, tag.as_deref());
                 let node = Node { value, pos };
-                if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
-                }
-                self.push(node)?;
+                self.anchor(anchor, &node, extent)?;
+                self.push(node, extent)?;
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Frame::Seq {
-                    start: pos,
-                    anchor,
-                    items: Vec::new(),
-                });
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map {
-                    start: pos,
-                    anchor,
+            Event::SequenceStart(anchor, _) => self.open(pos, anchor, Body::Seq(Vec::new()))?,
+            Event::MappingStart(anchor, _) => self.open(
+                pos,
+                anchor,
+                Body::Map {
                     entries: Vec::new(),
                     key: None,
-                });
-            }
+                },
+            )?,
             Event::SequenceEnd | Event::MappingEnd => {
-                let node = match self.stack.pop() {
-                    Some(Frame::Seq { start, anchor, items }) => (
-                        Node {
-                            value: Value::Seq(items),
-                            pos: start,
-                        },
-                        anchor,
-                    ),
-                    Some(Frame::Map {
-                        start,
-                        anchor,
-                        entries,
-                        ..
-                    }) => (
-                        Node {
-                            value: Value::Map(entries),
-                            pos: start,
-                        },
-                        anchor,
-                    ),
-                    None => return Ok(()),
+                let Some(frame) = self.stack.pop() else {
+                    return Ok(());
                 };
-                if node.1 != 0 {
-                    self.anchors.insert(node.1, node.0.clone());
-                }
-                self.push(node.0)?;
+                let extent = Extent::collection(frame.children);
+                let value = match frame.body {
+                    Body::Seq(items) => Value::Seq(items),
+                    Body::Map { entries, .. } => Value::Map(entries),
+                };
+                let node = Node {
+                    value,
+                    pos: frame.start,
+                };
+                self.anchor(frame.anchor, &node, extent)?;
+                self.push(node, extent)?;
             }
         }
         Ok(())
     }
 
+    /// Starts a list or mapping, unless that nests too deep.
+    fn open(&mut self, start: Pos, anchor: usize, body: Body) -> Result<(), ParseError> {
+        if self.stack.len() == MAX_NESTING {
+            let message = format!("lists and mappings nest more than {MAX_NESTING} deep here");
+            return Err(ParseError::limit(start, message, NESTING_HELP));
+        }
+        self.stack.push(Frame {
+            start,
+            anchor,
+            children: Extent::default(),
+            body,
+        });
+        Ok(())
+    }
+
+    /// Counts a copy against [`MAX_ALIAS_BYTES`]; false when it does not fit.
+    fn copy(&mut self, extent: Extent) -> bool {
+        self.copied = self.copied.saturating_add(extent.bytes);
+        self.copied <= MAX_ALIAS_BYTES
+    }
+
+    /// Keeps a copy of an anchored node (`anchor` 0 means none) for the aliases to come.
+    fn anchor(&mut self, anchor: usize, node: &Node, extent: Extent) -> Result<(), ParseError> {
+        if anchor == 0 {
+            return Ok(());
+        }
+        if !self.copy(extent) {
+            let message = format!(
+                "anchors and aliases copy more than {} in all; keeping this anchored value for its \
+                 aliases takes {} more",
+                human_bytes(MAX_ALIAS_BYTES),
+                human_bytes(extent.bytes)
+            );
+            return Err(ParseError::limit(node.pos, message, ALIAS_HELP));
+        }
+        self.anchors.insert(anchor, (node.clone(), extent));
+        Ok(())
+    }
+
     /// Attaches a finished node to its parent (or makes it the document root).
-    fn push(&mut self, node: Node) -> Result<(), SyntaxError> {
-        match self.stack.last_mut() {
-            None => self.root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+    fn push(&mut self, node: Node, extent: Extent) -> Result<(), ParseError> {
+        let Some(frame) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return Ok(());
+        };
+        frame.children.include(extent);
+        match &mut frame.body {
+            Body::Seq(items) => items.push(node),
+            Body::Map { entries, key } => match key.take() {
                 None => {
                     if matches!(node.value, Value::Seq(_) | Value::Map(_)) {
-                        return Err(SyntaxError {
-                            pos: node.pos,
-                            message: "a list or mapping used as a key; keys must be plain names".into(),
-                            open_bracket: None,
-                        });
+                        return Err(ParseError::unsupported(
+                            node.pos,
+                            "a list or mapping used as a key; keys must be plain names",
+                            "write one `key: value` line per key, e.g. `train: data/train.csv`",
+                        ));
                     }
                     *key = Some(node);
                 }
@@ -300,17 +468,6 @@ impl Builder<'_> {
             },
         }
         Ok(())
-    }
-}
-
-/// The most nodes aliases may copy: far beyond any real deploy.yaml, far below a memory problem.
-const MAX_ALIAS_NODES: usize = 10_000;
-
-fn node_count(node: &Node) -> usize {
-    1 + match &node.value {
-        Value::Seq(items) => items.iter().map(node_count).sum(),
-        Value::Map(entries) => entries.iter().map(|(k, v)| node_count(k) + node_count(v)).sum(),
-        _ => 0,
     }
 }
 
@@ -463,7 +620,117 @@ mod tests {
             src.push_str(&format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));
         }
         let err = parse(&src).unwrap_err();
-        assert!(err.message.contains("aliases expand"), "{err:?}");
+        assert!(
+            err.message
+                .starts_with("anchors and aliases copy more than 1 MiB in all"),
+            "{err:?}"
+        );
+        assert!(matches!(err.cause, Cause::Limit { .. }));
+    }
+
+    /// Regression: the alias cap counted nodes, so one large scalar aliased many times (a few nodes,
+    /// gigabytes of copies) passed. It counts bytes now, and stops at the alias that crosses it.
+    #[test]
+    fn a_large_scalar_aliased_many_times_stops_at_the_first_alias_past_the_limit() {
+        let big = "x".repeat(MAX_ALIAS_BYTES / 5);
+        let src = format!("a: &big {big}\nb: [*big, *big, *big, *big, *big, *big]\n");
+        let err = parse(&src).unwrap_err();
+        // The anchor's copy and three aliases fit; the fourth alias does not.
+        assert_eq!((err.pos.line, err.pos.column), (2, 23), "{err:?}");
+        assert_eq!(
+            err.message,
+            "anchors and aliases copy more than 1 MiB in all; `*big` copies 205 KiB more"
+        );
+    }
+
+    #[test]
+    fn small_aliases_are_well_within_the_limit() {
+        let mut src = String::from("a: &x {b: 1, c: [d, e]}\nlist:\n");
+        for _ in 0..1000 {
+            src.push_str("  - *x\n");
+        }
+        let n = root(&src);
+        let Value::Seq(items) = &entries(&n)[1].1.value else {
+            panic!("a list")
+        };
+        assert_eq!(items.len(), 1000);
+    }
+
+    #[test]
+    fn an_alias_inside_the_value_it_names_is_refused() {
+        let err = parse("a: &x [1, *x]\n").unwrap_err();
+        assert_eq!(err.message, "alias `*x` is inside the value it names");
+        assert_eq!((err.pos.line, err.pos.column), (1, 11));
+    }
+
+    fn nesting_error(src: &str) -> ParseError {
+        let err = parse(src).unwrap_err();
+        let expected = format!("lists and mappings nest more than {MAX_NESTING} deep");
+        assert!(err.message.starts_with(&expected), "{err:?}");
+        assert!(matches!(err.cause, Cause::Limit { .. }), "{err:?}");
+        err
+    }
+
+    /// Regression: nesting was unbounded, and the tree, the validator and `Drop` recurse per level.
+    /// 100,000 levels of each kind of collection stop early, on the event stream (at level 65), or in
+    /// the scanner for brackets on one line (it reads ahead; its limit is 255).
+    #[test]
+    fn deep_nesting_stops_at_the_limit_for_every_kind_of_collection() {
+        let levels = 100_000;
+        for open in ["[", "{", "[{a: "] {
+            let err = nesting_error(&open.repeat(levels));
+            assert_eq!(err.pos.line, 1);
+            assert!(
+                err.message.ends_with("(the `[` and `{` here are 255 deep)"),
+                "{err:?}"
+            );
+        }
+        // Below the scanner's limit, the event stream stops at level 65.
+        for open in ["[", "{"] {
+            let err = nesting_error(&open.repeat(SCANNER_FLOW_LIMIT - 1));
+            assert_eq!((err.pos.line, err.pos.column), (1, MAX_NESTING + 1));
+            assert!(err.message.ends_with(" deep here"), "{err:?}");
+        }
+        let err = nesting_error(&format!("{}x\n", "- ".repeat(levels)));
+        assert_eq!((err.pos.line, err.pos.column), (1, 2 * MAX_NESTING + 1));
+        // Block mappings indent one more column per level: the 65th mapping starts on line 65.
+        let block: String = (0..1_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let err = nesting_error(&block);
+        assert_eq!((err.pos.line, err.pos.column), (MAX_NESTING + 1, MAX_NESTING + 1));
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_read() {
+        let depth = MAX_NESTING;
+        let src = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let mut node = root(&src);
+        let mut levels = 0;
+        while let Value::Seq(mut items) = node.value {
+            levels += 1;
+            match items.pop() {
+                Some(inner) => node = inner,
+                None => break,
+            }
+        }
+        assert_eq!(levels, depth);
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_limit() {
+        let half = MAX_NESTING / 2 + 1;
+        let src = format!(
+            "a: &deep {}{}\nb: {}*deep{}\n",
+            "[".repeat(half),
+            "]".repeat(half),
+            "[".repeat(half),
+            "]".repeat(half)
+        );
+        let err = parse(&src).unwrap_err();
+        assert_eq!(err.pos.line, 2);
+        assert_eq!(
+            err.message,
+            format!("alias `*deep` nests lists and mappings more than {MAX_NESTING} deep here")
+        );
     }
 
     #[test]
@@ -477,7 +744,10 @@ mod tests {
         let err = parse("a: b\n c: d\n").unwrap_err();
         assert_eq!(err.pos.line, 2);
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
-        let (open, c) = err.open_bracket.expect("the open bracket is found");
+        let Cause::Malformed { open_bracket } = err.cause else {
+            panic!("malformed: {err:?}")
+        };
+        let (open, c) = open_bracket.expect("the open bracket is found");
         assert_eq!((open.line, open.column, c), (1, 4, '['));
     }
 

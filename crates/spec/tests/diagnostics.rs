@@ -1,7 +1,9 @@
-//! deploy.yaml as users write it, broken and whole: every file of `tests/corpus/` must be rejected,
-//! and its rendered diagnostics are snapshotted (`tests/snapshots/`, with the numbered source on top
-//! so each `line:col` can be checked by eye). The valid example `tests/valid/deploy.yaml` must load,
-//! agree with the serde wire types, and satisfy the published JSON Schema.
+//! deploy.yaml as users write it, broken and whole: every file of `tests/corpus/` (and every
+//! generated case too large for it) must be rejected through `spec::load`, each problem with a line,
+//! a column and a help line, and its rendered diagnostics are snapshotted (`tests/snapshots/`, with
+//! the numbered source on top so each `line:col` can be checked by eye). The valid example
+//! `tests/valid/deploy.yaml` must load, agree with the serde wire types, and satisfy the published
+//! JSON Schema.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,39 +20,146 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
+/// The source with line numbers; control characters other than tab shown as `<U+0007>`.
 fn numbered(source: &str) -> String {
+    let visible = |l: &str| -> String {
+        l.chars()
+            .map(|c| match c {
+                '\t' => c.to_string(),
+                c if c.is_control() => format!("<U+{:04X}>", u32::from(c)),
+                c => c.to_string(),
+            })
+            .collect()
+    };
     source
         .lines()
         .enumerate()
-        .map(|(i, l)| format!("{:>3} | {l}\n", i + 1))
+        .map(|(i, l)| format!("{:>3} | {}\n", i + 1, visible(l)))
         .collect()
 }
+
+/// The checks every rejected corpus case must pass: at least one problem, in document order, each
+/// with a line, a column and a help line.
+fn assert_well_reported(name: &str, diagnostics: &spec::Diagnostics) {
+    assert!(!diagnostics.is_empty());
+    let locations: Vec<_> = diagnostics.iter().map(|d| d.location).collect();
+    assert!(
+        locations.windows(2).all(|w| w[0] <= w[1]),
+        "{name}: not in document order"
+    );
+    for d in diagnostics {
+        assert!(d.location.is_some(), "{name}: no line:column for `{}`", d.message);
+        assert!(d.help.is_some(), "{name}: no help for `{}`", d.message);
+    }
+}
+
+/// A broken file that cannot sensibly live in `tests/corpus/` (megabytes, or 100,000 levels deep):
+/// it is written to a temporary deploy.yaml and loaded like the files of the corpus. The snapshot
+/// shows how the file was made instead of its text.
+struct Generated {
+    /// The snapshot's name.
+    name: &'static str,
+    /// How the file is made, for the snapshot.
+    made: &'static str,
+    text: fn() -> String,
+}
+
+const GENERATED: &[Generated] = &[
+    Generated {
+        name: "generated-huge-file",
+        made: "a valid deploy.yaml, then 2 MiB of comment lines",
+        text: || {
+            let mut text = String::from("version: 1\nname: iot-anomaly\ndata:\n  train: train.csv\n");
+            while text.len() < 2 * spec::MAX_FILE_BYTES {
+                text.push_str("# padding padding padding padding padding padding padding padding\n");
+            }
+            text
+        },
+    },
+    Generated {
+        name: "generated-huge-scalar",
+        made: "`name:` followed by one 2 MiB plain scalar",
+        text: || format!("version: 1\nname: {}\n", "a".repeat(2 * spec::MAX_FILE_BYTES)),
+    },
+    Generated {
+        name: "generated-alias-bomb-large-scalar",
+        made: "a 1,000,000-byte scalar anchored as `&x`, then a list of 10,000 `*x` (10 GB if expanded)",
+        text: || {
+            format!(
+                "version: 1\nname: &x {}\ntags: [{}]\n",
+                "x".repeat(1_000_000),
+                vec!["*x"; 10_000].join(",")
+            )
+        },
+    },
+    Generated {
+        name: "generated-deep-flow-sequences",
+        made: "`data: {train: ` then 100,000 `[`",
+        text: || format!("version: 1\ndata: {{train: {}", "[".repeat(100_000)),
+    },
+    Generated {
+        name: "generated-deep-flow-mappings",
+        made: "`training: ` then 100,000 `{a: `",
+        text: || format!("version: 1\ntraining: {}", "{a: ".repeat(100_000)),
+    },
+    Generated {
+        name: "generated-deep-block-sequences",
+        made: "`data:` then one line of 100,000 `- `",
+        text: || format!("version: 1\ndata:\n  {}x\n", "- ".repeat(100_000)),
+    },
+    Generated {
+        name: "generated-deep-block-mappings",
+        made: "1,000 block mappings, each key indented one column more than the one before",
+        text: || (0..1_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect(),
+    },
+];
 
 #[test]
 fn every_corpus_file_is_rejected_and_its_diagnostics_match_the_snapshot() {
     let files = corpus();
-    assert!(files.len() >= 15, "the corpus has {} files", files.len());
+    // Syntax, types, unknown keys, bad names, missing data, impossible combinations, YAML bombs and
+    // deep nesting on disk; the huge and 100,000-deep cases in `GENERATED` on top.
+    assert!(files.len() >= 60, "the corpus has {} files", files.len());
     for path in files {
         let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let source = fs::read_to_string(&path).unwrap();
-        let diagnostics = match spec::parse(&source, "deploy.yaml", Path::new("tests/corpus")) {
+        // Read as `load` reads it (size limit, UTF-8 check), then named `deploy.yaml` in the snapshot.
+        let diagnostics = match spec::load(&path) {
             Ok(spec) => panic!("{name}: accepted, but it is in the corpus of broken files: {spec:?}"),
             Err(d) => d,
         };
-        assert!(!diagnostics.is_empty());
-        // Document order.
-        let locations: Vec<_> = diagnostics.iter().map(|d| d.location).collect();
-        assert!(
-            locations.windows(2).all(|w| w[0] <= w[1]),
-            "{name}: not in document order"
-        );
-        // Every diagnostic says how to fix it.
-        for d in &diagnostics {
-            assert!(d.help.is_some(), "{name}: no help for `{}`", d.message);
-        }
-        let snapshot = format!("{}---\n{diagnostics}", numbered(&source));
+        assert_well_reported(&name, &diagnostics);
+        let rendered = diagnostics
+            .to_string()
+            .replace(&path.display().to_string(), "deploy.yaml");
+        let source = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
+        let snapshot = format!("{}---\n{rendered}", numbered(&source));
         insta::with_settings!({ input_file => &path, prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(name, snapshot);
+        });
+    }
+}
+
+#[test]
+fn every_generated_case_is_rejected_and_its_diagnostics_match_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.yaml");
+    for Generated { name, made, text } in GENERATED {
+        fs::write(&path, text()).unwrap();
+        let diagnostics = match spec::load(&path) {
+            Ok(spec) => panic!("{name}: accepted: {spec:?}"),
+            Err(d) => d,
+        };
+        assert_well_reported(name, &diagnostics);
+        // The same text handed to `parse` directly is rejected the same way.
+        let text = fs::read_to_string(&path).unwrap();
+        let parsed = spec::parse(&text, &path.display().to_string(), dir.path()).unwrap_err();
+        assert_eq!(parsed.to_string(), diagnostics.to_string(), "{name}");
+        let rendered = diagnostics
+            .to_string()
+            .replace(&path.display().to_string(), "deploy.yaml");
+        let snapshot = format!("generated: {made}\n---\n{rendered}");
+        insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(*name, snapshot);
         });
     }
 }
@@ -195,7 +304,10 @@ fn the_wire_types_read_the_valid_example_strictly() {
 #[test]
 fn the_wire_types_reject_every_unknown_key_the_validator_rejects() {
     for path in corpus() {
-        let source = fs::read_to_string(&path).unwrap();
+        // A file that is not UTF-8 is rejected before any key is read.
+        let Ok(source) = fs::read_to_string(&path) else {
+            continue;
+        };
         let Err(diagnostics) = spec::parse(&source, "deploy.yaml", Path::new("tests/corpus")) else {
             continue;
         };

@@ -20,7 +20,7 @@ mod server;
 mod skopeo;
 mod tools;
 
-pub use moto::{Fault, MOTO_VERSION, Moto, ServedEndpoint, TrainingProcess};
+pub use moto::{AccessKey, Denial, Fault, MOTO_VERSION, Moto, ServedEndpoint, TrainingProcess};
 pub use registry::{Registry, RegistryRequest};
 pub use requests::{Protocol, Request, mutating};
 pub use skopeo::{skopeo_inspect, skopeo_inspect_config};

@@ -18,8 +18,15 @@ use crate::tools::{Tool, require};
 
 /// The launcher, written to the server's temporary directory at start.
 const LAUNCHER: &str = include_str!("../moto_launcher.py");
-/// The launcher's check of every request against AWS's service models (botocore's), beside it.
-const REQUEST_CHECK: &str = include_str!("../request_check.py");
+/// The launcher's modules, written beside it: the check of every request against AWS's service
+/// models (botocore's), IAM enforcement with AWS's action and resource tables (parliament's),
+/// S3's `ExpectedBucketOwner`, which moto ignores, and S3's conditional writes made atomic.
+const LAUNCHER_MODULES: &[(&str, &str)] = &[
+    ("request_check.py", include_str!("../request_check.py")),
+    ("iam_policy_check.py", include_str!("../iam_policy_check.py")),
+    ("bucket_owner.py", include_str!("../bucket_owner.py")),
+    ("s3_conditions.py", include_str!("../s3_conditions.py")),
+];
 /// Where the launcher keeps the count of checked requests and every violation.
 const VIOLATIONS_FILE: &str = "request-checks.json";
 
@@ -29,15 +36,45 @@ pub const BOTOCORE_VERSION: &str = "1.43.11";
 /// The moto version the launcher's patches are written for (its `MOTO_VERSION`; `.ci/setup` pins it).
 pub const MOTO_VERSION: &str = "5.2.1";
 
-/// Access key and secret the SDK's test credentials use (`Credentials::for_tests`); moto accepts any.
+/// Access key and secret the SDK's test credentials use (`Credentials::for_tests`); moto accepts any
+/// unless IAM is enforced.
 const ACCESS_KEY_ID: &str = "ANOTREAL";
 const SECRET_ACCESS_KEY: &str = "notrealrnrELgWzOk3IfjzDKtFBhDby";
+
+/// An access key and its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl AccessKey {
+    fn for_tests() -> Self {
+        Self {
+            access_key_id: ACCESS_KEY_ID.to_string(),
+            secret_access_key: SECRET_ACCESS_KEY.to_string(),
+        }
+    }
+}
+
+/// A request IAM enforcement denied ([`Moto::start_sagemaker_enforcing_iam`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Denial {
+    /// The caller's ARN.
+    pub caller: String,
+    /// `action on resource`, as AWS's tables define them (`None` when the request was not parsed).
+    pub requirement: Option<String>,
+    pub reason: String,
+}
 
 /// A running moto_server, killed on drop.
 pub struct Moto {
     server: Server,
     url: String,
     http: reqwest::Client,
+    /// The key [`Moto::sdk_config`] and [`Moto::env`] sign with: the SDK's test key, or with IAM
+    /// enforced the `testbed-admin` user's.
+    key: AccessKey,
 }
 
 impl Moto {
@@ -76,6 +113,62 @@ impl Moto {
         Self::launch(env, Some(model_image)).await
     }
 
+    /// [`Moto::start_sagemaker`] with IAM enforced from the first request (moto's
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=0`): every request must be signed with the key of an IAM user of
+    /// the emulator, and is allowed only by that user's policies, evaluated on the action and the
+    /// resources AWS's own tables define (the launcher's `iam_policy_check.py`, with parliament's
+    /// `iam_definition.json`). [`Moto::sdk_config`] and [`Moto::env`] sign as `testbed-admin`, a user
+    /// allowed everything; create the users under test with it. [`Moto::take_denials`] tells what
+    /// was denied.
+    pub async fn start_sagemaker_enforcing_iam(model_image: &Path) -> Option<Moto> {
+        let mut moto = Self::launch(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")], Some(model_image)).await?;
+        let url = format!("{}/_testbed/iam/admin", moto.url);
+        let admin: Option<AccessKey> = moto
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        moto.key = admin.unwrap_or_else(|| moto.server.fail("enforces IAM but has no admin user"));
+        Some(moto)
+    }
+
+    /// Every action IAM enforcement allowed `caller` (an ARN) since the start or the last call: what
+    /// its policy was needed for.
+    pub async fn take_allowed_actions(&self, caller: &str) -> std::collections::BTreeSet<String> {
+        let url = format!("{}/_testbed/iam/allowed/take", self.url);
+        let response = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let mut by_caller: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        by_caller.remove(caller).unwrap_or_default()
+    }
+
+    /// The requests IAM enforcement denied since the start or the last call, each with the action on
+    /// the resource it lacked and why.
+    pub async fn take_denials(&self) -> Vec<Denial> {
+        let url = format!("{}/_testbed/iam/denials/take", self.url);
+        let response = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+    }
+
     async fn launch(env: &[(&str, &str)], model_image: Option<&Path>) -> Option<Moto> {
         if !require(&[Tool::Moto]) {
             return None;
@@ -84,13 +177,15 @@ impl Moto {
         let launcher = dir.path().join("moto_launcher.py");
         let port_file = dir.path().join("port");
         let empty = dir.path().join("empty-aws-config");
-        let request_check = dir.path().join("request_check.py");
-        for (path, contents) in [
-            (&launcher, LAUNCHER),
-            (&request_check, REQUEST_CHECK),
-            (&empty, ""),
-        ] {
-            std::fs::write(path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        let modules = LAUNCHER_MODULES
+            .iter()
+            .map(|(name, contents)| (dir.path().join(name), *contents));
+        for (path, contents) in [(launcher.clone(), LAUNCHER), (empty.clone(), "")]
+            .into_iter()
+            .chain(modules)
+        {
+            std::fs::write(&path, contents)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         }
         let private_model_image = model_image.map(|original| {
             let copy = dir.path().join("model-image");
@@ -148,7 +243,12 @@ impl Moto {
             }
             server.not_ready_yet("GET /moto-api/ to answer 200").await;
         }
-        Some(Moto { server, url, http })
+        Some(Moto {
+            server,
+            url,
+            http,
+            key: AccessKey::for_tests(),
+        })
     }
 
     /// What the service-model check found so far: the requests checked and every violation.
@@ -221,13 +321,25 @@ impl Moto {
         &self.url
     }
 
-    /// An SDK configuration for `region` that talks to this moto with static test credentials and
-    /// ignores the host's environment and `~/.aws` files. Build clients with
-    /// `aws::Clients::from_config(&config, |_| None)`.
+    /// An SDK configuration for `region` that talks to this moto with static test credentials (with
+    /// IAM enforced, the admin's) and ignores the host's environment and `~/.aws` files. Build
+    /// clients with `aws::Clients::from_config(&config, |_| None)`.
     pub async fn sdk_config(&self, region: &str) -> SdkConfig {
+        self.sdk_config_as(region, &self.key).await
+    }
+
+    /// [`Moto::sdk_config`] signing with `key` (an IAM user of this moto, under enforcement).
+    pub async fn sdk_config_as(&self, region: &str, key: &AccessKey) -> SdkConfig {
+        let credentials = aws_credential_types::Credentials::new(
+            &key.access_key_id,
+            &key.secret_access_key,
+            None,
+            None,
+            "testbed",
+        );
         aws_config::defaults(BehaviorVersion::latest())
             .empty_test_environment()
-            .test_credentials()
+            .credentials_provider(credentials)
             .region(Region::new(region.to_string()))
             .endpoint_url(&self.url)
             .load()
@@ -241,8 +353,8 @@ impl Moto {
         vec![
             ("AWS_ENDPOINT_URL", self.url.clone()),
             ("AWS_REGION", region.to_string()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_string()),
+            ("AWS_ACCESS_KEY_ID", self.key.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.key.secret_access_key.clone()),
             ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
             ("AWS_CONFIG_FILE", empty.clone()),
             ("AWS_SHARED_CREDENTIALS_FILE", empty),

@@ -241,3 +241,78 @@ async fn requests_aws_would_reject_are_answered_with_400_naming_the_member_and_t
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_wrong_expected_bucket_owner_is_refused_with_403_as_s3_does() {
+    let Some(moto) = Moto::start().await else { return };
+    let s3 = s3(&moto.sdk_config("us-east-1").await);
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let (owner, other) = ("123456789012", "210987654321");
+
+    // The owner's account passes; another account's is 403 AccessDenied, reads and writes alike.
+    s3.head_bucket()
+        .bucket(BUCKET)
+        .expected_bucket_owner(owner)
+        .send()
+        .await
+        .expect("the owner");
+    let head = s3
+        .head_bucket()
+        .bucket(BUCKET)
+        .expected_bucket_owner(other)
+        .send()
+        .await
+        .expect_err("another owner");
+    assert_eq!(head.raw_response().map(|r| r.status().as_u16()), Some(403));
+    let put = s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .expected_bucket_owner(other)
+        .send()
+        .await
+        .expect_err("another owner");
+    assert_eq!(put.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&put),
+        Some("AccessDenied")
+    );
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::message(&put),
+        Some("Access Denied")
+    );
+    let tagging = s3
+        .get_bucket_tagging()
+        .bucket(BUCKET)
+        .expected_bucket_owner(other)
+        .send()
+        .await
+        .expect_err("another owner");
+    assert_eq!(tagging.raw_response().map(|r| r.status().as_u16()), Some(403));
+    let listed = s3.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "the refused upload wrote nothing");
+
+    // Without the header nothing is checked; a bucket that does not exist is still NoSuchBucket.
+    assert!(put_ok(&s3, None).await);
+    assert!(put_ok(&s3, Some(owner)).await);
+    let missing = s3
+        .head_bucket()
+        .bucket("testbed-no-such-bucket")
+        .expected_bucket_owner(other)
+        .send()
+        .await
+        .expect_err("no such bucket");
+    assert_eq!(missing.raw_response().map(|r| r.status().as_u16()), Some(404));
+}
+
+async fn put_ok(s3: &aws_sdk_s3::Client, expected_owner: Option<&str>) -> bool {
+    s3.put_object()
+        .bucket(BUCKET)
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .set_expected_bucket_owner(expected_owner.map(str::to_string))
+        .send()
+        .await
+        .is_ok()
+}

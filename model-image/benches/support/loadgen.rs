@@ -3,6 +3,11 @@
 //! the next, for a fixed duration after a warm-up. A server that answers `Connection: close` (as
 //! gunicorn's sync workers do) gets a new connection for the next request, and that connect counts in
 //! the request's latency, as it does for a real client.
+//!
+//! With a `rate`, the clients share a fixed schedule instead (open loop, each client sending every
+//! `clients / rate` seconds) and latency counts from a request's scheduled time, so a server that
+//! falls behind is charged for the wait it causes. Also compiled into model-image's load test
+//! (tests/load.rs).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,6 +25,8 @@ pub struct Load {
     pub clients: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Requests per second across all clients; `None`: each client sends as fast as it is answered.
+    pub rate: Option<f64>,
 }
 
 /// What a scenario measured (after the warm-up only).
@@ -68,7 +75,14 @@ pub fn run(load: &Load) -> Outcome {
         .map(|client| {
             let requests = Arc::clone(&load.requests);
             let (addr, clients) = (load.addr, load.clients);
-            std::thread::spawn(move || client_loop(addr, &requests, client, clients, measure_from, end))
+            // Clients start staggered across one interval.
+            let schedule = load.rate.map(|rate| {
+                let interval = Duration::from_secs_f64(clients as f64 / rate);
+                (start + interval.mul_f64(client as f64 / clients as f64), interval)
+            });
+            std::thread::spawn(move || {
+                client_loop(addr, &requests, client, clients, schedule, measure_from, end)
+            })
         })
         .collect();
     let mut total = Outcome {
@@ -92,6 +106,7 @@ fn client_loop(
     requests: &[Vec<u8>],
     client: usize,
     clients: usize,
+    schedule: Option<(Instant, Duration)>,
     measure_from: Instant,
     end: Instant,
 ) -> Outcome {
@@ -99,8 +114,19 @@ fn client_loop(
     let mut connection: Option<Connection> = None;
     let mut body = Vec::with_capacity(64 * 1024);
     let mut next = client;
+    let mut sent = 0u32;
     loop {
-        let started = Instant::now();
+        let started = match schedule {
+            Some((first, interval)) => {
+                let due = first + interval * sent;
+                sent += 1;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                due
+            }
+            None => Instant::now(),
+        };
         if started >= end {
             break;
         }

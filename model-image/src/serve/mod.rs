@@ -4,7 +4,17 @@
 //! single-row request costs a header check, an in-place parse, one `Scorer::score` call and one
 //! preallocated response buffer. Every failure answers with a JSON body
 //! `{"error": "...", "row": n?, "column": "name"?}` and the server keeps serving.
+//!
+//! Hostile clients are bounded ([`ServeLimits`]): connections are held to header, body and idle
+//! timeouts ([`connection`]), at most `max_in_flight` invocations are read and scored at once (one
+//! more gets 503 with `Retry-After`), bodies are shape-checked while they stream in ([`prescan`])
+//! and scored a chunk of rows at a time, so memory per request is at most one 6 MB body, one chunk
+//! of features and its predictions.
 
+mod body;
+mod connection;
+mod limits;
+mod prescan;
 mod request;
 mod response;
 #[cfg(test)]
@@ -13,23 +23,27 @@ mod tests;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use body::{BodyReader, MAX_PAYLOAD_BYTES, payload_too_large};
+use prescan::{Prescan, RequestShape};
 use request::{Batch, FeatureLayout, InputFormat};
 use response::{Labels, OutputFormat, ServeError};
 
-/// The largest request body accepted (SageMaker's `MaxPayloadInMB`); larger bodies get 413.
-pub const MAX_PAYLOAD_IN_MB: usize = 6;
-const MAX_PAYLOAD_BYTES: usize = MAX_PAYLOAD_IN_MB * 1024 * 1024;
+pub use body::MAX_PAYLOAD_IN_MB;
+pub use limits::{IN_FLIGHT_PER_CORE, ServeLimits, parse_seconds};
+pub use prescan::{EXTRA_COLUMNS, MAX_JSON_DEPTH, MAX_ROWS_PER_REQUEST};
 
 /// The port when `SAGEMAKER_BIND_TO_PORT` is not set.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -62,22 +76,30 @@ pub struct ServedModel {
 struct AppState {
     model: Arc<ServedModel>,
     layout: FeatureLayout,
+    shape: RequestShape,
     labels: Labels,
     execution_parameters: Bytes,
+    limits: ServeLimits,
+    in_flight: Arc<Semaphore>,
 }
 
 type Shared = Arc<AppState>;
 
-/// The inference routes, with JSON answers for unknown paths (404) and methods (405).
-pub fn router(model: Arc<ServedModel>) -> Router {
+/// The inference routes, with JSON answers for unknown paths (404) and methods (405). `limits`
+/// gives the body timeout and the in-flight limit of `/invocations`.
+pub fn router(model: Arc<ServedModel>, limits: &ServeLimits) -> Router {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let execution_parameters = format!(
         r#"{{"MaxConcurrentTransforms":{cores},"BatchStrategy":"MULTI_RECORD","MaxPayloadInMB":{MAX_PAYLOAD_IN_MB}}}"#
     );
+    let layout = FeatureLayout::new(&model.features);
     let state = Arc::new(AppState {
-        layout: FeatureLayout::new(&model.features),
+        shape: RequestShape::for_layout(&layout),
+        layout,
         labels: Labels::new(&model.positive_label, &model.negative_label),
         execution_parameters: Bytes::from(execution_parameters),
+        limits: limits.clone(),
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
         model,
     });
     Router::new()
@@ -86,39 +108,45 @@ pub fn router(model: Arc<ServedModel>) -> Router {
         .route("/invocations", post(invocations))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(state)
 }
 
-/// Binds `addr`, serves until SIGTERM or SIGINT (graceful: in-flight requests finish), logs the bound
-/// address.
-pub async fn serve(addr: SocketAddr, model: Arc<ServedModel>) -> std::io::Result<()> {
+/// Binds `addr`, serves until SIGTERM or SIGINT (graceful: in-flight requests finish within the
+/// shutdown timeout), logs the bound address.
+pub async fn serve(addr: SocketAddr, model: Arc<ServedModel>, limits: ServeLimits) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    serve_on(listener, model).await
+    serve_on(listener, model, limits).await
 }
 
 /// [`serve`] on a listener the caller bound (e.g. to port 0, reading the port from it).
-pub async fn serve_on(listener: TcpListener, model: Arc<ServedModel>) -> std::io::Result<()> {
-    serve_with_shutdown(listener, model, shutdown_signal()).await
+pub async fn serve_on(
+    listener: TcpListener,
+    model: Arc<ServedModel>,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    serve_with_shutdown(listener, model, limits, shutdown_signal()).await
 }
 
-/// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish.
+/// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish, closing
+/// whatever is still open after `limits.shutdown_timeout`.
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     model: Arc<ServedModel>,
+    limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, features = model.features.len(), "serving inference requests");
-    let listener = listener.tap_io(|stream| {
-        // Small responses must not wait for Nagle's algorithm.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("could not set TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, router(model))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    tracing::info!(
+        %addr,
+        features = model.features.len(),
+        max_in_flight = limits.max_in_flight,
+        header_timeout_s = limits.header_timeout.as_secs_f64(),
+        body_timeout_s = limits.body_timeout.as_secs_f64(),
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "serving inference requests"
+    );
+    let app = router(model, &limits);
+    connection::serve(listener, app, limits, shutdown).await;
     tracing::info!("server stopped");
     Ok(())
 }
@@ -211,15 +239,9 @@ async fn invocations(State(state): State<Shared>, request: Request) -> Response 
     }
 }
 
-fn payload_too_large() -> ServeError {
-    ServeError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body is larger than {MAX_PAYLOAD_IN_MB} MB"),
-    )
-}
-
 async fn invoke(state: &AppState, request: Request) -> Result<Response, ServeError> {
-    let headers = request.headers();
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -227,28 +249,86 @@ async fn invoke(state: &AppState, request: Request) -> Result<Response, ServeErr
     if declared_length.is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64) {
         return Err(payload_too_large());
     }
-    let input = InputFormat::from_content_type(headers.get(header::CONTENT_TYPE))?;
-    let output = OutputFormat::negotiate(headers.get(header::ACCEPT))?;
-
-    let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            payload_too_large()
-        } else {
-            ServeError::bad_request(format!("could not read the request body: {rejection}"))
+    let reader = BodyReader::new(
+        body,
+        state.limits.body_timeout,
+        declared_length.and_then(|n| usize::try_from(n).ok()),
+    );
+    let formats = InputFormat::from_content_type(headers.get(header::CONTENT_TYPE))
+        .and_then(|input| Ok((input, OutputFormat::negotiate(headers.get(header::ACCEPT))?)));
+    let (input, output) = match formats {
+        Ok(formats) => formats,
+        Err(error) => {
+            reader.drain(0).await;
+            return Err(error);
         }
-    })?;
-    if body.trim_ascii().is_empty() {
+    };
+    let Ok(permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
+        reader.drain(0).await;
+        return Err(ServeError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the server is at its limit of {} requests in flight (MODEL_IMAGE_MAX_IN_FLIGHT); \
+                 retry shortly",
+                state.limits.max_in_flight
+            ),
+        )
+        .retry_after(1));
+    };
+
+    let body = reader.read(Prescan::new(input, state.shape)).await?;
+    if body.bytes().trim_ascii().is_empty() {
         return Err(ServeError::bad_request("the request body is empty"));
     }
-
-    let batch = input.parse(&body, &state.layout)?;
+    let mut scores: Vec<f64> = Vec::new();
+    input.parse(&body, &state.layout, &state.shape, &mut |batch| {
+        let chunk = score(&state.model, batch)?;
+        if scores.is_empty() {
+            scores = chunk;
+        } else {
+            scores.extend_from_slice(&chunk);
+        }
+        Ok(())
+    })?;
     drop(body);
-    let scores = score(&state.model, batch)?;
-    response::predictions(output, &state.labels, state.model.threshold, &scores)
+    let response = response::predictions(output, &state.labels, state.model.threshold, &scores)?;
+    // The request stays in flight until its answer has been written.
+    Ok(response.map(|body| {
+        Body::new(InFlight {
+            body,
+            _permit: permit,
+        })
+    }))
+}
+
+/// A response body that holds its request's in-flight permit until hyper has written it.
+struct InFlight {
+    body: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for InFlight {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Runs the scorer, turning its errors, panics and wrong-length answers into 500s.
-fn score(model: &ServedModel, batch: Batch) -> Result<Vec<f64>, ServeError> {
+fn score(model: &ServedModel, batch: &Batch) -> Result<Vec<f64>, ServeError> {
     let run = || catch_unwind(AssertUnwindSafe(|| model.scorer.score(&batch.rows, batch.n_rows)));
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);

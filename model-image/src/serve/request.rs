@@ -5,6 +5,10 @@
 //! serde visitors that write each value into its feature slot without building a `Value` tree.
 //! Missing values (empty, `inf`, `nan`, JSON `null`, ...) become NaN; anything else that is not a
 //! number in a feature column is a 400 naming its row and column.
+//!
+//! Bodies arrive here only after [`super::prescan`] has bounded their record widths, row count and
+//! JSON depth ([`CheckedBody`]). Rows are handed to a sink [`SCORE_CHUNK_ROWS`] at a time, so the
+//! feature matrix of a request never outgrows one chunk, however many rows it has.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,6 +16,8 @@ use std::fmt;
 use axum::http::HeaderValue;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::body::CheckedBody;
+use super::prescan::RequestShape;
 use super::response::ServeError;
 use crate::schema::{RAW_COLUMNS, RAW_COLUMNS_WITHOUT_LABELS};
 
@@ -65,26 +71,95 @@ impl InputFormat {
         }
     }
 
-    /// Parses a non-empty body into rows of model features.
-    pub(crate) fn parse(self, body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
+    /// Parses a non-empty body into rows of model features, handing them to `sink` in order, at
+    /// most [`SCORE_CHUNK_ROWS`] at a time; returns how many rows there were. More rows than
+    /// `shape` allows is a 413, and no rows a 400.
+    pub(crate) fn parse(
+        self,
+        body: &CheckedBody,
+        layout: &FeatureLayout,
+        shape: &RequestShape,
+        sink: &mut RowSink<'_>,
+    ) -> Result<usize, ServeError> {
+        let body = body.bytes();
         let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
-        let batch = match self {
-            Self::Csv => parse_csv(body, layout)?,
-            Self::Json => parse_json(body, layout)?,
-            Self::JsonLines => parse_json_lines(body, layout)?,
-        };
-        if batch.n_rows == 0 {
+        let mut rows = Rows::new(shape, sink);
+        match self {
+            Self::Csv => parse_csv(body, layout, &mut rows)?,
+            Self::Json => parse_json(body, layout, &mut rows)?,
+            Self::JsonLines => parse_json_lines(body, layout, &mut rows)?,
+        }
+        let n_rows = rows.finish()?;
+        if n_rows == 0 {
             return Err(ServeError::bad_request("the request contains no data rows"));
         }
-        Ok(batch)
+        Ok(n_rows)
     }
 }
+
+/// Rows handed to the scorer at once, at most. 4096 rows of 79 features are 2.6 MB of matrix, and
+/// per-call overhead of scoring is negligible at that size.
+pub(crate) const SCORE_CHUNK_ROWS: usize = 4096;
+
+/// Where parsed rows go: the scorer, a chunk at a time.
+pub(crate) type RowSink<'a> = dyn FnMut(&Batch) -> Result<(), ServeError> + 'a;
 
 /// Rows for the scorer: row-major, one value per model feature in the model's order, NaN = missing.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     pub(crate) rows: Vec<f64>,
     pub(crate) n_rows: usize,
+}
+
+/// The rows of one request: the chunk being filled, the rows already handed on, the cap.
+struct Rows<'s, 'k> {
+    chunk: Batch,
+    done: usize,
+    shape: &'s RequestShape,
+    sink: &'s mut RowSink<'k>,
+}
+
+impl<'s, 'k> Rows<'s, 'k> {
+    fn new(shape: &'s RequestShape, sink: &'s mut RowSink<'k>) -> Self {
+        Self {
+            chunk: Batch::default(),
+            done: 0,
+            shape,
+            sink,
+        }
+    }
+
+    /// The 1-based number of the row being parsed.
+    fn row(&self) -> usize {
+        self.done + self.chunk.n_rows + 1
+    }
+
+    /// Counts the row just written into `chunk.rows`; hands the chunk on when it is full.
+    fn complete_row(&mut self) -> Result<(), ServeError> {
+        self.chunk.n_rows += 1;
+        if self.done + self.chunk.n_rows > self.shape.max_rows {
+            return Err(self.shape.too_many_rows());
+        }
+        if self.chunk.n_rows == SCORE_CHUNK_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ServeError> {
+        if self.chunk.n_rows > 0 {
+            (self.sink)(&self.chunk)?;
+            self.done += self.chunk.n_rows;
+            self.chunk.rows.clear();
+            self.chunk.n_rows = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<usize, ServeError> {
+        self.flush()?;
+        Ok(self.done)
+    }
 }
 
 /// Everything about the model's columns a request needs, computed once per router.
@@ -169,6 +244,11 @@ impl FeatureLayout {
 
     fn n_features(&self) -> usize {
         self.features.len()
+    }
+
+    /// The widest row width accepted without a header.
+    pub(crate) fn widest(&self) -> usize {
+        self.positional.iter().map(|p| p.width).max().unwrap_or(0)
     }
 
     /// `None`: not a known column; `Some(None)`: a known column that is not a model feature.
@@ -272,12 +352,12 @@ impl Record for csv::ByteRecord {
     }
 }
 
-fn parse_csv(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
+fn parse_csv(body: &[u8], layout: &FeatureLayout, rows: &mut Rows) -> Result<(), ServeError> {
     let mut rows = CsvRows {
         layout,
         first: true,
         header: None,
-        batch: Batch::default(),
+        rows,
     };
     if body.contains(&b'"') {
         // Quoted cells: let the csv crate unquote them.
@@ -291,7 +371,7 @@ fn parse_csv(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
                 Ok(true) => rows.record(&record)?,
                 Ok(false) => break,
                 Err(e) => {
-                    let row = rows.batch.n_rows + 1;
+                    let row = rows.rows.row();
                     return Err(
                         ServeError::bad_request(format!("row {row} is not valid CSV: {e}")).at_row(row),
                     );
@@ -299,28 +379,31 @@ fn parse_csv(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
             }
         }
     } else {
-        // No quotes: every line is its cells split at commas, borrowed from the body.
+        // No quotes: every line is its cells split at commas, borrowed from the body. `\r`, `\n` and
+        // `\r\n` end a line, as they end a record for the csv crate (and the prescan).
         let mut cells: Vec<&[u8]> = Vec::with_capacity(layout.n_features().max(16));
-        for line in body.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut start = 0;
+        for end in memchr::memchr2_iter(b'\n', b'\r', body).chain([body.len()]) {
+            let line = &body[start..end];
+            start = end + 1;
             cells.clear();
             cells.extend(line.split(|&b| b == b','));
             rows.record(cells.as_slice())?;
         }
     }
-    Ok(rows.batch)
+    Ok(())
 }
 
-struct CsvRows<'l> {
+struct CsvRows<'l, 'r, 's, 'k> {
     layout: &'l FeatureLayout,
     /// No record seen yet: the next one may be a header.
     first: bool,
     /// With a header: its width and the column of every feature.
     header: Option<(usize, Vec<usize>)>,
-    batch: Batch,
+    rows: &'r mut Rows<'s, 'k>,
 }
 
-impl CsvRows<'_> {
+impl CsvRows<'_, '_, '_, '_> {
     fn record<R: Record + ?Sized>(&mut self, record: &R) -> Result<(), ServeError> {
         let width = record.width();
         if width == 0 || (width == 1 && is_blank(record.cell(0))) {
@@ -343,7 +426,7 @@ impl CsvRows<'_> {
             return Ok(());
         }
 
-        let row = self.batch.n_rows + 1;
+        let row = self.rows.row();
         let columns = match &self.header {
             Some((header_width, columns)) => {
                 if width != *header_width {
@@ -362,15 +445,14 @@ impl CsvRows<'_> {
                 .at_row(row)
             })?,
         };
-        let rows = &mut self.batch.rows;
+        let rows = &mut self.rows.chunk.rows;
         rows.reserve(columns.len());
         for (feature, &column) in columns.iter().enumerate() {
             let cell = record.cell(column);
             let value = parse_number(cell).ok_or_else(|| layout.non_numeric(row, feature, &quoted(cell)))?;
             rows.push(value);
         }
-        self.batch.n_rows += 1;
-        Ok(())
+        self.rows.complete_row()
     }
 
     /// A record is a header iff one of its cells is a model feature or a raw column name.
@@ -386,26 +468,25 @@ impl CsvRows<'_> {
 // ---------------------------------------------------------------------------------------------
 // JSON
 
-fn parse_json(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
-    let mut rows = JsonRows::new(layout);
+fn parse_json(body: &[u8], layout: &FeatureLayout, rows: &mut Rows) -> Result<(), ServeError> {
+    let mut rows = JsonRows::new(layout, rows);
     let mut de = serde_json::Deserializer::from_slice(body);
     let result = TopLevel(&mut rows).deserialize(&mut de).and_then(|()| de.end());
-    rows.check(result, None)?;
-    Ok(rows.batch)
+    rows.check(result, None)
 }
 
-fn parse_json_lines(body: &[u8], layout: &FeatureLayout) -> Result<Batch, ServeError> {
-    let mut rows = JsonRows::new(layout);
+fn parse_json_lines(body: &[u8], layout: &FeatureLayout, rows: &mut Rows) -> Result<(), ServeError> {
+    let mut rows = JsonRows::new(layout, rows);
     for line in body.split(|&b| b == b'\n') {
         if is_blank(line) {
             continue;
         }
         let mut de = serde_json::Deserializer::from_slice(line);
-        let line_number = rows.batch.n_rows + 1;
+        let line_number = rows.row();
         let result = Instance(&mut rows).deserialize(&mut de).and_then(|()| de.end());
         rows.check(result, Some(line_number))?;
     }
-    Ok(rows.batch)
+    Ok(())
 }
 
 /// A JSON value in a list instance, kept until the list's width says which values are features.
@@ -416,9 +497,9 @@ enum Cell {
     Invalid(&'static str),
 }
 
-struct JsonRows<'l> {
+struct JsonRows<'l, 'r, 's, 'k> {
     layout: &'l FeatureLayout,
-    batch: Batch,
+    rows: &'r mut Rows<'s, 'k>,
     /// Scratch for list instances.
     cells: Vec<Cell>,
     /// Scratch for object instances: which features were given.
@@ -427,11 +508,11 @@ struct JsonRows<'l> {
     error: Option<ServeError>,
 }
 
-impl<'l> JsonRows<'l> {
-    fn new(layout: &'l FeatureLayout) -> Self {
+impl<'l, 'r, 's, 'k> JsonRows<'l, 'r, 's, 'k> {
+    fn new(layout: &'l FeatureLayout, rows: &'r mut Rows<'s, 'k>) -> Self {
         Self {
             layout,
-            batch: Batch::default(),
+            rows,
             cells: Vec::new(),
             seen: Vec::new(),
             error: None,
@@ -439,7 +520,7 @@ impl<'l> JsonRows<'l> {
     }
 
     fn row(&self) -> usize {
-        self.batch.n_rows + 1
+        self.rows.row()
     }
 
     /// Keeps `error` for the response and returns a serde error that unwinds the deserializer.
@@ -483,7 +564,7 @@ impl<'l> JsonRows<'l> {
             ))
             .at_row(row)
         })?;
-        let rows = &mut self.batch.rows;
+        let rows = &mut self.rows.chunk.rows;
         rows.reserve(columns.len());
         for (feature, &column) in columns.iter().enumerate() {
             match self.cells[column] {
@@ -491,14 +572,14 @@ impl<'l> JsonRows<'l> {
                 Cell::Invalid(what) => return Err(layout.non_numeric(row, feature, what)),
             }
         }
-        self.batch.n_rows += 1;
-        Ok(())
+        self.rows.complete_row()
     }
 
     fn begin_object(&mut self) -> usize {
-        let start = self.batch.rows.len();
+        let rows = &mut self.rows.chunk.rows;
+        let start = rows.len();
         let n = self.layout.n_features();
-        self.batch.rows.resize(start + n, f64::NAN);
+        rows.resize(start + n, f64::NAN);
         self.seen.clear();
         self.seen.resize(n, false);
         start
@@ -507,7 +588,7 @@ impl<'l> JsonRows<'l> {
     fn set(&mut self, start: usize, feature: usize, cell: Cell) -> Result<(), ServeError> {
         match cell {
             Cell::Number(v) => {
-                self.batch.rows[start + feature] = v;
+                self.rows.chunk.rows[start + feature] = v;
                 self.seen[feature] = true;
                 Ok(())
             }
@@ -521,22 +602,21 @@ impl<'l> JsonRows<'l> {
         if let Some(error) = self.layout.missing(&what, |f| self.seen[f]) {
             return Err(error.at_row(row));
         }
-        self.batch.n_rows += 1;
-        Ok(())
+        self.rows.complete_row()
     }
 }
 
 /// The whole body: `{"instances": [...]}` or a bare list of instances.
-struct TopLevel<'a, 'l>(&'a mut JsonRows<'l>);
+struct TopLevel<'a, 'l, 'r, 's, 'k>(&'a mut JsonRows<'l, 'r, 's, 'k>);
 
-impl<'de> DeserializeSeed<'de> for TopLevel<'_, '_> {
+impl<'de> DeserializeSeed<'de> for TopLevel<'_, '_, '_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for TopLevel<'_, '_> {
+impl<'de> Visitor<'de> for TopLevel<'_, '_, '_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -566,22 +646,25 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
     }
 }
 
-fn instances<'de, A: SeqAccess<'de>>(rows: &mut JsonRows, mut seq: A) -> Result<(), A::Error> {
+fn instances<'de, A: SeqAccess<'de>>(
+    rows: &mut JsonRows<'_, '_, '_, '_>,
+    mut seq: A,
+) -> Result<(), A::Error> {
     while seq.next_element_seed(Instance(&mut *rows))?.is_some() {}
     Ok(())
 }
 
 /// The value of `instances`: a list.
-struct Instances<'a, 'l>(&'a mut JsonRows<'l>);
+struct Instances<'a, 'l, 'r, 's, 'k>(&'a mut JsonRows<'l, 'r, 's, 'k>);
 
-impl<'de> DeserializeSeed<'de> for Instances<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Instances<'_, '_, '_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for Instances<'_, '_> {
+impl<'de> Visitor<'de> for Instances<'_, '_, '_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -594,23 +677,23 @@ impl<'de> Visitor<'de> for Instances<'_, '_> {
 }
 
 /// One instance: an object keyed by column name or a list of values; appends one row.
-struct Instance<'a, 'l>(&'a mut JsonRows<'l>);
+struct Instance<'a, 'l, 'r, 's, 'k>(&'a mut JsonRows<'l, 'r, 's, 'k>);
 
-impl Instance<'_, '_> {
+impl Instance<'_, '_, '_, '_, '_> {
     fn reject<E: de::Error>(self, what: &str) -> Result<(), E> {
         let error = self.0.wrong_instance_type(what);
         Err(self.0.fail(error))
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Instance<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Instance<'_, '_, '_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Instance<'_, '_> {
+impl<'de> Visitor<'de> for Instance<'_, '_, '_, '_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {

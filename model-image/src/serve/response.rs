@@ -15,6 +15,8 @@ pub(crate) struct ServeError {
     pub(crate) message: String,
     pub(crate) row: Option<usize>,
     pub(crate) column: Option<String>,
+    /// Sent as `Retry-After` (503 when the server is full).
+    pub(crate) retry_after_seconds: Option<u32>,
 }
 
 impl ServeError {
@@ -24,6 +26,7 @@ impl ServeError {
             message: message.into(),
             row: None,
             column: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -42,6 +45,11 @@ impl ServeError {
 
     pub(crate) fn in_column(mut self, column: &str) -> Self {
         self.column = Some(column.to_owned());
+        self
+    }
+
+    pub(crate) fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_seconds = Some(seconds);
         self
     }
 }
@@ -70,12 +78,18 @@ impl IntoResponse for ServeError {
         // Serializing a struct of strings and integers cannot fail; fall back to a fixed body anyway.
         let bytes =
             serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"error":"the request failed"}"#.to_vec());
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, HeaderValue::from_static(JSON))],
             bytes,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::schema::RAW_COLUMNS;
+use futures_util::StreamExt;
 
 /// The test model's features, deliberately not in raw-layout order (raw columns 8, 7, 4, 82).
 const FEATURES: [&str; 4] = ["Tot_Fwd_Pkts", "Flow_Duration", "Dst_Port", "Idle_Min"];
@@ -63,7 +64,10 @@ fn app_with(features: &[&str]) -> (Router, Arc<Mutex<Vec<f64>>>) {
         n_features: features.len(),
         last_rows: last_rows.clone(),
     };
-    (router(served_model(features, Box::new(scorer))), last_rows)
+    (
+        router(served_model(features, Box::new(scorer)), &ServeLimits::default()),
+        last_rows,
+    )
 }
 
 fn app() -> (Router, Arc<Mutex<Vec<f64>>>) {
@@ -533,12 +537,21 @@ async fn json_shape_errors_are_400() {
             .await
             .assert_error(StatusCode::BAD_REQUEST, needles);
     }
-    // Deep nesting is a 400, not a stack overflow.
+    // Deep nesting is a 400 from the prescan, not a stack overflow.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     post_json(&app, &deep)
         .await
-        .assert_error(StatusCode::BAD_REQUEST, &["instance 1", "1 values"]);
+        .assert_error(StatusCode::BAD_REQUEST, &["nests deeper than 32"]);
     let deep = format!("{}1{}", r#"{"a":"#.repeat(100_000), "}".repeat(100_000));
+    post_json(&app, &format!("[{deep}]"))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &["nests deeper than 32"]);
+    // Within the depth limit, the parser's own errors.
+    let deep = format!("{}{}", "[".repeat(32), "]".repeat(32));
+    post_json(&app, &deep)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &["instance 1", "1 values"]);
+    let deep = format!("{}1{}", r#"{"a":"#.repeat(30), "}".repeat(30));
     post_json(&app, &format!("[{deep}]"))
         .await
         .assert_error(StatusCode::BAD_REQUEST, &["instance 1", "missing"]);
@@ -650,7 +663,7 @@ async fn labels_are_escaped_in_every_format() {
         negative_label: "Normal".to_owned(),
         scorer: Box::new(scorer),
     });
-    let app = router(model);
+    let app = router(model, &ServeLimits::default());
     let reply = post(&app, Some("text/csv"), Some("text/csv"), "90\n").await;
     assert_eq!(reply.text(), "\"Bad, \"\"really\"\"\",0.9\n");
     let reply = post(&app, Some("text/csv"), None, "90\n").await;
@@ -679,8 +692,10 @@ async fn body_over_6_mb_is_413() {
     send(&app, request)
         .await
         .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["6 MB"]);
-    // Exactly 6 MB is fine.
+    // Exactly 6 MB is fine (in rows of 100 bytes, under the row limit).
     let limit = 6 * 1024 * 1024;
+    let line = format!("1,2,3,{}4\n", " ".repeat(92));
+    assert_eq!(line.len(), 100);
     let mut at_limit = line.repeat(limit / line.len());
     at_limit.push_str(&"\n".repeat(limit - at_limit.len()));
     assert_eq!(at_limit.len(), limit);
@@ -738,7 +753,10 @@ async fn scorer_faults_are_500_and_the_server_keeps_serving() {
         ("short", "1 scores for 2 rows"),
         ("nan", "non-finite"),
     ] {
-        let app = router(served_model(&FEATURES, Box::new(FaultyScorer(fault))));
+        let app = router(
+            served_model(&FEATURES, Box::new(FaultyScorer(fault))),
+            &ServeLimits::default(),
+        );
         post_csv(&app, "1,2,3,4\n5,6,7,8\n")
             .await
             .assert_error(StatusCode::INTERNAL_SERVER_ERROR, &[needle]);
@@ -750,7 +768,10 @@ async fn scorer_faults_are_500_and_the_server_keeps_serving() {
         );
     }
     // A batch large enough to be scored with block_in_place panics just the same way.
-    let app = router(served_model(&FEATURES, Box::new(FaultyScorer("panic"))));
+    let app = router(
+        served_model(&FEATURES, Box::new(FaultyScorer("panic"))),
+        &ServeLimits::default(),
+    );
     post_csv(&app, &"1,2,3,4\n".repeat(500))
         .await
         .assert_error(StatusCode::INTERNAL_SERVER_ERROR, &["booster panicked"]);
@@ -764,6 +785,248 @@ async fn large_batches_are_scored_in_order() {
     assert_eq!(got.len(), 1000);
     for (i, (_, score)) in got.iter().enumerate() {
         assert_eq!(*score, (i % 100) as f64 / 100.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile shapes, chunked scoring, the in-flight limit, the body timeout
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_beyond_one_scoring_chunk_are_scored_in_order() {
+    let (app, rows) = app();
+    let n = 2 * request::SCORE_CHUNK_ROWS + 17;
+    let body: String = (0..n).map(|i| format!("{},0,0,{i}\n", i % 100)).collect();
+    let got = predictions(&post_csv(&app, &body).await);
+    assert_eq!(got.len(), n);
+    for (i, (_, score)) in got.iter().enumerate() {
+        assert_eq!(*score, (i % 100) as f64 / 100.0, "row {i}");
+    }
+    // The scorer saw the last, partial chunk last.
+    let seen = rows.lock().unwrap().clone();
+    assert_eq!(seen.len(), 17 * FEATURES.len());
+    assert_eq!(seen[seen.len() - 1], (n - 1) as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_rows_than_the_limit_is_413_and_the_limit_itself_is_fine() {
+    let (app, _) = app();
+    let rows = |n: usize| "1,2,3,4\n".repeat(n);
+    let header = "Tot_Fwd_Pkts,Flow_Duration,Dst_Port,Idle_Min\n";
+    assert_eq!(
+        predictions(&post_csv(&app, &format!("{header}{}", rows(MAX_ROWS_PER_REQUEST))).await).len(),
+        MAX_ROWS_PER_REQUEST
+    );
+    for body in [
+        rows(MAX_ROWS_PER_REQUEST + 1),
+        format!("{header}{}", rows(MAX_ROWS_PER_REQUEST + 1)),
+        rows(3 * MAX_ROWS_PER_REQUEST),
+    ] {
+        post_csv(&app, &body)
+            .await
+            .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["more than 100000 rows"]);
+    }
+    let instances = format!("[{}[1,2,3,4]]", "[1,2,3,4],".repeat(MAX_ROWS_PER_REQUEST));
+    post_json(&app, &instances)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["more than 100000 rows"]);
+    let lines = "[1,2,3,4]\n".repeat(MAX_ROWS_PER_REQUEST + 1);
+    post(&app, Some("application/jsonlines"), None, lines)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["more than 100000 rows"]);
+}
+
+#[tokio::test]
+async fn records_wider_than_the_model_could_use_are_400_before_parsing() {
+    let (app, _) = app();
+    // The test model reads at most 86 columns (the raw layout) plus the extra allowance.
+    let max = 86 + EXTRA_COLUMNS;
+    let commas = ",".repeat(1_000_000);
+    post_csv(&app, &commas).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        &["record 1", &format!("more than {max} fields")],
+    );
+    let header: Vec<String> = (0..=max).map(|i| format!("c{i}")).collect();
+    post_csv(&app, &format!("1,2,3,4\n{}\n", header.join(",")))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &["record 2", "fields"]);
+    // As wide as allowed: a header with the features and extra columns is read.
+    let mut header: Vec<String> = FEATURES.iter().map(|f| (*f).to_owned()).collect();
+    header.extend((FEATURES.len()..max).map(|i| format!("extra{i}")));
+    let row: Vec<&str> = (0..max).map(|i| if i == 0 { "70" } else { "1" }).collect();
+    let body = format!("{}\n{}\n", header.join(","), row.join(","));
+    assert_eq!(predictions(&post_csv(&app, &body).await), [pred("Anomaly", 0.7)]);
+
+    let long_list = format!("[[{}1]]", "1,".repeat(1_000_000));
+    post_json(&app, &long_list)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &[&format!("more than {max} entries")]);
+    let wide_object: Vec<String> = (0..=max).map(|i| format!("\"k{i}\":1")).collect();
+    post_json(&app, &format!("[{{{}}}]", wide_object.join(",")))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &["entries"]);
+}
+
+/// A body of `chunks`, counting how many the server pulled.
+fn chunked(chunks: Vec<Vec<u8>>, pulled: Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        pulled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk))
+    }));
+    Body::from_stream(stream)
+}
+
+async fn post_chunks(app: &Router, content_type: &str, chunks: Vec<Vec<u8>>) -> (Reply, usize) {
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = chunked(chunks, Arc::clone(&pulled));
+    let reply = post(app, Some(content_type), None, body).await;
+    (reply, pulled.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn bodies_in_many_chunks_are_joined_and_checked_across_chunk_boundaries() {
+    let (app, rows) = app();
+    let body = b"\xEF\xBB\xBF90,1,2,3\r\n\"10\",4,5,6\n".to_vec();
+    let (reply, _) = post_chunks(&app, "text/csv", body.chunks(2).map(<[u8]>::to_vec).collect()).await;
+    assert_eq!(predictions(&reply), [pred("Anomaly", 0.9), pred("Normal", 0.1)]);
+    assert_rows(&rows, &[90., 1., 2., 3., 10., 4., 5., 6.]);
+
+    // A million commas in 1 KB chunks: refused, and the rest still read (drained) so that the
+    // client gets the answer.
+    let chunks: Vec<Vec<u8>> = (0..1000).map(|_| vec![b','; 1000]).collect();
+    let (reply, pulled) = post_chunks(&app, "text/csv", chunks).await;
+    reply.assert_error(StatusCode::BAD_REQUEST, &["more than"]);
+    assert_eq!(pulled, 1000);
+
+    let json = format!("{{\"instances\": [[{}]]}}", "0,".repeat(400) + "0");
+    let chunks = json.as_bytes().chunks(7).map(<[u8]>::to_vec).collect();
+    post_chunks(&app, "application/json", chunks)
+        .await
+        .0
+        .assert_error(StatusCode::BAD_REQUEST, &["entries"]);
+}
+
+#[tokio::test]
+async fn requests_refused_before_their_body_still_drain_it() {
+    let (app, _) = app();
+    let chunks: Vec<Vec<u8>> = (0..50).map(|_| b"1,2,3,4\n".to_vec()).collect();
+    let (reply, pulled) = post_chunks(&app, "text/plain", chunks).await;
+    reply.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &["text/csv"]);
+    assert_eq!(pulled, 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stops_arriving_is_408_after_the_body_timeout() {
+    let limits = ServeLimits {
+        body_timeout: Duration::from_secs(3),
+        ..ServeLimits::default()
+    };
+    let app = router(
+        served_model(
+            &FEATURES,
+            Box::new(FakeScorer {
+                n_features: FEATURES.len(),
+                last_rows: Arc::default(),
+            }),
+        ),
+        &limits,
+    );
+    let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from("1,2,"))])
+        .chain(futures_util::stream::pending());
+    let started = tokio::time::Instant::now();
+    let reply = post(&app, Some("text/csv"), None, Body::from_stream(stalled)).await;
+    reply.assert_error(
+        StatusCode::REQUEST_TIMEOUT,
+        &["within 3 s", "MODEL_IMAGE_BODY_TIMEOUT"],
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_beyond_the_in_flight_limit_is_503_with_retry_after() {
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let scorer = SlowScorer {
+        started: Mutex::new(started_tx),
+        release: Mutex::new(release_rx),
+    };
+    let limits = ServeLimits {
+        max_in_flight: 1,
+        ..ServeLimits::default()
+    };
+    let app = router(served_model(&FEATURES, Box::new(scorer)), &limits);
+    let busy = tokio::spawn({
+        let app = app.clone();
+        async move { post_csv(&app, "1,2,3,4\n").await }
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the first request reached the scorer");
+
+    let reply = post_csv(&app, "1,2,3,4\n").await;
+    reply.assert_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &["limit of 1 requests in flight", "MODEL_IMAGE_MAX_IN_FLIGHT"],
+    );
+    assert_eq!(reply.headers.get(header::RETRY_AFTER).unwrap(), "1");
+    // Other routes are not limited.
+    let ping = send(&app, Request::get("/ping").body(Body::empty()).unwrap()).await;
+    assert_eq!(ping.status, StatusCode::OK);
+
+    release_tx.send(()).unwrap();
+    assert_eq!(busy.await.unwrap().status, StatusCode::OK);
+    // The permit came back with the finished response (and the scorer no longer waits).
+    drop(release_tx);
+    assert_eq!(post_csv(&app, "1,2,3,4\n").await.status, StatusCode::OK);
+}
+
+/// The prescan's verdict on a CSV body, fed in chunks of `chunk` bytes.
+fn prescan_csv(body: &[u8], shape: prescan::RequestShape, chunk: usize) -> bool {
+    let mut scan = prescan::Prescan::new(InputFormat::Csv, shape);
+    body.chunks(chunk).all(|c| scan.feed(c).is_ok()) && scan.finish().is_ok()
+}
+
+/// The widest record and the number of non-blank records, as the parser reads them: the csv crate
+/// for bodies with quotes, lines split at `\r` and `\n` otherwise; blank = one whitespace field.
+fn parsed_csv_shape(body: &[u8]) -> (usize, usize) {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let records: Vec<Vec<Vec<u8>>> = if body.contains(&b'"') {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(body);
+        reader
+            .byte_records()
+            .map(|r| r.unwrap().iter().map(<[u8]>::to_vec).collect())
+            .collect()
+    } else {
+        body.split(|&b| b == b'\n' || b == b'\r')
+            .map(|line| line.split(|&b| b == b',').map(<[u8]>::to_vec).collect())
+            .collect()
+    };
+    let nonblank = records
+        .iter()
+        .filter(|r| !(r.is_empty() || (r.len() == 1 && r[0].iter().all(u8::is_ascii_whitespace))))
+        .count();
+    (records.iter().map(Vec::len).max().unwrap_or(0), nonblank)
+}
+
+proptest::proptest! {
+    /// The prescan refuses a CSV body exactly when the parser would meet a record wider than the
+    /// limit or more records than rows plus a header: it never refuses what the parser reads, and
+    /// never lets through what the parser would allocate for.
+    #[test]
+    fn the_csv_prescan_agrees_with_the_parser(
+        body in proptest::collection::vec(
+            proptest::sample::select(vec![b',', b'"', b'\n', b'\r', b'a', b'1', b' ', 0xEF, 0xBB, 0xBF]),
+            0..60,
+        ),
+        chunk in 1usize..9,
+    ) {
+        let shape = prescan::RequestShape { max_fields: 3, max_rows: 2 };
+        let (widest, records) = parsed_csv_shape(&body);
+        let expected = widest <= shape.max_fields && records <= shape.max_rows + 1;
+        proptest::prop_assert_eq!(prescan_csv(&body, shape, chunk), expected, "widest {} records {}", widest, records);
     }
 }
 
@@ -841,6 +1104,7 @@ async fn serves_over_a_socket_and_shuts_down_gracefully() {
     let server = tokio::spawn(serve_with_shutdown(
         listener,
         served_model(&FEATURES, Box::new(scorer)),
+        ServeLimits::default(),
         async {
             let _ = stopped.await;
         },
@@ -894,6 +1158,7 @@ async fn shutdown_lets_the_in_flight_request_finish() {
     let server = tokio::spawn(serve_with_shutdown(
         listener,
         served_model(&FEATURES, Box::new(scorer)),
+        ServeLimits::default(),
         async {
             let _ = stopped.await;
         },
@@ -922,4 +1187,123 @@ async fn shutdown_lets_the_in_flight_request_finish() {
         .expect("the server stops")
         .unwrap()
         .unwrap();
+}
+
+/// Reads until the server closes the connection; `false` if it is still open after `limit`.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_to_end).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_slow_and_stalled_connections_by_its_deadline() {
+    let limits = ServeLimits {
+        header_timeout: Duration::from_secs(60),
+        body_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        shutdown_timeout: Duration::from_secs(1),
+        ..ServeLimits::default()
+    };
+    let scorer = FakeScorer {
+        n_features: FEATURES.len(),
+        last_rows: Arc::default(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with_shutdown(
+        listener,
+        served_model(&FEATURES, Box::new(scorer)),
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    // Idle after one request; half-way through its headers; half-way through its body.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(exchange(&mut idle, &csv_request("1,2,3,4\n")).await.0, 200);
+    let mut slow_headers = TcpStream::connect(addr).await.unwrap();
+    slow_headers
+        .write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-")
+        .await
+        .unwrap();
+    let mut stalled_body = TcpStream::connect(addr).await.unwrap();
+    stalled_body
+        .write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 50\r\n\r\n1,2")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("the server stops by its shutdown deadline")
+        .unwrap()
+        .unwrap();
+    for (what, stream) in [
+        ("idle", &mut idle),
+        ("slow headers", &mut slow_headers),
+        ("stalled body", &mut stalled_body),
+    ] {
+        assert!(
+            closed_within(stream, Duration::from_secs(10)).await,
+            "{what} stays open"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dribbling_its_headers_is_closed_at_the_header_timeout_and_others_are_served() {
+    let limits = ServeLimits {
+        header_timeout: Duration::from_millis(500),
+        ..ServeLimits::default()
+    };
+    let scorer = FakeScorer {
+        n_features: FEATURES.len(),
+        last_rows: Arc::default(),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with_shutdown(
+        listener,
+        served_model(&FEATURES, Box::new(scorer)),
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let dribble = tokio::spawn(async move {
+        slow.write_all(b"POST /invocations HTTP/1.1\r\n").await.unwrap();
+        // A byte every 100 ms keeps the connection busy but never completes the headers.
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow.write_all(b"x").await.is_err() {
+                return true;
+            }
+        }
+        closed_within(&mut slow, Duration::ZERO).await
+    });
+    let mut normal = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(exchange(&mut normal, &csv_request("1,2,3,4\n")).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), dribble)
+            .await
+            .expect("the slow client's connection is closed")
+            .unwrap()
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }

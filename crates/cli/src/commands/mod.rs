@@ -5,6 +5,7 @@
 mod down;
 mod evaluate;
 mod invoke;
+mod permissions;
 mod plan;
 mod rollback;
 mod schema;
@@ -28,5 +29,6 @@ pub async fn run(cx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Evaluate(args) => evaluate::run(cx, &args).await,
         Command::Validate => validate::run(cx),
         Command::Schema => schema::run(cx),
+        Command::Permissions(args) => permissions::run(cx, &args).await,
     }
 }

@@ -40,11 +40,12 @@ pub(crate) struct Section<'n> {
 impl<'n> Section<'n> {
     /// The value of `key`, unless it is absent or null.
     pub fn get(&self, key: &str) -> Option<Entry<'n>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, e)| *e)
-            .filter(|e| !e.value.is_null())
+        self.written(key).filter(|e| !e.value.is_null())
+    }
+
+    /// `key` as written, even with a null value.
+    fn written(&self, key: &str) -> Option<Entry<'n>> {
+        self.entries.iter().find(|(k, _)| *k == key).map(|(_, e)| *e)
     }
 
     /// The dotted path of a key of this section.
@@ -219,17 +220,14 @@ impl<'a> Cx<'a> {
         self.report(Kind::UnknownKey, key.pos, Some(&key_path), message, Some(help));
     }
 
-    /// Reports a required key that is absent or null.
+    /// Reports a required key that is absent (at the section) or null (at the key).
     pub fn missing(&mut self, section: &Section<'_>, key: &str, help: &str) {
         let key_path = section.path_of(key);
-        let message = format!("missing required key `{key_path}`");
-        self.report(
-            Kind::MissingKey,
-            section.anchor,
-            Some(&key_path),
-            message,
-            Some(help.into()),
-        );
+        let (pos, message) = match section.written(key) {
+            Some(e) => (e.key.pos, format!("required key `{key_path}` has no value")),
+            None => (section.anchor, format!("missing required key `{key_path}`")),
+        };
+        self.report(Kind::MissingKey, pos, Some(&key_path), message, Some(help.into()));
     }
 
     /// A string value.
@@ -242,12 +240,12 @@ impl<'a> Cx<'a> {
                 None
             }
             _ => {
-                self.wrong_type(
-                    node,
-                    key,
-                    "a string",
-                    format!("write a single value: `{}: <text>`", leaf(key)),
-                );
+                let help = if is_item(key) {
+                    "write each item as a single value, in one flat list".to_string()
+                } else {
+                    format!("write a single value: `{}: <text>`", leaf(key))
+                };
+                self.wrong_type(node, key, "a string", help);
                 None
             }
         }
@@ -257,7 +255,11 @@ impl<'a> Cx<'a> {
     pub fn non_empty_string<'n>(&mut self, node: &'n Node, key: &str) -> Option<&'n str> {
         let s = self.string(node, key)?;
         if s.trim().is_empty() {
-            let help = "give a value, or remove the key to use its default";
+            let help = if is_item(key) {
+                "remove the empty item"
+            } else {
+                "give a value, or remove the key to use its default"
+            };
             self.invalid(node.pos, key, format!("`{key}` is empty"), help);
             return None;
         }
@@ -276,7 +278,10 @@ impl<'a> Cx<'a> {
                 };
                 let help = match meant {
                     Some(b) => format!("YAML 1.2 booleans are `true` and `false`: write `{b}`"),
-                    None => "write `true` or `false`".into(),
+                    None => match s.trim().to_ascii_lowercase().as_str() {
+                        b @ ("true" | "false") => format!("remove the quotes: `{b}`"),
+                        _ => "write `true` or `false`".into(),
+                    },
                 };
                 self.wrong_type(node, key, "`true` or `false`", help);
                 None
@@ -414,6 +419,11 @@ impl<'a> Cx<'a> {
         }
         Some(d)
     }
+}
+
+/// Whether a key names a list item (`data.exclude[2]`).
+fn is_item(key: &str) -> bool {
+    key.ends_with(']')
 }
 
 /// The last segment of a dotted key.

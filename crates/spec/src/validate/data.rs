@@ -2,6 +2,7 @@
 //! deploy.yaml and must exist and hold CSV, CSV.gz or Parquet; `s3://` URIs need a valid bucket name
 //! and the `aws` target.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use crate::diagnostic::Kind;
 use crate::model::{Data, DataSource, Target, Validation};
 use crate::names::check_bucket_name;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Pos, Value};
 
 const TRAIN_HELP: &str =
     "add `train: <path>`: a CSV/Parquet file or directory relative to deploy.yaml, or `s3://bucket/prefix`";
@@ -211,13 +212,15 @@ fn exclude(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<String>> {
     };
     let mut out: Vec<String> = Vec::new();
     let mut ok = true;
+    // Where each name is first listed: a map, so a long list costs linear time, not quadratic.
+    let mut first_listed: HashMap<&str, Pos> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let key = format!("{KEY}[{i}]");
         let Some(name) = cx.non_empty_string(item, &key) else {
             ok = false;
             continue;
         };
-        if let Some(first) = items[..i].iter().find(|p| p.as_str() == Some(name)) {
+        if let Some(&first) = first_listed.get(name) {
             let d = cx.report(
                 Kind::DuplicateKey,
                 item.pos,
@@ -225,10 +228,11 @@ fn exclude(cx: &mut Cx<'_>, node: &Node) -> Option<Vec<String>> {
                 format!("`{name}` is listed twice in `{KEY}`"),
                 Some("remove one of them".into()),
             );
-            d.notes.push(note(first.pos, "first listed here"));
+            d.notes.push(note(first, "first listed here"));
             ok = false;
             continue;
         }
+        first_listed.insert(name, item.pos);
         out.push(name.to_string());
     }
     ok.then_some(out)
@@ -287,7 +291,13 @@ pub(super) fn source(
         Ok(m) => m,
         Err(_) => {
             let help = similar_path(&path, text).map_or_else(
-                || format!("paths are relative to the directory that holds {}", cx.file),
+                || {
+                    if Path::new(text).is_absolute() {
+                        "the path is absolute: check that it exists on this machine".to_string()
+                    } else {
+                        format!("paths are relative to the directory that holds {}", cx.file)
+                    }
+                },
                 |s| format!("did you mean `{s}`?"),
             );
             cx.report(

@@ -14,6 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{DEFAULT_LABEL, DEFAULT_POSITIVE_CLASS, LEAKY_COLUMNS};
 
+/// The most training threads `threads` may ask for: the bound orchestrate's spec validates too. More
+/// would only have OpenMP reserve a stack per thread until the address space runs out.
+pub const MAX_THREADS: u32 = 4_096;
+
+/// The most bootstrap resamples `bootstrap_resamples` may ask for. Each resample costs a pass over
+/// the scored rows and keeps a value per metric; beyond this the intervals no longer change visibly
+/// while the time and memory still grow.
+pub const MAX_BOOTSTRAP_RESAMPLES: u32 = 10_000;
+
 /// How the decision threshold is chosen on validation data.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,7 +56,7 @@ pub struct Hyperparameters {
     pub min_data_in_leaf: u32,
     /// Fraction of features sampled per tree (default 1.0).
     pub feature_fraction: f64,
-    /// Training threads (default: all cores).
+    /// Training threads (default: all cores; at most [`MAX_THREADS`]).
     pub threads: u32,
     /// Fraction of the train channel held out for validation when there is no validation channel
     /// (default 0.2; stratified and seeded).
@@ -56,7 +65,7 @@ pub struct Hyperparameters {
     pub threshold: ThresholdChoice,
     /// Seed for the split, LightGBM and the bootstrap (default 42).
     pub seed: u64,
-    /// Bootstrap resamples for confidence intervals (default 1000).
+    /// Bootstrap resamples for confidence intervals (default 1000; at most [`MAX_BOOTSTRAP_RESAMPLES`]).
     pub bootstrap_resamples: u32,
     /// LightGBM's quantized training (`use_quantized_grad` with `quant_train_renew_leaf`): gradients
     /// rounded to a few integer levels while histograms are built, leaf values refitted exactly.
@@ -164,7 +173,7 @@ impl Hyperparameters {
                 Key::FeatureFraction => {
                     hp.feature_fraction = number(key, value, "a number in (0, 1]", |v| v > 0.0 && v <= 1.0)?
                 }
-                Key::Threads => hp.threads = integer(key, value, "an integer >= 1", 1)?,
+                Key::Threads => hp.threads = integer_in(key, value, 1, MAX_THREADS)?,
                 Key::ValidationFraction => {
                     hp.validation_fraction =
                         number(key, value, "a number in (0, 0.9]", |v| v > 0.0 && v <= 0.9)?
@@ -183,7 +192,7 @@ impl Hyperparameters {
                         .map_err(|_| invalid(key, value, "a non-negative integer"))?
                 }
                 Key::BootstrapResamples => {
-                    hp.bootstrap_resamples = integer(key, value, "an integer >= 0", 0)?
+                    hp.bootstrap_resamples = integer_in(key, value, 0, MAX_BOOTSTRAP_RESAMPLES)?
                 }
                 Key::QuantizedGradients => hp.quantized_gradients = boolean(key, value)?,
             }
@@ -230,17 +239,27 @@ fn number(
 }
 
 fn integer(key: &str, value: &str, expected: &'static str, min: u32) -> Result<u32, HyperparameterError> {
-    // Accept "500" and "500.0" (some SDKs stringify numbers as floats).
-    let parsed = value.parse::<u32>().ok().or_else(|| {
+    parse_u32(value)
+        .filter(|&v| v >= min)
+        .ok_or_else(|| invalid(key, value, expected))
+}
+
+/// An integer in `min..=max`; the error names the allowed range.
+fn integer_in(key: &str, value: &str, min: u32, max: u32) -> Result<u32, HyperparameterError> {
+    parse_u32(value)
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| invalid(key, value, format!("an integer from {min} to {max}")))
+}
+
+/// Accepts "500" and "500.0" (some SDKs stringify numbers as floats).
+fn parse_u32(value: &str) -> Option<u32> {
+    value.parse::<u32>().ok().or_else(|| {
         value
             .parse::<f64>()
             .ok()
             .filter(|v| v.fract() == 0.0 && *v >= 0.0 && *v <= f64::from(u32::MAX))
             .map(|v| v as u32)
-    });
-    parsed
-        .filter(|&v| v >= min)
-        .ok_or_else(|| invalid(key, value, expected))
+    })
 }
 
 /// The known key closest to a misspelt one, if any is close.
@@ -369,6 +388,33 @@ mod tests {
                 "{key}={value}: {err}"
             );
         }
+    }
+
+    /// Regression: a huge `threads` or `bootstrap_resamples` passed parsing and aborted the run
+    /// (OpenMP threads, interval buffers) without a failure file.
+    #[test]
+    fn threads_and_bootstrap_resamples_are_bounded_and_the_error_names_the_range() {
+        for (key, value, range) in [
+            ("threads", "0", "from 1 to 4096"),
+            ("threads", "4097", "from 1 to 4096"),
+            ("threads", "4294967295", "from 1 to 4096"),
+            ("threads", "1e12", "from 1 to 4096"),
+            ("bootstrap_resamples", "10001", "from 0 to 10000"),
+            ("bootstrap_resamples", "4294967295", "from 0 to 10000"),
+            ("bootstrap_resamples", "-1", "from 0 to 10000"),
+        ] {
+            let err = Hyperparameters::from_json(&format!(r#"{{"{key}": "{value}"}}"#)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("hyperparameter `{key}` = `{value}` is invalid: an integer {range}")
+            );
+        }
+        let hp =
+            Hyperparameters::from_json(r#"{"threads": "4096", "bootstrap_resamples": "10000.0"}"#).unwrap();
+        assert_eq!(
+            (hp.threads, hp.bootstrap_resamples),
+            (MAX_THREADS, MAX_BOOTSTRAP_RESAMPLES)
+        );
     }
 
     #[test]

@@ -8,8 +8,13 @@
 //!
 //! CSV is parsed in batches of whole records on every core (`read_csv`); the table is the same
 //! whatever the batch size, and errors name the file's own line numbers.
+//!
+//! Hostile or broken files end in an error, in bounded time and memory ([`InputLimits`]): a header
+//! of more than [`MAX_COLUMNS`] columns, a record longer than [`MAX_RECORD_BYTES`] (a stray `"` that
+//! never closes, a file without line breaks), `.csv.gz` files that decompress to more than the
+//! channel's budget (a gzip bomb).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -26,6 +31,117 @@ pub struct ReadPlan<'a> {
     /// `None`: discover the features (train channel). `Some`: read exactly these, in this order
     /// (validation and test channels must match the model trained on the train channel).
     pub features: Option<&'a [String]>,
+    pub limits: InputLimits,
+}
+
+/// Most columns a file's header may have. IoTID20 has 86; LightGBM's per-feature histograms make
+/// a dataset of this many columns already a very wide one.
+pub const MAX_COLUMNS: usize = 65_536;
+
+/// Most bytes one CSV record may take: a line, or several when a quoted field spans lines. A full
+/// header of [`MAX_COLUMNS`] names fits; a stray `"` that never closes, or a file without line
+/// breaks, fails at this length instead of buffering the rest of the file.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// Environment variable: bytes the `.csv.gz` files of one channel may decompress to, together.
+pub const MAX_DECOMPRESSED_BYTES_ENV: &str = "MODEL_IMAGE_MAX_DECOMPRESSED_BYTES";
+
+/// The memory assumed when neither `/proc` nor the cgroup tells (the smallest common training
+/// instance, 16 GiB).
+const FALLBACK_MEMORY_BYTES: u64 = 16 << 30;
+
+/// The bounds a channel's files must stay within, so that a hostile or broken file ends in an
+/// error naming the bound instead of an out-of-memory kill or a hang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// Columns in a file's header.
+    pub max_columns: usize,
+    /// Bytes of one CSV record.
+    pub max_record_bytes: usize,
+    /// Bytes all `.csv.gz` files of a channel may decompress to.
+    pub max_decompressed_bytes: u64,
+}
+
+impl Default for InputLimits {
+    /// The limits of a machine with [`FALLBACK_MEMORY_BYTES`] of memory.
+    fn default() -> Self {
+        Self::for_memory(FALLBACK_MEMORY_BYTES)
+    }
+}
+
+impl InputLimits {
+    /// The limits for a machine whose usable memory is `memory_bytes`: decompressed input may take
+    /// an eighth of it. Parsed rows take up to twice their text (`0,` is 2 bytes, its `f32` 4) and
+    /// a growing table briefly holds its old and new buffers, which leaves room for LightGBM's own
+    /// copy of the data.
+    pub fn for_memory(memory_bytes: u64) -> Self {
+        Self {
+            max_columns: MAX_COLUMNS,
+            max_record_bytes: MAX_RECORD_BYTES,
+            max_decompressed_bytes: (memory_bytes / 8).max(1),
+        }
+    }
+
+    /// The limits of this machine: its usable memory is the least of the physical memory, the
+    /// cgroup's memory limit and the address-space limit (`ulimit -v`); `$MODEL_IMAGE_MAX_DECOMPRESSED_BYTES`
+    /// overrides the decompressed budget.
+    pub fn from_env() -> Result<Self, LimitError> {
+        let mut limits = Self::for_memory(usable_memory_bytes().unwrap_or(FALLBACK_MEMORY_BYTES));
+        if let Some(value) = std::env::var_os(MAX_DECOMPRESSED_BYTES_ENV) {
+            let text = value.to_string_lossy();
+            limits.max_decompressed_bytes =
+                text.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| LimitError {
+                        var: MAX_DECOMPRESSED_BYTES_ENV,
+                        value: text.into_owned(),
+                    })?;
+        }
+        Ok(limits)
+    }
+}
+
+/// An input limit set by the environment that is not a positive number of bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var} = `{value}` is invalid: a number of bytes >= 1")]
+pub struct LimitError {
+    pub var: &'static str,
+    pub value: String,
+}
+
+/// The least of the memory limits this process can read, if any.
+fn usable_memory_bytes() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let physical = read("/proc/meminfo").and_then(|text| meminfo_total_bytes(&text));
+    let cgroup = read("/sys/fs/cgroup/memory.max").and_then(|text| text.trim().parse::<u64>().ok());
+    let address_space = read("/proc/self/limits").and_then(|text| address_space_limit_bytes(&text));
+    [physical, cgroup, address_space].into_iter().flatten().min()
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn meminfo_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib = line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The soft `Max address space` of `/proc/self/limits`, in bytes (`None` when unlimited).
+fn address_space_limit_bytes(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max address space"))?;
+    line.trim_start_matches("Max address space")
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()
+}
+
+/// Bytes, with their size in MiB for people.
+fn show_bytes(bytes: u64) -> String {
+    format!("{bytes} bytes ({:.1} MiB)", bytes as f64 / f64::from(1 << 20))
 }
 
 /// A channel's rows: features row-major as `f32` (NaN = missing), labels as "is positive".
@@ -117,6 +233,25 @@ pub enum TableError {
     MissingFeatures { path: PathBuf, missing: String },
     #[error("{path} has no header row")]
     NoHeader { path: PathBuf },
+    #[error("{path} has {columns} columns; at most {limit} are supported")]
+    TooManyColumns {
+        path: PathBuf,
+        columns: usize,
+        limit: usize,
+    },
+    #[error(
+        "{path} line {line}: a record longer than {}; a `\"` that opens a quoted field and never closes makes the rest of the file one field, and a file without line breaks is one record", show_bytes(*.limit as u64)
+    )]
+    RecordTooLong {
+        path: PathBuf,
+        /// The line the record starts on.
+        line: usize,
+        limit: usize,
+    },
+    #[error(
+        "{path}: decompressed input exceeds {} (the budget of the channel's .csv.gz files together, an eighth of this machine's memory unless {MAX_DECOMPRESSED_BYTES_ENV} sets it)", show_bytes(*.limit)
+    )]
+    DecompressedTooLarge { path: PathBuf, limit: u64 },
     #[error("no numeric feature columns left after excluding the label and {excluded}")]
     NoFeatures { excluded: String },
 }
@@ -181,6 +316,7 @@ impl Format {
 pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, TableError> {
     let files = channel_files(path)?;
     let mut builder = TableBuilder::new(plan);
+    let mut decompressed_budget = plan.limits.max_decompressed_bytes;
     for file in &files {
         match Format::of(file) {
             Some(Format::Csv) => {
@@ -189,11 +325,12 @@ pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, T
             }
             Some(Format::CsvGz) => {
                 let reader = File::open(file).map_err(|e| unreadable(file, e))?;
-                read_csv(
-                    file,
-                    flate2::read::MultiGzDecoder::new(BufReader::new(reader)),
-                    &mut builder,
-                )?
+                let decoder = flate2::read::MultiGzDecoder::new(BufReader::new(reader));
+                let budgeted = Budgeted {
+                    inner: decoder,
+                    remaining: &mut decompressed_budget,
+                };
+                read_csv(file, budgeted, &mut builder)?
             }
             Some(Format::Parquet) => read_parquet(file, &mut builder)?,
             None => unreachable!("channel_files only lists known formats"),
@@ -202,6 +339,36 @@ pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, T
     let mut table = builder.finish()?;
     table.files = files;
     Ok(table)
+}
+
+/// A reader that fails once its budget is spent: bounds what `.csv.gz` files (a gzip bomb) can
+/// decompress to. The budget is shared by the channel's files.
+struct Budgeted<'b, R> {
+    inner: R,
+    remaining: &'b mut u64,
+}
+
+/// The error a [`Budgeted`] reader fails with.
+#[derive(Debug, thiserror::Error)]
+#[error("decompressed input exceeds its budget")]
+struct BudgetSpent;
+
+impl<R: Read> Read for Budgeted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // One byte past the budget is enough to know it is exceeded.
+        let allowed = usize::try_from(*self.remaining)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..allowed])?;
+        match self.remaining.checked_sub(n as u64) {
+            Some(left) => {
+                *self.remaining = left;
+                Ok(n)
+            }
+            None => Err(std::io::Error::other(BudgetSpent)),
+        }
+    }
 }
 
 fn unreadable(path: &Path, error: impl std::fmt::Display) -> TableError {
@@ -403,26 +570,41 @@ impl<'p> TableBuilder<'p> {
 
     /// Maps a file's header; the first file fixes the table's columns.
     fn start_file(&mut self, path: &Path, header: &[String]) -> Result<FileColumns, TableError> {
-        let position = |name: &str| header.iter().position(|h| h == name);
+        let limit = self.plan.limits.max_columns;
+        if header.len() > limit {
+            return Err(TableError::TooManyColumns {
+                path: path.to_path_buf(),
+                columns: header.len(),
+                limit,
+            });
+        }
+        // Each name's first column: one pass, so a wide header costs linear time.
+        let mut positions: HashMap<&str, usize> = HashMap::with_capacity(header.len());
+        for (i, name) in header.iter().enumerate() {
+            positions.entry(name.as_str()).or_insert(i);
+        }
+        let position = |name: &str| positions.get(name).copied();
         let label = position(self.plan.label).ok_or_else(|| TableError::NoLabel {
             path: path.to_path_buf(),
             label: self.plan.label.to_string(),
-            columns: abbreviate(header),
+            columns: abbreviate(header.iter().map(String::as_str)),
         })?;
         if self.columns.is_empty() {
             self.columns = match self.plan.features {
                 Some(features) => features.to_vec(),
                 None => {
+                    let excluded: HashSet<&str> = self.plan.exclude.iter().map(|e| e.trim()).collect();
+                    let mut seen: HashSet<&str> = HashSet::with_capacity(header.len());
                     let mut columns = Vec::new();
                     for name in header {
                         if name == self.plan.label {
                             continue;
-                        } else if self.plan.exclude.iter().any(|e| e.trim() == name) {
+                        } else if excluded.contains(name.as_str()) {
                             self.dropped.push((name.clone(), "excluded".into()));
                         } else if is_row_index_column(name) {
                             self.dropped
                                 .push((display_name(name), "unnamed row index".into()));
-                        } else if columns.contains(name) {
+                        } else if !seen.insert(name.as_str()) {
                             self.dropped.push((name.clone(), "duplicate column name".into()));
                         } else {
                             columns.push(name.clone());
@@ -444,7 +626,7 @@ impl<'p> TableBuilder<'p> {
         if !missing.is_empty() {
             return Err(TableError::MissingFeatures {
                 path: path.to_path_buf(),
-                missing: missing.join(", "),
+                missing: abbreviate(missing.into_iter()),
             });
         }
         Ok(FileColumns {
@@ -469,22 +651,30 @@ impl<'p> TableBuilder<'p> {
             let numbers = rows.numeric_cells[column];
             // Discovered columns that are mostly text are identifiers, not features. A column the
             // model requires is always kept: its stray text cells become missing values.
-            let is_text = self.plan.features.is_none() && text > 0 && text * 100 >= (text + numbers);
+            let discovered = self.plan.features.is_none();
+            let is_text = discovered && text > 0 && text * 100 >= (text + numbers);
+            // A discovered column with no value in any row tells the model nothing.
+            let is_empty = discovered && text == 0 && numbers == 0 && !rows.labels.is_empty();
             if is_text {
                 let example = rows.text_example[column].as_deref().unwrap_or_default();
                 dropped.push((
                     self.columns[column].clone(),
                     format!("not numeric (e.g. `{example}`)"),
                 ));
+            } else if is_empty {
+                dropped.push((self.columns[column].clone(), "every cell missing".into()));
             } else {
                 unparsable_cells += text;
                 keep.push(column);
             }
         }
         if keep.is_empty() {
-            let excluded = dropped.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>();
+            let excluded = dropped
+                .iter()
+                .map(|(column, reason)| format!("{column} ({reason})"));
+            let excluded = excluded.collect::<Vec<_>>();
             return Err(TableError::NoFeatures {
-                excluded: excluded.join(", "),
+                excluded: abbreviate(excluded.iter().map(String::as_str)),
             });
         }
         let values = if keep.len() == width {
@@ -525,10 +715,13 @@ fn format_number(v: f64) -> String {
     }
 }
 
-fn abbreviate(header: &[String]) -> String {
-    let shown: Vec<&str> = header.iter().take(8).map(String::as_str).collect();
-    if header.len() > shown.len() {
-        format!("{}, … ({} in all)", shown.join(", "), header.len())
+/// The first few names, and how many there are in all: failure reasons stay short (SageMaker shows
+/// the first 1,024 characters) however wide the file.
+fn abbreviate<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let count = names.len();
+    let shown: Vec<&str> = names.take(8).collect();
+    if count > shown.len() {
+        format!("{}, … ({count} in all)", shown.join(", "))
     } else {
         shown.join(", ")
     }
@@ -552,8 +745,24 @@ fn read_csv_in_batches(
     builder: &mut TableBuilder<'_>,
     batch_bytes: usize,
 ) -> Result<(), TableError> {
-    let mut batches = RecordBatches::new(input, batch_bytes);
-    let Some(first) = batches.next_batch().map_err(|e| unreadable(path, e))? else {
+    let max_record_bytes = builder.plan.limits.max_record_bytes;
+    let max_decompressed_bytes = builder.plan.limits.max_decompressed_bytes;
+    let batch_error = |error: BatchError| match error {
+        BatchError::RecordTooLong { line } => TableError::RecordTooLong {
+            path: path.to_path_buf(),
+            line,
+            limit: max_record_bytes,
+        },
+        BatchError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<BudgetSpent>()) => {
+            TableError::DecompressedTooLarge {
+                path: path.to_path_buf(),
+                limit: max_decompressed_bytes,
+            }
+        }
+        BatchError::Io(e) => unreadable(path, e),
+    };
+    let mut batches = RecordBatches::new(input, batch_bytes, max_record_bytes);
+    let Some(first) = batches.next_batch().map_err(batch_error)? else {
         return Err(TableError::NoHeader {
             path: path.to_path_buf(),
         });
@@ -582,7 +791,7 @@ fn read_csv_in_batches(
     if threads == 1 || first.len() < batch_bytes {
         // Small input (or one core): no threads.
         append(builder, first_parsed)?;
-        while let Some(batch) = batches.next_batch().map_err(|e| unreadable(path, e))? {
+        while let Some(batch) = batches.next_batch().map_err(batch_error)? {
             append(builder, parse(&batch))?;
         }
         return Ok(());
@@ -596,7 +805,7 @@ fn read_csv_in_batches(
     // fails and it stops too.
     let batch_rx = std::sync::Arc::new(std::sync::Mutex::new(batch_rx));
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> std::io::Result<()> {
+        let reader = scope.spawn(move || -> Result<(), BatchError> {
             let mut index = 0;
             while let Some(batch) = batches.next_batch()? {
                 if batch_tx.send((index, batch)).is_err() {
@@ -642,9 +851,9 @@ fn read_csv_in_batches(
         drop(parsed_rx);
         let read = reader
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")));
+            .unwrap_or_else(|_| Err(BatchError::Io(std::io::Error::other("reader thread panicked"))));
         outcome?;
-        read.map_err(|e| unreadable(path, e))
+        read.map_err(batch_error)
     })
 }
 
@@ -718,29 +927,49 @@ fn parse_batch(
 
 /// Cuts a CSV stream into batches that end at record boundaries: at a line break outside quotes
 /// (an even number of `"` since the batch began, since every batch begins at a record boundary).
+/// Each byte is searched for a boundary once, and a record may take at most `max_record_bytes`: a
+/// stray `"` costs linear time and bounded memory before it fails.
 struct RecordBatches<R> {
     input: R,
     batch_bytes: usize,
+    max_record_bytes: usize,
     /// Bytes read past the end of the previous batch.
     carry: Vec<u8>,
     finished: bool,
+    /// Line breaks in the batches returned so far.
+    lines_before: usize,
+}
+
+/// Why the next batch could not be cut.
+#[derive(Debug)]
+enum BatchError {
+    Io(std::io::Error),
+    /// The record starting on this line of the stream is longer than the limit.
+    RecordTooLong {
+        line: usize,
+    },
 }
 
 impl<R: Read> RecordBatches<R> {
-    fn new(input: R, batch_bytes: usize) -> Self {
+    fn new(input: R, batch_bytes: usize, max_record_bytes: usize) -> Self {
         Self {
             input,
             batch_bytes,
+            max_record_bytes,
             carry: Vec::new(),
             finished: false,
+            lines_before: 0,
         }
     }
 
-    fn next_batch(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+    fn next_batch(&mut self) -> Result<Option<Vec<u8>>, BatchError> {
         let mut batch = std::mem::take(&mut self.carry);
+        // `batch[..searched]` holds no record boundary and `quotes` quotes.
+        let mut searched = 0;
+        let mut quotes = 0;
         loop {
             if self.finished {
-                return Ok((!batch.is_empty()).then_some(batch));
+                return Ok((!batch.is_empty()).then(|| self.emit(batch)));
             }
             let filled = batch.len();
             let step = (self.batch_bytes / 4).max(1);
@@ -755,35 +984,56 @@ impl<R: Read> RecordBatches<R> {
                     }
                     Ok(n) => end += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(BatchError::Io(e)),
                 }
             }
             batch.truncate(end);
             if self.finished {
                 continue;
             }
-            if let Some(cut) = record_boundary(&batch) {
-                self.carry = batch[cut..].to_vec();
-                batch.truncate(cut);
-                return Ok(Some(batch));
+            match record_boundary(&batch, searched, quotes) {
+                Ok(cut) => {
+                    self.carry = batch[cut..].to_vec();
+                    batch.truncate(cut);
+                    return Ok(Some(self.emit(batch)));
+                }
+                Err(quotes_so_far) => {
+                    // One record longer than the batch so far (or an open quote): read more.
+                    if batch.len() > self.max_record_bytes {
+                        return Err(BatchError::RecordTooLong {
+                            line: self.lines_before + 1,
+                        });
+                    }
+                    searched = batch.len();
+                    quotes = quotes_so_far;
+                }
             }
-            // One record longer than the batch so far (or an open quote): read more.
         }
+    }
+
+    /// Counts the lines of a batch about to be returned.
+    fn emit(&mut self, batch: Vec<u8>) -> Vec<u8> {
+        self.lines_before += memchr::memchr_iter(b'\n', &batch).count();
+        batch
     }
 }
 
-/// Just after the last line break that ends a record, if any.
-fn record_boundary(batch: &[u8]) -> Option<usize> {
-    let mut quotes = memchr::memchr_iter(b'"', batch).count();
+/// Just after the last line break that ends a record, searching `batch[from..]` only, where
+/// `batch[..from]` holds `quotes_before` quotes and no boundary. Without one, the quotes in all of
+/// `batch`, for the next search.
+fn record_boundary(batch: &[u8], from: usize, quotes_before: usize) -> Result<usize, usize> {
+    let total = quotes_before + memchr::memchr_iter(b'"', &batch[from..]).count();
+    let mut quotes = total;
     let mut end = batch.len();
-    while let Some(newline) = memchr::memrchr(b'\n', &batch[..end]) {
+    while let Some(offset) = memchr::memrchr(b'\n', &batch[from..end]) {
+        let newline = from + offset;
         quotes -= memchr::memchr_iter(b'"', &batch[newline..end]).count();
         if quotes.is_multiple_of(2) {
-            return Some(newline + 1);
+            return Ok(newline + 1);
         }
         end = newline;
     }
-    None
+    Err(total)
 }
 
 fn read_parquet(path: &Path, builder: &mut TableBuilder<'_>) -> Result<(), TableError> {
@@ -869,6 +1119,7 @@ mod tests {
             positive_class: "Anomaly",
             exclude,
             features: None,
+            limits: InputLimits::default(),
         }
     }
 
@@ -996,7 +1247,15 @@ mod tests {
 
     /// Reads `text` as one CSV file cut into batches of about `batch_bytes`.
     fn read_in_batches(text: &str, batch_bytes: usize) -> Result<LabelledTable, TableError> {
-        let plan = plan(&[]);
+        read_in_batches_with(text, batch_bytes, InputLimits::default())
+    }
+
+    fn read_in_batches_with(
+        text: &str,
+        batch_bytes: usize,
+        limits: InputLimits,
+    ) -> Result<LabelledTable, TableError> {
+        let plan = ReadPlan { limits, ..plan(&[]) };
         let mut builder = TableBuilder::new(&plan);
         read_csv_in_batches(Path::new("flows.csv"), text.as_bytes(), &mut builder, batch_bytes)?;
         builder.finish()
@@ -1004,6 +1263,7 @@ mod tests {
 
     #[test]
     fn batches_end_at_record_boundaries_outside_quotes() {
+        let record_boundary = |batch: &[u8]| super::record_boundary(batch, 0, 0).ok();
         assert_eq!(record_boundary(b"a,b\nc,d"), Some(4));
         assert_eq!(record_boundary(b"a,b\nc,d\n"), Some(8));
         // The last line break is inside a quoted field: cut at the one before.
@@ -1012,6 +1272,176 @@ mod tests {
         assert_eq!(record_boundary(b"a,\"say \"\"hi\"\"\"\nc"), Some(15));
         assert_eq!(record_boundary(b"a,\"open\nstill open"), None);
         assert_eq!(record_boundary(b"no line break"), None);
+    }
+
+    #[test]
+    fn a_boundary_search_resumed_where_it_stopped_finds_the_same_cut() {
+        let batch = b"a,\"open\nstill\nopen\",x\nnext,row\nlast";
+        let whole = record_boundary(batch, 0, 0);
+        assert_eq!(whole, Ok(batch.len() - 4));
+        for from in 0..=8 {
+            let quotes = memchr::memchr_iter(b'"', &batch[..from]).count();
+            assert_eq!(record_boundary(batch, from, quotes), whole, "from {from}");
+        }
+        assert_eq!(record_boundary(b"a,\"x\ny\nz", 0, 0), Err(1));
+        assert_eq!(record_boundary(b"a,\"x\ny\nz", 4, 1), Err(1));
+    }
+
+    fn limits(max_record_bytes: usize) -> InputLimits {
+        InputLimits {
+            max_record_bytes,
+            ..InputLimits::default()
+        }
+    }
+
+    /// Regression: a stray `"` made the reader buffer and rescan the rest of the file on every read
+    /// (quadratic time, the whole file in memory). It now fails at the record limit with the line
+    /// the open record starts on, whatever the batch size.
+    #[test]
+    fn a_stray_quote_fails_at_the_record_limit_with_its_line() {
+        let mut text = String::from("X,Label\n");
+        for i in 0..2_000 {
+            if i == 40 {
+                text.push_str("\"1,Normal\n");
+            } else {
+                text.push_str(&format!("{i},Normal\n"));
+            }
+        }
+        for batch_bytes in [16, 100, 4096] {
+            let err = read_in_batches_with(&text, batch_bytes, limits(1_000)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TableError::RecordTooLong {
+                        line: 42,
+                        limit: 1_000,
+                        ..
+                    }
+                ),
+                "batch size {batch_bytes}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("flows.csv line 42: a record longer than 1000 bytes"),
+                "{err}"
+            );
+        }
+        // Under the limit the same file parses: the quoted field ends at the end of the file, which
+        // leaves a record of one field.
+        let err = read_in_batches_with(&text, 4096, limits(1 << 20)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 42: 1 fields, but the header has 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_line_breaks_fails_at_the_record_limit() {
+        let text = "X,Label".repeat(1_000);
+        let err = read_in_batches_with(&text, 64, limits(512)).unwrap_err();
+        assert!(matches!(err, TableError::RecordTooLong { line: 1, .. }), "{err}");
+    }
+
+    /// Regression: a header of many columns took quadratic time (each name looked up by a linear
+    /// search); now it is one hashed pass, and more than the limit is an error.
+    #[test]
+    fn a_wide_header_is_linear_and_capped() {
+        let names = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>();
+        let mut header = names(MAX_COLUMNS - 1);
+        header.push("Label".into());
+        let plan = plan(&[]);
+        let mut builder = TableBuilder::new(&plan);
+        let started = std::time::Instant::now();
+        let columns = builder.start_file(Path::new("wide.csv"), &header).unwrap();
+        assert_eq!(columns.sources.len(), MAX_COLUMNS - 1);
+        assert_eq!(columns.label, MAX_COLUMNS - 1);
+        // A generous bound that only a quadratic pass (2 * 10^9 comparisons) misses.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+
+        let mut header = names(MAX_COLUMNS);
+        header.push("Label".into());
+        let mut builder = TableBuilder::new(&plan);
+        let err = builder.start_file(Path::new("wide.csv"), &header).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "wide.csv has {} columns; at most {MAX_COLUMNS} are supported",
+                MAX_COLUMNS + 1
+            )
+        );
+    }
+
+    /// Regression: a gzip bomb decompressed without bound until the kernel killed the process.
+    #[test]
+    fn gzip_input_is_capped_for_the_whole_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.csv.gz", "b.csv.gz"] {
+            let gz = File::create(dir.path().join(name)).unwrap();
+            let mut encoder = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+            encoder.write_all(b"X,Label\n").unwrap();
+            for i in 0..1_000 {
+                encoder.write_all(format!("{i},Normal\n").as_bytes()).unwrap();
+            }
+            encoder.finish().unwrap();
+        }
+        let read_with = |max_decompressed_bytes: u64| {
+            let plan = ReadPlan {
+                limits: InputLimits {
+                    max_decompressed_bytes,
+                    ..InputLimits::default()
+                },
+                ..plan(&[])
+            };
+            read_channel(dir.path(), &plan)
+        };
+        // Each file alone fits in 12,000 bytes, both together do not.
+        let err = read_with(12_000).unwrap_err();
+        assert!(
+            matches!(&err, TableError::DecompressedTooLarge { path, limit: 12_000 } if path.ends_with("b.csv.gz")),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("decompressed input exceeds 12000 bytes"),
+            "{err}"
+        );
+        assert_eq!(read_with(24_000).unwrap().rows(), 2_000);
+    }
+
+    #[test]
+    fn the_decompressed_budget_follows_the_least_memory_limit() {
+        assert_eq!(InputLimits::for_memory(16 << 30).max_decompressed_bytes, 2 << 30);
+        assert_eq!(
+            meminfo_total_bytes("MemTotal:       16384 kB\nMemFree: 1 kB\n"),
+            Some(16 << 20)
+        );
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max stack size            8388608              unlimited            bytes\n\
+                      Max address space         1073741824           unlimited            bytes\n";
+        assert_eq!(address_space_limit_bytes(limits), Some(1 << 30));
+        let unlimited = "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(address_space_limit_bytes(unlimited), None);
+    }
+
+    #[test]
+    fn columns_without_any_value_are_not_features() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.csv", "Label,X,Empty\nNormal,3,\nAnomaly,4,NaN\n");
+        let table = read_channel(dir.path(), &plan(&[])).unwrap();
+        assert_eq!(table.features, ["X"]);
+        assert!(
+            table
+                .dropped_columns
+                .contains(&("Empty".into(), "every cell missing".into()))
+        );
+        write(dir.path(), "a.csv", "Label,E1,E2\nNormal,,\nAnomaly,inf,\n");
+        let err = read_channel(dir.path(), &plan(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "no numeric feature columns left after excluding the label and E1 (every cell missing), E2"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::layout::{Layout, TEST_CHANNEL, TRAIN_CHANNEL, VALIDATION_CHANNEL};
 use crate::metrics::{self, BootstrapConfig, ThresholdRule};
 use crate::report::{self, ReportInput, SplitReport};
 use crate::split;
-use crate::table::{self, LabelledTable, ReadPlan, TableError};
+use crate::table::{self, InputLimits, LabelledTable, LimitError, ReadPlan, TableError};
 
 /// Why training failed; the text is written to `output/failure` as one paragraph.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,8 @@ pub enum TrainError {
     HyperparametersUnreadable { path: PathBuf, source: std::io::Error },
     #[error("invalid hyperparameters: {0}")]
     Hyperparameters(#[from] HyperparameterError),
+    #[error("invalid input limit: {0}")]
+    Limits(#[from] LimitError),
     #[error("cannot read the {channel} channel: {source}")]
     Channel {
         channel: &'static str,
@@ -36,6 +38,14 @@ pub enum TrainError {
         "the {channel} channel has only one class ({counts}); training needs rows of both the positive class `{positive}` and another class. Check the `label` and `positive_class` hyperparameters"
     )]
     OneClass {
+        channel: &'static str,
+        counts: String,
+        positive: String,
+    },
+    #[error(
+        "the {channel} channel has no rows of the positive class `{positive}` among its labels ({counts}); set the `positive_class` hyperparameter to the label of the class to detect"
+    )]
+    NoPositives {
         channel: &'static str,
         counts: String,
         positive: String,
@@ -65,6 +75,7 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
         positive_class: hyperparameters.positive_class.trim(),
         exclude: &hyperparameters.exclude,
         features: None,
+        limits: InputLimits::from_env()?,
     };
 
     let train_dir = layout.channel_dir(TRAIN_CHANNEL);
@@ -278,16 +289,31 @@ fn read(channel: &'static str, dir: &Path, plan: &ReadPlan<'_>) -> Result<Labell
 fn check_classes(channel: &'static str, table: &LabelledTable, positive: &str) -> Result<(), TrainError> {
     let positives = table.positives();
     if positives == 0 || positives == table.rows() {
-        let counts = table
-            .label_counts
+        // The most frequent labels first; a label column of distinct values stays short.
+        let mut labels: Vec<(&String, &usize)> = table.label_counts.iter().collect();
+        labels.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut counts = labels
             .iter()
+            .take(8)
             .map(|(label, count)| format!("{count} × `{label}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        return Err(TrainError::OneClass {
-            channel,
-            counts,
-            positive: positive.to_string(),
+        if labels.len() > 8 {
+            counts.push_str(&format!(", … ({} labels in all)", labels.len()));
+        }
+        let positive = positive.to_string();
+        return Err(if positives == 0 && table.label_counts.len() > 1 {
+            TrainError::NoPositives {
+                channel,
+                counts,
+                positive,
+            }
+        } else {
+            TrainError::OneClass {
+                channel,
+                counts,
+                positive,
+            }
         });
     }
     Ok(())

@@ -12,9 +12,16 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` variables (or `endpoint_url` in the shared config) are honoured by
 //! the SDK itself; when S3's endpoint is overridden (moto, MinIO, a VPC endpoint) S3 is
 //! addressed path-style, since such endpoints rarely resolve `<bucket>.<host>` names.
+//!
+//! Every client has connect, attempt and operation timeouts and adaptive retries (exponential
+//! backoff with jitter, and a client-side rate limit once the service throttles): [`timeouts`],
+//! [`S3_TIMEOUTS`], [`retries`].
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
@@ -26,6 +33,67 @@ pub const ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL";
 pub const S3_ENDPOINT_ENV: &str = "AWS_ENDPOINT_URL_S3";
 /// The profile of the shared config files the credentials come from (`default` when unset).
 pub const PROFILE_ENV: &str = "AWS_PROFILE";
+
+/// How long a TCP/TLS connection to an AWS endpoint may take: endpoints answer in milliseconds, so
+/// a connection still not made after 5 s is a network fault, better retried on a fresh one.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one attempt of a control-plane call (Describe*, Create*, IAM, ECR, STS) may take: they
+/// answer in well under a second; 30 s leaves room for a slow moment without hanging a run.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a whole call may take, every retry and backoff included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+/// S3 moves the training data (files of hundreds of MB in one `PutObject`) and the model
+/// artefact: an attempt may take minutes on a slow uplink, and the call its retries too.
+pub const S3_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const S3_OPERATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// `InvokeEndpoint`: SageMaker gives a model container 60 s to answer; the attempt waits a little
+/// longer so that SageMaker's own timeout error, not ours, is what the caller sees.
+pub const INVOKE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(65);
+/// Attempts per call (the first and four retries). The SDK's default of 3 gives up within about
+/// 3 s of backoff; five attempts with exponential backoff (capped at 20 s, full jitter) ride out a
+/// throttling burst or a short outage.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// The first backoff before a retry; doubled each attempt, each sleep a random fraction of it.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest backoff between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// Control-plane timeouts: every service but S3 and the runtime.
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// S3's timeouts: uploads of training data take longer than a control-plane call.
+pub fn s3_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(S3_ATTEMPT_TIMEOUT)
+        .operation_timeout(S3_OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The SageMaker runtime's timeouts: one attempt may last as long as the model container may.
+pub fn invoke_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(INVOKE_ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// Adaptive retries: the standard strategy (transient errors, throttling and timeouts retried with
+/// exponential backoff and full jitter) plus a client-side token bucket that slows the client down
+/// while the service throttles it, instead of every retry adding to the throttling.
+pub fn retries() -> RetryConfig {
+    RetryConfig::adaptive()
+        .with_max_attempts(MAX_ATTEMPTS)
+        .with_initial_backoff(INITIAL_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF)
+}
 
 /// Why the account of the credentials is unknown: STS `GetCallerIdentity` is the first call of
 /// every command on AWS.
@@ -108,8 +176,17 @@ impl Clients {
     pub fn from_config(config: &SdkConfig, env: impl Fn(&str) -> Option<String>) -> Self {
         let profile = env(PROFILE_ENV).filter(|p| !p.trim().is_empty());
         let path_style = s3_path_style(config.endpoint_url(), env);
+        let config = &config
+            .to_builder()
+            .timeout_config(timeouts())
+            .retry_config(retries())
+            .build();
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
+            .timeout_config(s3_timeouts())
+            .build();
+        let runtime_config = aws_sdk_sagemakerruntime::config::Builder::from(config)
+            .timeout_config(invoke_timeouts())
             .build();
         let region = config
             .region()
@@ -121,7 +198,7 @@ impl Clients {
             ecr: aws_sdk_ecr::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             sagemaker: aws_sdk_sagemaker::Client::new(config),
-            runtime: aws_sdk_sagemakerruntime::Client::new(config),
+            runtime: aws_sdk_sagemakerruntime::Client::from_conf(runtime_config),
             logs: aws_sdk_cloudwatchlogs::Client::new(config),
             autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
             region,
@@ -241,5 +318,57 @@ mod tests {
             clients.iam.config().region().map(|r| r.as_ref()),
             Some("eu-west-1")
         );
+    }
+
+    /// Regression: the clients had no timeouts at all and the SDK's default of 3 attempts.
+    #[tokio::test]
+    async fn every_client_has_timeouts_and_adaptive_retries() {
+        use aws_config::retry::RetryMode;
+        let config = SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let clients = Clients::from_config(&config, |_| None);
+        let control = [
+            clients.iam.config().timeout_config().cloned(),
+            clients.ecr.config().timeout_config().cloned(),
+            clients.sts.config().timeout_config().cloned(),
+            clients.sagemaker.config().timeout_config().cloned(),
+            clients.logs.config().timeout_config().cloned(),
+            clients.autoscaling.config().timeout_config().cloned(),
+        ];
+        for timeouts in control {
+            let timeouts = timeouts.expect("a timeout config");
+            assert_eq!(timeouts.connect_timeout(), Some(CONNECT_TIMEOUT));
+            assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+            assert_eq!(timeouts.operation_timeout(), Some(OPERATION_TIMEOUT));
+        }
+        let s3 = clients.s3.config().timeout_config().expect("S3 timeouts");
+        assert_eq!(s3.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(s3.operation_attempt_timeout(), Some(S3_ATTEMPT_TIMEOUT));
+        assert_eq!(s3.operation_timeout(), Some(S3_OPERATION_TIMEOUT));
+        let runtime = clients
+            .runtime
+            .config()
+            .timeout_config()
+            .expect("runtime timeouts");
+        assert_eq!(runtime.operation_attempt_timeout(), Some(INVOKE_ATTEMPT_TIMEOUT));
+        let retries = [
+            clients.s3.config().retry_config().cloned(),
+            clients.iam.config().retry_config().cloned(),
+            clients.ecr.config().retry_config().cloned(),
+            clients.sts.config().retry_config().cloned(),
+            clients.sagemaker.config().retry_config().cloned(),
+            clients.runtime.config().retry_config().cloned(),
+            clients.logs.config().retry_config().cloned(),
+            clients.autoscaling.config().retry_config().cloned(),
+        ];
+        for retry in retries {
+            let retry = retry.expect("a retry config");
+            assert_eq!(retry.mode(), RetryMode::Adaptive);
+            assert_eq!(retry.max_attempts(), MAX_ATTEMPTS);
+            assert_eq!(retry.initial_backoff(), INITIAL_BACKOFF);
+            assert_eq!(retry.max_backoff(), MAX_BACKOFF);
+        }
     }
 }

@@ -2,6 +2,9 @@
 //! basic auth `AWS` + the password from `GetAuthorizationToken`, blobs already present skipped),
 //! tagged with a digest-derived tag, and referenced by digest everywhere.
 //!
+//! Each registry step (log in, each blob, the manifest) is retried on a transient failure with
+//! backoff and jitter, each attempt held to a timeout ([`registry_retry`]).
+//!
 //! The registry address is ECR's proxy endpoint unless `ORCHESTRATE_REGISTRY` overrides it (a test
 //! registry, `http://127.0.0.1:5000`). With an override the registry is not ECR's own, so the
 //! manifest is also registered through ECR's `PutImage` (with `imageDigest`), for ECR's API to know
@@ -30,7 +33,8 @@ use oci_client::{Reference, RegistryOperation};
 
 use crate::clients::Clients;
 use crate::ecr_repository;
-use crate::errors::{AwsError, OrAbsent};
+use crate::errors::{AwsError, ErrorClass, OrAbsent};
+use crate::registry_retry::{self, PUSH_BACKOFF, StepError};
 use crate::target::AwsTarget;
 
 const KIND: Kind = Kind::Image;
@@ -230,7 +234,14 @@ pub async fn push(
     let name = format!("{repository}@{}", built.manifest_digest);
     let failed = |action: &'static str| {
         let name = name.clone();
-        move |e: oci_client::errors::OciDistributionError| AwsError::other(action, KIND, &name, e)
+        move |e: StepError| {
+            let transient = e.is_transient();
+            let mut error = AwsError::other(action, KIND, &name, e);
+            if transient {
+                error.class = ErrorClass::Transient;
+            }
+            error
+        }
     };
     let auth = clients
         .ecr
@@ -268,41 +279,46 @@ pub async fn push(
     let client = oci_client::Client::new(ClientConfig {
         protocol: registry.protocol(),
         use_monolithic_push: true,
+        connect_timeout: Some(registry_retry::CONNECT_TIMEOUT),
+        read_timeout: Some(registry_retry::READ_TIMEOUT),
         ..Default::default()
     });
     let tag = tag_for(&built.manifest_digest);
     let reference = Reference::with_tag(host.clone(), repository.to_string(), tag.clone());
-    client
-        .auth(
-            &reference,
-            &RegistryAuth::Basic(user, password),
-            RegistryOperation::Push,
-        )
-        .await
-        .map_err(failed("log in to push"))?;
+    let auth = RegistryAuth::Basic(user, password);
+    registry_retry::retry("log in", PUSH_BACKOFF, || {
+        client.auth(&reference, &auth, RegistryOperation::Push)
+    })
+    .await
+    .map_err(failed("log in to push"))?;
     for blob in built.blobs() {
         let digest = blob.digest.to_string();
-        if client
-            .blob_exists(&reference, &digest)
-            .await
-            .map_err(failed("check a blob of"))?
-        {
+        // One blob is one retried step: a failed upload starts over with a new upload session,
+        // after checking whether the failed attempt landed after all.
+        let uploaded = registry_retry::retry("upload a blob", PUSH_BACKOFF, || async {
+            if client.blob_exists(&reference, &digest).await? {
+                return Ok(false);
+            }
+            client
+                .push_blob(&reference, blob.bytes.to_vec(), &digest)
+                .await
+                .map(|_| true)
+        })
+        .await
+        .map_err(failed("upload a blob of"))?;
+        if !uploaded {
             tracing::debug!(digest, "blob already present");
-            continue;
         }
-        client
-            .push_blob(&reference, blob.bytes.to_vec(), &digest)
-            .await
-            .map_err(failed("upload a blob of"))?;
     }
-    client
-        .push_manifest_raw(
+    registry_retry::retry("push the manifest", PUSH_BACKOFF, || {
+        client.push_manifest_raw(
             &reference,
             built.manifest.clone(),
             http::HeaderValue::from_static(image::MANIFEST_MEDIA_TYPE),
         )
-        .await
-        .map_err(failed("push the manifest of"))?;
+    })
+    .await
+    .map_err(failed("push the manifest of"))?;
     if registry_override.is_some() {
         register_with_ecr(clients, repository, built, &tag, &name).await?;
     }

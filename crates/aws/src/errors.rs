@@ -28,10 +28,13 @@ pub enum ErrorClass {
     Conflict,
     /// The credentials are wrong, expired, or not allowed to do this.
     AccessDenied,
+    /// The service failed on its side (a 5xx), timed out, or could not be reached (a connection
+    /// refused or reset): the same call may well work later.
+    Transient,
     /// No request was sent: no source of the credential chain (environment, profile, web identity,
     /// container or instance metadata) had credentials.
     NoCredentials,
-    /// Anything else (validation, service errors, network).
+    /// Anything else (validation, other client errors).
     Other,
 }
 
@@ -42,6 +45,7 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Throttled => "throttled",
             ErrorClass::Conflict => "conflict",
             ErrorClass::AccessDenied => "access denied",
+            ErrorClass::Transient => "transient failure",
             ErrorClass::NoCredentials => "no credentials",
             ErrorClass::Other => "failed",
         })
@@ -138,6 +142,7 @@ pub fn classify_parts(code: Option<&str>, message: Option<&str>, status: Option<
         Some(429) => ErrorClass::Throttled,
         Some(409 | 412) => ErrorClass::Conflict,
         Some(401 | 403) => ErrorClass::AccessDenied,
+        Some(500..=599) => ErrorClass::Transient,
         _ => ErrorClass::Other,
     }
 }
@@ -149,6 +154,13 @@ where
 {
     if found_no_credentials(error) {
         return ErrorClass::NoCredentials;
+    }
+    match error {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => return ErrorClass::Transient,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() || failure.is_io() => {
+            return ErrorClass::Transient;
+        }
+        _ => {}
     }
     let status = error.raw_response().map(|r| r.status().as_u16());
     classify_parts(error.code(), error.message(), status)
@@ -264,9 +276,18 @@ impl<T> OrAbsent<T> for Result<T, AwsError> {
     }
 }
 
+impl AwsError {
+    /// Whether the same call may work later: throttled, or a [`ErrorClass::Transient`] failure.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.class, ErrorClass::Throttled | ErrorClass::Transient)
+    }
+}
+
 impl From<AwsError> for TargetError {
     fn from(error: AwsError) -> Self {
-        TargetError::caused_by(error.action, error.kind, &error.name, error.source)
+        let transient = error.is_transient();
+        let error = TargetError::caused_by(error.action, error.kind, &error.name, error.source);
+        if transient { error.transient() } else { error }
     }
 }
 
@@ -403,11 +424,41 @@ mod tests {
         assert_eq!(classify_parts(None, None, Some(403)), ErrorClass::AccessDenied);
         assert_eq!(classify_parts(None, None, Some(412)), ErrorClass::Conflict);
         assert_eq!(classify_parts(None, None, Some(429)), ErrorClass::Throttled);
-        assert_eq!(classify_parts(None, None, Some(500)), ErrorClass::Other);
+        assert_eq!(classify_parts(None, None, Some(500)), ErrorClass::Transient);
+        assert_eq!(classify_parts(None, None, Some(503)), ErrorClass::Transient);
+        assert_eq!(classify_parts(None, None, Some(400)), ErrorClass::Other);
         assert_eq!(classify_parts(None, None, None), ErrorClass::Other);
         assert_eq!(
             classify_parts(Some("InternalError"), None, Some(500)),
-            ErrorClass::Other
+            ErrorClass::Transient
         );
+    }
+
+    /// Regression: a throttled or failed Describe* during a wait ended the run; the executor now
+    /// waits through errors the target marks transient.
+    #[test]
+    fn throttling_server_errors_and_timeouts_are_transient_for_the_engine() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        type StsError = aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError;
+        let timeout: SdkError<StsError, HttpResponse> = SdkError::timeout_error("attempt timed out");
+        assert_eq!(classify(&timeout), ErrorClass::Transient);
+        let reset: SdkError<StsError, HttpResponse> = SdkError::dispatch_failure(ConnectorError::io(
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ));
+        assert_eq!(classify(&reset), ErrorClass::Transient);
+        let target = |class| {
+            TargetError::from(AwsError {
+                action: "find",
+                kind: Kind::TrainingJob,
+                name: "iot-job1-1".into(),
+                class,
+                code: None,
+                source: "cause".into(),
+            })
+        };
+        assert!(target(ErrorClass::Throttled).is_transient());
+        assert!(target(ErrorClass::Transient).is_transient());
+        assert!(!target(ErrorClass::AccessDenied).is_transient());
+        assert!(!target(ErrorClass::Other).is_transient());
     }
 }

@@ -20,6 +20,7 @@ pub mod iam_role;
 pub mod invocations;
 pub mod lock;
 pub mod operator_policy;
+pub mod registry_retry;
 pub mod s3_bucket;
 pub mod sagemaker;
 pub mod sagemaker_endpoint;

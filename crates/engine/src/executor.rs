@@ -19,8 +19,41 @@ use crate::kind::Settings;
 use crate::plan::Plan;
 use crate::progress::{Event, Reporter};
 use crate::resource::{Change, Desired, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs};
-use crate::target::{Applied, DELETE_TIMEOUT, Deleted, Found, ResourceId, Target, TargetError, Upstream};
+use crate::target::{
+    Applied, DELETE_TIMEOUT, Deleted, Found, ResourceId, Target, TargetError, Upstream, error_chain,
+};
 use crate::training_output::MetricValues;
+
+/// How many transient observe errors a wait rides out before it gives up. A training job runs for
+/// an hour; one throttled or failed `Describe*` (after the SDK's own retries) must not end the run,
+/// while an outage that lasts must. The wait gives up on the first of: [`max_failures`] failed
+/// observations in a row, or [`max_blind`] without a successful one; the resource's own wait
+/// timeout applies throughout.
+///
+/// [`max_failures`]: ObserveErrorBudget::max_failures
+/// [`max_blind`]: ObserveErrorBudget::max_blind
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObserveErrorBudget {
+    pub max_failures: u32,
+    pub max_blind: Duration,
+}
+
+/// Ten failures in a row (each already retried five times by the AWS SDK, with backoff) or five
+/// minutes without an observation: a throttling burst or a short regional blip passes within it.
+pub const OBSERVE_ERROR_BUDGET: ObserveErrorBudget = ObserveErrorBudget {
+    max_failures: 10,
+    max_blind: Duration::from_secs(5 * 60),
+};
+
+impl std::fmt::Display for ObserveErrorBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} failures in a row or {:?} without an observation",
+            self.max_failures, self.max_blind
+        )
+    }
+}
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +68,20 @@ pub enum EngineError {
         name: String,
         timeout: Duration,
         state: String,
+    },
+    #[error(
+        "gave up waiting for {kind} `{name}`: {failures} observations failed in a row over {blind:?} \
+         (budget: {budget}); the last error"
+    )]
+    ObserveBudgetSpent {
+        kind: Kind,
+        name: String,
+        failures: u32,
+        /// How long since the last successful observation (or the start of the wait).
+        blind: Duration,
+        budget: ObserveErrorBudget,
+        #[source]
+        last: Box<TargetError>,
     },
     #[error("{kind} `{name}` failed: {reason}")]
     Failed {
@@ -359,6 +406,9 @@ async fn wait_ready<T: Target>(
 ) -> Result<Outputs, EngineError> {
     let started = Instant::now();
     let kind = desired.kind();
+    let budget = OBSERVE_ERROR_BUDGET;
+    let mut failures = 0u32;
+    let mut last_seen = started;
     let logs = || async {
         for line in target.new_log_lines(desired).await {
             reporter.event(Event::Log {
@@ -370,7 +420,47 @@ async fn wait_ready<T: Target>(
     };
     loop {
         logs().await;
-        let state = match target.observe(desired).await? {
+        let observed = match target.observe(desired).await {
+            Ok(observed) => {
+                failures = 0;
+                last_seen = Instant::now();
+                observed
+            }
+            Err(error) if error.is_transient() => {
+                failures += 1;
+                let blind = last_seen.elapsed();
+                if failures >= budget.max_failures || blind >= budget.max_blind {
+                    return Err(EngineError::ObserveBudgetSpent {
+                        kind,
+                        name: desired.name.clone(),
+                        failures,
+                        blind,
+                        budget,
+                        last: Box::new(error),
+                    });
+                }
+                tracing::warn!(
+                    failures,
+                    ?blind,
+                    error = %error_chain(&error),
+                    "observing failed; waiting on (transient error)"
+                );
+                let elapsed = started.elapsed();
+                if elapsed >= desired.wait_timeout {
+                    return Err(error.into());
+                }
+                reporter.event(Event::Waiting {
+                    kind,
+                    name: desired.name.clone(),
+                    state: format!("observing failed ({failures} in a row), retrying"),
+                    elapsed,
+                });
+                tokio::time::sleep(target.poll_interval().min(desired.wait_timeout - elapsed)).await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let state = match observed {
             Observed::Present {
                 lifecycle: Lifecycle::Ready,
                 outputs,

@@ -129,8 +129,20 @@ pub struct TargetError {
     pub action: &'static str,
     pub kind: Kind,
     pub name: String,
+    /// Whether the same call may well succeed later (throttling, a 5xx, a timeout, a connection
+    /// that failed): a wait keeps polling through such errors, within its budget.
+    pub transience: Transience,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Whether a failed call is worth repeating unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transience {
+    /// The target was throttled, failed on its side or could not be reached: later may work.
+    Transient,
+    /// Repeating the call will fail the same way (refused, invalid, not allowed).
+    Permanent,
 }
 
 impl TargetError {
@@ -150,8 +162,19 @@ impl TargetError {
             action,
             kind,
             name: name.to_string(),
+            transience: Transience::Permanent,
             source: source.into(),
         }
+    }
+
+    /// The same failure, marked as worth repeating ([`Transience::Transient`]).
+    pub fn transient(mut self) -> Self {
+        self.transience = Transience::Transient;
+        self
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.transience == Transience::Transient
     }
 }
 

@@ -19,7 +19,7 @@ use engine::resource::{
     Change, Desired, EndpointOutputs, Kind, Lifecycle, Observed, Outputs, TrainingJobOutputs,
 };
 use engine::target::{
-    Applied, BoxError, DELETE_TIMEOUT, Deleted, Found, LockRequest, Target, TargetError, Upstream,
+    Applied, BoxError, DELETE_TIMEOUT, Deleted, Found, LockRequest, Target, TargetError, Transience, Upstream,
 };
 use engine::training_output::{Metric, MetricValues};
 use engine::values::{
@@ -172,6 +172,10 @@ struct Fake {
     role_propagating: Mutex<u32>,
     /// Deleting the endpoint stays under way for this many more calls.
     endpoint_deleting: Mutex<u32>,
+    /// Observing a resource in progress fails this many more times, with this transience (a
+    /// throttled or failed `DescribeTrainingJob` during the wait).
+    observe_failures: Mutex<u32>,
+    observe_failure: Transience,
 }
 
 impl Fake {
@@ -185,6 +189,8 @@ impl Fake {
             models_made_from: Mutex::new(Vec::new()),
             role_propagating: Mutex::new(0),
             endpoint_deleting: Mutex::new(0),
+            observe_failures: Mutex::new(0),
+            observe_failure: Transience::Transient,
         }
     }
 
@@ -333,6 +339,18 @@ impl Target for Fake {
         let Some(resource) = resources.get_mut(&(desired.kind(), desired.name.clone())) else {
             return Ok(Observed::Absent);
         };
+        if matches!(resource.lifecycle, Lifecycle::InProgress(_)) && count_down(&self.observe_failures) {
+            let error = TargetError::new(
+                "find",
+                desired.kind(),
+                &desired.name,
+                "ThrottlingException: Rate exceeded",
+            );
+            return Err(match self.observe_failure {
+                Transience::Transient => error.transient(),
+                Transience::Permanent => error,
+            });
+        }
         if matches!(resource.lifecycle, Lifecycle::InProgress(_)) {
             resource.polls += 1;
             match self.job {
@@ -605,6 +623,94 @@ async fn a_training_job_that_never_finishes_times_out_on_its_own_timeout() {
             .iter()
             .all(|(kind, _)| kind.level() <= Kind::TrainingJob.level()),
         "nothing after training"
+    );
+}
+
+/// Regression: one transient error while observing a running training job (after the SDK's own
+/// retries) aborted an hour-long wait.
+#[tokio::test(start_paused = true)]
+async fn a_wait_rides_out_transient_observe_errors_within_its_budget() {
+    let state = desired("1");
+    let fake = Fake::new();
+    *fake.observe_failures.lock().unwrap() = executor::OBSERVE_ERROR_BUDGET.max_failures - 1;
+    let first = plan(&fake, &state).await;
+    let recorder = Recorder::default();
+    executor::up(&fake, &state, &first, None, &recorder)
+        .await
+        .expect("the wait survives the errors");
+    let retried = recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::Waiting { state, .. } if state.starts_with("observing failed")))
+        .count();
+    assert_eq!(retried as u32, executor::OBSERVE_ERROR_BUDGET.max_failures - 1);
+    assert!(plan(&fake, &state).await.is_noop());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_gives_up_once_transient_observe_errors_spend_the_budget() {
+    let state = desired("1");
+    let fake = Fake::new();
+    *fake.observe_failures.lock().unwrap() = u32::MAX;
+    let first = plan(&fake, &state).await;
+    let error = executor::up(&fake, &state, &first, None, &Silent)
+        .await
+        .expect_err("the budget runs out");
+    let message = engine::target::error_chain(&error);
+    match error {
+        EngineError::ObserveBudgetSpent {
+            kind, failures, last, ..
+        } => {
+            assert_eq!(kind, Kind::TrainingJob);
+            assert_eq!(failures, executor::OBSERVE_ERROR_BUDGET.max_failures);
+            assert!(last.is_transient());
+        }
+        other => panic!("want the budget spent, got {other}"),
+    }
+    assert!(message.contains("budget: 10 failures in a row"), "{message}");
+    assert!(message.contains("ThrottlingException"), "{message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_gives_up_after_five_minutes_without_an_observation() {
+    let state = desired("1");
+    let fake = Fake::new();
+    *fake.observe_failures.lock().unwrap() = u32::MAX;
+    let first = plan(&fake, &state).await;
+    // A slow target: each failed observation takes a minute (the SDK retrying inside it).
+    let slow = SlowObserve(fake);
+    let error = executor::up(&slow, &state, &first, None, &Silent)
+        .await
+        .expect_err("the budget runs out");
+    match error {
+        EngineError::ObserveBudgetSpent { failures, blind, .. } => {
+            assert!(
+                failures < executor::OBSERVE_ERROR_BUDGET.max_failures,
+                "{failures}"
+            );
+            assert!(blind >= executor::OBSERVE_ERROR_BUDGET.max_blind, "{blind:?}");
+        }
+        other => panic!("want the budget spent, got {other}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_observe_error_ends_the_wait_at_once() {
+    let state = desired("1");
+    let fake = Fake {
+        observe_failure: Transience::Permanent,
+        ..Fake::new()
+    };
+    *fake.observe_failures.lock().unwrap() = 1;
+    let first = plan(&fake, &state).await;
+    let error = executor::up(&fake, &state, &first, None, &Silent)
+        .await
+        .expect_err("a permanent error is not retried");
+    assert!(
+        matches!(error, EngineError::Target(ref e) if !e.is_transient()),
+        "{error}"
     );
 }
 
@@ -943,6 +1049,60 @@ impl Target for Stubborn {
     }
     async fn delete(&self, _found: &Found) -> Result<Deleted, TargetError> {
         Ok(Deleted::Gone)
+    }
+    async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
+        self.0.training_metrics(job).await
+    }
+    async fn invoke(
+        &self,
+        endpoint: &str,
+        c: &str,
+        a: &str,
+        b: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), TargetError> {
+        self.0.invoke(endpoint, c, a, b).await
+    }
+}
+
+/// A target whose observations take a minute each (the SDK retrying inside them).
+#[derive(Debug)]
+struct SlowObserve(Fake);
+
+impl Target for SlowObserve {
+    type Lock = ();
+
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+    fn image_digest(&self) -> Result<Digest, TargetError> {
+        self.0.image_digest()
+    }
+    fn facts(&self, image_digest: &Digest) -> Result<Facts, TargetError> {
+        self.0.facts(image_digest)
+    }
+    async fn lock(&self, request: LockRequest<'_>) -> Result<Option<()>, BoxError> {
+        self.0.lock(request).await
+    }
+    async fn release(&self, lock: ()) -> Result<(), BoxError> {
+        self.0.release(lock).await
+    }
+    async fn observe(&self, desired: &Desired) -> Result<Observed, TargetError> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        self.0.observe(desired).await
+    }
+    async fn owned(&self) -> Result<Vec<Found>, TargetError> {
+        self.0.owned().await
+    }
+    async fn apply(
+        &self,
+        desired: &Desired,
+        change: &Change,
+        upstream: Upstream<'_>,
+    ) -> Result<Applied, TargetError> {
+        self.0.apply(desired, change, upstream).await
+    }
+    async fn delete(&self, found: &Found) -> Result<Deleted, TargetError> {
+        self.0.delete(found).await
     }
     async fn training_metrics(&self, job: &TrainingJobOutputs) -> Result<MetricValues, TargetError> {
         self.0.training_metrics(job).await

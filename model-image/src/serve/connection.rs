@@ -103,7 +103,7 @@ async fn connection(
     limits: Arc<ServeLimits>,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let clock = Arc::new(Clock::new());
+    let clock = Arc::new(Clock::new(&limits));
     let io = TokioIo::new(Watched {
         stream,
         clock: Arc::clone(&clock),
@@ -126,7 +126,7 @@ async fn connection(
         .header_read_timeout(None);
     let conn = http.serve_connection(io, service);
     tokio::pin!(conn);
-    let watchdog = clock.expired(&limits);
+    let watchdog = clock.expired();
     tokio::pin!(watchdog);
     let mut draining = false;
     loop {
@@ -178,24 +178,32 @@ impl Phase {
         }
     }
 
-    /// The timeout of the phase and its name, if it has one.
-    fn timeout(self, limits: &ServeLimits) -> Option<(Duration, &'static str)> {
+    fn name(self) -> &'static str {
         match self {
-            Self::Idle => Some((limits.idle_timeout, "idle timeout")),
-            Self::Head => Some((limits.header_timeout, "header timeout")),
-            Self::Handling => None,
-            Self::Responding => Some((limits.body_timeout, "body timeout")),
+            Self::Idle => "idle timeout",
+            Self::Head => "header timeout",
+            Self::Handling => "no timeout",
+            Self::Responding => "body timeout",
         }
     }
 }
 
 /// A connection's phase and when it began, shared by its socket, its requests and its watchdog.
+/// Times are milliseconds since `opened`.
 struct Clock {
     opened: Instant,
-    /// Milliseconds since `opened` when the phase began, shifted left by 2, or the phase.
+    /// When the phase began, shifted left by 2, or the phase.
     state: AtomicU64,
+    /// When the watchdog wakes by itself ([`NEVER`] while it waits for a change): a phase whose
+    /// deadline is later needs no wake-up. An idle connection's watchdog wakes at least every
+    /// header timeout, so a request starting (the commonest change) never needs one.
+    wake_at: AtomicU64,
     changed: Notify,
+    /// Each phase's timeout, by `Phase as usize`.
+    timeouts: [Option<Duration>; 4],
 }
+
+const NEVER: u64 = u64::MAX;
 
 /// Why the watchdog closed a connection.
 #[derive(Debug)]
@@ -223,18 +231,38 @@ impl fmt::Display for Expired {
 }
 
 impl Clock {
-    fn new() -> Self {
+    fn new(limits: &ServeLimits) -> Self {
         Self {
             opened: Instant::now(),
             state: AtomicU64::new(Phase::Idle as u64),
+            wake_at: AtomicU64::new(NEVER),
             changed: Notify::new(),
+            timeouts: [
+                Some(limits.idle_timeout),
+                Some(limits.header_timeout),
+                None,
+                Some(limits.body_timeout),
+            ],
         }
     }
 
+    fn timeout(&self, phase: Phase) -> Option<Duration> {
+        self.timeouts[phase as usize]
+    }
+
+    fn millis(duration: Duration) -> u64 {
+        u64::try_from(duration.as_millis()).unwrap_or(NEVER >> 3)
+    }
+
     fn enter(&self, phase: Phase) {
-        let millis = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX >> 2);
-        self.state.store(millis << 2 | phase as u64, Ordering::Release);
-        self.changed.notify_one();
+        let now = Self::millis(self.opened.elapsed()).min(NEVER >> 3);
+        self.state.store(now << 2 | phase as u64, Ordering::Release);
+        let deadline = self
+            .timeout(phase)
+            .map_or(NEVER, |t| now.saturating_add(Self::millis(t)));
+        if deadline < self.wake_at.load(Ordering::Acquire) {
+            self.changed.notify_one();
+        }
     }
 
     /// Bytes arrived: an idle connection starts a request.
@@ -245,20 +273,31 @@ impl Clock {
     }
 
     /// Completes when the current phase outlasts its timeout.
-    async fn expired(&self, limits: &ServeLimits) -> Expired {
+    async fn expired(&self) -> Expired {
         loop {
             let state = self.state.load(Ordering::Acquire);
             let phase = Phase::from_bits(state);
-            let Some((timeout, name)) = phase.timeout(limits) else {
+            let timeout = self.timeout(phase);
+            let deadline_ms = timeout.map_or(NEVER, |t| (state >> 2).saturating_add(Self::millis(t)));
+            let wake_at = match (phase, self.timeout(Phase::Head)) {
+                (Phase::Idle, Some(header)) => {
+                    deadline_ms.min(Self::millis(self.opened.elapsed()).saturating_add(Self::millis(header)))
+                }
+                _ => deadline_ms,
+            };
+            self.wake_at.store(wake_at, Ordering::Release);
+            if self.state.load(Ordering::Acquire) != state {
+                continue;
+            }
+            let Some(timeout) = timeout else {
                 self.changed.notified().await;
                 continue;
             };
-            let deadline = self.opened + Duration::from_millis(state >> 2) + timeout;
             tokio::select! {
                 () = self.changed.notified() => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    if self.state.load(Ordering::Acquire) == state {
-                        return Expired { phase, timeout, name };
+                () = tokio::time::sleep_until(self.opened + Duration::from_millis(wake_at)) => {
+                    if wake_at == deadline_ms && self.state.load(Ordering::Acquire) == state {
+                        return Expired { phase, timeout, name: phase.name() };
                     }
                 }
             }
@@ -362,34 +401,50 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn each_phase_is_held_to_its_own_timeout() {
         let limits = limits();
-        let clock = Clock::new();
-        let expired = clock.expired(&limits).await;
+        let clock = Clock::new(&limits);
+        let expired = clock.expired().await;
         assert_eq!(
             (expired.phase, expired.timeout),
             (Phase::Idle, limits.idle_timeout)
         );
 
-        let clock = Clock::new();
+        let clock = Clock::new(&limits);
         tokio::time::sleep(Duration::from_secs(4)).await;
         clock.read_some();
         let started = Instant::now();
-        let expired = clock.expired(&limits).await;
+        let expired = clock.expired().await;
         assert_eq!(expired.phase, Phase::Head);
         assert_eq!(started.elapsed(), limits.header_timeout, "from the first byte");
         assert!(expired.to_string().contains("header timeout"), "{expired}");
     }
 
+    /// A watchdog waiting on an idle connection (idle timeout 5 s) still holds a request that starts
+    /// meanwhile to the header timeout (2 s) from its first byte, without being notified.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_starting_on_an_idle_connection_gets_the_header_timeout() {
+        let limits = limits();
+        let clock = Arc::new(Clock::new(&limits));
+        let watchdog = tokio::spawn({
+            let clock = Arc::clone(&clock);
+            async move { clock.expired().await.phase }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        clock.read_some();
+        let started = Instant::now();
+        assert_eq!(watchdog.await.unwrap(), Phase::Head);
+        assert_eq!(started.elapsed(), limits.header_timeout);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn handling_has_no_timeout_and_later_bytes_do_not_restart_the_header_clock() {
         let limits = limits();
-        let clock = Arc::new(Clock::new());
+        let clock = Arc::new(Clock::new(&limits));
         clock.read_some();
         tokio::time::sleep(Duration::from_secs(1)).await;
         clock.read_some();
         let watchdog = tokio::spawn({
             let clock = Arc::clone(&clock);
-            let limits = limits.clone();
-            async move { clock.expired(&limits).await.phase }
+            async move { clock.expired().await.phase }
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
         clock.enter(Phase::Handling);

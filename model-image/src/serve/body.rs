@@ -144,3 +144,36 @@ impl BodyReader {
         }
     }
 }
+
+/// A response body that keeps `guard` alive until hyper has written it (or given up on it): the
+/// request's in-flight permit, the connection's return to idle.
+pub(super) struct Guarded<G> {
+    body: axum::body::Body,
+    _guard: G,
+}
+
+impl<G> Guarded<G> {
+    pub(super) fn new(body: axum::body::Body, guard: G) -> Self {
+        Self { body, _guard: guard }
+    }
+}
+
+impl<G: Unpin> http_body::Body for Guarded<G> {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -116,7 +116,9 @@ async fn connection(
         async move {
             let response = response.await?;
             clock.enter(Phase::Responding);
-            Ok::<_, std::convert::Infallible>(response.map(|body| Tracked { body, clock }))
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| super::body::Guarded::new(body, IdleOnDrop(clock))),
+            )
         }
     });
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -353,35 +355,12 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// A response body; when hyper has written it (or given up on it), the connection is idle again.
-struct Tracked {
-    body: Body,
-    clock: Arc<Clock>,
-}
+/// Held by a response body: when hyper has written it (or given up on it), the connection is idle again.
+struct IdleOnDrop(Arc<Clock>);
 
-impl Drop for Tracked {
+impl Drop for IdleOnDrop {
     fn drop(&mut self) {
-        self.clock.enter(Phase::Idle);
-    }
-}
-
-impl http_body::Body for Tracked {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        self.0.enter(Phase::Idle);
     }
 }
 

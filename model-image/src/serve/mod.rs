@@ -23,9 +23,7 @@ mod tests;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,7 +32,7 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use body::{BodyReader, MAX_PAYLOAD_BYTES, payload_too_large};
 use prescan::{Prescan, RequestShape};
@@ -293,38 +291,7 @@ async fn invoke(state: &AppState, request: Request) -> Result<Response, ServeErr
     drop(body);
     let response = response::predictions(output, &state.labels, state.model.threshold, &scores)?;
     // The request stays in flight until its answer has been written.
-    Ok(response.map(|body| {
-        Body::new(InFlight {
-            body,
-            _permit: permit,
-        })
-    }))
-}
-
-/// A response body that holds its request's in-flight permit until hyper has written it.
-struct InFlight {
-    body: Body,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl http_body::Body for InFlight {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
+    Ok(response.map(|body| Body::new(body::Guarded::new(body, permit))))
 }
 
 /// Runs the scorer, turning its errors, panics and wrong-length answers into 500s.

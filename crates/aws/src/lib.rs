@@ -16,6 +16,7 @@ pub mod ecr_image;
 pub mod ecr_repository;
 pub mod endpoint_autoscaling;
 pub mod errors;
+pub mod holder_process;
 pub mod iam_role;
 pub mod invocations;
 pub mod lock;

@@ -20,7 +20,14 @@
 //!   could call it stale: the fence trips when no renewal has succeeded for `lease - renew_every` on
 //!   the holder's monotonic clock, counted from when the last successful renewal was sent (S3 stamps
 //!   `LastModified` later than that). A run killed without releasing leaves a lock that is stale after
-//!   one lease ([`Lease::DEFAULT`]: two minutes), and the next run takes it over.
+//!   one lease ([`Lease::DEFAULT`]: two minutes), and the next run takes it over then; on the machine
+//!   it ran on, at once (next point).
+//! - **A holder that has ended on this machine**: the lock records its holder process
+//!   ([`HolderProcess`]: boot id, pid and time namespaces, user, pid, start time). A contender with
+//!   the same boot, namespaces and user that finds no such process in `/proc`, or a process of that
+//!   pid started at another time, knows the holder is gone and takes the lock over at once, without
+//!   waiting for its lease. Otherwise (another machine or container, another user, `/proc`
+//!   unreadable, not Linux, or a record without a holder process) only staleness decides.
 //! - **Giving it back**: the heartbeat is stopped first (any renewal in flight finishes), then the
 //!   object is deleted with `If-Match` of the ETag held, so a run whose lock was taken over never
 //!   deletes the new holder's.
@@ -48,6 +55,7 @@ use tokio::time::Instant;
 
 use crate::clients::Clients;
 use crate::errors::{AwsError, ErrorClass};
+use crate::holder_process::{HolderProcess, Liveness};
 
 /// The lock object's key in the data bucket.
 pub const LOCK_KEY: &str = "orchestrate/lock.json";
@@ -151,6 +159,10 @@ pub struct LockRecord {
     pub lease_seconds: u64,
     /// How many times the holder has renewed it: every write differs, and so does its ETag.
     pub renewal: u64,
+    /// The holder's process, for a contender on the same machine to tell whether it has ended;
+    /// `None` where `/proc` could not describe it, and in records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<HolderProcess>,
 }
 
 /// An object's ETag, as S3 sent it (quotes included).
@@ -205,6 +217,17 @@ impl HeldLock {
         }
     }
 
+    /// The process that holds it, when its record names one.
+    pub fn holder_process(&self) -> Option<&HolderProcess> {
+        self.record.as_ref().and_then(|r| r.holder.as_ref())
+    }
+
+    /// Whether its holder process still runs, by `judge` ([`Liveness::Unknown`] when the record
+    /// names none).
+    fn holder_liveness(&self, judge: impl FnOnce(&HolderProcess) -> Liveness) -> Liveness {
+        self.holder_process().map_or(Liveness::Unknown, judge)
+    }
+
     fn is_ours(&self, token: Token) -> bool {
         self.record.as_ref().is_some_and(|r| r.token == token)
     }
@@ -255,12 +278,13 @@ impl std::fmt::Display for Renewed {
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "the deployment is locked by another run ({owner}, {renewed}); wait for it to finish, or if that \
-         run is gone (interrupted, its machine lost) run again once its lock is stale, or now with \
-         --break-lock"
-    )]
-    Held { owner: String, renewed: Renewed },
+    #[error("the deployment is locked by another run ({owner}, {renewed}){}", HeldAdvice(*running_here))]
+    Held {
+        owner: String,
+        renewed: Renewed,
+        /// The holder's pid when it is a process seen running on this machine.
+        running_here: Option<u32>,
+    },
     #[error(
         "the deployment lock kept changing while this run tried to take it ({ATTEMPTS} attempts); run again"
     )]
@@ -270,10 +294,37 @@ pub enum LockError {
 }
 
 impl LockError {
-    fn held(lock: &HeldLock) -> LockError {
+    /// `lock` refused, its holder process judged `liveness`.
+    fn held(lock: &HeldLock, liveness: Liveness) -> LockError {
+        let running_here = match (lock.holder_process(), liveness) {
+            (Some(holder), Liveness::Running) => Some(holder.pid),
+            _ => None,
+        };
         LockError::Held {
             owner: lock.owner().to_string(),
             renewed: lock.renewed(),
+            running_here,
+        }
+    }
+}
+
+/// What a refused run can do, depending on whether the holder is seen running on this machine.
+struct HeldAdvice(Option<u32>);
+
+impl std::fmt::Display for HeldAdvice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(pid) => write!(
+                f,
+                ", still running on this machine as pid {pid}; wait for it to finish or stop it (the \
+                 lock of a run that ended on this machine is taken over at once), or take the lock from \
+                 it now with --break-lock"
+            ),
+            None => f.write_str(
+                "; wait for it to finish, or if that run is gone (interrupted on another machine or in \
+                 another container, its machine lost) run again once its lock is stale, or now with \
+                 --break-lock",
+            ),
         }
     }
 }
@@ -383,8 +434,9 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock in `bucket` for `owner`, and starts renewing it every
-    /// [`Lease::renew_every`]. A stale lock is taken over; a live one only with `break_lock` (the
-    /// user's explicit `--break-lock`), and only from the holder first seen.
+    /// [`Lease::renew_every`]. A stale lock is taken over, and so is one whose holder process has
+    /// ended on this machine; a live one only with `break_lock` (the user's explicit
+    /// `--break-lock`), and only from the holder first seen.
     pub async fn acquire(
         clients: &Clients,
         bucket: &str,
@@ -396,11 +448,17 @@ impl Lock {
             bucket: bucket.to_string(),
             account: clients.account().await?.to_string(),
         };
+        let here = HolderProcess::current();
+        let judge = |holder: &HolderProcess| {
+            here.as_ref()
+                .map_or(Liveness::Unknown, |here| here.liveness_of(holder))
+        };
         let record = LockRecord {
             owner: owner.to_string(),
             token: Token::fresh(),
             lease_seconds: lease.duration.as_secs(),
             renewal: 0,
+            holder: here.clone(),
         };
         let mut to_break = None;
         // When this attempt's write was sent, and the first one (any of them may be the one that
@@ -416,13 +474,13 @@ impl Lock {
                 }
                 Some(held) => {
                     let target = to_break.get_or_insert_with(|| held.identity());
-                    match verdict(&held, record.token, break_lock, target) {
+                    match verdict(&held, record.token, break_lock, target, judge) {
                         // Our own write, whose answer was lost (an SDK retry failed its condition).
                         Verdict::Ours => {
                             sent = first_sent.unwrap_or(sent);
                             Ok(held.etag)
                         }
-                        Verdict::Refuse => return Err(LockError::held(&held)),
+                        Verdict::Refuse(liveness) => return Err(LockError::held(&held, liveness)),
                         Verdict::TakeOver(why) => {
                             tracing::warn!(
                                 owner = held.owner(),
@@ -443,7 +501,10 @@ impl Lock {
             }
         }
         match object.read(clients).await? {
-            Some(held) if !held.is_ours(record.token) => Err(LockError::held(&held)),
+            Some(held) if !held.is_ours(record.token) => {
+                let liveness = held.holder_liveness(judge);
+                Err(LockError::held(&held, liveness))
+            }
             _ => Err(LockError::Contended),
         }
     }
@@ -561,15 +622,22 @@ impl Lock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TakeOver {
     Stale,
+    /// Its holder process (this pid) has ended on this machine.
+    HolderEnded {
+        pid: u32,
+    },
     Broken,
 }
 
 impl std::fmt::Display for TakeOver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TakeOver::Stale => "it is stale",
-            TakeOver::Broken => "--break-lock",
-        })
+        match self {
+            TakeOver::Stale => f.write_str("it is stale"),
+            TakeOver::HolderEnded { pid } => {
+                write!(f, "its holder (pid {pid} on this machine) has ended")
+            }
+            TakeOver::Broken => f.write_str("--break-lock"),
+        }
     }
 }
 
@@ -579,20 +647,33 @@ enum Verdict {
     /// It is this acquisition's own.
     Ours,
     TakeOver(TakeOver),
-    Refuse,
+    /// Held by another run, whose holder process was judged so.
+    Refuse(Liveness),
 }
 
 /// Decides about `held` for the acquisition `ours`; `to_break` is the holder the run first saw, the
-/// only one `--break-lock` breaks (pure).
-fn verdict(held: &HeldLock, ours: Token, break_lock: bool, to_break: &Identity) -> Verdict {
+/// only one `--break-lock` breaks; `judge` tells whether a holder process still runs, asked only
+/// of a live lock that is not ours (pure but for `judge`).
+fn verdict(
+    held: &HeldLock,
+    ours: Token,
+    break_lock: bool,
+    to_break: &Identity,
+    judge: impl FnOnce(&HolderProcess) -> Liveness,
+) -> Verdict {
     if held.is_ours(ours) {
-        Verdict::Ours
-    } else if held.is_stale() {
-        Verdict::TakeOver(TakeOver::Stale)
-    } else if break_lock && held.identity() == *to_break {
-        Verdict::TakeOver(TakeOver::Broken)
-    } else {
-        Verdict::Refuse
+        return Verdict::Ours;
+    }
+    if held.is_stale() {
+        return Verdict::TakeOver(TakeOver::Stale);
+    }
+    let liveness = held.holder_liveness(judge);
+    match held.holder_process() {
+        Some(holder) if liveness == Liveness::Ended => {
+            Verdict::TakeOver(TakeOver::HolderEnded { pid: holder.pid })
+        }
+        _ if break_lock && held.identity() == *to_break => Verdict::TakeOver(TakeOver::Broken),
+        _ => Verdict::Refuse(liveness),
     }
 }
 
@@ -843,6 +924,7 @@ mod tests {
             token: Token(token),
             lease_seconds,
             renewal: 0,
+            holder: None,
         }
     }
 
@@ -874,14 +956,117 @@ mod tests {
         assert_eq!(age(date, at(date.secs() + 90)), Duration::from_secs(90));
     }
 
+    /// A judge for locks whose holder process must not be asked about.
+    fn unasked(holder: &HolderProcess) -> Liveness {
+        panic!("asked about {holder:?}")
+    }
+
+    fn process(pid: u32) -> HolderProcess {
+        HolderProcess {
+            boot_id: "4817781e-08a3-433f-bc58-24c36a7ffa6f".to_string(),
+            pid_namespace: 4_026_531_836,
+            time_namespace: Some(4_026_531_834),
+            uid: 0,
+            pid,
+            start_ticks: 210_733,
+        }
+    }
+
+    /// A lock of `token`, held by the process `pid`, last written `age` seconds ago.
+    fn held_by_process(token: u64, pid: u32, age: u64) -> HeldLock {
+        held(
+            Some(LockRecord {
+                holder: Some(process(pid)),
+                ..record(token, 120)
+            }),
+            Some(age),
+        )
+    }
+
+    /// A judge that finds every holder process `liveness`, and checks it is asked about `pid`.
+    fn judged(pid: u32, liveness: Liveness) -> impl FnOnce(&HolderProcess) -> Liveness {
+        move |holder| {
+            assert_eq!(holder, &process(pid));
+            liveness
+        }
+    }
+
+    #[test]
+    fn a_live_lock_whose_holder_ended_on_this_machine_is_taken_over_at_once() {
+        let ours = Token(9);
+        let lock = held_by_process(1, 4242, 10);
+        let seen = lock.identity();
+        let ended = Verdict::TakeOver(TakeOver::HolderEnded { pid: 4242 });
+        assert_eq!(
+            verdict(&lock, ours, false, &seen, judged(4242, Liveness::Ended)),
+            ended
+        );
+        // The holder's end is the reason given, with --break-lock too.
+        assert_eq!(
+            verdict(&lock, ours, true, &seen, judged(4242, Liveness::Ended)),
+            ended
+        );
+        // Not the holder first seen: a dead lock is dead whoever wrote it.
+        let later = held_by_process(2, 4242, 0);
+        assert_eq!(
+            verdict(&later, ours, true, &seen, judged(4242, Liveness::Ended)),
+            ended
+        );
+        assert_eq!(
+            TakeOver::HolderEnded { pid: 4242 }.to_string(),
+            "its holder (pid 4242 on this machine) has ended"
+        );
+    }
+
+    #[test]
+    fn a_holder_running_or_not_judged_leaves_the_lock_to_its_lease_and_break_lock() {
+        let ours = Token(9);
+        let lock = held_by_process(1, 4242, 10);
+        let seen = lock.identity();
+        for liveness in [Liveness::Running, Liveness::Unknown] {
+            assert_eq!(
+                verdict(&lock, ours, false, &seen, judged(4242, liveness)),
+                Verdict::Refuse(liveness)
+            );
+            assert_eq!(
+                verdict(&lock, ours, true, &seen, judged(4242, liveness)),
+                Verdict::TakeOver(TakeOver::Broken)
+            );
+        }
+        // A record without a holder process (an earlier version's, or not Linux): nothing to ask.
+        let anonymous = held(Some(record(1, 120)), Some(10));
+        assert_eq!(
+            verdict(&anonymous, ours, false, &seen, unasked),
+            Verdict::Refuse(Liveness::Unknown)
+        );
+    }
+
+    #[test]
+    fn the_holder_process_is_asked_about_only_for_a_live_lock_not_ours() {
+        let ours = Token(9);
+        let stale = held_by_process(1, 4242, 121);
+        assert_eq!(
+            verdict(&stale, ours, false, &stale.identity(), unasked),
+            Verdict::TakeOver(TakeOver::Stale)
+        );
+        let own = held_by_process(9, 4242, 0);
+        assert_eq!(
+            verdict(&own, ours, false, &own.identity(), unasked),
+            Verdict::Ours
+        );
+    }
+
     #[test]
     fn a_live_lock_is_broken_only_with_break_lock_and_only_from_the_holder_first_seen() {
         let first = held(Some(record(1, 120)), Some(10));
         let ours = Token(9);
         let seen = first.identity();
-        assert_eq!(verdict(&first, ours, false, &seen), Verdict::Refuse);
         assert_eq!(
-            verdict(&first, ours, true, &seen),
+            verdict(&first, ours, false, &seen, unasked),
+            Verdict::Refuse(Liveness::Unknown)
+        );
+        assert_eq!(
+            verdict(&first, ours, true, &seen, unasked),
             Verdict::TakeOver(TakeOver::Broken)
         );
         // Renewed by the same holder meanwhile: still the one to break.
@@ -890,27 +1075,33 @@ mod tests {
             ..first.clone()
         };
         assert_eq!(
-            verdict(&renewed, ours, true, &seen),
+            verdict(&renewed, ours, true, &seen, unasked),
             Verdict::TakeOver(TakeOver::Broken)
         );
         // Another breaker won the race: its lock is not broken in turn.
         let winner = held(Some(record(2, 120)), Some(0));
-        assert_eq!(verdict(&winner, ours, true, &seen), Verdict::Refuse);
+        assert_eq!(
+            verdict(&winner, ours, true, &seen, unasked),
+            Verdict::Refuse(Liveness::Unknown)
+        );
         // A stale lock is taken over without asking; our own write is ours.
         let stale = held(Some(record(2, 120)), Some(121));
         assert_eq!(
-            verdict(&stale, ours, false, &seen),
+            verdict(&stale, ours, false, &seen, unasked),
             Verdict::TakeOver(TakeOver::Stale)
         );
         let own = held(Some(record(9, 120)), Some(0));
-        assert_eq!(verdict(&own, ours, false, &seen), Verdict::Ours);
+        assert_eq!(verdict(&own, ours, false, &seen, unasked), Verdict::Ours);
         // An unreadable object is identified by its ETag.
         let unreadable = held(None, Some(5));
         assert_eq!(
-            verdict(&unreadable, ours, true, &unreadable.identity()),
+            verdict(&unreadable, ours, true, &unreadable.identity(), unasked),
             Verdict::TakeOver(TakeOver::Broken)
         );
-        assert_eq!(verdict(&unreadable, ours, true, &seen), Verdict::Refuse);
+        assert_eq!(
+            verdict(&unreadable, ours, true, &seen, unasked),
+            Verdict::Refuse(Liveness::Unknown)
+        );
     }
 
     #[test]
@@ -927,13 +1118,38 @@ mod tests {
 
     #[test]
     fn messages_say_who_holds_the_lock_and_when_it_goes_stale() {
-        let error = LockError::held(&held(Some(record(1, 120)), Some(25)));
+        let error = LockError::held(&held(Some(record(1, 120)), Some(25)), Liveness::Unknown);
         assert_eq!(
             error.to_string(),
             "the deployment is locked by another run (run 1, last renewed 25s ago, stale in 1m35s unless \
-             renewed); wait for it to finish, or if that run is gone (interrupted, its machine lost) run \
-             again once its lock is stale, or now with --break-lock"
+             renewed); wait for it to finish, or if that run is gone (interrupted on another machine or \
+             in another container, its machine lost) run again once its lock is stale, or now with \
+             --break-lock"
         );
+        let running = LockError::held(&held_by_process(1, 4242, 25), Liveness::Running);
+        assert!(matches!(
+            running,
+            LockError::Held {
+                running_here: Some(4242),
+                ..
+            }
+        ));
+        assert_eq!(
+            running.to_string(),
+            "the deployment is locked by another run (run 1, last renewed 25s ago, stale in 1m35s unless \
+             renewed), still running on this machine as pid 4242; wait for it to finish or stop it (the \
+             lock of a run that ended on this machine is taken over at once), or take the lock from it \
+             now with --break-lock"
+        );
+        // Not judged: the advice for a holder elsewhere.
+        let elsewhere = LockError::held(&held_by_process(1, 4242, 25), Liveness::Unknown);
+        assert!(matches!(
+            elsewhere,
+            LockError::Held {
+                running_here: None,
+                ..
+            }
+        ));
         let lost = LockLost::TakenOver {
             by: "bob@ci pid 7".into(),
         };
@@ -970,6 +1186,22 @@ mod tests {
             r#"{"owner":"run 18446744073709551615","token":18446744073709551615,"lease_seconds":120,"renewal":0}"#
         );
         assert_eq!(serde_json::from_str::<LockRecord>(&json).unwrap(), record);
+        // With its holder process; a record without one (an earlier version's) still reads.
+        let with_holder = LockRecord {
+            holder: Some(process(7)),
+            ..record.clone()
+        };
+        let json_with_holder = serde_json::to_string(&with_holder).unwrap();
+        assert!(
+            json_with_holder.contains(r#","holder":{"boot_id":"#),
+            "{json_with_holder}"
+        );
+        assert_eq!(
+            serde_json::from_str::<LockRecord>(&json_with_holder).unwrap(),
+            with_holder
+        );
+        let earlier = r#"{"owner":"x","token":1,"lease_seconds":120,"renewal":3}"#;
+        assert_eq!(serde_json::from_str::<LockRecord>(earlier).unwrap().holder, None);
         // The previous format (a fixed expiry) is not read as a record.
         assert!(serde_json::from_str::<LockRecord>(r#"{"owner":"x","expires_at":5}"#).is_err());
         assert_ne!(Token::fresh(), Token::fresh());

@@ -1,17 +1,22 @@
 //! The deployment lock against moto over real HTTP (`testbed::Moto`, whose S3 makes conditional
 //! writes atomic as AWS does): renewals, a release that leaves another run's lock alone, a lock
 //! going stale by S3's clock once its heartbeat stops, a lock taken over while held (the heartbeat
-//! reports it and the target's fence refuses changes), and two concurrent `--break-lock` runs.
+//! reports it and the target's fence refuses changes), two concurrent `--break-lock` runs, and a
+//! lock whose holder process has ended on this machine taken over at once (but not one whose holder
+//! runs, or that another machine wrote).
 //!
 //! Nothing here asserts on elapsed time: every wait is for a condition, with a generous deadline
 //! against hangs only. Tests skip (with a note) when moto is not installed, outside CI.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use aws::lock::{HeldLock, Lease, Lock, LockError, LockLost, Released};
+use aws::holder_process::HolderProcess;
+use aws::lock::{HeldLock, LOCK_KEY, Lease, Lock, LockError, LockLost, Released};
 use aws::{AwsTarget, Clients, s3_bucket};
+use aws_sdk_s3::primitives::ByteStream;
 use engine::kind::BucketSettings;
 use engine::target::{LockRequest, Target as _};
 use engine::values::Tags;
@@ -101,7 +106,7 @@ async fn a_renewal_changes_the_etag_and_keeps_the_holder() {
                 message.contains("(first, last renewed") && message.contains("--break-lock"),
                 "{message}"
             );
-            let LockError::Held { owner, renewed } = error else {
+            let LockError::Held { owner, renewed, .. } = error else {
                 panic!("want the lock held, got {message}")
             };
             assert_eq!(owner, "first");
@@ -161,7 +166,7 @@ async fn a_lock_no_longer_renewed_goes_stale_after_its_lease_by_s3s_clock() {
         loop {
             match Lock::acquire(&clients, name, "next run", Lease::DEFAULT, false).await {
                 Ok(lock) => break lock,
-                Err(LockError::Held { owner, renewed }) => {
+                Err(LockError::Held { owner, renewed, .. }) => {
                     assert_eq!(owner, "killed run");
                     assert!(renewed.ago.is_some(), "judged by S3's Date: {renewed:?}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -291,4 +296,163 @@ async fn two_concurrent_break_lock_runs_end_with_one_holder() {
     ));
     assert_eq!(winner.release(&clients).await.unwrap(), Released::Deleted);
     assert_eq!(holder(&clients, name).await, None);
+}
+
+/// A process of this machine that runs until killed.
+fn sleeper() -> Child {
+    Command::new("sleep").arg("600").spawn().expect("sleep runs")
+}
+
+/// `child` as its lock record would name it, taken while it runs.
+fn process_of(child: &Child) -> HolderProcess {
+    HolderProcess::of(child.id()).expect("/proc describes a running child")
+}
+
+/// Kills `child` and reaps it: its pid names no process any more.
+fn end(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Writes a lock as a run of `owner` in `process` holds it, just renewed (so far from stale).
+async fn write_lock(clients: &Clients, bucket: &str, owner: &str, process: &HolderProcess) {
+    let record = serde_json::json!({
+        "owner": owner,
+        "token": 7,
+        "lease_seconds": 120,
+        "renewal": 3,
+        "holder": process,
+    });
+    clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(LOCK_KEY)
+        .body(ByteStream::from(serde_json::to_vec(&record).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let held = holder(clients, bucket).await.unwrap();
+    assert_eq!(
+        held.holder_process(),
+        Some(process),
+        "a lock record naming its holder process"
+    );
+    assert!(!held.is_stale());
+}
+
+/// Takes the lock as a run of `owner` would without `--break-lock`.
+async fn take(clients: &Clients, bucket: &str, owner: &str) -> Result<Lock, LockError> {
+    Lock::acquire(clients, bucket, owner, Lease::DEFAULT, false).await
+}
+
+/// The refusal's message and the pid it says the holder runs as on this machine.
+fn refused(result: Result<Lock, LockError>, by: &str) -> (String, Option<u32>) {
+    let message = result.as_ref().err().map(ToString::to_string);
+    match result {
+        Err(LockError::Held {
+            owner, running_here, ..
+        }) => {
+            assert_eq!(owner, by);
+            (message.unwrap_or_default(), running_here)
+        }
+        other => panic!("want the lock held by {by}, got {other:?}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_holder_process_ended_on_this_machine_is_taken_over_at_once() {
+    let name = "iot-lock-ended-123456789012-eu-west-1";
+    let Some((_moto, clients)) = bucket(name).await else {
+        return;
+    };
+    let here = HolderProcess::current().expect("/proc describes this process");
+
+    // A run killed (SIGKILL) on this machine, its lock just renewed: no lease to wait for.
+    let killed = sleeper();
+    let process = process_of(&killed);
+    end(killed);
+    write_lock(&clients, name, "killed run", &process).await;
+    let next = take(&clients, name, "next run")
+        .await
+        .expect("taken over at once");
+    let held = holder(&clients, name).await.unwrap();
+    assert_eq!(held.owner(), "next run");
+    assert_eq!(
+        held.holder_process(),
+        Some(&here),
+        "the new holder names its own process"
+    );
+    assert_eq!(next.release(&clients).await.unwrap(), Released::Deleted);
+
+    // The holder's pid reused by another process (this one), started at another time.
+    let reused = HolderProcess {
+        start_ticks: here.start_ticks + 1,
+        ..here.clone()
+    };
+    write_lock(&clients, name, "run of a reused pid", &reused).await;
+    let next = take(&clients, name, "next run")
+        .await
+        .expect("taken over at once");
+    assert_eq!(owner(&clients, name).await.as_deref(), Some("next run"));
+    assert_eq!(next.release(&clients).await.unwrap(), Released::Deleted);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_holder_runs_or_was_elsewhere_is_refused() {
+    let name = "iot-lock-running-123456789012-eu-west-1";
+    let Some((_moto, clients)) = bucket(name).await else {
+        return;
+    };
+    let here = HolderProcess::current().expect("/proc describes this process");
+
+    // A run still going on this machine: refused, told it runs here; taken once it has ended.
+    let running = sleeper();
+    let process = process_of(&running);
+    write_lock(&clients, name, "running run", &process).await;
+    let (message, running_here) = refused(take(&clients, name, "next run").await, "running run");
+    assert_eq!(running_here, Some(process.pid));
+    assert!(
+        message.contains(&format!("still running on this machine as pid {}", process.pid)),
+        "{message}"
+    );
+    end(running);
+    let next = take(&clients, name, "next run")
+        .await
+        .expect("taken over once it ended");
+    assert_eq!(next.release(&clients).await.unwrap(), Released::Deleted);
+
+    // This process itself holds it (another run in it): it runs.
+    write_lock(&clients, name, "run in this process", &here).await;
+    let (_, running_here) = refused(take(&clients, name, "next run").await, "run in this process");
+    assert_eq!(running_here, Some(std::process::id()));
+
+    // An ended process, but of another boot (another machine), another pid namespace (another
+    // container) or another user: not judged, so the lease decides.
+    let ended = sleeper();
+    let process = process_of(&ended);
+    end(ended);
+    let elsewhere = [
+        HolderProcess {
+            boot_id: "00000000-0000-4000-8000-000000000000".to_string(),
+            ..process.clone()
+        },
+        HolderProcess {
+            pid_namespace: process.pid_namespace + 1,
+            ..process.clone()
+        },
+        HolderProcess {
+            uid: process.uid + 1,
+            ..process.clone()
+        },
+    ];
+    for other in &elsewhere {
+        write_lock(&clients, name, "run elsewhere", other).await;
+        let (message, running_here) = refused(take(&clients, name, "next run").await, "run elsewhere");
+        assert_eq!(running_here, None, "{other:?}");
+        assert!(message.contains("run again once its lock is stale"), "{message}");
+    }
+    assert_eq!(owner(&clients, name).await.as_deref(), Some("run elsewhere"));
 }

@@ -14,13 +14,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{DEFAULT_LABEL, DEFAULT_POSITIVE_CLASS, LEAKY_COLUMNS};
 
-/// The most training threads `threads` may ask for: the bound orchestrate's spec validates too. More
-/// would only have OpenMP reserve a stack per thread until the address space runs out.
+/// The most training threads `threads` may ask for. More would only have OpenMP reserve a stack per
+/// thread until the address space runs out. orchestrate's spec validates deploy.yaml against the
+/// same bound, in its own `MAX_THREADS` (crates/spec/src/validate/training.rs: the spec cannot link
+/// this crate); a test there reads this line and fails when the two differ.
 pub const MAX_THREADS: u32 = 4_096;
 
 /// The most bootstrap resamples `bootstrap_resamples` may ask for. Each resample costs a pass over
 /// the scored rows and keeps a value per metric; beyond this the intervals no longer change visibly
-/// while the time and memory still grow.
+/// while the time and memory still grow. Repeated as the spec's `MAX_BOOTSTRAP_RESAMPLES`
+/// (crates/spec/src/validate/training.rs), kept equal like [`MAX_THREADS`].
 pub const MAX_BOOTSTRAP_RESAMPLES: u32 = 10_000;
 
 /// How the decision threshold is chosen on validation data.

@@ -11,8 +11,9 @@
 //!
 //! Hostile or broken files end in an error, in bounded time and memory ([`InputLimits`]): a header
 //! of more than [`MAX_COLUMNS`] columns, a record longer than [`MAX_RECORD_BYTES`] (a stray `"` that
-//! never closes, a file without line breaks), `.csv.gz` files that decompress to more than the
-//! channel's budget (a gzip bomb).
+//! never closes, a file without line breaks), more CSV text than the channel's budget (an eighth of
+//! memory, [`CSV_MEMORY_DIVISOR`]): `.csv` files larger than it, refused from their sizes before
+//! anything is read, and `.csv.gz` files that decompress to more (a gzip bomb).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -43,8 +44,21 @@ pub const MAX_COLUMNS: usize = 65_536;
 /// breaks, fails at this length instead of buffering the rest of the file.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
-/// Environment variable: bytes the `.csv.gz` files of one channel may decompress to, together.
+/// Environment variable: bytes of CSV text one channel may hold, its `.csv` files and what its
+/// `.csv.gz` files decompress to together ([`InputLimits::max_csv_bytes`]). Named for the gzip bomb
+/// it was first introduced for; it bounds plain files too.
 pub const MAX_DECOMPRESSED_BYTES_ENV: &str = "MODEL_IMAGE_MAX_DECOMPRESSED_BYTES";
+
+/// A channel's CSV text may take an eighth of the usable memory (memory divided by this). The text
+/// becomes a table of `f32` cells, up to twice its size (`0,` is 2 bytes, its `f32` 4), and a growing
+/// table briefly holds its old and new buffers: an eighth of text can take half the memory at its
+/// peak, which leaves the other half for LightGBM's own copy of the data (binned, smaller than ours)
+/// and the rest of the process. The same budget holds for plain and gzip input, since the table
+/// does not know how its text was stored.
+pub const CSV_MEMORY_DIVISOR: u64 = 8;
+
+/// What the CSV budget is, for error messages.
+const CSV_BUDGET: &str = "the budget of a channel's CSV text, its .csv files and what its .csv.gz files decompress to together: an eighth of this machine's memory unless MODEL_IMAGE_MAX_DECOMPRESSED_BYTES sets it";
 
 /// The memory assumed when neither `/proc` nor the cgroup tells (the smallest common training
 /// instance, 16 GiB).
@@ -58,8 +72,9 @@ pub struct InputLimits {
     pub max_columns: usize,
     /// Bytes of one CSV record.
     pub max_record_bytes: usize,
-    /// Bytes all `.csv.gz` files of a channel may decompress to.
-    pub max_decompressed_bytes: u64,
+    /// Bytes of CSV text a channel may hold: the sizes of its `.csv` files plus what its `.csv.gz`
+    /// files decompress to.
+    pub max_csv_bytes: u64,
 }
 
 impl Default for InputLimits {
@@ -70,34 +85,32 @@ impl Default for InputLimits {
 }
 
 impl InputLimits {
-    /// The limits for a machine whose usable memory is `memory_bytes`: decompressed input may take
-    /// an eighth of it. Parsed rows take up to twice their text (`0,` is 2 bytes, its `f32` 4) and
-    /// a growing table briefly holds its old and new buffers, which leaves room for LightGBM's own
-    /// copy of the data.
+    /// The limits for a machine whose usable memory is `memory_bytes`: a channel's CSV text may
+    /// take an eighth of it ([`CSV_MEMORY_DIVISOR`] says why).
     pub fn for_memory(memory_bytes: u64) -> Self {
         Self {
             max_columns: MAX_COLUMNS,
             max_record_bytes: MAX_RECORD_BYTES,
-            max_decompressed_bytes: (memory_bytes / 8).max(1),
+            max_csv_bytes: (memory_bytes / CSV_MEMORY_DIVISOR).max(1),
         }
     }
 
     /// The limits of this machine: its usable memory is the least of the physical memory, the
     /// cgroup's memory limit and the address-space limit (`ulimit -v`); `$MODEL_IMAGE_MAX_DECOMPRESSED_BYTES`
-    /// overrides the decompressed budget.
+    /// overrides the CSV budget.
     pub fn from_env() -> Result<Self, LimitError> {
         let mut limits = Self::for_memory(usable_memory_bytes().unwrap_or(FALLBACK_MEMORY_BYTES));
         if let Some(value) = std::env::var_os(MAX_DECOMPRESSED_BYTES_ENV) {
             let text = value.to_string_lossy();
-            limits.max_decompressed_bytes =
-                text.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| LimitError {
-                        var: MAX_DECOMPRESSED_BYTES_ENV,
-                        value: text.into_owned(),
-                    })?;
+            limits.max_csv_bytes = text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| LimitError {
+                    var: MAX_DECOMPRESSED_BYTES_ENV,
+                    value: text.into_owned(),
+                })?;
         }
         Ok(limits)
     }
@@ -248,9 +261,25 @@ pub enum TableError {
         line: usize,
         limit: usize,
     },
+    /// Found from the `.csv` files' sizes, before any is read.
     #[error(
-        "{path}: decompressed input exceeds {} (the budget of the channel's .csv.gz files together, an eighth of this machine's memory unless {MAX_DECOMPRESSED_BYTES_ENV} sets it)", show_bytes(*.limit)
+        "{path} is {} of CSV{}, more than {} ({CSV_BUDGET}); nothing was read. Train on an instance with more memory, or on a sample of the data", show_bytes(*.size), with_earlier(*.size, *.total), show_bytes(*.limit)
     )]
+    CsvTooLarge {
+        path: PathBuf,
+        /// The file's size.
+        size: u64,
+        /// The sizes of the channel's `.csv` files up to this one.
+        total: u64,
+        limit: u64,
+    },
+    /// A `.csv` file that yields more than its size said (a pipe, a file still being written), past
+    /// the budget.
+    #[error(
+        "{path}: reading it takes the channel's CSV text past {} ({CSV_BUDGET}); it holds more than its size said when reading began (a pipe, or a file still being written)", show_bytes(*.limit)
+    )]
+    CsvGrewTooLarge { path: PathBuf, limit: u64 },
+    #[error("{path}: decompressed input exceeds {} ({CSV_BUDGET})", show_bytes(*.limit))]
     DecompressedTooLarge { path: PathBuf, limit: u64 },
     #[error("no numeric feature columns left after excluding the label and {excluded}")]
     NoFeatures { excluded: String },
@@ -313,22 +342,37 @@ impl Format {
 }
 
 /// Reads every data file of a channel.
+///
+/// Its CSV text is bounded by [`InputLimits::max_csv_bytes`]: the `.csv` files' sizes are added up
+/// first, and a channel they already take past the budget is refused before anything is read. What
+/// they leave of it is what the `.csv.gz` files may decompress to. Every byte read is counted too,
+/// so a `.csv` file that holds more than its size said (a pipe) also stops at the budget.
 pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, TableError> {
     let files = channel_files(path)?;
+    let limit = plan.limits.max_csv_bytes;
+    let sizes = csv_sizes(&files, limit)?;
     let mut builder = TableBuilder::new(plan);
-    let mut decompressed_budget = plan.limits.max_decompressed_bytes;
+    // The budget not yet spent nor reserved for the `.csv` files still to be read.
+    let mut remaining = limit - sizes.values().sum::<u64>();
     for file in &files {
         match Format::of(file) {
             Some(Format::Csv) => {
                 let reader = File::open(file).map_err(|e| unreadable(file, e))?;
-                read_csv(file, reader, &mut builder)?
+                remaining += sizes[file.as_path()];
+                let budgeted = Budgeted {
+                    inner: reader,
+                    remaining: &mut remaining,
+                    compressed: false,
+                };
+                read_csv(file, budgeted, &mut builder)?
             }
             Some(Format::CsvGz) => {
                 let reader = File::open(file).map_err(|e| unreadable(file, e))?;
                 let decoder = flate2::read::MultiGzDecoder::new(BufReader::new(reader));
                 let budgeted = Budgeted {
                     inner: decoder,
-                    remaining: &mut decompressed_budget,
+                    remaining: &mut remaining,
+                    compressed: true,
                 };
                 read_csv(file, budgeted, &mut builder)?
             }
@@ -341,17 +385,53 @@ pub fn read_channel(path: &Path, plan: &ReadPlan<'_>) -> Result<LabelledTable, T
     Ok(table)
 }
 
-/// A reader that fails once its budget is spent: bounds what `.csv.gz` files (a gzip bomb) can
-/// decompress to. The budget is shared by the channel's files.
+/// The sizes of a channel's `.csv` files, from their metadata; an error naming the file that takes
+/// them past `limit`. A pipe or another file without a size counts 0 here, and is bounded while it
+/// is read.
+fn csv_sizes(files: &[PathBuf], limit: u64) -> Result<HashMap<&Path, u64>, TableError> {
+    let mut sizes = HashMap::new();
+    let mut total = 0u64;
+    for file in files.iter().filter(|f| Format::of(f) == Some(Format::Csv)) {
+        let size = std::fs::metadata(file).map_err(|e| unreadable(file, e))?.len();
+        total = total.saturating_add(size);
+        if total > limit {
+            return Err(TableError::CsvTooLarge {
+                path: file.clone(),
+                size,
+                total,
+                limit,
+            });
+        }
+        sizes.insert(file.as_path(), size);
+    }
+    Ok(sizes)
+}
+
+/// `, N with the channel's .csv files before it` when there are some.
+fn with_earlier(size: u64, total: u64) -> String {
+    if total > size {
+        format!(", {} with the channel's .csv files before it", show_bytes(total))
+    } else {
+        String::new()
+    }
+}
+
+/// A reader that fails once its budget is spent: bounds the CSV text of a channel, what its
+/// `.csv.gz` files (a gzip bomb) decompress to and what its `.csv` files hold. The budget is shared
+/// by the channel's files.
 struct Budgeted<'b, R> {
     inner: R,
     remaining: &'b mut u64,
+    /// Whether the input is decompressed, for the error.
+    compressed: bool,
 }
 
 /// The error a [`Budgeted`] reader fails with.
 #[derive(Debug, thiserror::Error)]
-#[error("decompressed input exceeds its budget")]
-struct BudgetSpent;
+#[error("CSV input exceeds its budget")]
+struct BudgetSpent {
+    compressed: bool,
+}
 
 impl<R: Read> Read for Budgeted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -366,7 +446,9 @@ impl<R: Read> Read for Budgeted<'_, R> {
                 *self.remaining = left;
                 Ok(n)
             }
-            None => Err(std::io::Error::other(BudgetSpent)),
+            None => Err(std::io::Error::other(BudgetSpent {
+                compressed: self.compressed,
+            })),
         }
     }
 }
@@ -746,20 +828,24 @@ fn read_csv_in_batches(
     batch_bytes: usize,
 ) -> Result<(), TableError> {
     let max_record_bytes = builder.plan.limits.max_record_bytes;
-    let max_decompressed_bytes = builder.plan.limits.max_decompressed_bytes;
+    let max_csv_bytes = builder.plan.limits.max_csv_bytes;
     let batch_error = |error: BatchError| match error {
         BatchError::RecordTooLong { line } => TableError::RecordTooLong {
             path: path.to_path_buf(),
             line,
             limit: max_record_bytes,
         },
-        BatchError::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<BudgetSpent>()) => {
-            TableError::DecompressedTooLarge {
+        BatchError::Io(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<BudgetSpent>()) {
+            Some(BudgetSpent { compressed: true }) => TableError::DecompressedTooLarge {
                 path: path.to_path_buf(),
-                limit: max_decompressed_bytes,
-            }
-        }
-        BatchError::Io(e) => unreadable(path, e),
+                limit: max_csv_bytes,
+            },
+            Some(BudgetSpent { compressed: false }) => TableError::CsvGrewTooLarge {
+                path: path.to_path_buf(),
+                limit: max_csv_bytes,
+            },
+            None => unreadable(path, e),
+        },
     };
     let mut batches = RecordBatches::new(input, batch_bytes, max_record_bytes);
     let Some(first) = batches.next_batch().map_err(batch_error)? else {
@@ -1385,10 +1471,10 @@ mod tests {
             }
             encoder.finish().unwrap();
         }
-        let read_with = |max_decompressed_bytes: u64| {
+        let read_with = |max_csv_bytes: u64| {
             let plan = ReadPlan {
                 limits: InputLimits {
-                    max_decompressed_bytes,
+                    max_csv_bytes,
                     ..InputLimits::default()
                 },
                 ..plan(&[])
@@ -1408,9 +1494,92 @@ mod tests {
         assert_eq!(read_with(24_000).unwrap().rows(), 2_000);
     }
 
+    /// Regression: plain `.csv` files were read whatever their size, so a file larger than memory
+    /// ended in an out-of-memory kill with no failure file. Their sizes now count against the
+    /// channel's CSV budget before anything is read, together with what its `.csv.gz` files
+    /// decompress to.
     #[test]
-    fn the_decompressed_budget_follows_the_least_memory_limit() {
-        assert_eq!(InputLimits::for_memory(16 << 30).max_decompressed_bytes, 2 << 30);
+    fn plain_csv_is_capped_from_its_size_together_with_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("X,Label\n");
+        for i in 0..1_000 {
+            text.push_str(&format!("{i},Normal\n"));
+        }
+        let size = text.len() as u64;
+        write(dir.path(), "a.csv", &text);
+        write(dir.path(), "b.csv", &text);
+        let read_with = |max_csv_bytes: u64| {
+            let plan = ReadPlan {
+                limits: InputLimits {
+                    max_csv_bytes,
+                    ..InputLimits::default()
+                },
+                ..plan(&[])
+            };
+            read_channel(dir.path(), &plan)
+        };
+        // Each file alone fits, both together do not: refused at the second, from the sizes alone.
+        let err = read_with(2 * size - 1).unwrap_err();
+        assert!(
+            matches!(&err, TableError::CsvTooLarge { path, size: s, total, .. }
+                if path.ends_with("b.csv") && *s == size && *total == 2 * size),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&format!("b.csv is {size} bytes")), "{message}");
+        assert!(
+            message.contains("with the channel's .csv files before it"),
+            "{message}"
+        );
+        assert!(message.contains("nothing was read"), "{message}");
+        assert_eq!(read_with(2 * size).unwrap().rows(), 2_000);
+
+        // A `.csv.gz` gets what the `.csv` files leave, whichever is read first (`0.csv.gz` is).
+        let gz = File::create(dir.path().join("0.csv.gz")).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap();
+        let err = read_with(3 * size - 1).unwrap_err();
+        assert!(
+            matches!(&err, TableError::DecompressedTooLarge { path, .. } if path.ends_with("0.csv.gz")),
+            "{err}"
+        );
+        assert_eq!(read_with(3 * size).unwrap().rows(), 3_000);
+    }
+
+    /// A sparse file stands in for one far larger than memory: refused at once, unread.
+    #[test]
+    fn a_huge_sparse_csv_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.csv");
+        File::create(&path).unwrap().set_len(1 << 40).unwrap();
+        let err = read_channel(dir.path(), &plan(&[])).unwrap_err();
+        assert!(
+            matches!(&err, TableError::CsvTooLarge { size, limit, .. }
+                if *size == 1 << 40 && *limit == InputLimits::default().max_csv_bytes),
+            "{err}"
+        );
+    }
+
+    /// A `.csv` that holds more than its size said (here a reader standing in for a pipe, size 0)
+    /// stops at the budget too.
+    #[test]
+    fn csv_text_beyond_its_size_stops_at_the_budget() {
+        let mut remaining = 10;
+        let mut budgeted = Budgeted {
+            inner: std::io::repeat(b'0'),
+            remaining: &mut remaining,
+            compressed: false,
+        };
+        let mut sink = Vec::new();
+        let err = std::io::copy(&mut budgeted, &mut sink).unwrap_err();
+        assert!(err.get_ref().is_some_and(|e| e.is::<BudgetSpent>()), "{err}");
+        assert!(sink.len() <= 10, "{}", sink.len());
+    }
+
+    #[test]
+    fn the_csv_budget_follows_the_least_memory_limit() {
+        assert_eq!(InputLimits::for_memory(16 << 30).max_csv_bytes, 2 << 30);
         assert_eq!(
             meminfo_total_bytes("MemTotal:       16384 kB\nMemFree: 1 kB\n"),
             Some(16 << 20)

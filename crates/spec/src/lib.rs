@@ -45,6 +45,7 @@
 //! | `training.hyperparameters.validation_fraction` | — | (0, 0.5]; prefer `data.validation` (both is an error) |
 //! | `training.hyperparameters.target_fpr` | none (max F1) | (0, 1) |
 //! | `training.hyperparameters.seed` | container's | integer 0–2147483647 |
+//! | `training.hyperparameters.bootstrap_resamples` | container's (1000) | integer 0–10000 (0: no confidence intervals) |
 //! | `training.hyperparameters.quantized_gradients` | `false` | boolean (LightGBM's quantized training: faster on large data, slightly lower quality) |
 //! | `training.quality_gate.{min_pr_auc,min_roc_auc,min_mcc,min_f1}` | none | [0, 1] |
 //! | `endpoint.instance_type` | `ml.m5.large` | `ml.<family>.<size>` |

@@ -160,6 +160,7 @@ pub struct Hyperparameters {
     pub validation_fraction: Option<f64>,
     pub target_fpr: Option<f64>,
     pub seed: Option<u32>,
+    pub bootstrap_resamples: Option<u32>,
     pub quantized_gradients: Option<bool>,
 }
 
@@ -189,6 +190,10 @@ impl Hyperparameters {
         );
         put(Key::TargetFpr, self.target_fpr.map(|v| v.to_string()));
         put(Key::Seed, self.seed.map(|v| v.to_string()));
+        put(
+            Key::BootstrapResamples,
+            self.bootstrap_resamples.map(|v| v.to_string()),
+        );
         put(
             Key::QuantizedGradients,
             self.quantized_gradients.map(|v| v.to_string()),

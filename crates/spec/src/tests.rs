@@ -81,10 +81,11 @@ fn the_sagemaker_hyperparameters_are_all_strings_and_carry_the_data_settings() {
         "{MINIMAL}  label: Class\n  positive: attack\n  exclude: [Flow_ID, Src_IP]\ntraining:\n  hyperparameters:\n    \
          learning_rate: 0.05\n    max_rounds: 2000\n    early_stopping_rounds: '50'\n    num_leaves: 63\n    max_depth: -1\n    \
          min_data_in_leaf: 0\n    feature_fraction: 0.8\n    threads: \"4\"\n    target_fpr: 1e-3\n    seed: 42\n    \
-         quantized_gradients: true\n"
+         bootstrap_resamples: 200\n    quantized_gradients: true\n"
     );
     let spec = ok(&source, dir.path());
     let expected: BTreeMap<String, String> = [
+        ("bootstrap_resamples", "200"),
         ("early_stopping_rounds", "50"),
         ("exclude", r#"["Flow_ID","Src_IP"]"#),
         ("feature_fraction", "0.8"),
@@ -220,6 +221,71 @@ fn durations_outside_their_limits_are_rejected() {
         let result = parse(&format!("{MINIMAL}{yaml}\n"), "deploy.yaml", dir.path());
         assert_eq!(result.is_ok(), ok_expected, "{yaml}");
     }
+}
+
+/// Regression: `threads` and `bootstrap_resamples` beyond what model-image accepts passed
+/// validation (`bootstrap_resamples` was not a deploy.yaml key at all) and failed only inside the
+/// training job. Both bounds are the container's, inclusive.
+#[test]
+fn threads_and_bootstrap_resamples_are_bounded_like_the_container() {
+    let dir = data_dir();
+    for (yaml, ok_expected) in [
+        ("threads: 1", true),
+        ("threads: 4096", true),
+        ("threads: '4096'", true),
+        ("threads: 4097", false),
+        ("threads: 4294967295", false),
+        ("threads: 0", false),
+        ("bootstrap_resamples: 0", true),
+        ("bootstrap_resamples: 10000", true),
+        ("bootstrap_resamples: '10000.0'", true),
+        ("bootstrap_resamples: 10001", false),
+        ("bootstrap_resamples: 4294967295", false),
+        ("bootstrap_resamples: -1", false),
+        ("bootstrap_resamples: 2.5", false),
+    ] {
+        let source = format!("{MINIMAL}training:\n  hyperparameters: {{{yaml}}}\n");
+        match parse(&source, "deploy.yaml", dir.path()) {
+            Ok(_) => assert!(ok_expected, "{yaml}: accepted"),
+            Err(d) => {
+                assert!(!ok_expected, "{yaml}: {d}");
+                let d = d.iter().next().unwrap();
+                assert_eq!(d.kind, Kind::InvalidValue, "{yaml}: {d:?}");
+                assert!(d.help.is_some(), "{yaml}: {d:?}");
+            }
+        }
+    }
+    let source = format!("{MINIMAL}training:\n  hyperparameters: {{bootstrap_resamples: 0}}\n");
+    let spec = ok(&source, dir.path());
+    assert_eq!(spec.training.hyperparameters.bootstrap_resamples, Some(0));
+    assert_eq!(spec.sagemaker_hyperparameters()["bootstrap_resamples"], "0");
+    // Unset, the container's default applies: nothing is passed.
+    let spec = ok(MINIMAL, dir.path());
+    assert!(
+        !spec
+            .sagemaker_hyperparameters()
+            .contains_key("bootstrap_resamples")
+    );
+}
+
+/// The spec cannot depend on model-image (it links LightGBM), so the bounds model-image enforces
+/// on `threads` and `bootstrap_resamples` are repeated here; this reads model-image's source and
+/// fails when the two differ.
+#[test]
+fn the_hyperparameter_bounds_are_the_containers() {
+    use crate::validate::training::{MAX_BOOTSTRAP_RESAMPLES, MAX_THREADS};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../model-image/src/hyperparameters.rs");
+    let source = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let constant = |name: &str| -> u32 {
+        let prefix = format!("pub const {name}: u32 = ");
+        let line = source
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{}: no `{prefix}…;`", path.display()));
+        line.trim_end_matches(';').replace('_', "").parse().unwrap()
+    };
+    assert_eq!(MAX_THREADS, constant("MAX_THREADS"));
+    assert_eq!(MAX_BOOTSTRAP_RESAMPLES, constant("MAX_BOOTSTRAP_RESAMPLES"));
 }
 
 #[test]

@@ -252,8 +252,8 @@ pub struct HyperparametersWire {
     /// Fraction of features sampled per tree. Greater than 0, at most 1.
     #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1))]
     pub feature_fraction: Option<NumberWire>,
-    /// Training threads. At least 1 (unset: all cores of the instance).
-    #[schemars(extend("minimum" = 1))]
+    /// Training threads. 1 to 4096 (unset: all cores of the instance).
+    #[schemars(extend("minimum" = 1, "maximum" = 4096))]
     pub threads: Option<IntegerWire>,
     /// Fraction of the training data held out for validation, greater than 0 and at most 0.5. Prefer
     /// `data.validation`; setting both is an error.
@@ -266,6 +266,10 @@ pub struct HyperparametersWire {
     /// Random seed for sampling and the hold-out split. 0 to 2147483647.
     #[schemars(extend("minimum" = 0, "maximum" = 2147483647))]
     pub seed: Option<IntegerWire>,
+    /// Bootstrap resamples for the metrics' 95% confidence intervals, 0 (no intervals) to 10000
+    /// (the container's default: 1000).
+    #[schemars(extend("minimum" = 0, "maximum" = 10000))]
+    pub bootstrap_resamples: Option<IntegerWire>,
     /// LightGBM's quantized training: about a fifth less fit time on large data for a small loss
     /// of quality (the container's default: false).
     pub quantized_gradients: Option<bool>,

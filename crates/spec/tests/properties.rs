@@ -196,6 +196,7 @@ fn spec_keys() -> Vec<&'static str> {
         "validation_fraction",
         "target_fpr",
         "seed",
+        "bootstrap_resamples",
         "quantized_gradients",
         "min_pr_auc",
         "min_roc_auc",

@@ -26,6 +26,7 @@ pub(crate) const HYPERPARAMETERS: &[&str] = &[
     "validation_fraction",
     "target_fpr",
     "seed",
+    "bootstrap_resamples",
     "quantized_gradients",
 ];
 pub(crate) const QUALITY_GATE: &[&str] = &["min_pr_auc", "min_roc_auc", "min_mcc", "min_f1"];

@@ -7,7 +7,7 @@ mod cx;
 mod data;
 mod endpoint;
 pub(crate) mod keys;
-mod training;
+pub(crate) mod training;
 
 use std::collections::BTreeMap;
 

@@ -12,6 +12,17 @@ use crate::names::InstanceType;
 /// SageMaker's longest training job: 28 days.
 pub(crate) const MAX_RUNTIME_LIMIT: Duration = Duration::from_secs(28 * 86_400);
 
+/// The most training threads `threads` may ask for. The container refuses more: this must equal
+/// `model_image::hyperparameters::MAX_THREADS` (model-image/src/hyperparameters.rs). The spec cannot
+/// depend on model-image (it links LightGBM), so the two are kept equal by
+/// `the_hyperparameter_bounds_are_the_containers` in this crate's tests, which reads that file.
+pub(crate) const MAX_THREADS: u32 = 4_096;
+
+/// The most bootstrap resamples `bootstrap_resamples` may ask for. The container refuses more:
+/// this must equal `model_image::hyperparameters::MAX_BOOTSTRAP_RESAMPLES`
+/// (model-image/src/hyperparameters.rs), kept equal by the same test as [`MAX_THREADS`].
+pub(crate) const MAX_BOOTSTRAP_RESAMPLES: u32 = 10_000;
+
 pub(super) fn training(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Training> {
     let section = cx.optional_section(top, "training", keys::TRAINING)?;
     let instance_type = instance_type(
@@ -115,10 +126,12 @@ fn hyperparameters(cx: &mut Cx<'_>, section: &Option<Section<'_>>) -> Option<Hyp
     }
     let min_data_in_leaf = int(cx, "min_data_in_leaf", 0, u32::MAX.into()).map(|v| v as u32);
     let feature_fraction = number(cx, section, "feature_fraction", (0.0, false), (1.0, true));
-    let threads = int(cx, "threads", 1, 4_096).map(|v| v as u32);
+    let threads = int(cx, "threads", 1, MAX_THREADS.into()).map(|v| v as u32);
     let validation_fraction = number(cx, section, "validation_fraction", (0.0, false), (0.5, true));
     let target_fpr = number(cx, section, "target_fpr", (0.0, false), (1.0, false));
     let seed = int(cx, "seed", 0, i32::MAX.into()).map(|v| v as u32);
+    let bootstrap_resamples =
+        int(cx, "bootstrap_resamples", 0, MAX_BOOTSTRAP_RESAMPLES.into()).map(|v| v as u32);
     let quantized_gradients = section
         .get("quantized_gradients")
         .and_then(|e| cx.boolean(e.value, &section.path_of("quantized_gradients")));
@@ -134,6 +147,7 @@ fn hyperparameters(cx: &mut Cx<'_>, section: &Option<Section<'_>>) -> Option<Hyp
         validation_fraction,
         target_fpr,
         seed,
+        bootstrap_resamples,
         quantized_gradients,
     })
 }

@@ -9,10 +9,13 @@
 //! - [`Moto::start_sagemaker`]: moto whose SageMaker runs the real `model-image` ([`model_image`]) for
 //!   training jobs and endpoints, with status progressions, artifacts, logs, `InvokeEndpoint`,
 //!   UpdateEndpoint rollbacks and injected failures ([`Fault`]).
+//! - [`FaultProxy`]: a proxy in front of moto or the registry that answers a seeded fraction of
+//!   requests with throttling, 5xx and connection resets, each in its protocol's own form.
 //!
 //! A missing program skips the test with a note on a developer's machine and fails it in CI
 //! ([`require`]). DESIGN.md §9 lists what these backends do and do not emulate.
 
+mod fault_proxy;
 mod moto;
 mod registry;
 mod requests;
@@ -20,6 +23,7 @@ mod server;
 mod skopeo;
 mod tools;
 
+pub use fault_proxy::{FaultKind, FaultPlan, FaultProxy, OperationCounts, ProxyStats, Upstream};
 pub use moto::{AccessKey, Denial, Fault, MOTO_VERSION, Moto, ServedEndpoint, TrainingProcess};
 pub use registry::{Registry, RegistryRequest};
 pub use requests::{Protocol, Request, mutating};

@@ -57,6 +57,10 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest backoff between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+/// Scales the backoff down for tests that inject hundreds of faults (`ORCHESTRATE_RETRY_BACKOFF_MS`:
+/// the first backoff in milliseconds; the longest stays twenty times that). The attempts, what is
+/// retried and the adaptive rate limit are unchanged.
+pub const RETRY_BACKOFF_ENV: &str = "ORCHESTRATE_RETRY_BACKOFF_MS";
 
 /// Control-plane timeouts: every service but S3 and the runtime.
 pub fn timeouts() -> TimeoutConfig {
@@ -88,11 +92,19 @@ pub fn invoke_timeouts() -> TimeoutConfig {
 /// Adaptive retries: the standard strategy (transient errors, throttling and timeouts retried with
 /// exponential backoff and full jitter) plus a client-side token bucket that slows the client down
 /// while the service throttles it, instead of every retry adding to the throttling.
-pub fn retries() -> RetryConfig {
+pub fn retries(env: impl Fn(&str) -> Option<String>) -> RetryConfig {
+    let initial = env(RETRY_BACKOFF_ENV)
+        .and_then(|ms| ms.parse().ok())
+        .map_or(INITIAL_BACKOFF, Duration::from_millis);
+    let longest = if initial == INITIAL_BACKOFF {
+        MAX_BACKOFF
+    } else {
+        initial * 20
+    };
     RetryConfig::adaptive()
         .with_max_attempts(MAX_ATTEMPTS)
-        .with_initial_backoff(INITIAL_BACKOFF)
-        .with_max_backoff(MAX_BACKOFF)
+        .with_initial_backoff(initial)
+        .with_max_backoff(longest)
 }
 
 /// Why the account of the credentials is unknown: STS `GetCallerIdentity` is the first call of
@@ -175,11 +187,11 @@ impl Clients {
     /// Builds every client from `config`; `env` reads environment variables (injected for tests).
     pub fn from_config(config: &SdkConfig, env: impl Fn(&str) -> Option<String>) -> Self {
         let profile = env(PROFILE_ENV).filter(|p| !p.trim().is_empty());
-        let path_style = s3_path_style(config.endpoint_url(), env);
+        let path_style = s3_path_style(config.endpoint_url(), &env);
         let config = &config
             .to_builder()
             .timeout_config(timeouts())
-            .retry_config(retries())
+            .retry_config(retries(&env))
             .build();
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)

@@ -70,7 +70,7 @@ pub enum EngineError {
         state: String,
     },
     #[error(
-        "gave up waiting for {kind} `{name}`: {failures} observations failed in a row over {blind:?} \
+        "gave up on {kind} `{name}`: {failures} calls to read or delete it failed in a row over {blind:?} \
          (budget: {budget}); the last error"
     )]
     ObserveBudgetSpent {
@@ -78,6 +78,17 @@ pub enum EngineError {
         name: String,
         failures: u32,
         /// How long since the last successful observation (or the start of the wait).
+        blind: Duration,
+        budget: ObserveErrorBudget,
+        #[source]
+        last: Box<TargetError>,
+    },
+    #[error(
+        "gave up discovering what the deployment owns: {failures} reads failed in a row over {blind:?} \
+         (budget: {budget}); the last error"
+    )]
+    DiscoveryBudgetSpent {
+        failures: u32,
         blind: Duration,
         budget: ObserveErrorBudget,
         #[source]
@@ -127,9 +138,9 @@ pub async fn plan<T: Target>(
     let started = Instant::now();
     let observations = join_all(state.resources.iter().map(|desired| {
         let span = tracing::debug_span!("observe", kind = %desired.kind(), name = %desired.name);
-        target.observe(desired).instrument(span)
+        observe_within_budget(target, desired).instrument(span)
     }));
-    let owned = target.owned().instrument(tracing::debug_span!("discover"));
+    let owned = discover_within_budget(target).instrument(tracing::debug_span!("discover"));
     let (observations, owned) = tokio::join!(observations, owned);
     let observed = observations.into_iter().collect::<Result<Vec<_>, _>>()?;
     reporter.event(Event::Observed {
@@ -137,6 +148,77 @@ pub async fn plan<T: Target>(
         elapsed: started.elapsed(),
     });
     Ok(Plan::new(state, target.describe(), observed, owned?))
+}
+
+/// Runs `read` (an observation, the discovery of what the deployment owns, or a deletion) again after a
+/// transient failure, within [`OBSERVE_ERROR_BUDGET`], every poll interval: the SDK retries each
+/// call a few times, this retries the read, so a throttling burst longer than the SDK's backoff
+/// does not end a run that has changed nothing yet. `spent` words the error when the budget runs
+/// out.
+async fn read_within_budget<T, R, Fut>(
+    target: &T,
+    mut read: impl FnMut() -> Fut,
+    spent: impl FnOnce(u32, Duration, TargetError) -> EngineError,
+) -> Result<R, EngineError>
+where
+    T: Target,
+    Fut: Future<Output = Result<R, TargetError>>,
+{
+    let budget = OBSERVE_ERROR_BUDGET;
+    let started = Instant::now();
+    let mut failures = 0u32;
+    loop {
+        match read().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.is_transient() => {
+                failures += 1;
+                let blind = started.elapsed();
+                if failures >= budget.max_failures || blind >= budget.max_blind {
+                    return Err(spent(failures, blind, error));
+                }
+                tracing::warn!(
+                    failures,
+                    ?blind,
+                    error = %error_chain(&error),
+                    "reading failed; trying again (transient error)"
+                );
+                tokio::time::sleep(target.poll_interval()).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// [`Target::observe`] within the observe budget.
+async fn observe_within_budget<T: Target>(target: &T, desired: &Desired) -> Result<Observed, EngineError> {
+    read_within_budget(
+        target,
+        || target.observe(desired),
+        |failures, blind, last| EngineError::ObserveBudgetSpent {
+            kind: desired.kind(),
+            name: desired.name.clone(),
+            failures,
+            blind,
+            budget: OBSERVE_ERROR_BUDGET,
+            last: Box::new(last),
+        },
+    )
+    .await
+}
+
+/// [`Target::owned`] within the observe budget.
+async fn discover_within_budget<T: Target>(target: &T) -> Result<Vec<Found>, EngineError> {
+    read_within_budget(
+        target,
+        || target.owned(),
+        |failures, blind, last| EngineError::DiscoveryBudgetSpent {
+            failures,
+            blind,
+            budget: OBSERVE_ERROR_BUDGET,
+            last: Box::new(last),
+        },
+    )
+    .await
 }
 
 /// The training job attempt a deployment serves from, and its validation metrics (read once per
@@ -302,7 +384,22 @@ async fn delete_one<T: Target>(
             verb: "delete",
         });
         loop {
-            match target.delete(found).await? {
+            // A deletion is idempotent (asking again finds it pending or gone): a transient failure
+            // is asked again within the budget, as an observation is.
+            let deleted = read_within_budget(
+                target,
+                || target.delete(found),
+                |failures, blind, last| EngineError::ObserveBudgetSpent {
+                    kind: found.kind,
+                    name: found.name.clone(),
+                    failures,
+                    blind,
+                    budget: OBSERVE_ERROR_BUDGET,
+                    last: Box::new(last),
+                },
+            )
+            .await?;
+            match deleted {
                 Deleted::Gone => break,
                 Deleted::Pending(state) => {
                     let elapsed = started.elapsed();
@@ -541,7 +638,7 @@ fn endpoint_config(settings: &Settings) -> &str {
 /// After `up`, the endpoint must run the desired config.
 async fn verify_endpoint<T: Target>(target: &T, endpoint: &Desired) -> Result<(), EngineError> {
     let want = endpoint_config(&endpoint.settings).to_string();
-    match target.observe(endpoint).await? {
+    match observe_within_budget(target, endpoint).await? {
         Observed::Present { settings, .. } => {
             let have = endpoint_config(&settings).to_string();
             if have == want {
@@ -578,7 +675,7 @@ pub async fn down<T: Target>(
     keep: impl Fn(&Found) -> bool,
     reporter: &dyn Reporter,
 ) -> Result<DownOutcome, EngineError> {
-    let mut owned = target.owned().await?;
+    let mut owned = discover_within_budget(target).await?;
     owned.sort_by_key(|f| std::cmp::Reverse(f.kind));
     let mut deleted = Vec::new();
     let mut kept = Vec::new();
@@ -590,7 +687,11 @@ pub async fn down<T: Target>(
         delete_one(target, &found, reporter).await?;
         deleted.push(found);
     }
-    let left: Vec<Found> = target.owned().await?.into_iter().filter(|f| !keep(f)).collect();
+    let left: Vec<Found> = discover_within_budget(target)
+        .await?
+        .into_iter()
+        .filter(|f| !keep(f))
+        .collect();
     if let Some(first) = left.first() {
         return Err(EngineError::Failed {
             kind: first.kind,
@@ -610,7 +711,7 @@ pub async fn rollback<T: Target>(
     reporter: &dyn Reporter,
 ) -> Result<String, EngineError> {
     let endpoint = state.get(Kind::Endpoint).expect("deployments have an endpoint");
-    let (current, previous) = match target.observe(endpoint).await? {
+    let (current, previous) = match observe_within_budget(target, endpoint).await? {
         Observed::Present {
             settings, outputs, ..
         } => (
@@ -635,7 +736,7 @@ pub async fn rollback<T: Target>(
     };
     // The previous config is read from the endpoint (a tag on AWS), which anyone who may tag it can
     // set: switch only to a config the deployment owns.
-    let owned = target.owned().await?;
+    let owned = discover_within_budget(target).await?;
     if !owned
         .iter()
         .any(|found| found.kind == Kind::EndpointConfig && found.name == previous)

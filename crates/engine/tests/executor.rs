@@ -176,6 +176,9 @@ struct Fake {
     /// throttled or failed `DescribeTrainingJob` during the wait).
     observe_failures: Mutex<u32>,
     observe_failure: Transience,
+    /// Discovering what is owned, and deleting, fail (transiently) this many more times each.
+    discover_failures: Mutex<u32>,
+    delete_failures: Mutex<u32>,
 }
 
 impl Fake {
@@ -191,6 +194,8 @@ impl Fake {
             endpoint_deleting: Mutex::new(0),
             observe_failures: Mutex::new(0),
             observe_failure: Transience::Transient,
+            discover_failures: Mutex::new(0),
+            delete_failures: Mutex::new(0),
         }
     }
 
@@ -370,6 +375,9 @@ impl Target for Fake {
     }
 
     async fn owned(&self) -> Result<Vec<Found>, TargetError> {
+        if count_down(&self.discover_failures) {
+            return Err(TargetError::new("list", Kind::Model, "*", "connection reset by peer").transient());
+        }
         let resources = self.resources.lock().unwrap();
         Ok(resources
             .values()
@@ -444,6 +452,9 @@ impl Target for Fake {
 
     async fn delete(&self, found: &Found) -> Result<Deleted, TargetError> {
         self.call("delete", found.kind, &found.name);
+        if count_down(&self.delete_failures) {
+            return Err(TargetError::new("delete", found.kind, &found.name, "HTTP 503").transient());
+        }
         if found.kind == Kind::Endpoint && count_down(&self.endpoint_deleting) {
             return Ok(Deleted::Pending("Deleting".into()));
         }
@@ -1009,6 +1020,34 @@ async fn down_deletes_in_reverse_dependency_order_and_keeps_what_it_is_told() {
         .await
         .expect("down again");
     assert!(again.deleted.is_empty());
+}
+
+/// Regression: one transient error (after the SDK's retries) while discovering what the deployment
+/// owns, or while deleting, ended `down` (and `plan`) although asking again is safe.
+#[tokio::test(start_paused = true)]
+async fn plan_and_down_ride_out_transient_discovery_and_delete_errors() {
+    let state = desired("1");
+    let fake = Fake::converged(&state);
+    *fake.discover_failures.lock().unwrap() = 3;
+    assert!(plan(&fake, &state).await.is_noop());
+    *fake.discover_failures.lock().unwrap() = 3;
+    *fake.delete_failures.lock().unwrap() = 3;
+    let outcome = executor::down(&fake, |_| false, &Silent)
+        .await
+        .expect("down rides out the errors");
+    assert!(!outcome.deleted.is_empty());
+    assert!(fake.owned().await.unwrap().is_empty());
+
+    // Past the budget, it says so.
+    let fake = Fake::converged(&state);
+    *fake.discover_failures.lock().unwrap() = u32::MAX;
+    let error = executor::down(&fake, |_| false, &Silent)
+        .await
+        .expect_err("the budget runs out");
+    assert!(
+        matches!(error, EngineError::DiscoveryBudgetSpent { failures, .. } if failures == executor::OBSERVE_ERROR_BUDGET.max_failures),
+        "{error}"
+    );
 }
 
 /// A target whose deletes do nothing: `down` must notice what is left.

@@ -2,6 +2,9 @@
 //! running `orchestrate` the way a user does (no TTY, exit codes, stdout and stderr).
 
 pub mod aws;
+pub mod kill;
+pub mod local;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -89,7 +89,9 @@ pub async fn observe(
     let Some(endpoint) = describe(clients, name).await? else {
         return Ok(Observed::Absent);
     };
-    let tags = sagemaker::read_tags(clients, KIND, name, &endpoint.arn).await?;
+    let Some(tags) = tags_unless_gone(clients, name, &endpoint.arn).await? else {
+        return Ok(Observed::Absent);
+    };
     let mut lifecycle = lifecycle(&endpoint.status, endpoint.failure.as_deref());
     if lifecycle == Lifecycle::Ready
         && let Some(failure) = &endpoint.failure
@@ -226,8 +228,23 @@ pub async fn ours(target: &AwsTarget) -> Result<Option<EndpointState>, AwsError>
     let Some(endpoint) = describe(&target.clients, name).await? else {
         return Ok(None);
     };
-    let ours = sagemaker::is_ours(target, KIND, name, &endpoint.arn).await?;
-    Ok(ours.then_some(endpoint))
+    let Some(tags) = tags_unless_gone(&target.clients, name, &endpoint.arn).await? else {
+        return Ok(None);
+    };
+    Ok(target.is_ours(tags.iter()).then_some(endpoint))
+}
+
+/// The endpoint's tags; `None` when reading them failed because the endpoint is gone by now (a
+/// deletion finishing between the describe and the tag read: after a `down` interrupted while the
+/// endpoint was `Deleting`, the next run meets exactly that).
+async fn tags_unless_gone(clients: &Clients, name: &str, arn: &str) -> Result<Option<Tags>, AwsError> {
+    match sagemaker::read_tags(clients, KIND, name, arn).await {
+        Ok(tags) => Ok(Some(tags)),
+        Err(error) => match describe(clients, name).await? {
+            None => Ok(None),
+            Some(_) => Err(error),
+        },
+    }
 }
 
 /// The endpoint on AWS, in SageMaker.

@@ -105,9 +105,25 @@ impl KindOnTarget<LocalTarget> for LocalEndpoint {
             .map_err(|e| target_error("delete", KIND, name, e))
     }
 
+    /// The recorded endpoint; also, unrecorded, one whose server a run killed before recording
+    /// it left behind (a `.starting` note, a log, or a process marked for the endpoint), so
+    /// `down` stops that server too.
     async fn owned(target: &LocalTarget) -> Result<Vec<Found>, TargetError> {
-        target.found(KIND)
+        let mut found = target.found(KIND)?;
+        let name = target.spec.name.as_str();
+        if !found.iter().any(|f| f.name == name) && left_by_a_killed_start(target, name) {
+            found.push(Found::new(KIND, name));
+        }
+        Ok(found)
     }
+}
+
+/// Whether a start of endpoint `name` that no record names left something: its `.starting`
+/// note, its log, or a server marked for it.
+fn left_by_a_killed_start(target: &LocalTarget, name: &str) -> bool {
+    starting_path(target, name).exists()
+        || log_path(target, name).exists()
+        || !process::find(&marker(target, name)).is_empty()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -255,7 +255,7 @@ impl Target for LocalTarget {
     /// image is built lazily if it must be applied.
     fn image_digest(&self) -> Result<Digest, TargetError> {
         let spec = image_spec(&self.model_image_bin);
-        let cache = self.state.root().join("image-digest.json");
+        let cache = self.state.digest_cache();
         // The image crate writes the cache in place: never through a symlink.
         state::remove_symlink(&cache).map_err(|source| {
             let error = io_error(Kind::Image, &repository_name(&self.spec), "remove", &cache)(source);
@@ -307,7 +307,10 @@ impl Target for LocalTarget {
         self.state.lock().map(Some).map_err(BoxError::from)
     }
 
+    /// Gives the lock back, after tidying the state folder ([`State::tidy`]): after `down`, only
+    /// the lock file stays, even when an earlier `down` was killed half-way.
     async fn release(&self, lock: StateLock) -> Result<(), BoxError> {
+        self.state.tidy();
         drop(lock);
         Ok(())
     }

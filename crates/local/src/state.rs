@@ -4,6 +4,9 @@
 //! Layout, under `<local.state_dir>/<deployment>/`:
 //! ```text
 //! lock                                  held by the running `up`/`down` (pid and command inside)
+//! image-digest.json                     the image digest of the last binary seen (a cache; removed
+//!                                       by the locked run that leaves nothing else, so after `down`
+//!                                       only the lock file stays)
 //! buckets/<bucket>.json, <bucket>/      the bucket's record and folder (uploaded data inside)
 //! training-data/<prefix>.json           one record per uploaded channel, named by its key prefix
 //!                                       (`data/<sha12>/<channel>/`, percent-encoded)
@@ -41,6 +44,11 @@ use serde::{Deserialize, Serialize};
 use crate::contained::{ContainedPath, Escape, RecordedPath, resolve};
 use crate::error::LocalError;
 use crate::process::Marker;
+
+/// The image-digest cache's file name in the state folder.
+const DIGEST_CACHE: &str = "image-digest.json";
+/// How the temporary file of a record being written is named (then renamed over the record).
+const TEMP_PREFIX: &str = ".record-";
 
 /// One resource's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,7 +288,7 @@ impl State {
             source,
         };
         let mut temp = tempfile::Builder::new()
-            .prefix(".record-")
+            .prefix(TEMP_PREFIX)
             .tempfile_in(&dir)
             .map_err(error)?;
         temp.write_all(bytes).map_err(error)?;
@@ -306,8 +314,45 @@ impl State {
     /// Removes the kind's folder and then the state folder if they are empty (after `down`, only
     /// the lock file stays).
     pub fn prune(&self, kind: Kind) {
-        let _ = fs::remove_dir(self.kind_dir(kind));
+        let dir = self.kind_dir(kind);
+        // Temporary files of record writes a killed run never finished: once no record is left
+        // they are all that would keep the folder.
+        if let Ok(entries) = fs::read_dir(&dir) {
+            let entries: Vec<_> = entries.flatten().collect();
+            let unfinished = |e: &fs::DirEntry| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+            if entries.iter().all(unfinished) {
+                for entry in entries {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(dir);
         let _ = fs::remove_dir(&self.root);
+    }
+
+    /// The image-digest cache (see `Target::image_digest`).
+    pub fn digest_cache(&self) -> PathBuf {
+        self.root.join(DIGEST_CACHE)
+    }
+
+    /// Tidies the state folder at the end of a run that holds the lock: every kind's folder that
+    /// holds no record is pruned ([`prune`](Self::prune)), and once nothing but the lock file and
+    /// the image-digest cache is left, the cache goes too. A `down` killed between removing a record
+    /// and pruning its folder left an empty folder (or the cache) that no later `down` would find,
+    /// the state folder never gone; the next locked run tidies it.
+    pub fn tidy(&self) {
+        for &kind in Kind::ALL {
+            self.prune(kind);
+        }
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        let only_cache = entries
+            .flatten()
+            .all(|entry| entry.file_name() == "lock" || entry.file_name() == DIGEST_CACHE);
+        if only_cache {
+            let _ = fs::remove_file(self.digest_cache());
+        }
     }
 
     /// Every record of a kind, sorted by name.
@@ -369,13 +414,11 @@ impl State {
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
+                let holder = holder_note(&mut file);
                 let holder = if holder.is_empty() {
                     "holder unknown".to_string()
                 } else {
-                    holder.to_string()
+                    holder
                 };
                 return Err(LocalError::Locked { path, holder });
             }
@@ -387,6 +430,26 @@ impl State {
         file.seek(SeekFrom::Start(0)).map_err(error)?;
         file.write_all(note.as_bytes()).map_err(error)?;
         Ok(StateLock { file, path })
+    }
+}
+
+/// How long a run refused by the lock waits for the holder's note, which the holder writes just
+/// after taking the lock (two runs that reach the lock together meet in between).
+const NOTE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The holder's note in a held lock file: read again, for at most [`NOTE_WAIT`], while it is
+/// empty. Empty when the holder never writes one.
+fn holder_note(file: &mut File) -> String {
+    let deadline = std::time::Instant::now() + NOTE_WAIT;
+    loop {
+        let mut holder = String::new();
+        let _ = file.seek(SeekFrom::Start(0));
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        if !holder.is_empty() || std::time::Instant::now() >= deadline {
+            return holder.to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -590,6 +653,20 @@ mod tests {
         assert!(state.list::<NoDetails>(Kind::Role).unwrap().is_empty());
     }
 
+    /// Regression: a run killed while writing a record leaves its temporary file, which kept the
+    /// kind's folder (and so the state folder) after `down`.
+    #[test]
+    fn removing_the_last_record_also_removes_unfinished_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        state
+            .write(Kind::Role, &Record::new("r", role(), NoDetails {}))
+            .unwrap();
+        fs::write(state.kind_dir(Kind::Role).join(".record-AbC123"), "{\"na").unwrap();
+        state.remove(Kind::Role, "r").unwrap();
+        assert!(!state.root().exists());
+    }
+
     #[test]
     fn corrupt_record_names_its_path() {
         let dir = tempfile::tempdir().unwrap();
@@ -617,6 +694,56 @@ mod tests {
             text.contains("earlier orchestrate") && text.contains("orchestrate down"),
             "{text}"
         );
+    }
+
+    /// Regression: `down` left `image-digest.json` beside the lock file (the layout promises only
+    /// the lock file), and a `down` killed between removing a record and pruning its folder left
+    /// the folder for good.
+    #[test]
+    fn tidying_leaves_only_the_lock_once_nothing_else_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        let lock = state.lock().unwrap();
+        fs::write(state.digest_cache(), "{}").unwrap();
+        state
+            .write(Kind::Role, &Record::new("r", role(), NoDetails {}))
+            .unwrap();
+        state.tidy();
+        assert!(state.digest_cache().is_file(), "kept while a record is left");
+        state.remove(Kind::Role, "r").unwrap();
+        // As a `down` killed between removing the last record and pruning its folder leaves it.
+        fs::create_dir(state.kind_dir(Kind::TrainingJob)).unwrap();
+        state.tidy();
+        assert!(!state.digest_cache().exists());
+        drop(lock);
+        let left: Vec<_> = fs::read_dir(state.root())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["lock"]);
+    }
+
+    /// Regression: a run refused in the instant between the holder taking the lock and writing
+    /// its note said "holder unknown" (two `up`s started together meet there).
+    #[test]
+    fn a_run_refused_before_the_holder_wrote_its_note_still_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::new(dir.path(), "iot");
+        drop(state.lock().unwrap());
+        // The holder, between its lock and its note.
+        let path = state.root().join("lock");
+        let mut holder = OpenOptions::new().write(true).open(&path).unwrap();
+        holder.try_lock().unwrap();
+        // Its note comes a moment after the refused run first reads the file.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            holder.write_all(b"pid 42 (orchestrate up)\n").unwrap();
+            holder
+        });
+        let error = state.lock().unwrap_err();
+        let _holder = writer.join().unwrap();
+        assert!(error.to_string().contains("(pid 42 (orchestrate up))"), "{error}");
     }
 
     #[test]

@@ -19,11 +19,21 @@
 
 use orchestrate_e2e::aws::{Aws, REGION};
 use orchestrate_e2e::{Deployment, Run};
-use testbed::{FaultPlan, FaultProxy, ProxyStats, Upstream, mutating};
+use testbed::{FaultKind, FaultPlan, FaultProxy, ProxyStats, Upstream, mutating};
 
 const NAME: &str = "e2e-faults";
 /// Re-runs a command may need before it must have converged.
 const RERUNS: u64 = 3;
+/// How the proxies name operations that only read: the rest mutate.
+const READS: &[&str] = &[
+    "Get",
+    "List",
+    "Describe",
+    "Head",
+    "GET ",
+    "HEAD ",
+    "InvokeEndpoint",
+];
 
 fn deploy_yaml(learning_rate: f64) -> String {
     format!(
@@ -325,6 +335,38 @@ async fn up_status_and_down_converge_through_throttling_server_errors_and_resets
     let baseline = cycle(&aws, &clean, &deployment, 0.1).await;
     assert_eq!(baseline.faults, 0);
     assert_eq!(baseline.reruns, 0);
+
+    // Every mutating call of that cycle with its first response lost (the change made, the client
+    // never told): each must be recognised as done by its retry or the next step, within the run.
+    let mutating: Vec<String> = clean
+        .aws_proxy
+        .stats()
+        .operations
+        .into_keys()
+        .chain(clean.registry_proxy.stats().operations.into_keys())
+        .filter(|name| !READS.iter().any(|verb| name.starts_with(verb)))
+        .collect();
+    assert!(
+        mutating.iter().any(|n| n == "CreateTrainingJob") && mutating.iter().any(|n| n == "CreateRole"),
+        "{mutating:?}"
+    );
+    let lost = Faulty::start(
+        &aws,
+        FaultPlan::first_calls_of(mutating.clone(), 1, FaultKind::ResponseLost),
+        &model_image,
+    )
+    .await;
+    let tally = cycle(&aws, &lost, &deployment, 0.105).await;
+    assert_eq!(
+        tally.reruns, 0,
+        "a lost response must not end a run: {mutating:?}"
+    );
+    eprintln!(
+        "faults figure: lost responses: 1/1 cycle converged without a re-run, {} mutating operations \
+         each with its first response lost ({} faults)",
+        mutating.len(),
+        tally.faults
+    );
 
     let mut faulted = Tally::default();
     let mut converged = 0;

@@ -68,6 +68,7 @@ const NOT_FOUND_CODES: &[&str] = &[
     "RepositoryPolicyNotFoundException",
     "ResourceNotFound",
     "ResourceNotFoundException",
+    "ObjectNotFoundException",
 ];
 
 const THROTTLED_CODES: &[&str] = &[
@@ -131,8 +132,16 @@ pub fn classify_parts(code: Option<&str>, message: Option<&str>, status: Option<
         if ACCESS_DENIED_CODES.contains(&code) {
             return ErrorClass::AccessDenied;
         }
+        // SageMaker's `Describe*` ("Could not find"), and Application Auto Scaling as moto answers
+        // a missing scalable target or policy ("No scalable target found", where AWS sends
+        // `ObjectNotFoundException`).
         if code == "ValidationException"
-            && message.is_some_and(|m| m.contains("Could not find") || m.contains("does not exist"))
+            && message.is_some_and(|m| {
+                m.contains("Could not find")
+                    || m.contains("does not exist")
+                    || m.contains("No scalable target found")
+                    || m.contains("No scaling policy found")
+            })
         {
             return ErrorClass::NotFound;
         }
@@ -388,6 +397,26 @@ mod tests {
         assert_eq!(
             classify_parts(Some("ValidationException"), Some("Bad instance type"), Some(400)),
             ErrorClass::Other
+        );
+    }
+
+    /// Regression: a `DeregisterScalableTarget` whose answer was lost was retried by the SDK and
+    /// met "No scalable target found", which ended `down` instead of counting as gone.
+    #[test]
+    fn a_missing_scalable_target_or_policy_is_not_found() {
+        let moto = "No scalable target found for service namespace: sagemaker, resource ID: \
+                    endpoint/iot/variant/AllTraffic, scalable dimension: sagemaker:variant:DesiredInstanceCount";
+        assert_eq!(
+            classify_parts(Some("ValidationException"), Some(moto), Some(400)),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify_parts(
+                Some("ObjectNotFoundException"),
+                Some("No scaling policy found"),
+                Some(400)
+            ),
+            ErrorClass::NotFound
         );
     }
 

@@ -166,6 +166,20 @@ pub fn user_tags(tags: &Tags) -> Tags {
     tags.iter().filter(|(k, _)| !is_bookkeeping(k)).collect()
 }
 
+/// Whether a create failed because the resource exists already: SageMaker answers a training job's
+/// name in use with `ResourceInUse`, and a model, endpoint config or endpoint of an existing name
+/// with a `ValidationException` "Cannot create already existing …". Moments after observing it
+/// absent, under the deployment's lock, that is the run's own create whose answer was lost (the
+/// SDK retried a call that had succeeded): the create is done.
+pub fn already_exists(error: &AwsError) -> bool {
+    error.has_code("ResourceInUse")
+        || (error.has_code("ValidationException")
+            && error
+                .source
+                .to_string()
+                .contains("Cannot create already existing"))
+}
+
 /// Why a training job or a model cannot be created yet, while IAM propagates its role.
 pub const ROLE_PROPAGATING: &str = "SageMaker cannot assume the execution role yet (IAM is propagating it)";
 

@@ -137,7 +137,7 @@ pub async fn apply(
         existing = None;
     }
     let Some(existing) = existing else {
-        clients
+        let created = clients
             .sagemaker
             .create_endpoint()
             .endpoint_name(name)
@@ -145,8 +145,19 @@ pub async fn apply(
             .set_tags(Some(sagemaker::sagemaker_tags(tags)))
             .send()
             .await
-            .map_err(|e| AwsError::sdk("create", KIND, name, e))?;
-        return Ok(Applied::Pending);
+            .map_err(|e| AwsError::sdk("create", KIND, name, e));
+        return match created {
+            Ok(_) => Ok(Applied::Pending),
+            // The wait that follows observes it, its config and tags included.
+            Err(error) if sagemaker::already_exists(&error) => {
+                tracing::info!(
+                    endpoint = name,
+                    "the endpoint exists: this run's own create, its answer lost"
+                );
+                Ok(Applied::Pending)
+            }
+            Err(error) => Err(error),
+        };
     };
     let had = sagemaker::put_tags(clients, KIND, name, &existing.arn, tags).await?;
     if existing.config == config {

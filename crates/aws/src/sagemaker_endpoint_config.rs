@@ -88,7 +88,7 @@ pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSetti
         ))
         .initial_instance_count(sdk_count(settings.variant.count))
         .build();
-    clients
+    let created = clients
         .sagemaker
         .create_endpoint_config()
         .endpoint_config_name(name)
@@ -96,8 +96,17 @@ pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSetti
         .set_tags(Some(sagemaker::sagemaker_tags(&settings.tags)))
         .send()
         .await
-        .map_err(|e| AwsError::sdk("create", KIND, name, e))?;
-    Ok(())
+        .map_err(|e| AwsError::sdk("create", KIND, name, e));
+    match created {
+        Err(error) if sagemaker::already_exists(&error) => {
+            tracing::info!(
+                config = name,
+                "the endpoint config exists: this run's own create, its answer lost"
+            );
+            Ok(())
+        }
+        other => other.map(drop),
+    }
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {

@@ -117,7 +117,15 @@ pub async fn apply(
         .send()
         .await;
     if let Err(e) = created {
-        return sagemaker::not_yet_while_role_propagates(AwsError::sdk("create", KIND, name, e));
+        let error = AwsError::sdk("create", KIND, name, e);
+        if sagemaker::already_exists(&error) {
+            tracing::info!(
+                model = name,
+                "the model exists: this run's own create, its answer lost"
+            );
+            return Ok(Applied::Ready(Outputs::None));
+        }
+        return sagemaker::not_yet_while_role_propagates(error);
     }
     tracing::info!(model = name, attempt = job.attempt, "created model");
     Ok(Applied::Ready(Outputs::None))

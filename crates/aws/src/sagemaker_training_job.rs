@@ -340,7 +340,15 @@ pub async fn apply(
         .send()
         .await;
     if let Err(e) = created {
-        return sagemaker::not_yet_while_role_propagates(AwsError::sdk("create", KIND, &name, e));
+        let error = AwsError::sdk("create", KIND, &name, e);
+        if sagemaker::already_exists(&error) {
+            tracing::info!(
+                job = name,
+                "the training job exists: this run's own create, its answer lost"
+            );
+            return Ok(Applied::Pending);
+        }
+        return sagemaker::not_yet_while_role_propagates(error);
     }
     tracing::info!(job = name, "started training job");
     Ok(Applied::Pending)

@@ -83,9 +83,9 @@ pub enum FaultPlan {
         rate: f64,
         mix: Vec<(FaultKind, u32)>,
     },
-    /// The first `count` requests of `operation` get `kind`; everything else passes.
+    /// The first `count` requests of each of `operations` get `kind`; everything else passes.
     FirstCalls {
-        operation: String,
+        operations: Vec<String>,
         count: u64,
         kind: FaultKind,
     },
@@ -109,11 +109,20 @@ impl FaultPlan {
         }
     }
 
-    /// The first `count` calls of `operation` (as [`Operation`] names it: `DescribeTrainingJob`,
-    /// `GetCallerIdentity`, `PUT /bucket/key`) answered with `kind`.
+    /// The first `count` calls of `operation` (as the proxy names it: `DescribeTrainingJob`,
+    /// `GetCallerIdentity`, `PUT /bucket/key`, `PUT /bucket?tagging`) answered with `kind`.
     pub fn first_calls(operation: impl Into<String>, count: u64, kind: FaultKind) -> FaultPlan {
+        Self::first_calls_of([operation], count, kind)
+    }
+
+    /// [`FaultPlan::first_calls`] of each of `operations`.
+    pub fn first_calls_of(
+        operations: impl IntoIterator<Item = impl Into<String>>,
+        count: u64,
+        kind: FaultKind,
+    ) -> FaultPlan {
         FaultPlan::FirstCalls {
-            operation: operation.into(),
+            operations: operations.into_iter().map(Into::into).collect(),
             count,
             kind,
         }
@@ -141,10 +150,10 @@ impl FaultPlan {
                 })
             }
             FaultPlan::FirstCalls {
-                operation: faulted,
+                operations,
                 count,
                 kind,
-            } => (faulted == operation && occurrence < *count).then_some(*kind),
+            } => (operations.iter().any(|o| o == operation) && occurrence < *count).then_some(*kind),
         }
     }
 }
@@ -185,10 +194,11 @@ impl Operation {
     fn of(
         upstream: Upstream,
         method: &Method,
-        path: &str,
+        uri: &hyper::Uri,
         headers: &hyper::HeaderMap,
         body: &[u8],
     ) -> Operation {
+        let path = uri.path();
         if upstream == Upstream::Registry {
             return Operation {
                 wire: Wire::Registry,
@@ -214,15 +224,26 @@ impl Operation {
                 name: "InvokeEndpoint".to_string(),
             };
         }
-        // S3, path-style: the bucket alone, or an object in it.
+        // S3, path-style: the bucket alone, or an object in it, and the subresource (`?tagging`,
+        // `?policy`: the parameters without a value).
         let route = match path.trim_start_matches('/').split_once('/') {
             Some((_, key)) if !key.is_empty() => "/bucket/key",
             _ => "/bucket",
         };
-        Operation {
-            wire: Wire::S3,
-            name: format!("{method} {route}"),
-        }
+        let mut subresources: Vec<&str> = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty() && !pair.contains('=') || pair.ends_with('='))
+            .map(|pair| pair.trim_end_matches('='))
+            .collect();
+        subresources.sort_unstable();
+        let name = if subresources.is_empty() {
+            format!("{method} {route}")
+        } else {
+            format!("{method} {route}?{}", subresources.join("&"))
+        };
+        Operation { wire: Wire::S3, name }
     }
 }
 
@@ -436,13 +457,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         .await
         .map_err(|e| Dropped(format!("reading the request: {e}")))?
         .to_bytes();
-    let operation = Operation::of(
-        shared.upstream,
-        &parts.method,
-        parts.uri.path(),
-        &parts.headers,
-        &body,
-    );
+    let operation = Operation::of(shared.upstream, &parts.method, &parts.uri, &parts.headers, &body);
     let fault = {
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         let occurrence = state.occurrences.entry(operation.name.clone()).or_default();
@@ -627,12 +642,13 @@ mod tests {
 
     #[test]
     fn operations_are_named_per_protocol() {
+        let uri = |text: &str| -> hyper::Uri { text.parse().expect("a URI") };
         let mut headers = hyper::HeaderMap::new();
         headers.insert(
             "x-amz-target",
             HeaderValue::from_static("SageMaker.DescribeTrainingJob"),
         );
-        let json = Operation::of(Upstream::Aws, &Method::POST, "/", &headers, b"{}");
+        let json = Operation::of(Upstream::Aws, &Method::POST, &uri("/"), &headers, b"{}");
         assert_eq!(
             (json.wire, json.name.as_str()),
             (Wire::AwsJson, "DescribeTrainingJob")
@@ -646,7 +662,7 @@ mod tests {
         let query = Operation::of(
             Upstream::Aws,
             &Method::POST,
-            "/",
+            &uri("/"),
             &form,
             b"Action=CreateRole&Version=2010-05-08",
         );
@@ -656,17 +672,19 @@ mod tests {
         let s3 = Operation::of(
             Upstream::Aws,
             &Method::PUT,
-            "/bucket/orchestrate/lock.json",
+            &uri("/bucket/orchestrate/lock.json?x-id=PutObject"),
             &none,
             b"{}",
         );
         assert_eq!((s3.wire, s3.name.as_str()), (Wire::S3, "PUT /bucket/key"));
-        let bucket = Operation::of(Upstream::Aws, &Method::HEAD, "/bucket", &none, b"");
+        let bucket = Operation::of(Upstream::Aws, &Method::HEAD, &uri("/bucket"), &none, b"");
         assert_eq!(bucket.name, "HEAD /bucket");
+        let tagging = Operation::of(Upstream::Aws, &Method::PUT, &uri("/bucket?tagging"), &none, b"");
+        assert_eq!(tagging.name, "PUT /bucket?tagging");
         let invoke = Operation::of(
             Upstream::Aws,
             &Method::POST,
-            "/endpoints/iot/invocations",
+            &uri("/endpoints/iot/invocations"),
             &none,
             b"1,2",
         );
@@ -675,7 +693,7 @@ mod tests {
         let blob = Operation::of(
             Upstream::Registry,
             &Method::PATCH,
-            "/v2/iot/blobs/uploads/abc",
+            &uri("/v2/iot/blobs/uploads/abc"),
             &none,
             b"",
         );

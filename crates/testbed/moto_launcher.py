@@ -58,6 +58,7 @@ import urllib.parse
 import urllib.request
 
 import bucket_owner
+import cloudwatch_cbor
 import iam_policy_check
 import request_check
 import s3_conditions
@@ -87,6 +88,13 @@ def patch(function):
 
 # S3's `ExpectedBucketOwner` (bucket_owner.py).
 patch(bucket_owner.s3_expected_bucket_owner_is_enforced)
+
+
+@patch
+def cloudwatch_speaks_rpc_v2_cbor():
+    """The Rust SDK's CloudWatch speaks Smithy RPC v2 CBOR, which moto does not: cloudwatch_cbor.py
+    serves it through moto's own CloudWatch JSON handler, and the request log refuses it in CBOR."""
+    cloudwatch_cbor.install(RequestLog)
 
 
 @patch

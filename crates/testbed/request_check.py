@@ -14,6 +14,11 @@ Protocols:
     `X-Amz-Target` header's suffix, the body is the input structure;
   - query (IAM, STS): the form body; lists are `Name.member.N`, maps `Name.entry.N.key`/`.value`,
     structures `Name.Member`;
+  - Smithy RPC v2 CBOR (CloudWatch, as the Rust SDK speaks it): the operation is the path's
+    (`POST /service/GraniteServiceVersion20100801/operation/PutMetricAlarm`), the service the model
+    whose `targetPrefix` is the path's service; the body is the input structure, decoded with PyPI
+    `cbor2`, checked as JSON bodies are; the `smithy-protocol: rpc-v2-cbor` header is required.
+    `cloudwatch_cbor` (installed by the launcher) serves these requests from moto's JSON handler;
   - REST (S3's rest-xml, sagemaker-runtime's rest-json): the operation is the one whose method and
     request URI template match; members come from the path labels, query string, headers and the
     payload (an XML document for S3).
@@ -30,8 +35,20 @@ import botocore.loaders
 import botocore.model
 import regex
 
+import cloudwatch_cbor
+
 # The services the AWS target talks to, by the name botocore files their models under.
-SERVICES = ("sagemaker", "ecr", "logs", "application-autoscaling", "iam", "sts", "s3", "sagemaker-runtime")
+SERVICES = (
+    "sagemaker",
+    "ecr",
+    "logs",
+    "application-autoscaling",
+    "iam",
+    "sts",
+    "s3",
+    "sagemaker-runtime",
+    "cloudwatch",
+)
 
 _lock = threading.Lock()
 _models = {}
@@ -217,6 +234,16 @@ def _json_services():
     return {model(name).metadata["targetPrefix"]: name for name in SERVICES if model(name).protocol == "json"}
 
 
+@functools.cache
+def _cbor_services():
+    """The Smithy RPC v2 CBOR services by the service name in their paths (their `targetPrefix`)."""
+    return {
+        model(name).metadata["targetPrefix"]: name
+        for name in SERVICES
+        if "smithy-rpc-v2-cbor" in model(name).metadata.get("protocols", [model(name).protocol])
+    }
+
+
 def _template_match(template, path, query):
     """The path labels when `template` (`/{Bucket}/{Key+}?tagging`) matches, else `None`."""
     template_path, _, template_query = template.partition("?")
@@ -353,6 +380,9 @@ def check_request(environ, body, service_name):
             return prefix, name, None, [f"{target}: no service model has the target prefix {prefix!r}"]
         value = _json_body(body)
         return _with_input(_check_input(model(service), name, value), value)
+    called = cloudwatch_cbor.operation_of(environ)
+    if called is not None:
+        return _check_cbor(environ, body, *called)
     form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)) if _is_form(environ) else {}
     params = form or query
     if "Action" in params and service_name in ("iam", "sts"):
@@ -390,6 +420,19 @@ def check_request(environ, body, service_name):
     if service.service_name == "s3" and "Bucket" in value and operation.name == "CreateBucket":
         violations += _bucket_rules(value["Bucket"])
     return service.service_name, operation.name, value, violations
+
+
+def _check_cbor(environ, body, prefix, name):
+    """An RPC v2 CBOR request: `(service, operation, input, violations)`."""
+    service = _cbor_services().get(prefix)
+    if service is None:
+        return prefix, name, None, [f"/service/{prefix}: no service model speaking rpc-v2-cbor is named {prefix!r}"]
+    try:
+        value = cloudwatch_cbor.decode(body)
+    except ValueError as error:
+        return service, name, None, [str(error)]
+    service, name, violations = _check_input(model(service), name, value)
+    return service, name, value, cloudwatch_cbor.protocol_violations(environ) + violations
 
 
 def _with_input(checked, value):
@@ -430,4 +473,11 @@ def check_params(service_name, operation, params):
 
 
 def versions():
-    return {"botocore": botocore.__version__, "regex": regex.__version__}
+    return {"botocore": botocore.__version__, "regex": regex.__version__, "cbor2": _cbor2_version()}
+
+
+@functools.cache
+def _cbor2_version():
+    from importlib.metadata import version
+
+    return version("cbor2")

@@ -5,6 +5,11 @@
 //! Every request is checked against AWS's service models first (`request_check.py`, botocore's
 //! models at [`BOTOCORE_VERSION`]): one AWS would reject is answered with HTTP 400 naming the
 //! operation, the member and the rule, and fails the test when the [`Moto`] is dropped.
+//!
+//! CloudWatch is served over Smithy RPC v2 CBOR, the protocol the current `aws-sdk-cloudwatch`
+//! speaks and moto does not (`cloudwatch_cbor.py`): a shim translating to moto's own JSON 1.0
+//! CloudWatch, rather than a pin to an older query-protocol SDK, so tests exercise the wire format
+//! production uses and the SDK can follow its releases.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,12 +25,14 @@ use crate::tools::{Tool, require};
 const LAUNCHER: &str = include_str!("../moto_launcher.py");
 /// The launcher's modules, written beside it: the check of every request against AWS's service
 /// models (botocore's), IAM enforcement with AWS's action and resource tables (parliament's),
-/// S3's `ExpectedBucketOwner`, which moto ignores, and S3's conditional writes made atomic.
+/// S3's `ExpectedBucketOwner`, which moto ignores, S3's conditional writes made atomic, and
+/// CloudWatch over RPC v2 CBOR (installed by the request check on the first such request).
 const LAUNCHER_MODULES: &[(&str, &str)] = &[
     ("request_check.py", include_str!("../request_check.py")),
     ("iam_policy_check.py", include_str!("../iam_policy_check.py")),
     ("bucket_owner.py", include_str!("../bucket_owner.py")),
     ("s3_conditions.py", include_str!("../s3_conditions.py")),
+    ("cloudwatch_cbor.py", include_str!("../cloudwatch_cbor.py")),
 ];
 /// Where the launcher keeps the count of checked requests and every violation.
 const VIOLATIONS_FILE: &str = "request-checks.json";

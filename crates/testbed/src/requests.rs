@@ -7,7 +7,9 @@
 //! `Filter`) and mutates otherwise (`Create`, `Put`, `Delete`, `Update`, `Tag`, `Untag`, `Attach`,
 //! `Detach`, `Set`, `Upload`, `Complete`, `Initiate`, `BatchDelete`, `Start`, `Stop`, `Register`,
 //! `Deregister`, …): an operation the list does not know counts as mutating, so a "no mutating call"
-//! assertion fails on it rather than passing. A REST request (S3, sagemaker-runtime) reads when its
+//! assertion fails on it rather than passing. A Smithy RPC v2 CBOR request (CloudWatch:
+//! `POST /service/GraniteServiceVersion20100801/operation/PutMetricAlarm`) is named by the operation
+//! in its path and classified by the same verbs. A REST request (S3, sagemaker-runtime) reads when its
 //! method is `GET` or `HEAD` and mutates otherwise (`PUT`, `POST`, `DELETE`), with one exception:
 //! sagemaker-runtime's `InvokeEndpoint` (`POST /endpoints/NAME/invocations`, signed as `sagemaker`)
 //! reads, because it runs the model and changes no resource (a deployment that verifies its endpoint
@@ -20,23 +22,68 @@ use serde::Deserialize;
 
 /// One AWS request moto served.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "Logged")]
 pub struct Request {
     /// The HTTP method.
     pub method: String,
-    /// The URL path (`/` for query and JSON protocols, `/bucket/key` for S3).
+    /// The URL path (`/` for query and JSON protocols, `/bucket/key` for S3,
+    /// `/service/SERVICE/operation/OPERATION` for RPC v2 CBOR).
     pub path: String,
     /// The raw query string.
     pub query: String,
     /// The `X-Amz-Target` header (JSON protocol: `AmazonEC2ContainerRegistry_V20150921.CreateRepository`).
     pub target: Option<String>,
     /// The service of the SigV4 credential scope (`s3`, `iam`, `ecr`, `sts`, `sagemaker` (also for
-    /// sagemaker-runtime), `logs`, `application-autoscaling`).
+    /// sagemaker-runtime), `logs`, `application-autoscaling`, `monitoring` (CloudWatch)).
     pub service: Option<String>,
     /// How the operation was named.
     pub protocol: Protocol,
-    /// The operation (`CreateRepository`, `CreateRole`), or for REST `METHOD path?parameter-names`
-    /// (`PUT /bucket?policy`).
+    /// The operation (`CreateRepository`, `CreateRole`, `PutMetricAlarm`), or for REST
+    /// `METHOD path?parameter-names` (`PUT /bucket?policy`).
     pub action: String,
+}
+
+/// A request as the launcher's log writes it. The log names RPC v2 CBOR requests as REST ones
+/// (`POST /service/…/operation/PutMetricAlarm`); [`Request`] names them by their operation.
+#[derive(Deserialize)]
+struct Logged {
+    method: String,
+    path: String,
+    query: String,
+    target: Option<String>,
+    service: Option<String>,
+    protocol: Protocol,
+    action: String,
+}
+
+impl From<Logged> for Request {
+    fn from(logged: Logged) -> Self {
+        let operation = match logged.protocol {
+            Protocol::Rest if logged.method == "POST" => rpc_v2_cbor_operation(&logged.path),
+            _ => None,
+        };
+        let (protocol, action) = match operation {
+            Some(operation) => (Protocol::RpcV2Cbor, operation.to_string()),
+            None => (logged.protocol, logged.action),
+        };
+        Request {
+            method: logged.method,
+            path: logged.path,
+            query: logged.query,
+            target: logged.target,
+            service: logged.service,
+            protocol,
+            action,
+        }
+    }
+}
+
+/// The operation of an RPC v2 CBOR path, `/service/SERVICE/operation/OPERATION`.
+fn rpc_v2_cbor_operation(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/service/")?;
+    let (service, operation) = rest.split_once("/operation/")?;
+    let named = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (named(service) && named(operation)).then_some(operation)
 }
 
 /// How a request names its operation.
@@ -50,6 +97,10 @@ pub enum Protocol {
     Query,
     /// REST: the method and path (S3, sagemaker-runtime).
     Rest,
+    /// Smithy RPC v2 CBOR: the operation in the path, `/service/SERVICE/operation/OPERATION`
+    /// (CloudWatch, as the current Rust SDK speaks it).
+    #[serde(rename = "rpc-v2-cbor")]
+    RpcV2Cbor,
 }
 
 /// Verbs of operations that only read.
@@ -72,7 +123,7 @@ impl Request {
     /// Whether the request may change state (see the module documentation for the rule).
     pub fn is_mutating(&self) -> bool {
         match self.protocol {
-            Protocol::Json | Protocol::Query => {
+            Protocol::Json | Protocol::Query | Protocol::RpcV2Cbor => {
                 !READS.iter().any(|verb| starts_with_word(&self.action, verb))
             }
             Protocol::Rest => {
@@ -301,6 +352,59 @@ mod tests {
         let names: Vec<String> = mutating(&requests).iter().map(|r| r.to_string()).collect();
         assert_eq!(names, ["s3 PUT /bucket?tagging", "iam CreateRole"]);
         assert!(mutating(&requests[..2]).is_empty());
+    }
+
+    #[test]
+    fn rpc_v2_cbor_requests_are_named_by_their_operation_and_classified_by_its_verb() {
+        let logged = |operation: &str| {
+            format!(
+                r#"{{"method":"POST","path":"/service/GraniteServiceVersion20100801/operation/{operation}","query":"","target":null,"service":"monitoring","protocol":"rest","action":"POST /service/GraniteServiceVersion20100801/operation/{operation}"}}"#
+            )
+        };
+        for (operation, mutates) in [
+            ("PutMetricAlarm", true),
+            ("SetAlarmState", true),
+            ("DeleteAlarms", true),
+            ("TagResource", true),
+            ("UntagResource", true),
+            ("PutMetricData", true),
+            ("DescribeAlarms", false),
+            ("ListTagsForResource", false),
+            ("GetMetricStatistics", false),
+        ] {
+            let request: Request = serde_json::from_str(&logged(operation)).unwrap();
+            assert_eq!(request.protocol, Protocol::RpcV2Cbor, "{operation}");
+            assert_eq!(request.action, operation);
+            assert_eq!(request.is_mutating(), mutates, "{operation}");
+            assert_eq!(request.to_string(), format!("monitoring {operation}"));
+        }
+        let named: Request = serde_json::from_str(
+            r#"{"method":"POST","path":"/service/S/operation/DescribeAlarms","query":"","target":null,"service":"monitoring","protocol":"rpc-v2-cbor","action":"DescribeAlarms"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (named.protocol, named.action.as_str()),
+            (Protocol::RpcV2Cbor, "DescribeAlarms")
+        );
+    }
+
+    #[test]
+    fn only_rpc_v2_cbor_paths_are_renamed() {
+        for (method, path) in [
+            ("POST", "/service/S/operation/"),
+            ("POST", "/service//operation/Op"),
+            ("POST", "/service/S/operation/Op/more"),
+            ("POST", "/bucket/service/S/operation/Op"),
+            ("GET", "/service/S/operation/Op"),
+        ] {
+            let request: Request = serde_json::from_value(serde_json::json!({
+                "method": method, "path": path, "query": "", "target": null, "service": "s3",
+                "protocol": "rest", "action": format!("{method} {path}"),
+            }))
+            .unwrap();
+            assert_eq!(request.protocol, Protocol::Rest, "{method} {path}");
+            assert_eq!(request.action, format!("{method} {path}"));
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 /// A program a testbed server or helper runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
-    /// `python3` able to import moto at exactly [`crate::MOTO_VERSION`].
+    /// `python3` able to import moto at exactly [`crate::MOTO_VERSION`], and cbor2 (the launcher's
+    /// CloudWatch RPC v2 CBOR shim) at the version `.ci/setup` pins.
     Moto,
     /// Debian's `docker-registry` (distribution 2.8).
     DockerRegistry,
@@ -25,6 +26,10 @@ pub enum Tool {
 
 /// The parliament version the policy lint expects (`.ci/setup` pins it).
 pub const PARLIAMENT_VERSION: &str = "1.6.4";
+
+/// The cbor2 version the launcher's CloudWatch shim and request check decode and encode CBOR with
+/// (`.ci/setup` pins it).
+const CBOR2_VERSION: &str = "6.3.0";
 
 impl Tool {
     fn check(self) -> Result<(), String> {
@@ -104,6 +109,22 @@ fn check_moto() -> Result<(), String> {
             crate::MOTO_VERSION
         ));
     }
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import cbor2, importlib.metadata; print(importlib.metadata.version('cbor2'))",
+        ])
+        .output()
+        .map_err(|e| format!("python3 could not be run ({e})"))?;
+    if !output.status.success() {
+        return Err("python3 cannot import cbor2".to_string());
+    }
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if version != CBOR2_VERSION {
+        return Err(format!(
+            "cbor2 {version} is installed, the testbed needs cbor2 {CBOR2_VERSION}"
+        ));
+    }
     Ok(())
 }
 
@@ -148,6 +169,12 @@ mod tests {
     fn ci_setup_installs_the_pinned_parliament() {
         let setup = include_str!("../../../.ci/setup");
         assert!(setup.contains(&format!("\nPARLIAMENT_VERSION={PARLIAMENT_VERSION}\n")));
+    }
+
+    #[test]
+    fn ci_setup_installs_the_pinned_cbor2() {
+        let setup = include_str!("../../../.ci/setup");
+        assert!(setup.contains(&format!("\nCBOR2_VERSION={CBOR2_VERSION}\n")));
     }
 
     #[test]

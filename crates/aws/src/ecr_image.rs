@@ -296,11 +296,12 @@ pub async fn push(
         // One blob is one retried step: a failed upload starts over with a new upload session,
         // after checking whether the failed attempt landed after all.
         let uploaded = registry_retry::retry("upload a blob", PUSH_BACKOFF, || async {
-            if client.blob_exists(&reference, &digest).await? {
+            let exists = client.blob_exists(&reference, &digest).await;
+            if logged_in_again(&client, &reference, &auth, exists).await? {
                 return Ok(false);
             }
-            client
-                .push_blob(&reference, blob.bytes.to_vec(), &digest)
+            let pushed = client.push_blob(&reference, blob.bytes.to_vec(), &digest).await;
+            logged_in_again(&client, &reference, &auth, pushed)
                 .await
                 .map(|_| true)
         })
@@ -310,12 +311,15 @@ pub async fn push(
             tracing::debug!(digest, "blob already present");
         }
     }
-    registry_retry::retry("push the manifest", PUSH_BACKOFF, || {
-        client.push_manifest_raw(
-            &reference,
-            built.manifest.clone(),
-            http::HeaderValue::from_static(image::MANIFEST_MEDIA_TYPE),
-        )
+    registry_retry::retry("push the manifest", PUSH_BACKOFF, || async {
+        let pushed = client
+            .push_manifest_raw(
+                &reference,
+                built.manifest.clone(),
+                http::HeaderValue::from_static(image::MANIFEST_MEDIA_TYPE),
+            )
+            .await;
+        logged_in_again(&client, &reference, &auth, pushed).await
     })
     .await
     .map_err(failed("push the manifest of"))?;
@@ -324,6 +328,26 @@ pub async fn push(
     }
     tracing::info!(image = name, "pushed image");
     Ok(format!("{host}/{repository}@{}", built.manifest_digest))
+}
+
+/// `result` of a push request; after a 401 it logs in again and answers
+/// [`StepError::LoggedInAgain`], which the step's retry tries again (see there why a 401 may be a
+/// login that did not take). A failed login is left to the next attempt.
+async fn logged_in_again<T>(
+    client: &oci_client::Client,
+    reference: &Reference,
+    auth: &RegistryAuth,
+    result: Result<T, oci_client::errors::OciDistributionError>,
+) -> Result<T, StepError> {
+    match result {
+        Err(error) if registry_retry::is_unauthorized(&error) => {
+            if let Err(login) = client.auth(reference, auth, RegistryOperation::Push).await {
+                tracing::debug!(%login, "logging in again failed");
+            }
+            Err(StepError::LoggedInAgain(error))
+        }
+        other => other.map_err(StepError::from),
+    }
 }
 
 /// `PutImage` of the pushed manifest, passing `imageDigest` (moto computes a wrong one otherwise).

@@ -58,13 +58,19 @@ pub enum StepError {
     TimedOut(Duration),
     #[error(transparent)]
     Registry(#[from] OciDistributionError),
+    /// Refused as unauthenticated, after which the step logged in again. oci-client takes a `/v2/`
+    /// answer without a challenge (a 503 or 429 on the way) for "this registry needs no
+    /// credentials" and sends the next request without them: a 401 is then a transient failure
+    /// of the login, and the step is tried again.
+    #[error("refused as unauthenticated (logged in again)")]
+    LoggedInAgain(#[source] OciDistributionError),
 }
 
 impl StepError {
     /// Whether the same request may work later.
     pub fn is_transient(&self) -> bool {
         match self {
-            StepError::TimedOut(_) => true,
+            StepError::TimedOut(_) | StepError::LoggedInAgain(_) => true,
             StepError::Registry(error) => is_transient(error),
         }
     }
@@ -85,17 +91,28 @@ pub fn is_transient(error: &OciDistributionError) -> bool {
     }
 }
 
+/// Whether the registry refused a request as unauthenticated (401).
+pub fn is_unauthorized(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ServerError { code, .. } => *code == 401,
+        OciDistributionError::UnauthorizedError { .. } => true,
+        OciDistributionError::RequestError(error) => error.status().is_some_and(|s| s.as_u16() == 401),
+        _ => false,
+    }
+}
+
 /// Runs `attempt` until it succeeds, fails for good, or `backoff.attempts` are spent; each attempt
 /// is held to `backoff.attempt_timeout`. `step` names it in the log.
-pub async fn retry<T, F, Fut>(step: &str, backoff: Backoff, mut attempt: F) -> Result<T, StepError>
+pub async fn retry<T, E, F, Fut>(step: &str, backoff: Backoff, mut attempt: F) -> Result<T, StepError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, OciDistributionError>>,
+    Fut: Future<Output = Result<T, E>>,
+    E: Into<StepError>,
 {
     let mut failed = 0;
     loop {
         let result = match tokio::time::timeout(backoff.attempt_timeout, attempt()).await {
-            Ok(result) => result.map_err(StepError::from),
+            Ok(result) => result.map_err(Into::into),
             Err(_) => Err(StepError::TimedOut(backoff.attempt_timeout)),
         };
         match result {
@@ -195,7 +212,7 @@ mod tests {
                 if hang {
                     std::future::pending::<()>().await;
                 }
-                Ok(calls)
+                Ok::<_, OciDistributionError>(calls)
             }
         })
         .await

@@ -11,7 +11,7 @@ use engine::kind::{ImageSettings, RepositorySettings};
 use engine::resource::{OnChange, diff};
 use engine::values::{ImageRef, Tags};
 use engine::{Change, Desired, Observed};
-use testbed::{Moto, Registry, Tool};
+use testbed::{FaultKind, FaultPlan, FaultProxy, Moto, Registry, Tool, Upstream};
 
 const REGION: &str = "eu-west-1";
 
@@ -320,77 +320,6 @@ async fn image_is_pushed_to_a_real_registry_once_and_ecr_knows_its_digest() {
     assert_eq!(summary["Digest"], digest.as_str());
 }
 
-/// A loopback proxy in front of the registry that fails the first blob uploads it sees: the first
-/// `PUT …/blobs/uploads/…` is answered 503, the second has its connection dropped without an
-/// answer; everything else is passed through. Each request gets `Connection: close`, so every
-/// request arrives on a connection of its own and can be inspected.
-struct FaultyProxy {
-    address: String,
-    faults_left: std::sync::Arc<std::sync::atomic::AtomicU32>,
-}
-
-impl FaultyProxy {
-    async fn start(upstream: String, faults: u32) -> FaultyProxy {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let faults_left = std::sync::Arc::new(AtomicU32::new(faults));
-        let left = faults_left.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                let upstream = upstream.clone();
-                let left = left.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if client.read_exact(&mut byte).await.is_err() {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let text = String::from_utf8_lossy(&head).to_string();
-                    let upload = text.starts_with("PUT ") && text.contains("/blobs/uploads/");
-                    if upload && left.load(Ordering::SeqCst) > 0 {
-                        let fault = left.fetch_sub(1, Ordering::SeqCst);
-                        let length = text
-                            .lines()
-                            .find_map(|l| {
-                                let (name, value) = l.split_once(':')?;
-                                name.eq_ignore_ascii_case("content-length")
-                                    .then(|| value.trim().parse().ok())?
-                            })
-                            .unwrap_or(0usize);
-                        let mut body = vec![0u8; length];
-                        let _ = client.read_exact(&mut body).await;
-                        if fault.is_multiple_of(2) {
-                            // The first fault (of two): the registry is unavailable.
-                            let _ = client
-                                .write_all(
-                                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                                )
-                                .await;
-                        }
-                        // Otherwise (or after the 503) the connection is dropped.
-                        return;
-                    }
-                    let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
-                    let end = head.len() - 2;
-                    let mut forwarded = head[..end].to_vec();
-                    forwarded.extend_from_slice(b"Connection: close\r\n\r\n");
-                    server.write_all(&forwarded).await.unwrap();
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                });
-            }
-        });
-        FaultyProxy { address, faults_left }
-    }
-}
-
 /// Regression: the push had no retries, so one 503 or dropped connection from the registry
 /// failed the whole deployment. Each blob is now retried with backoff.
 #[tokio::test]
@@ -410,17 +339,15 @@ async fn a_blob_upload_the_registry_fails_transiently_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let built = build_image(dir.path());
 
-    let proxy = FaultyProxy::start(registry.host().to_string(), 2).await;
-    let address: ecr_image::Registry = proxy.address.parse().expect("a loopback proxy");
+    // The first blob upload answered 503, the second reset before it reaches the registry.
+    let plan = FaultPlan::first_calls("PUT blob upload", 1, FaultKind::Unavailable);
+    let proxy = FaultProxy::start(&registry.address(), Upstream::Registry, plan).await;
+    let address: ecr_image::Registry = proxy.url().parse().expect("a loopback proxy");
     let before = registry.requests().await;
     ecr_image::push(&clients, repository, &built, Some(&address))
         .await
-        .expect("the push survives a 503 and a dropped connection");
-    assert_eq!(
-        proxy.faults_left.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "both faults were hit"
-    );
+        .expect("the push survives a 503");
+    assert_eq!(proxy.stats().faulted(), 1, "the fault was hit: {}", proxy.stats());
     let requests: Vec<_> = registry.requests().await.split_off(before.len());
     let completed = requests
         .iter()
@@ -433,4 +360,35 @@ async fn a_blob_upload_the_registry_fails_transiently_is_retried() {
             .any(|r| r.method == "PUT" && r.uri.contains("/manifests/") && r.status == 201),
         "{requests:#?}"
     );
+}
+
+/// Regression: oci-client takes a `/v2/` answer without a challenge (here a 503) for "no
+/// credentials needed" and sent the next request unauthenticated; the registry's 401 then ended
+/// the push. A 401 now logs in again and the step is retried.
+#[tokio::test]
+async fn a_login_probe_the_registry_fails_transiently_does_not_push_unauthenticated() {
+    let Some(moto) = Moto::start().await else { return };
+    let clients = clients(&moto).await;
+    let token = clients.ecr.get_authorization_token().send().await.unwrap();
+    let token = token.authorization_data()[0].authorization_token().unwrap();
+    let (user, password) = ecr_image::decode_token(token).unwrap();
+    let Some(registry) = Registry::start(&user, &password).await else {
+        return;
+    };
+    let repository = "iot-login";
+    ecr_repository::apply(&clients, repository, &settings())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let built = build_image(dir.path());
+    let plan = FaultPlan::first_calls("GET base", 3, FaultKind::Unavailable);
+    let proxy = FaultProxy::start(&registry.address(), Upstream::Registry, plan).await;
+    let address: ecr_image::Registry = proxy.url().parse().expect("a loopback proxy");
+    ecr_image::push(&clients, repository, &built, Some(&address))
+        .await
+        .expect("the push logs in again");
+    assert_eq!(proxy.stats().faulted(), 3, "{}", proxy.stats());
+    let reference = format!("{}/{repository}@{}", registry.host(), built.manifest_digest);
+    let summary = testbed::skopeo_inspect(&reference, &user, &password, false).await;
+    assert_eq!(summary["Digest"], built.manifest_digest.to_string().as_str());
 }

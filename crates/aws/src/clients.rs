@@ -18,11 +18,13 @@
 //! [`S3_TIMEOUTS`], [`retries`].
 
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::retry::RetryPartition;
 use tokio::sync::OnceCell;
 
 use crate::errors::{self, AwsError, DisplayErrorContext, ErrorClass};
@@ -193,12 +195,20 @@ impl Clients {
             .timeout_config(timeouts())
             .retry_config(retries(&env))
             .build();
+        // Each `Clients` gets its own retry quota: the SDK keeps one token bucket per retry
+        // partition name for the whole process, so clients built apart (tests build many) would
+        // otherwise drain each other's retries.
+        static NEXT_PARTITION: AtomicU64 = AtomicU64::new(0);
+        let instance = NEXT_PARTITION.fetch_add(1, Ordering::Relaxed);
+        let partition = |service: &str| RetryPartition::new(format!("orchestrate-{instance}-{service}"));
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(path_style)
             .timeout_config(s3_timeouts())
+            .retry_partition(partition("s3"))
             .build();
         let runtime_config = aws_sdk_sagemakerruntime::config::Builder::from(config)
             .timeout_config(invoke_timeouts())
+            .retry_partition(partition("sagemaker-runtime"))
             .build();
         let region = config
             .region()
@@ -206,13 +216,37 @@ impl Clients {
             .unwrap_or_default();
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            iam: aws_sdk_iam::Client::new(config),
-            ecr: aws_sdk_ecr::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
-            sagemaker: aws_sdk_sagemaker::Client::new(config),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(config)
+                    .retry_partition(partition("iam"))
+                    .build(),
+            ),
+            ecr: aws_sdk_ecr::Client::from_conf(
+                aws_sdk_ecr::config::Builder::from(config)
+                    .retry_partition(partition("ecr"))
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(config)
+                    .retry_partition(partition("sts"))
+                    .build(),
+            ),
+            sagemaker: aws_sdk_sagemaker::Client::from_conf(
+                aws_sdk_sagemaker::config::Builder::from(config)
+                    .retry_partition(partition("sagemaker"))
+                    .build(),
+            ),
             runtime: aws_sdk_sagemakerruntime::Client::from_conf(runtime_config),
-            logs: aws_sdk_cloudwatchlogs::Client::new(config),
-            autoscaling: aws_sdk_applicationautoscaling::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::config::Builder::from(config)
+                    .retry_partition(partition("logs"))
+                    .build(),
+            ),
+            autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(
+                aws_sdk_applicationautoscaling::config::Builder::from(config)
+                    .retry_partition(partition("application-autoscaling"))
+                    .build(),
+            ),
             region,
             profile,
             account: Default::default(),
@@ -382,5 +416,45 @@ mod tests {
             assert_eq!(retry.initial_backoff(), INITIAL_BACKOFF);
             assert_eq!(retry.max_backoff(), MAX_BACKOFF);
         }
+    }
+
+    /// Regression: the SDK's retry quota is one token bucket per partition name per process, so
+    /// every client of every `Clients` drew from the same one; a burst of faults seen by one set
+    /// of clients denied another's retries.
+    #[test]
+    fn each_clients_has_its_own_retry_quota() {
+        let config = SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let partitions = |clients: &Clients| {
+            [
+                clients.s3.config().retry_partition().map(ToString::to_string),
+                clients.iam.config().retry_partition().map(ToString::to_string),
+                clients.ecr.config().retry_partition().map(ToString::to_string),
+                clients.sts.config().retry_partition().map(ToString::to_string),
+                clients
+                    .sagemaker
+                    .config()
+                    .retry_partition()
+                    .map(ToString::to_string),
+                clients
+                    .runtime
+                    .config()
+                    .retry_partition()
+                    .map(ToString::to_string),
+                clients.logs.config().retry_partition().map(ToString::to_string),
+                clients
+                    .autoscaling
+                    .config()
+                    .retry_partition()
+                    .map(ToString::to_string),
+            ]
+            .map(|p| p.expect("a retry partition"))
+        };
+        let one = partitions(&Clients::from_config(&config, |_| None));
+        let other = partitions(&Clients::from_config(&config, |_| None));
+        let distinct: std::collections::BTreeSet<&String> = one.iter().chain(&other).collect();
+        assert_eq!(distinct.len(), one.len() * 2, "{one:?} {other:?}");
     }
 }

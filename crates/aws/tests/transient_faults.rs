@@ -17,6 +17,8 @@ use testbed::{FaultKind, FaultPlan, FaultProxy, Moto, Upstream};
 const REGION: &str = "eu-west-1";
 const BUCKET: &str = "transient-faults";
 const ROLE: &str = "transient-faults-role";
+const MODEL: &str = "transient-faults-model";
+const MODEL_ARN: &str = "arn:aws:sagemaker:eu-west-1:123456789012:model/transient-faults-model";
 
 /// One read of each protocol, and the operation name the proxy knows it by.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +29,8 @@ enum Call {
     Role,
     /// SageMaker `ListModels` (JSON protocol).
     Models,
+    /// SageMaker `ListTags` of a model (JSON protocol; discovery reads every resource's tags).
+    Tags,
     /// S3 `HeadBucket` (REST-XML, no body in the error).
     HeadBucket,
     /// S3 `GetObject` (REST-XML).
@@ -34,10 +38,11 @@ enum Call {
 }
 
 impl Call {
-    const ALL: [Call; 5] = [
+    const ALL: [Call; 6] = [
         Call::CallerIdentity,
         Call::Role,
         Call::Models,
+        Call::Tags,
         Call::HeadBucket,
         Call::Object,
     ];
@@ -47,6 +52,7 @@ impl Call {
             Call::CallerIdentity => "GetCallerIdentity",
             Call::Role => "GetRole",
             Call::Models => "ListModels",
+            Call::Tags => "ListTags",
             Call::HeadBucket => "HEAD /bucket",
             Call::Object => "GET /bucket/key",
         }
@@ -57,6 +63,14 @@ impl Call {
             Call::CallerIdentity => clients
                 .sts
                 .get_caller_identity()
+                .send()
+                .await
+                .map(drop)
+                .map_err(failed(self)),
+            Call::Tags => clients
+                .sagemaker
+                .list_tags()
+                .resource_arn(MODEL_ARN)
                 .send()
                 .await
                 .map(drop)
@@ -163,6 +177,26 @@ async fn every_protocol_rides_out_each_fault_until_its_last_attempt() {
         .send()
         .await
         .expect("role");
+
+    setup
+        .sagemaker
+        .create_model()
+        .model_name(MODEL)
+        .execution_role_arn(format!("arn:aws:iam::123456789012:role/{ROLE}"))
+        .primary_container(
+            aws_sdk_sagemaker::types::ContainerDefinition::builder()
+                .image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/model:latest")
+                .build(),
+        )
+        .tags(
+            aws_sdk_sagemaker::types::Tag::builder()
+                .key("k")
+                .value("v")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("model");
 
     let attempts = u64::from(MAX_ATTEMPTS);
     let mut cases = tokio::task::JoinSet::new();

@@ -207,7 +207,7 @@ async fn observe_within_budget<T: Target>(target: &T, desired: &Desired) -> Resu
 }
 
 /// [`Target::owned`] within the observe budget.
-async fn discover_within_budget<T: Target>(target: &T) -> Result<Vec<Found>, EngineError> {
+pub async fn discover_within_budget<T: Target>(target: &T) -> Result<Vec<Found>, EngineError> {
     read_within_budget(
         target,
         || target.owned(),

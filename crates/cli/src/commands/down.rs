@@ -37,7 +37,7 @@ async fn delete_all(session: &Session<'_>, keep: impl Fn(&Found) -> bool, ask: b
     let printer = &session.cx.printer;
     let (target, spec) = (&session.target, session.spec);
     let retain = spec.bucket.retain_on_down;
-    let owned = target.owned().await?;
+    let owned = executor::discover_within_budget(target).await?;
     let doomed: Vec<&Found> = owned.iter().filter(|f| !keep(f)).collect();
     if doomed.is_empty() {
         printer.text(&format!(

@@ -77,7 +77,7 @@ pub async fn run(cx: &Context, args: &UpArgs) -> anyhow::Result<Exit> {
     let (deleted, kept) = if outcome.deleted.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        let owned = target.owned().await.unwrap_or_default();
+        let owned = executor::discover_within_budget(target).await.unwrap_or_default();
         outcome
             .deleted
             .iter()

@@ -13,8 +13,10 @@
 //! then run again and must converge. The figure line counts cycles, commands, re-runs and the calls
 //! the faults cost over a fault-free cycle (measured first, through a proxy that faults nothing).
 //!
-//! In CI one faulted cycle runs; the full form (ten cycles, seeds 1..=10):
-//! `ORCHESTRATE_FAULT_CYCLES=10 cargo test -p orchestrate-e2e --test faults -- --nocapture`
+//! In CI one faulted cycle runs. The full form, as the README's figure was recorded (three cycles,
+//! seeds 1..=3, the backoff scaled to 100 ms; leave `ORCHESTRATE_RETRY_BACKOFF_MS` out for the
+//! SDK's real backoff, about 7 minutes a cycle):
+//! `ORCHESTRATE_FAULT_CYCLES=3 ORCHESTRATE_RETRY_BACKOFF_MS=100 cargo test -p orchestrate-e2e --test faults -- --nocapture`
 //! (`ORCHESTRATE_FAULT_SEED` sets the first seed, `ORCHESTRATE_FAULT_RATE` the fraction).
 
 use orchestrate_e2e::aws::{Aws, REGION};

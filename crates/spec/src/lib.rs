@@ -90,8 +90,9 @@ pub use diagnostic::{Diagnostic, Diagnostics, Kind, Location, Note};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use limits::{MAX_ALIAS_BYTES, MAX_FILE_BYTES, MAX_NESTING};
 pub use model::{
-    Autoscaling, Bucket, Data, DataSource, Endpoint, Hyperparameters, Local, QualityGate, Spec, Target,
-    Training, UnknownTarget, Validation,
+    AlarmRule, Autoscaling, Bucket, Data, DataSource, Endpoint, Hyperparameters, Local, OwnedAlarms,
+    QualityGate, Rollout, RolloutAlarms, RolloutStrategy, Spec, Target, Training, UnknownTarget,
+    Validation,
 };
 pub use names::{
     DeploymentName, InstanceType, MAX_BUCKET_LEN, MAX_NAME_LEN, NameError, RESERVED_TAG_KEYS, Region,

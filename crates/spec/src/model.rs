@@ -234,6 +234,93 @@ pub struct Endpoint {
     pub autoscaling: Option<Autoscaling>,
     #[serde(serialize_with = "serialize_duration")]
     pub wait_timeout: Duration,
+    /// How an update shifts traffic to a new config, and what rolls it back.
+    pub rollout: Rollout,
+}
+
+/// `endpoint.rollout`: SageMaker's deployment guardrails (blue/green traffic shifting with auto
+/// rollback on CloudWatch alarms).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    pub strategy: RolloutStrategy,
+    /// How long each step bakes (watched by the alarms) before more traffic shifts; after the last
+    /// step, how long the old fleet stays before it is terminated. At most one hour.
+    #[serde(serialize_with = "serialize_duration")]
+    pub bake: Duration,
+    pub alarms: RolloutAlarms,
+}
+
+impl Rollout {
+    /// The traffic shares (percent of the new fleet's capacity that takes traffic) after each step,
+    /// the last always 100: `[100]` all at once, `[c, 100]` canary, `[s, 2s, …, 100]` linear.
+    pub fn steps(&self) -> Vec<u32> {
+        match self.strategy {
+            RolloutStrategy::AllAtOnce => vec![100],
+            RolloutStrategy::Canary { percent } => vec![percent, 100],
+            RolloutStrategy::Linear { step_percent } => {
+                let mut steps: Vec<u32> = (1..).map(|k| k * step_percent).take_while(|&p| p < 100).collect();
+                steps.push(100);
+                steps
+            }
+        }
+    }
+
+    /// The longest a rollout bakes in total: one bake per step (the last one is the final bake).
+    pub fn total_bake(&self) -> Duration {
+        self.bake * self.steps().len() as u32
+    }
+}
+
+/// `endpoint.rollout.strategy` with its step size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "strategy", rename_all = "snake_case")]
+pub enum RolloutStrategy {
+    /// All traffic moves to the new fleet in one step (SageMaker's default).
+    AllAtOnce,
+    /// `canary_percent` of the new fleet's capacity takes traffic first (1 to 50), then the rest.
+    Canary { percent: u32 },
+    /// Steps of `step_percent` of the new fleet's capacity (10 to 50) until all of it.
+    Linear { step_percent: u32 },
+}
+
+impl RolloutStrategy {
+    /// Whether the strategy shifts traffic in more than one step (and so needs at least two
+    /// instances: SageMaker's step is a share of the fleet).
+    pub fn is_stepwise(self) -> bool {
+        !matches!(self, RolloutStrategy::AllAtOnce)
+    }
+}
+
+/// `endpoint.rollout.alarms`: the CloudWatch alarms that roll an update back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutAlarms {
+    /// No alarm: an update rolls back only when the new fleet fails to start.
+    None,
+    /// Alarms orchestrate creates and owns (`default`, or overridden rules).
+    Owned(OwnedAlarms),
+    /// Alarms the user keeps elsewhere, by name (1 to 10; SageMaker's limit).
+    Named(Vec<String>),
+}
+
+/// The alarms orchestrate owns for a rollout: 5xx errors and p99 model latency of the endpoint's
+/// variant, over one-minute periods, missing data not breaching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnedAlarms {
+    /// `Invocation5XXErrors` (Sum per minute) at or above `threshold`.
+    pub errors: AlarmRule,
+    /// `ModelLatency` (p99 per minute, in microseconds as SageMaker reports it) above `threshold`.
+    pub latency: AlarmRule,
+}
+
+/// When an owned alarm goes off: `datapoints` of the last `periods` one-minute periods breach
+/// `threshold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AlarmRule {
+    /// For errors a count per minute; for latency microseconds.
+    pub threshold: u64,
+    pub datapoints: u32,
+    pub periods: u32,
 }
 
 /// `endpoint.autoscaling`: target tracking on invocations per instance.

@@ -116,6 +116,11 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
         instance_count: instance_count?,
         autoscaling: autoscaling?,
         wait_timeout: wait_timeout?,
+        rollout: crate::model::Rollout {
+            strategy: crate::model::RolloutStrategy::AllAtOnce,
+            bake: Duration::ZERO,
+            alarms: crate::model::RolloutAlarms::None,
+        },
     })
 }
 

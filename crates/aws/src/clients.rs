@@ -170,6 +170,7 @@ pub struct Clients {
     pub runtime: aws_sdk_sagemakerruntime::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub autoscaling: aws_sdk_applicationautoscaling::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     region: String,
     /// `AWS_PROFILE`, for the message when no credentials are found.
     profile: Option<String>,
@@ -245,6 +246,11 @@ impl Clients {
             autoscaling: aws_sdk_applicationautoscaling::Client::from_conf(
                 aws_sdk_applicationautoscaling::config::Builder::from(config)
                     .retry_partition(partition("application-autoscaling"))
+                    .build(),
+            ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(config)
+                    .retry_partition(partition("cloudwatch"))
                     .build(),
             ),
             region,

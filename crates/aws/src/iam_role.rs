@@ -51,6 +51,9 @@ pub struct PolicyScope {
     pub repository: String,
     /// The deployment name: its training jobs' and endpoint's log groups and streams.
     pub deployment: String,
+    /// The alarms an endpoint update names for its automatic rollback: SageMaker reads their state
+    /// with the role (`cloudwatch:DescribeAlarms`). Empty without a guarded rollout.
+    pub rollback_alarms: Vec<String>,
 }
 
 /// The scope in words, as `status` shows the wanted `policy`:
@@ -61,7 +64,11 @@ impl fmt::Display for PolicyScope {
             f,
             "s3:{};ecr:{};logs:/aws/sagemaker/*{}*",
             self.bucket, self.repository, self.deployment
-        )
+        )?;
+        if !self.rollback_alarms.is_empty() {
+            write!(f, ";cloudwatch:alarms {}", self.rollback_alarms.join(","))?;
+        }
+        Ok(())
     }
 }
 
@@ -106,7 +113,9 @@ pub fn wanted_trust(account: &str) -> String {
 ///   streams (training jobs' streams are named after the job, `<deployment>-…`; the endpoint has a
 ///   log group of its own);
 /// - `cloudwatch:PutMetricData`, which AWS's execution-role documentation lists for CreateTrainingJob
-///   and which supports no resource: limited to SageMaker's metric namespaces by a condition.
+///   and which supports no resource: limited to SageMaker's metric namespaces by a condition;
+/// - with a guarded rollout, `cloudwatch:DescribeAlarms` on exactly the rollback alarms, which
+///   SageMaker's deployment guardrails documentation asks of the role.
 pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Value {
     let p = partition(region);
     let bucket = format!("arn:{p}:s3:::{}", scope.bucket);
@@ -114,7 +123,7 @@ pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Val
     let logs = format!("arn:{p}:logs:{region}:{account}:log-group:/aws/sagemaker");
     let name = &scope.deployment;
     let (data, output) = (DATA_PREFIX, OUTPUT_PREFIX);
-    json!({
+    let mut policy = json!({
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -171,7 +180,24 @@ pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Val
                 "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
             }
         ]
-    })
+    });
+    if !scope.rollback_alarms.is_empty() {
+        let alarms: Vec<String> = scope
+            .rollback_alarms
+            .iter()
+            .map(|alarm| format!("arn:{p}:cloudwatch:{region}:{account}:alarm:{alarm}"))
+            .collect();
+        policy["Statement"]
+            .as_array_mut()
+            .expect("the policy's statements are a list")
+            .push(json!({
+                "Sid": "RollbackAlarms",
+                "Effect": "Allow",
+                "Action": "cloudwatch:DescribeAlarms",
+                "Resource": alarms
+            }));
+    }
+    policy
 }
 
 /// Decodes IAM's policy documents, which `GetRole` and `GetRolePolicy` return URL-encoded.
@@ -596,6 +622,7 @@ mod tests {
             bucket: "iot-123-us-east-1".into(),
             repository: "iot-anomaly".into(),
             deployment: "iot-anomaly".into(),
+            rollback_alarms: vec!["iot-anomaly-model-latency".into()],
         }
     }
 
@@ -603,7 +630,34 @@ mod tests {
     fn the_scope_reads_as_what_the_policy_grants() {
         assert_eq!(
             scope().to_string(),
+            "s3:iot-123-us-east-1;ecr:iot-anomaly;logs:/aws/sagemaker/*iot-anomaly*;\
+             cloudwatch:alarms iot-anomaly-model-latency"
+        );
+        let unguarded = PolicyScope {
+            rollback_alarms: Vec::new(),
+            ..scope()
+        };
+        assert_eq!(
+            unguarded.to_string(),
             "s3:iot-123-us-east-1;ecr:iot-anomaly;logs:/aws/sagemaker/*iot-anomaly*"
+        );
+        let policy = execution_policy(&unguarded, "123456789012", "us-east-1");
+        assert!(!policy.to_string().contains("DescribeAlarms"), "{policy}");
+    }
+
+    #[test]
+    fn the_role_reads_exactly_the_rollback_alarms() {
+        let policy = execution_policy(&scope(), "123456789012", "us-east-1");
+        let statement = policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "RollbackAlarms")
+            .expect("a statement for the rollback alarms");
+        assert_eq!(statement["Action"], "cloudwatch:DescribeAlarms");
+        assert_eq!(
+            statement["Resource"],
+            json!(["arn:aws:cloudwatch:us-east-1:123456789012:alarm:iot-anomaly-model-latency"])
         );
     }
 

@@ -12,6 +12,7 @@
 //! ([`clients::Clients`]).
 
 pub mod clients;
+pub mod cloudwatch_alarm;
 pub mod ecr_image;
 pub mod ecr_repository;
 pub mod endpoint_autoscaling;

@@ -165,7 +165,41 @@ pub fn operator_policy(spec: &Spec, account: &str) -> Value {
     if spec.endpoint.autoscaling.is_some() {
         statements.extend(scaling_statements(p, region, account, name, &endpoint));
     }
+    statements.extend(rollout_statements(spec, p, region, account));
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// What a guarded rollout needs: the owned alarms managed by name (`<name>-<metric>`), and every
+/// rollback alarm read (`DescribeAlarms`: their states, and the owned ones listed by prefix for
+/// discovery, which IAM authorizes against the alarm resource `*` of the account's region).
+fn rollout_statements(spec: &Spec, p: &str, region: &str, account: &str) -> Vec<Value> {
+    let alarm = |name: &str| format!("arn:{p}:cloudwatch:{region}:{account}:alarm:{name}");
+    match &spec.endpoint.rollout.alarms {
+        spec::RolloutAlarms::None => Vec::new(),
+        spec::RolloutAlarms::Named(_) => vec![json!({
+            "Sid": "RollbackAlarmStates",
+            "Effect": "Allow",
+            "Action": "cloudwatch:DescribeAlarms",
+            "Resource": engine::desired::rollback_alarms(spec).iter().map(|n| alarm(n)).collect::<Vec<_>>()
+        })],
+        spec::RolloutAlarms::Owned(_) => vec![
+            json!({
+                "Sid": "RollbackAlarms",
+                "Effect": "Allow",
+                "Action": [
+                    "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms",
+                    "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"
+                ],
+                "Resource": engine::desired::rollback_alarms(spec).iter().map(|n| alarm(n)).collect::<Vec<_>>()
+            }),
+            json!({
+                "Sid": "RollbackAlarmStates",
+                "Effect": "Allow",
+                "Action": "cloudwatch:DescribeAlarms",
+                "Resource": alarm("*")
+            }),
+        ],
+    }
 }
 
 /// What autoscaling the endpoint needs: Application Auto Scaling on SageMaker's namespace, its

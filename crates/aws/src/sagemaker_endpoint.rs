@@ -3,6 +3,12 @@
 //! owns the instance count). The config it ran before an update is kept in a tag
 //! ([`PREVIOUS_CONFIG_TAG`]) for `orchestrate rollback`.
 //!
+//! An update follows `endpoint.rollout` ([`deployment_config`]): SageMaker's blue/green traffic
+//! shifting (all at once, canary or linear, a bake per step) with automatic rollback when an alarm
+//! named in it goes off. While it runs, observation describes the step from DescribeEndpoint's
+//! `PendingDeploymentSummary` (traffic share, bake left); when SageMaker rolled it back, the failure
+//! names the alarms in ALARM and CloudWatch's reason.
+//!
 //! The executor waits for `InService` and then checks that the endpoint really runs the new config:
 //! SageMaker rolls a failed update back silently to the old one and reports `InService`.
 //!
@@ -12,7 +18,13 @@
 //! The endpoint is the deployment's when it carries the deployment's tag ([`ours`]); so is its
 //! autoscaling.
 
-use aws_sdk_sagemaker::types::{EndpointStatus, Tag};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput;
+use aws_sdk_sagemaker::types::{
+    Alarm, AutoRollbackConfig, BlueGreenUpdatePolicy, CapacitySize, CapacitySizeType, DeploymentConfig,
+    EndpointStatus, Tag, TrafficRoutingConfig, TrafficRoutingConfigType, VariantStatus,
+};
 use engine::kind::EndpointSettings;
 use engine::resource::{Change, EndpointOutputs, Lifecycle, Outputs};
 use engine::target::{Applied, DELETE_TIMEOUT, Deleted, Found, KindOnTarget, TargetError, Upstream};
@@ -20,6 +32,7 @@ use engine::values::Tags;
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
+use crate::cloudwatch_alarm;
 use crate::errors::{AwsError, OrAbsent};
 use crate::sagemaker::{self, PREVIOUS_CONFIG_TAG};
 use crate::target::AwsTarget;
@@ -35,6 +48,101 @@ pub struct EndpointState {
     pub config: String,
     pub failure: Option<String>,
     pub arn: String,
+    /// The update under way, as SageMaker describes its new fleet.
+    pub pending: Option<PendingUpdate>,
+}
+
+/// An update in progress: the config it rolls out and its new fleet's latest status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingUpdate {
+    pub config: String,
+    /// `Creating`, `ActivatingTraffic`, `Baking`…, with SageMaker's message.
+    pub status: Option<VariantStatus>,
+    pub message: Option<String>,
+    /// When that status began (a bake's start).
+    pub since: Option<SystemTime>,
+}
+
+impl PendingUpdate {
+    fn read(described: &DescribeEndpointOutput) -> Option<PendingUpdate> {
+        let summary = described.pending_deployment_summary()?;
+        let latest = summary
+            .production_variants()
+            .first()
+            .and_then(|variant| variant.variant_status().last());
+        Some(PendingUpdate {
+            config: summary.endpoint_config_name().unwrap_or_default().to_string(),
+            status: latest.and_then(|s| s.status().cloned()),
+            message: latest.and_then(|s| s.status_message()).map(str::to_string),
+            since: latest
+                .and_then(|s| s.start_time())
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+        })
+    }
+
+    /// For people following `up`: the new fleet's status, SageMaker's message, and while it bakes
+    /// the time left of a `bake`-long step.
+    pub fn describe(&self, bake: Duration, now: SystemTime) -> String {
+        let status = self.status.as_ref().map(|s| s.as_str()).unwrap_or("Creating");
+        let mut text = format!("rolling out {}: {status}", self.config);
+        if let Some(message) = self.message.as_deref().filter(|m| !m.is_empty()) {
+            text.push_str(&format!(" ({message})"));
+        }
+        if self.status == Some(VariantStatus::Baking)
+            && let Some(since) = self.since
+        {
+            let baked = now.duration_since(since).unwrap_or_default();
+            let left = bake.saturating_sub(baked);
+            text.push_str(&format!(", {}s of the bake left", left.as_secs()));
+        }
+        text
+    }
+}
+
+/// The `DeploymentConfig` of an update under `rollout`, naming `alarms` for the automatic rollback;
+/// `None` for deploy.yaml without a `rollout` section (an all-at-once update with no bake and no
+/// alarm: SageMaker's default, requested as before).
+pub fn deployment_config(rollout: &spec::Rollout, alarms: &[String]) -> Option<DeploymentConfig> {
+    let unguarded =
+        rollout.strategy == spec::RolloutStrategy::AllAtOnce && rollout.bake.is_zero() && alarms.is_empty();
+    if unguarded {
+        return None;
+    }
+    let bake = i32::try_from(rollout.bake.as_secs()).unwrap_or(i32::MAX);
+    let capacity = |percent: u32| {
+        CapacitySize::builder()
+            .r#type(CapacitySizeType::CapacityPercent)
+            .value(i32::try_from(percent).unwrap_or(i32::MAX))
+            .build()
+    };
+    let routing = TrafficRoutingConfig::builder().wait_interval_in_seconds(bake);
+    let routing = match rollout.strategy {
+        spec::RolloutStrategy::AllAtOnce => routing.r#type(TrafficRoutingConfigType::AllAtOnce),
+        spec::RolloutStrategy::Canary { percent } => routing
+            .r#type(TrafficRoutingConfigType::Canary)
+            .canary_size(capacity(percent)),
+        spec::RolloutStrategy::Linear { step_percent } => routing
+            .r#type(TrafficRoutingConfigType::Linear)
+            .linear_step_size(capacity(step_percent)),
+    };
+    let policy = BlueGreenUpdatePolicy::builder()
+        .traffic_routing_configuration(routing.build())
+        // The last step bakes as long as the others before the old fleet goes.
+        .termination_wait_in_seconds(bake)
+        .build();
+    let mut config = DeploymentConfig::builder().blue_green_update_policy(policy);
+    if !alarms.is_empty() {
+        let rollback = AutoRollbackConfig::builder()
+            .set_alarms(Some(
+                alarms
+                    .iter()
+                    .map(|name| Alarm::builder().alarm_name(name).build())
+                    .collect(),
+            ))
+            .build();
+        config = config.auto_rollback_configuration(rollback);
+    }
+    Some(config.build())
 }
 
 /// Where a status leaves an endpoint.
@@ -65,6 +173,7 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<EndpointSt
         config: out.endpoint_config_name().unwrap_or_default().to_string(),
         failure: out.failure_reason().map(str::to_string),
         arn: out.endpoint_arn().unwrap_or_default().to_string(),
+        pending: PendingUpdate::read(&out),
     }))
 }
 
@@ -80,11 +189,14 @@ pub fn outputs(tags: &Tags) -> Outputs {
 
 /// Reads the endpoint: its config and tags, and as outputs the previous config (for `rollback`).
 /// In service on another config than `desired`'s with a failure reason is an update SageMaker
-/// rolled back: reported as failed.
+/// rolled back: reported as failed, with the state of each of `alarms` that is in ALARM. An update
+/// under way is described step by step (`bake` long each).
 pub async fn observe(
     clients: &Clients,
     name: &str,
     desired: &EndpointSettings,
+    bake: Duration,
+    alarms: &[String],
 ) -> Result<Observed, AwsError> {
     let Some(endpoint) = describe(clients, name).await? else {
         return Ok(Observed::Absent);
@@ -98,7 +210,20 @@ pub async fn observe(
         && endpoint.config != desired.endpoint_config
     {
         // In service, on another config, with a failure: an update that SageMaker rolled back.
-        lifecycle = Lifecycle::Failed(format!("the last update was rolled back: {failure}"));
+        let mut reason = format!("the last update was rolled back: {failure}");
+        for alarm in cloudwatch_alarm::states(clients, alarms).await? {
+            if alarm.in_alarm {
+                reason.push_str(&format!("; alarm {} is in ALARM: {}", alarm.name, alarm.reason));
+            }
+        }
+        lifecycle = Lifecycle::Failed(reason);
+    }
+    if let (Lifecycle::InProgress(_), Some(pending)) = (&lifecycle, &endpoint.pending) {
+        lifecycle = Lifecycle::InProgress(format!(
+            "{}: {}",
+            endpoint.status.as_str(),
+            pending.describe(bake, SystemTime::now())
+        ));
     }
     let settings = EndpointSettings {
         endpoint_config: endpoint.config,
@@ -116,6 +241,7 @@ pub async fn apply(
     name: &str,
     settings: &EndpointSettings,
     autoscaling: bool,
+    rollout: Option<DeploymentConfig>,
 ) -> Result<Applied, AwsError> {
     let config = settings.endpoint_config.as_str();
     let tags = &settings.tags;
@@ -181,6 +307,7 @@ pub async fn apply(
         .endpoint_name(name)
         .endpoint_config_name(config)
         .retain_all_variant_properties(autoscaling)
+        .set_deployment_config(rollout)
         .send()
         .await
         .map_err(|e| AwsError::sdk("update", KIND, name, e))?;
@@ -270,11 +397,13 @@ impl KindOnTarget<AwsTarget> for SageMakerEndpoint {
         name: &str,
         settings: &EndpointSettings,
     ) -> Result<Observed, TargetError> {
-        Ok(observe(&target.clients, name, settings).await?)
+        let alarms = engine::desired::rollback_alarms(&target.spec);
+        let bake = target.spec.endpoint.rollout.bake;
+        Ok(observe(&target.clients, name, settings, bake, &alarms).await?)
     }
 
     /// With `RetainAllVariantProperties` on an update when the state has autoscaling (it owns the
-    /// instance count).
+    /// instance count), and the rollout's `DeploymentConfig`.
     async fn apply(
         target: &AwsTarget,
         name: &str,
@@ -283,7 +412,9 @@ impl KindOnTarget<AwsTarget> for SageMakerEndpoint {
         upstream: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
         let autoscaling = upstream.state.get(Kind::Autoscaling).is_some();
-        Ok(apply(&target.clients, name, settings, autoscaling).await?)
+        let alarms = engine::desired::rollback_alarms(&target.spec);
+        let rollout = deployment_config(&target.spec.endpoint.rollout, &alarms);
+        Ok(apply(&target.clients, name, settings, autoscaling, rollout).await?)
     }
 
     async fn delete(target: &AwsTarget, name: &str) -> Result<Deleted, TargetError> {

@@ -37,8 +37,8 @@ use crate::iam_role::PolicyScope;
 use crate::lock::{Fence, Lease, Lock, LockError, Released};
 use crate::sagemaker_training_job::LogTail;
 use crate::{
-    ecr_image, ecr_repository, endpoint_autoscaling, iam_role, s3_bucket, sagemaker_endpoint,
-    sagemaker_endpoint_config, sagemaker_model, sagemaker_training_job, training_data,
+    cloudwatch_alarm, ecr_image, ecr_repository, endpoint_autoscaling, iam_role, s3_bucket,
+    sagemaker_endpoint, sagemaker_endpoint_config, sagemaker_model, sagemaker_training_job, training_data,
 };
 
 /// How often pending SageMaker resources are polled.
@@ -163,6 +163,7 @@ impl AwsTarget {
             bucket: self.bucket(),
             repository: self.spec.repository_name(),
             deployment: self.spec.name.to_string(),
+            rollback_alarms: engine::desired::rollback_alarms(&self.spec),
         }
     }
 
@@ -217,6 +218,7 @@ impl KindModules for AwsTarget {
     type TrainingJob = sagemaker_training_job::SageMakerTrainingJob;
     type Model = sagemaker_model::SageMakerModel;
     type EndpointConfig = sagemaker_endpoint_config::SageMakerEndpointConfig;
+    type Alarm = cloudwatch_alarm::CloudWatchAlarm;
     type Endpoint = sagemaker_endpoint::SageMakerEndpoint;
     type Autoscaling = endpoint_autoscaling::EndpointAutoscaling;
 }

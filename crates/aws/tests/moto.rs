@@ -187,6 +187,7 @@ fn scope() -> PolicyScope {
         bucket: "iot-test-bucket".into(),
         repository: "iot-test".into(),
         deployment: "iot-test".into(),
+        rollback_alarms: Vec::new(),
     }
 }
 

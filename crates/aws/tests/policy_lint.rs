@@ -123,6 +123,10 @@ fn scope() -> PolicyScope {
         bucket: "iot-anomaly-123456789012-eu-west-1".into(),
         repository: "iot-anomaly-model-image".into(),
         deployment: "iot-anomaly".into(),
+        rollback_alarms: vec![
+            "iot-anomaly-invocation-5xx-errors".into(),
+            "iot-anomaly-model-latency".into(),
+        ],
     }
 }
 

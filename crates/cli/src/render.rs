@@ -226,3 +226,49 @@ mod tests {
         );
     }
 }
+
+/// The plan as people read it, and when it rolls a new config out to an existing endpoint, how
+/// (`endpoint.rollout`): the traffic steps, the bake and the alarms that roll it back.
+pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
+    let mut text = plan.render();
+    let rolls_out = plan.step(engine::Kind::Endpoint).is_some_and(|step| {
+        matches!(&step.change, engine::resource::Change::Update { fields }
+            if fields.iter().any(|f| f.field == "endpoint_config"))
+    });
+    if rolls_out {
+        let rollout = &spec.endpoint.rollout;
+        let alarms = engine::desired::rollback_alarms(spec);
+        let _ = writeln!(text, "Rollout: {}.", rollout_summary(rollout, &alarms));
+    }
+    text
+}
+
+/// `canary: 50% of the new fleet's capacity, then all of it; each step bakes 10m; rolled back when
+/// iot-invocation-5xx-errors or iot-model-latency goes into ALARM`.
+pub fn rollout_summary(rollout: &spec::Rollout, alarms: &[String]) -> String {
+    let steps = rollout.steps();
+    let shares: Vec<String> = steps.iter().map(|p| format!("{p}%")).collect();
+    let mut text = match rollout.strategy {
+        spec::RolloutStrategy::AllAtOnce => "all at once".to_string(),
+        spec::RolloutStrategy::Canary { .. } => {
+            format!("canary, {} of the new fleet's capacity", shares.join(" then "))
+        }
+        spec::RolloutStrategy::Linear { .. } => {
+            format!("linear, {} of the new fleet's capacity", shares.join(", "))
+        }
+    };
+    if !rollout.bake.is_zero() {
+        let _ = write!(
+            text,
+            "; each step bakes {} (at most {} in all)",
+            spec::format_duration(rollout.bake),
+            spec::format_duration(rollout.total_bake())
+        );
+    }
+    if alarms.is_empty() {
+        text.push_str("; no alarm rolls it back");
+    } else {
+        let _ = write!(text, "; rolled back when {} goes into ALARM", alarms.join(" or "));
+    }
+    text
+}

@@ -8,12 +8,16 @@ use serde::Serialize;
 use spec::{DataSource, Spec, Target, Validation};
 
 use crate::kind::{
-    AutoscalingSettings, BucketSettings, EndpointConfigSettings, EndpointSettings, ImageSettings, Kind,
-    ModelSettings, RepositorySettings, RoleSettings, TrainingDataSettings, TrainingJobSettings,
+    AlarmSettings, AutoscalingSettings, BucketSettings, EndpointConfigSettings, EndpointSettings,
+    ImageSettings, Kind, ModelSettings, RepositorySettings, RoleSettings, TrainingDataSettings,
+    TrainingJobSettings,
 };
 use crate::names::hash12;
 use crate::resource::Desired;
-use crate::values::{Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, Instances, Tags};
+use crate::values::{
+    AlarmMetric, Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, Instances, Tags,
+};
+use spec::RolloutAlarms;
 
 /// Tag every owned resource carries; teardown and orphan detection find resources by it.
 pub const DEPLOYMENT_TAG: &str = "orchestrate:deployment";
@@ -195,6 +199,23 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
             tags: tags.clone(),
         },
     ));
+    if let RolloutAlarms::Owned(owned) = &endpoint.rollout.alarms {
+        for (metric, rule) in [
+            (AlarmMetric::Invocation5xxErrors, owned.errors),
+            (AlarmMetric::ModelLatency, owned.latency),
+        ] {
+            resources.push(Desired::new(
+                alarm_name(name, metric),
+                AlarmSettings {
+                    metric,
+                    endpoint: name.to_string(),
+                    rule: rule.into(),
+                    tags: tags.clone(),
+                },
+            ));
+        }
+    }
+    // A rollout bakes each step on top of starting the new fleet: the wait covers both.
     resources.push(
         Desired::new(
             name,
@@ -203,7 +224,7 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
                 tags,
             },
         )
-        .wait_timeout(endpoint.wait_timeout),
+        .wait_timeout(endpoint.wait_timeout + endpoint.rollout.total_bake()),
     );
     if let Some(scaling) = &endpoint.autoscaling {
         resources.push(Desired::new(
@@ -222,6 +243,23 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     }
 }
 
+/// The name of the alarm a deployment owns on one endpoint metric, `<deployment>-<metric>`.
+pub fn alarm_name(deployment: &str, metric: AlarmMetric) -> String {
+    format!("{deployment}-{}", metric.name_suffix())
+}
+
+/// The alarms an endpoint update names for its automatic rollback: the owned ones, or the user's.
+pub fn rollback_alarms(spec: &Spec) -> Vec<String> {
+    match &spec.endpoint.rollout.alarms {
+        RolloutAlarms::None => Vec::new(),
+        RolloutAlarms::Owned(_) => AlarmMetric::ALL
+            .iter()
+            .map(|&metric| alarm_name(spec.name.as_str(), metric))
+            .collect(),
+        RolloutAlarms::Named(names) => names.clone(),
+    }
+}
+
 /// The canonical JSON of a value that goes into a name's hash (struct fields in declaration order,
 /// maps sorted), so the name changes exactly when the value does.
 fn canonical(value: &impl Serialize) -> String {
@@ -235,7 +273,7 @@ mod tests {
     fn spec(dir: &std::path::Path) -> Spec {
         std::fs::write(dir.join("train.csv"), "a,Label\n1,Normal\n").unwrap();
         let yaml = "version: 1\nname: iot\ndata: {train: train.csv}\n\
-                    endpoint: {autoscaling: {min: 1, max: 2}}\n";
+                    endpoint: {instance_count: 2, autoscaling: {min: 2, max: 3}, rollout: {strategy: canary}}\n";
         spec::parse(yaml, "deploy.yaml", dir).unwrap_or_else(|e| panic!("{e}"))
     }
 

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::resource::{FieldDiff, OnChange};
 use crate::target::KindOnTarget;
 use crate::values::{
-    Channel, DataHash, DataHashes, Hyperparameters, ImageRef, Instances, Name, Seconds, Tags,
+    AlarmMetric, AlarmRule, Channel, DataHash, DataHashes, Hyperparameters, ImageRef, Instances, Name,
+    Seconds, Tags,
 };
 
 /// What is known about a kind, independent of the target.
@@ -321,10 +322,29 @@ kinds! {
             tags: Tags => Update,
         },
     }
+    /// A CloudWatch alarm on the endpoint's metrics that rolls an update back (`endpoint.rollout`),
+    /// named `<deployment>-<metric>`.
+    Alarm {
+        label: "alarm",
+        dependencies: [],
+        permanent: false,
+        in_rollout: false,
+        kept_with_bucket: false,
+        local_folder: "alarms",
+        /// An alarm on one metric of the endpoint's variant, one-minute periods, missing data not
+        /// breaching.
+        settings: AlarmSettings {
+            metric: AlarmMetric => Update,
+            /// The endpoint whose metric it watches (the `EndpointName` dimension).
+            endpoint: Name => Update,
+            rule: AlarmRule => Update,
+            tags: Tags => Update,
+        },
+    }
     /// The endpoint, named after the deployment.
     Endpoint {
         label: "endpoint",
-        dependencies: [EndpointConfig],
+        dependencies: [EndpointConfig, Alarm],
         permanent: false,
         in_rollout: true,
         kept_with_bucket: false,
@@ -363,6 +383,7 @@ impl Settings {
             Settings::Model(s) => Some(&s.tags),
             Settings::EndpointConfig(s) => Some(&s.tags),
             Settings::Endpoint(s) => Some(&s.tags),
+            Settings::Alarm(s) => Some(&s.tags),
             Settings::TrainingData(_)
             | Settings::Image(_)
             | Settings::TrainingJob(_)

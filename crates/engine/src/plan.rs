@@ -332,6 +332,18 @@ pub struct StatusEntry {
     pub standing: Standing,
 }
 
+impl StatusEntry {
+    /// Whether this line counts as drift for `status`'s exit code: its standing does, except an
+    /// endpoint in progress, which is a rollout under way (SageMaker shifting traffic and baking,
+    /// or the endpoint being created), not drift.
+    pub fn is_drift(&self) -> bool {
+        match (&self.standing, self.kind) {
+            (Standing::InProgress { .. }, Kind::Endpoint) => false,
+            (standing, _) => standing.is_drift(),
+        }
+    }
+}
+
 /// `status`: the plan, read as drift.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusReport {
@@ -388,7 +400,7 @@ impl StatusReport {
                 Standing::Orphan
             },
         }));
-        let in_sync = resources.iter().all(|r| !r.standing.is_drift());
+        let in_sync = resources.iter().all(|r| !r.is_drift());
         StatusReport {
             deployment: plan.deployment.clone(),
             target: plan.target.clone(),
@@ -438,8 +450,14 @@ impl StatusReport {
                 _ => {}
             }
         }
-        let drifted = self.resources.iter().filter(|r| r.standing.is_drift()).count();
-        if self.in_sync {
+        let drifted = self.resources.iter().filter(|r| r.is_drift()).count();
+        let rolling_out = self
+            .resources
+            .iter()
+            .any(|r| matches!(r.standing, Standing::InProgress { .. }) && !r.is_drift());
+        if self.in_sync && rolling_out {
+            let _ = writeln!(out, "No drift; the endpoint's rollout is in progress.");
+        } else if self.in_sync {
             let _ = writeln!(out, "In sync.");
         } else {
             let _ = writeln!(

@@ -144,6 +144,79 @@ impl fmt::Display for Instances {
     }
 }
 
+/// The endpoint metric a rollout alarm watches, with the statistic and comparison that go with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmMetric {
+    /// `Invocation5XXErrors`, Sum per period, at or above the threshold.
+    Invocation5xxErrors,
+    /// `ModelLatency` (microseconds), p99 per period, above the threshold.
+    ModelLatency,
+}
+
+impl AlarmMetric {
+    pub const ALL: [AlarmMetric; 2] = [AlarmMetric::Invocation5xxErrors, AlarmMetric::ModelLatency];
+
+    /// The metric's name in the `AWS/SageMaker` namespace.
+    pub const fn metric_name(self) -> &'static str {
+        match self {
+            AlarmMetric::Invocation5xxErrors => "Invocation5XXErrors",
+            AlarmMetric::ModelLatency => "ModelLatency",
+        }
+    }
+
+    /// The suffix of the alarm's name after the deployment name.
+    pub const fn name_suffix(self) -> &'static str {
+        match self {
+            AlarmMetric::Invocation5xxErrors => "invocation-5xx-errors",
+            AlarmMetric::ModelLatency => "model-latency",
+        }
+    }
+
+    /// The unit of the threshold, for people.
+    pub const fn unit(self) -> &'static str {
+        match self {
+            AlarmMetric::Invocation5xxErrors => "errors",
+            AlarmMetric::ModelLatency => "µs at p99",
+        }
+    }
+}
+
+impl fmt::Display for AlarmMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.metric_name())
+    }
+}
+
+/// When a rollout alarm goes off: `datapoints` of the last `periods` one-minute periods breach
+/// `threshold` (missing data does not breach).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AlarmRule {
+    pub threshold: u64,
+    pub datapoints: u32,
+    pub periods: u32,
+}
+
+impl From<spec::AlarmRule> for AlarmRule {
+    fn from(rule: spec::AlarmRule) -> Self {
+        AlarmRule {
+            threshold: rule.threshold,
+            datapoints: rule.datapoints,
+            periods: rule.periods,
+        }
+    }
+}
+
+impl fmt::Display for AlarmRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "threshold {} in {} of {} one-minute periods",
+            self.threshold, self.datapoints, self.periods
+        )
+    }
+}
+
 /// The training job's hyperparameters as SageMaker passes them to the container: every value a
 /// string, encoded once by `contract::hyperparameters` and decoded by the same code in model-image.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,7 +49,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use engine::desired::{ChannelData, DesiredState, Facts};
-use engine::kind::{AutoscalingSettings, EndpointConfigSettings, RepositorySettings, RoleSettings};
+use engine::kind::{
+    AlarmSettings, AutoscalingSettings, EndpointConfigSettings, RepositorySettings, RoleSettings,
+};
 use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
 use engine::target::{Applied, BoxError, Deleted, Found, LockRequest, Target, TargetError, Upstream};
 use engine::training_output::MetricValues;
@@ -160,6 +162,7 @@ impl engine::kind::KindModules for LocalTarget {
     type TrainingJob = training_job::LocalTrainingJob;
     type Model = model::LocalModel;
     type EndpointConfig = record::Recorded<EndpointConfigSettings>;
+    type Alarm = record::Recorded<AlarmSettings>;
     type Endpoint = endpoint::LocalEndpoint;
     type Autoscaling = record::Recorded<AutoscalingSettings>;
 }

@@ -1,11 +1,12 @@
 //! The kinds that are only a record locally, handled by one implementation, [`Recorded`]: the
 //! execution role (nothing assumes it), the image repository (the images live in `images/`, one
 //! folder per digest), endpoint configs (immutable and content-named, as on SageMaker; the endpoint
-//! reads its config's record to find the model to serve) and the autoscaling policy (nothing scales
-//! locally: one `model-image serve` process serves whatever the policy says). Each record keeps the
+//! reads its config's record to find the model to serve), the autoscaling policy (nothing scales
+//! locally: one `model-image serve` process serves whatever the policy says) and the rollout alarms
+//! (their rules, for the endpoint's rollout to read). Each record keeps the
 //! name and the settings it was applied with, so `status` and `down` treat the resource exactly as
 //! on AWS, and a changed policy or tag set is applied (recorded) like there. What differs between
-//! the four is only their settings type, which names its kind and what it uses
+//! them is only their settings type, which names its kind and what it uses
 //! ([`RecordedSettings`]).
 //!
 //! The config the endpoint runs and the one it ran before (kept for `orchestrate rollback`), and
@@ -17,7 +18,9 @@
 use std::marker::PhantomData;
 
 use engine::Settings;
-use engine::kind::{AutoscalingSettings, EndpointConfigSettings, RepositorySettings, RoleSettings};
+use engine::kind::{
+    AlarmSettings, AutoscalingSettings, EndpointConfigSettings, RepositorySettings, RoleSettings,
+};
 use engine::resource::{Change, Kind, Lifecycle, Observed, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, ResourceId, TargetError, Upstream};
 
@@ -83,6 +86,17 @@ impl RecordedSettings for AutoscalingSettings {
     fn of(settings: Settings) -> Option<Self> {
         match settings {
             Settings::Autoscaling(policy) => Some(policy),
+            _ => None,
+        }
+    }
+}
+
+impl RecordedSettings for AlarmSettings {
+    const KIND: Kind = Kind::Alarm;
+
+    fn of(settings: Settings) -> Option<Self> {
+        match settings {
+            Settings::Alarm(alarm) => Some(alarm),
             _ => None,
         }
     }

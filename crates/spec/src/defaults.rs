@@ -41,3 +41,28 @@ pub const AUTOSCALING_MIN: u32 = 1;
 pub const INVOCATIONS_PER_INSTANCE: u32 = 1_000;
 /// `local.state_dir`, relative to the directory of deploy.yaml.
 pub const STATE_DIR: &str = ".orchestrate";
+/// `endpoint.rollout.strategy` (also what an absent `rollout` section does).
+pub const ROLLOUT_STRATEGY: &str = "all_at_once";
+/// `endpoint.rollout.canary_percent` (with `strategy: canary`): a share of the new fleet's capacity.
+pub const CANARY_PERCENT: u32 = 50;
+/// `endpoint.rollout.step_percent` (with `strategy: linear`): a share of the new fleet's capacity.
+pub const STEP_PERCENT: u32 = 25;
+/// `endpoint.rollout.bake`, as written, when a `rollout` section is present (without one, nothing
+/// bakes).
+pub const BAKE: &str = "10m";
+/// `endpoint.rollout.bake`, when a `rollout` section is present.
+pub const BAKE_DURATION: Duration = Duration::from_secs(600);
+/// `endpoint.rollout.alarms`, when a `rollout` section is present (without one, no alarm).
+pub const ROLLOUT_ALARMS: &str = "default";
+/// `endpoint.rollout.alarms.errors.threshold`: `Invocation5XXErrors` per minute.
+pub const ERRORS_THRESHOLD: u64 = 1;
+/// `endpoint.rollout.alarms.errors.datapoints`.
+pub const ERRORS_DATAPOINTS: u32 = 2;
+/// `endpoint.rollout.alarms.errors.periods` (one-minute periods).
+pub const ERRORS_PERIODS: u32 = 3;
+/// `endpoint.rollout.alarms.latency.threshold_ms`: p99 `ModelLatency`, in milliseconds.
+pub const LATENCY_THRESHOLD_MS: u64 = 100;
+/// `endpoint.rollout.alarms.latency.datapoints`.
+pub const LATENCY_DATAPOINTS: u32 = 2;
+/// `endpoint.rollout.alarms.latency.periods` (one-minute periods).
+pub const LATENCY_PERIODS: u32 = 3;

@@ -54,6 +54,16 @@
 //! | `endpoint.autoscaling.max` | required if `autoscaling` | ≥ `min` |
 //! | `endpoint.autoscaling.invocations_per_instance` | `1000` | ≥ 1 |
 //! | `endpoint.wait_timeout` | `30m` | duration, 1s–1d |
+//! | `endpoint.rollout` | none: all at once, no bake, no alarm | a mapping (even `{}`: then every key below takes its default) |
+//! | `endpoint.rollout.strategy` | `all_at_once` | `all_at_once`, `canary` or `linear`; `canary`/`linear` need `instance_count` and `autoscaling.min` ≥ 2 |
+//! | `endpoint.rollout.canary_percent` | `50` | integer 1–50 (percent of the new fleet); only with `strategy: canary` |
+//! | `endpoint.rollout.step_percent` | `25` | integer 10–50 (percent of the new fleet); only with `strategy: linear` |
+//! | `endpoint.rollout.bake` | `10m` | duration, 0s–1h, per step and for the final bake |
+//! | `endpoint.rollout.alarms` | `default` | `default`, `none`, a list of 1–10 unique alarm names (1–255 chars), or a map `{errors, latency}` |
+//! | `endpoint.rollout.alarms.errors.threshold` | `1` | integer ≥ 1 (5xx errors per minute) |
+//! | `endpoint.rollout.alarms.latency.threshold_ms` | `100` | integer 1–60000 (p99 latency, ms) |
+//! | `endpoint.rollout.alarms.{errors,latency}.datapoints` | `2` | integer 1–`periods` |
+//! | `endpoint.rollout.alarms.{errors,latency}.periods` | `3` | integer 1–1440 (one-minute periods) |
 //! | `local.state_dir` | `.orchestrate` | non-empty path, relative to deploy.yaml |
 //! | `local.port` | a free port | 1024–65535 |
 //!
@@ -91,8 +101,7 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use limits::{MAX_ALIAS_BYTES, MAX_FILE_BYTES, MAX_NESTING};
 pub use model::{
     AlarmRule, Autoscaling, Bucket, Data, DataSource, Endpoint, Hyperparameters, Local, OwnedAlarms,
-    QualityGate, Rollout, RolloutAlarms, RolloutStrategy, Spec, Target, Training, UnknownTarget,
-    Validation,
+    QualityGate, Rollout, RolloutAlarms, RolloutStrategy, Spec, Target, Training, UnknownTarget, Validation,
 };
 pub use names::{
     DeploymentName, InstanceType, MAX_BUCKET_LEN, MAX_NAME_LEN, NameError, RESERVED_TAG_KEYS, Region,

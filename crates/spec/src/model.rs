@@ -250,6 +250,17 @@ pub struct Rollout {
     pub alarms: RolloutAlarms,
 }
 
+impl Default for Rollout {
+    /// What an endpoint without a `rollout` section does: all at once, no bake, no alarm.
+    fn default() -> Self {
+        Rollout {
+            strategy: RolloutStrategy::AllAtOnce,
+            bake: Duration::ZERO,
+            alarms: RolloutAlarms::None,
+        }
+    }
+}
+
 impl Rollout {
     /// The traffic shares (percent of the new fleet's capacity that takes traffic) after each step,
     /// the last always 100: `[100]` all at once, `[c, 100]` canary, `[s, 2s, …, 100]` linear.
@@ -311,6 +322,29 @@ pub struct OwnedAlarms {
     pub errors: AlarmRule,
     /// `ModelLatency` (p99 per minute, in microseconds as SageMaker reports it) above `threshold`.
     pub latency: AlarmRule,
+}
+
+impl OwnedAlarms {
+    /// `alarms: default`: errors at 1 per minute or more, or p99 latency above 100 ms, in 2 of the
+    /// last 3 one-minute periods (see [`crate::defaults`]).
+    pub const DEFAULT: OwnedAlarms = OwnedAlarms {
+        errors: AlarmRule {
+            threshold: crate::defaults::ERRORS_THRESHOLD,
+            datapoints: crate::defaults::ERRORS_DATAPOINTS,
+            periods: crate::defaults::ERRORS_PERIODS,
+        },
+        latency: AlarmRule {
+            threshold: crate::defaults::LATENCY_THRESHOLD_MS * 1_000,
+            datapoints: crate::defaults::LATENCY_DATAPOINTS,
+            periods: crate::defaults::LATENCY_PERIODS,
+        },
+    };
+}
+
+impl Default for OwnedAlarms {
+    fn default() -> Self {
+        OwnedAlarms::DEFAULT
+    }
 }
 
 /// When an owned alarm goes off: `datapoints` of the last `periods` one-minute periods breach

@@ -198,4 +198,73 @@ mod tests {
         let state_dir = spec["local"]["state_dir"].as_str().unwrap();
         assert!(state_dir.ends_with(default("local.state_dir").as_str().unwrap()));
     }
+
+    #[test]
+    fn documented_rollout_defaults_are_the_validator_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.csv"), "a,Label\n1,Anomaly\n").unwrap();
+        let schema = json_schema();
+        let default = |path: &str| {
+            let (parent, key) = path.rsplit_once('.').unwrap();
+            at(&schema, parent)["properties"][key]["default"].clone()
+        };
+        let parse = |rollout: &str| {
+            let source = format!(
+                "version: 1\nname: x\ndata: {{train: train.csv}}\nendpoint: {{instance_count: 2, rollout: {rollout}}}\n"
+            );
+            let spec = crate::parse(&source, "deploy.yaml", dir.path()).unwrap();
+            spec.endpoint.rollout
+        };
+        let empty = parse("{}");
+        assert_eq!(
+            default("endpoint.rollout.strategy"),
+            serde_json::to_value(empty.strategy).unwrap()["strategy"]
+        );
+        assert_eq!(
+            default("endpoint.rollout.bake"),
+            crate::format_duration(empty.bake).as_str()
+        );
+        assert_eq!(default("endpoint.rollout.alarms"), "default");
+        assert_eq!(
+            empty.alarms,
+            crate::RolloutAlarms::Owned(crate::OwnedAlarms::DEFAULT)
+        );
+        let canary = parse("{strategy: canary}");
+        assert_eq!(
+            default("endpoint.rollout.canary_percent"),
+            serde_json::to_value(canary.strategy).unwrap()["percent"]
+        );
+        let linear = parse("{strategy: linear}");
+        assert_eq!(
+            default("endpoint.rollout.step_percent"),
+            serde_json::to_value(linear.strategy).unwrap()["step_percent"]
+        );
+        let rules = crate::OwnedAlarms::DEFAULT;
+        let cases = [
+            ("endpoint.rollout.alarms.errors.threshold", rules.errors.threshold),
+            (
+                "endpoint.rollout.alarms.errors.datapoints",
+                rules.errors.datapoints.into(),
+            ),
+            (
+                "endpoint.rollout.alarms.errors.periods",
+                rules.errors.periods.into(),
+            ),
+            (
+                "endpoint.rollout.alarms.latency.threshold_ms",
+                rules.latency.threshold / 1_000,
+            ),
+            (
+                "endpoint.rollout.alarms.latency.datapoints",
+                rules.latency.datapoints.into(),
+            ),
+            (
+                "endpoint.rollout.alarms.latency.periods",
+                rules.latency.periods.into(),
+            ),
+        ];
+        for (path, value) in cases {
+            assert_eq!(default(path), value, "{path}");
+        }
+    }
 }

@@ -368,3 +368,278 @@ fn a_second_document_or_a_bad_alias_is_a_syntax_error() {
     let err = parse("version: *nowhere\n", "deploy.yaml", dir.path()).unwrap_err();
     assert_eq!(err.iter().next().unwrap().kind, Kind::Syntax);
 }
+
+mod rollout {
+    use std::time::Duration;
+
+    use super::{MINIMAL, data_dir, ok};
+    use crate::{AlarmRule, OwnedAlarms, Rollout, RolloutAlarms, RolloutStrategy, parse};
+
+    fn rollout(endpoint: &str) -> Rollout {
+        let dir = data_dir();
+        ok(&format!("{MINIMAL}endpoint:\n{endpoint}"), dir.path())
+            .endpoint
+            .rollout
+    }
+
+    fn rejected(endpoint: &str) -> String {
+        let dir = data_dir();
+        match parse(
+            &format!("{MINIMAL}endpoint:\n{endpoint}"),
+            "deploy.yaml",
+            dir.path(),
+        ) {
+            Ok(spec) => panic!("accepted: {:?}", spec.endpoint.rollout),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    #[test]
+    fn without_a_section_everything_goes_at_once_unwatched() {
+        let dir = data_dir();
+        let expected = Rollout {
+            strategy: RolloutStrategy::AllAtOnce,
+            bake: Duration::ZERO,
+            alarms: RolloutAlarms::None,
+        };
+        assert_eq!(ok(MINIMAL, dir.path()).endpoint.rollout, expected);
+        assert_eq!(rollout("  instance_count: 3\n"), expected);
+        assert_eq!(rollout("  rollout: null\n"), expected);
+        assert_eq!(Rollout::default(), expected);
+    }
+
+    #[test]
+    fn a_section_bakes_ten_minutes_under_the_default_alarms() {
+        let owned = RolloutAlarms::Owned(OwnedAlarms {
+            errors: AlarmRule {
+                threshold: 1,
+                datapoints: 2,
+                periods: 3,
+            },
+            latency: AlarmRule {
+                threshold: 100_000,
+                datapoints: 2,
+                periods: 3,
+            },
+        });
+        for section in ["  rollout: {}\n", "  rollout: {strategy: all_at_once}\n"] {
+            let r = rollout(section);
+            assert_eq!(r.strategy, RolloutStrategy::AllAtOnce);
+            assert_eq!(r.bake, Duration::from_secs(600));
+            assert_eq!(r.alarms, owned, "{section}");
+        }
+        let canary = rollout("  instance_count: 2\n  rollout: {strategy: canary}\n");
+        assert_eq!(canary.strategy, RolloutStrategy::Canary { percent: 50 });
+        assert_eq!((canary.bake, &canary.alarms), (Duration::from_secs(600), &owned));
+        let linear = rollout("  instance_count: 2\n  rollout: {strategy: linear}\n");
+        assert_eq!(linear.strategy, RolloutStrategy::Linear { step_percent: 25 });
+        assert_eq!(linear.alarms, owned);
+        assert_eq!(OwnedAlarms::default(), OwnedAlarms::DEFAULT);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let r = rollout(
+            "  instance_count: 4\n  autoscaling: {min: 2, max: 8}\n  rollout:\n    strategy: canary\n    canary_percent: 10\n    bake: 0s\n    alarms: none\n",
+        );
+        assert_eq!(r.strategy, RolloutStrategy::Canary { percent: 10 });
+        assert_eq!(r.bake, Duration::ZERO);
+        assert_eq!(r.alarms, RolloutAlarms::None);
+        let r = rollout("  instance_count: 2\n  rollout: {strategy: linear, step_percent: 10, bake: 1h}\n");
+        assert_eq!(r.strategy, RolloutStrategy::Linear { step_percent: 10 });
+        assert_eq!(r.bake, Duration::from_secs(3_600));
+    }
+
+    #[test]
+    fn alarms_are_a_preset_a_list_of_names_or_rules() {
+        assert_eq!(
+            rollout("  rollout: {alarms: default}\n").alarms,
+            RolloutAlarms::Owned(OwnedAlarms::DEFAULT)
+        );
+        assert_eq!(rollout("  rollout: {alarms: none}\n").alarms, RolloutAlarms::None);
+        assert_eq!(
+            rollout("  rollout:\n    alarms: [my-5xx, \"latency p99\"]\n").alarms,
+            RolloutAlarms::Named(vec!["my-5xx".into(), "latency p99".into()])
+        );
+        let rules = rollout(
+            "  rollout:\n    alarms:\n      errors: {threshold: 5}\n      latency: {threshold_ms: 250, datapoints: 3, periods: 5}\n",
+        );
+        assert_eq!(
+            rules.alarms,
+            RolloutAlarms::Owned(OwnedAlarms {
+                errors: AlarmRule {
+                    threshold: 5,
+                    datapoints: 2,
+                    periods: 3,
+                },
+                latency: AlarmRule {
+                    threshold: 250_000,
+                    datapoints: 3,
+                    periods: 5,
+                },
+            })
+        );
+        assert_eq!(
+            rollout("  rollout: {alarms: {}}\n").alarms,
+            RolloutAlarms::Owned(OwnedAlarms::DEFAULT)
+        );
+        let one_day = rollout("  rollout: {alarms: {errors: {datapoints: 1440, periods: 1440}}}\n");
+        let RolloutAlarms::Owned(owned) = one_day.alarms else {
+            panic!("owned")
+        };
+        assert_eq!(owned.errors.periods, 1_440);
+        assert_eq!(owned.latency, OwnedAlarms::DEFAULT.latency);
+    }
+
+    #[test]
+    fn steps_and_total_bake_follow_the_strategy() {
+        let ten = Duration::from_secs(600);
+        let cases = [
+            ("  rollout: {}\n", vec![100], 1),
+            (
+                "  instance_count: 2\n  rollout: {strategy: canary}\n",
+                vec![50, 100],
+                2,
+            ),
+            (
+                "  instance_count: 2\n  rollout: {strategy: canary, canary_percent: 5}\n",
+                vec![5, 100],
+                2,
+            ),
+            (
+                "  instance_count: 2\n  rollout: {strategy: linear}\n",
+                vec![25, 50, 75, 100],
+                4,
+            ),
+            (
+                "  instance_count: 2\n  rollout: {strategy: linear, step_percent: 30}\n",
+                vec![30, 60, 90, 100],
+                4,
+            ),
+            (
+                "  instance_count: 2\n  rollout: {strategy: linear, step_percent: 50}\n",
+                vec![50, 100],
+                2,
+            ),
+        ];
+        for (section, steps, bakes) in cases {
+            let r = rollout(section);
+            assert_eq!(r.steps(), steps, "{section}");
+            assert_eq!(r.total_bake(), ten * bakes, "{section}");
+        }
+        assert_eq!(Rollout::default().total_bake(), Duration::ZERO);
+    }
+
+    #[test]
+    fn stepwise_strategies_need_two_instances_all_the_time() {
+        let err = rejected("  rollout: {strategy: canary}\n");
+        assert!(err.contains("`endpoint.instance_count` defaults to 1"), "{err}");
+        assert!(
+            err.contains("set `endpoint.instance_count: 2` or more, or use `strategy: all_at_once`"),
+            "{err}"
+        );
+        let err = rejected("  instance_count: 2\n  autoscaling: {max: 4}\n  rollout: {strategy: linear}\n");
+        assert!(err.contains("`endpoint.autoscaling.min` defaults to 1"), "{err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("deploy.yaml:")).count(),
+            1,
+            "{err}"
+        );
+        // All at once on one instance is fine.
+        assert_eq!(rollout("  rollout: {bake: 5m}\n").bake, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let err = rejected(
+            "  instance_count: 2\n  rollout:\n    strategy: linear\n    canary_percent: 20\n    bake: 2h\n    alarms: {errors: {threshold: 0}, latency: {threshold_ms: 60001, datapoints: 4}}\n",
+        );
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("deploy.yaml:")).collect();
+        assert_eq!(lines.len(), 4, "{err}");
+        assert!(lines[0].contains("canary_percent"), "{err}");
+        assert!(lines[1].contains("bake"), "{err}");
+        assert!(lines[2].contains("errors.threshold"), "{err}");
+        assert!(lines[3].contains("latency.threshold_ms"), "{err}");
+        // The datapoints conflict waits until the threshold is valid; then it is reported.
+        let err = rejected("  rollout: {alarms: {latency: {datapoints: 4}}}\n");
+        assert!(
+            err.contains("(4) is more than `periods` (3, the default)"),
+            "{err}"
+        );
+        let err = rejected("  rollout: {alarms: {errors: {periods: 1}}}\n");
+        assert!(
+            err.contains("(1) is less than `datapoints` (2, the default)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn alarm_names_are_bounded_and_unique() {
+        let eleven: Vec<String> = (0..11).map(|i| format!("a{i}")).collect();
+        let err = rejected(&format!("  rollout: {{alarms: [{}]}}\n", eleven.join(", ")));
+        assert!(
+            err.contains("lists 11 alarms; SageMaker watches at most 10"),
+            "{err}"
+        );
+        let ten = &eleven[..10];
+        let r = rollout(&format!("  rollout: {{alarms: [{}]}}\n", ten.join(", ")));
+        assert_eq!(r.alarms, RolloutAlarms::Named(ten.to_vec()));
+        let err = rejected("  rollout: {alarms: [a, b, a]}\n");
+        assert!(err.contains("`a` is listed twice"), "{err}");
+        let err = rejected("  rollout: {alarms: []}\n");
+        assert!(err.contains("empty list"), "{err}");
+        let err = rejected(&format!("  rollout: {{alarms: [{}]}}\n", "x".repeat(256)));
+        assert!(err.contains("256 characters long"), "{err}");
+        let r = rollout(&format!("  rollout: {{alarms: [{}]}}\n", "x".repeat(255)));
+        assert_eq!(r.alarms, RolloutAlarms::Named(vec!["x".repeat(255)]));
+        let err = rejected("  rollout: {alarms: my-alarm}\n");
+        assert!(err.contains("`alarms: [my-alarm]`"), "{err}");
+        let err = rejected("  rollout: {alarms: false}\n");
+        assert!(err.contains("write `alarms: none`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_strategies_and_rule_keys_get_suggestions() {
+        for (section, help) in [
+            ("  rollout: {strategy: canery}\n", "did you mean `canary`?"),
+            (
+                "  rollout: {strategy: all-at-once}\n",
+                "did you mean `all_at_once`?",
+            ),
+            ("  rollout: {strategy: rolling}\n", "did you mean `linear`?"),
+            (
+                "  rollout: {strategy: shadow}\n",
+                "use `all_at_once` (the default), `canary` or `linear`",
+            ),
+            (
+                "  rollout: {alarms: {latency: {threshold: 5}}}\n",
+                "did you mean `threshold_ms`?",
+            ),
+            (
+                "  rollout: {alarms: {errors: {evaluation_periods: 5}}}\n",
+                "did you mean `periods`?",
+            ),
+            ("  rollout: {stratgy: canary}\n", "did you mean `strategy`?"),
+            ("  rollout: {alarms: {error: {}}}\n", "did you mean `errors`?"),
+        ] {
+            let err = rejected(section);
+            assert!(err.contains(help), "{section}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_rollout_serializes_readably() {
+        let dir = data_dir();
+        let source = format!(
+            "{MINIMAL}endpoint:\n  instance_count: 2\n  rollout: {{strategy: canary, canary_percent: 20}}\n"
+        );
+        let json = serde_json::to_value(ok(&source, dir.path())).unwrap();
+        let r = &json["endpoint"]["rollout"];
+        assert_eq!(
+            r["strategy"],
+            serde_json::json!({"strategy": "canary", "percent": 20})
+        );
+        assert_eq!(r["bake"], "10m");
+        assert_eq!(r["alarms"]["owned"]["latency"]["threshold"], 100_000);
+    }
+}

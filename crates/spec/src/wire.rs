@@ -316,6 +316,146 @@ pub struct EndpointWire {
     /// `30m`. Default `30m`; 1s to 1d.
     #[schemars(regex(pattern = DURATION_PATTERN), extend("default" = defaults::WAIT_TIMEOUT))]
     pub wait_timeout: Option<String>,
+    /// How an update moves traffic to the new fleet (SageMaker's blue/green deployment guardrails)
+    /// and what rolls it back. Default none: all traffic at once, no bake, no alarm. A `rollout`
+    /// section, even `{}`, bakes `10m` watched by the `default` alarms.
+    pub rollout: Option<RolloutWire>,
+}
+
+/// `endpoint.rollout`: traffic shifting, baking and auto rollback of endpoint updates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Rollout")]
+pub struct RolloutWire {
+    /// `all_at_once` (all traffic in one step), `canary` (`canary_percent` of the new fleet first,
+    /// then the rest) or `linear` (steps of `step_percent`). Default `all_at_once`. `canary` and
+    /// `linear` need `endpoint.instance_count` (and `autoscaling.min`) of at least 2.
+    #[schemars(extend("default" = defaults::ROLLOUT_STRATEGY))]
+    pub strategy: Option<RolloutStrategyWire>,
+    /// With `strategy: canary` only: the share of the new fleet's capacity that takes traffic first,
+    /// in percent. Default `50`; 1 to 50.
+    #[schemars(range(min = 1, max = 50), extend("default" = defaults::CANARY_PERCENT))]
+    pub canary_percent: Option<u32>,
+    /// With `strategy: linear` only: the share of the new fleet's capacity added per step, in
+    /// percent. Default `25`; 10 to 50.
+    #[schemars(range(min = 10, max = 50), extend("default" = defaults::STEP_PERCENT))]
+    pub step_percent: Option<u32>,
+    /// How long each step (and the final step, before the old fleet is terminated) bakes, watched by
+    /// the alarms: a duration such as `10m`. Default `10m`; `0s` to `1h`.
+    #[schemars(regex(pattern = DURATION_PATTERN), extend("default" = defaults::BAKE))]
+    pub bake: Option<String>,
+    /// The CloudWatch alarms that roll an update back: `default` (5xx errors and p99 latency alarms
+    /// orchestrate creates), `none`, a list of 1 to 10 existing alarm names, or a map of rules
+    /// overriding the default alarms' (`errors`, `latency`). Default `default`.
+    #[schemars(extend("default" = defaults::ROLLOUT_ALARMS))]
+    pub alarms: Option<AlarmsWire>,
+}
+
+/// `endpoint.rollout.strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "RolloutStrategy")]
+pub enum RolloutStrategyWire {
+    /// All traffic moves to the new fleet in one step.
+    AllAtOnce,
+    /// `canary_percent` of the new fleet first, then the rest.
+    Canary,
+    /// Steps of `step_percent` of the new fleet until all of it.
+    Linear,
+}
+
+/// `endpoint.rollout.alarms`: a preset, a list of alarm names, or rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AlarmsWire {
+    /// `default` or `none`.
+    Preset(AlarmPresetWire),
+    /// Existing CloudWatch alarms, by name: 1 to 10, each 1 to 255 characters, no duplicates.
+    Named(Vec<String>),
+    /// Rules for the alarms orchestrate creates; a missing key keeps its default.
+    Rules(AlarmRulesWire),
+}
+
+/// `alarms: default` or `alarms: none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmPresetWire {
+    /// The alarms orchestrate creates, with the default rules.
+    Default,
+    /// No alarm: an update rolls back only when the new fleet fails to start.
+    None,
+}
+
+impl JsonSchema for AlarmsWire {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RolloutAlarms".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let rules = generator.subschema_for::<AlarmRulesWire>();
+        json_schema!({
+            "description": "`default` (the alarms orchestrate creates), `none`, a list of 1 to 10 existing CloudWatch alarm names, or rules for the alarms orchestrate creates.",
+            "anyOf": [
+                { "enum": ["default", "none"] },
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": crate::validate::rollout::MAX_ALARMS,
+                    "uniqueItems": true,
+                    "items": { "type": "string", "minLength": 1, "maxLength": crate::validate::rollout::MAX_ALARM_NAME }
+                },
+                rules
+            ]
+        })
+    }
+}
+
+/// `endpoint.rollout.alarms` as a map: the rules of the alarms orchestrate creates, over one-minute
+/// periods (missing data does not breach).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "AlarmRules")]
+pub struct AlarmRulesWire {
+    /// The 5xx errors alarm (`Invocation5XXErrors`, sum per minute). Default
+    /// `{threshold: 1, datapoints: 2, periods: 3}`.
+    pub errors: Option<ErrorsAlarmWire>,
+    /// The latency alarm (`ModelLatency`, p99 per minute). Default
+    /// `{threshold_ms: 100, datapoints: 2, periods: 3}`.
+    pub latency: Option<LatencyAlarmWire>,
+}
+
+/// `endpoint.rollout.alarms.errors`: goes off when `datapoints` of the last `periods` minutes have
+/// `threshold` or more 5xx errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ErrorsAlarm")]
+pub struct ErrorsAlarmWire {
+    /// 5xx errors per minute at which a minute breaches. Default `1`; at least 1.
+    #[schemars(range(min = 1), extend("default" = defaults::ERRORS_THRESHOLD))]
+    pub threshold: Option<u64>,
+    /// How many of the last `periods` minutes must breach. Default `2`; 1 to `periods`.
+    #[schemars(range(min = 1, max = 1440), extend("default" = defaults::ERRORS_DATAPOINTS))]
+    pub datapoints: Option<u32>,
+    /// How many one-minute periods are evaluated. Default `3`; 1 to 1440 (one day).
+    #[schemars(range(min = 1, max = 1440), extend("default" = defaults::ERRORS_PERIODS))]
+    pub periods: Option<u32>,
+}
+
+/// `endpoint.rollout.alarms.latency`: goes off when `datapoints` of the last `periods` minutes have
+/// a p99 model latency above `threshold_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "LatencyAlarm")]
+pub struct LatencyAlarmWire {
+    /// p99 model latency in milliseconds above which a minute breaches. Default `100`; 1 to 60000.
+    #[schemars(range(min = 1, max = 60000), extend("default" = defaults::LATENCY_THRESHOLD_MS))]
+    pub threshold_ms: Option<u64>,
+    /// How many of the last `periods` minutes must breach. Default `2`; 1 to `periods`.
+    #[schemars(range(min = 1, max = 1440), extend("default" = defaults::LATENCY_DATAPOINTS))]
+    pub datapoints: Option<u32>,
+    /// How many one-minute periods are evaluated. Default `3`; 1 to 1440 (one day).
+    #[schemars(range(min = 1, max = 1440), extend("default" = defaults::LATENCY_PERIODS))]
+    pub periods: Option<u32>,
 }
 
 /// `endpoint.autoscaling`.

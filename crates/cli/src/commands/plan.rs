@@ -17,7 +17,11 @@ pub async fn observe(cx: &Context) -> anyhow::Result<Plan> {
 
 pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
     let plan = observe(cx).await?;
-    cx.printer.text(&cx.printer.plan_text(&plan.render()));
+    let spec = cx.load_spec()?;
+    cx.printer.text(
+        &cx.printer
+            .plan_text(&crate::render::plan_with_rollout(&plan, &spec)),
+    );
     cx.printer.json(&PlanDocument {
         ok: true,
         changes: plan.changes(),

@@ -13,7 +13,7 @@ use crate::cli::UpArgs;
 use crate::deployment::{Context, Needs, Session};
 use crate::documents::{UpDocument, UpFailed, UpOutcomeDocument};
 use crate::exit::{Exit, Reported};
-use crate::render::{elapsed, error_json, key_values, metrics_table};
+use crate::render::{elapsed, error_json, key_values, metrics_table, plan_with_rollout};
 
 pub async fn run(cx: &Context, args: &UpArgs) -> anyhow::Result<Exit> {
     let spec = cx.load_spec()?;
@@ -27,7 +27,7 @@ pub async fn run(cx: &Context, args: &UpArgs) -> anyhow::Result<Exit> {
         let mut plan = executor::plan(target, state, &progress).await?;
         plan.adopt(&args.adopt).map_err(anyhow::Error::msg)?;
         if let Err(taken) = executor::refuse_taken(&plan) {
-            printer.text(&printer.plan_text(&plan.render()));
+            printer.text(&printer.plan_text(&plan_with_rollout(&plan, &spec)));
             return Err(anyhow::Error::from(taken));
         }
         anyhow::Ok(plan)
@@ -36,7 +36,7 @@ pub async fn run(cx: &Context, args: &UpArgs) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let (plan, outcome) = if plan.is_noop() {
         // A converged deployment: no lock, no write, the training report read once.
-        printer.text(&printer.plan_text(&plan.render()));
+        printer.text(&printer.plan_text(&plan_with_rollout(&plan, &spec)));
         let training = executor::training_report(target, state, &plan).await;
         let outcome = UpOutcome {
             changed: 0,
@@ -50,7 +50,7 @@ pub async fn run(cx: &Context, args: &UpArgs) -> anyhow::Result<Exit> {
             .while_locked(async {
                 // Under the lock the plan is made again: another run may have changed things.
                 let plan = decide().await?;
-                printer.text(&printer.plan_text(&plan.render()));
+                printer.text(&printer.plan_text(&plan_with_rollout(&plan, &spec)));
                 let result = executor::up(target, state, &plan, gate, &progress).await;
                 progress.close();
                 Ok((plan, result))

@@ -443,6 +443,9 @@ fn key_help(key: &str) -> Option<String> {
         "target_fpr" => "a false-positive rate such as `0.01`",
         "validation_fraction" => "hold out a fraction such as `0.2` (at most half the data)",
         "min_pr_auc" | "min_roc_auc" | "min_mcc" | "min_f1" => "quality gates are metric values from 0 to 1",
+        "bake" => "SageMaker bakes each step for at most one hour: choose `0s` to `1h`",
+        "threshold_ms" => "SageMaker times invocations out after one minute: choose 1 to 60000 ms",
+        "periods" => "CloudWatch evaluates at most one day: 1 to 1440 one-minute periods",
         _ => return None,
     };
     Some(help.to_string())
@@ -495,6 +498,25 @@ fn unknown_key_help(name: &str, path: &str, known: &[&str]) -> String {
         && let Some(ours) = keys::hyperparameter_alias(&lower)
     {
         return format!("did you mean `{ours}`? (`{name}` in LightGBM or scikit-learn)");
+    }
+    if let Some(rule) = path.strip_prefix("endpoint.rollout.alarms.")
+        && let Some(ours) = keys::alarm_alias(&lower)
+    {
+        // The latency threshold is in milliseconds, the errors threshold a count.
+        let ours = match (rule, ours) {
+            ("errors", "threshold_ms") => "threshold",
+            ("latency", "threshold") => "threshold_ms",
+            _ => ours,
+        };
+        if known.contains(&ours) {
+            let why = match ours {
+                "threshold_ms" => " (the p99 latency threshold, in milliseconds)",
+                "threshold" => " (5xx errors per minute)",
+                "periods" => " (how many one-minute periods are evaluated)",
+                _ => " (how many of the `periods` must breach)",
+            };
+            return format!("did you mean `{ours}`?{why}");
+        }
     }
     let elsewhere: Vec<String> = keys::SECTIONS
         .iter()

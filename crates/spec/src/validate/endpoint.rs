@@ -1,10 +1,11 @@
-//! `endpoint` (instances, autoscaling range, wait timeout), `bucket` and `local`.
+//! `endpoint` (instances, autoscaling range, wait timeout; its `rollout` in [`super::rollout`]),
+//! `bucket` and `local`.
 
 use std::time::Duration;
 
 use super::cx::{Cx, Section};
 use super::training::instance_type;
-use super::{keys, note};
+use super::{keys, note, rollout};
 use crate::defaults;
 use crate::diagnostic::Kind;
 use crate::model::{Autoscaling, Bucket, Endpoint, Local};
@@ -75,6 +76,13 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
         }
     };
 
+    let rollout = rollout::rollout(
+        cx,
+        &section,
+        instance_count,
+        autoscaling.as_ref().and_then(Option::as_ref),
+    );
+
     // The initial instance count must be one the autoscaler would keep.
     if let (Some(Some(scaling)), Some(count)) = (&autoscaling, instance_count)
         && !(scaling.min..=scaling.max).contains(&count)
@@ -116,11 +124,7 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
         instance_count: instance_count?,
         autoscaling: autoscaling?,
         wait_timeout: wait_timeout?,
-        rollout: crate::model::Rollout {
-            strategy: crate::model::RolloutStrategy::AllAtOnce,
-            bake: Duration::ZERO,
-            alarms: crate::model::RolloutAlarms::None,
-        },
+        rollout: rollout?,
     })
 }
 

@@ -30,8 +30,19 @@ pub(crate) const HYPERPARAMETERS: &[&str] = &[
     "quantized_gradients",
 ];
 pub(crate) const QUALITY_GATE: &[&str] = &["min_pr_auc", "min_roc_auc", "min_mcc", "min_f1"];
-pub(crate) const ENDPOINT: &[&str] = &["instance_type", "instance_count", "autoscaling", "wait_timeout"];
+pub(crate) const ENDPOINT: &[&str] = &[
+    "instance_type",
+    "instance_count",
+    "autoscaling",
+    "wait_timeout",
+    "rollout",
+];
 pub(crate) const AUTOSCALING: &[&str] = &["min", "max", "invocations_per_instance"];
+pub(crate) const ROLLOUT: &[&str] = &["strategy", "canary_percent", "step_percent", "bake", "alarms"];
+/// `endpoint.rollout.alarms` in its map form (rules of the owned alarms).
+pub(crate) const ALARMS: &[&str] = &["errors", "latency"];
+pub(crate) const ALARM_ERRORS: &[&str] = &["threshold", "datapoints", "periods"];
+pub(crate) const ALARM_LATENCY: &[&str] = &["threshold_ms", "datapoints", "periods"];
 pub(crate) const LOCAL: &[&str] = &["state_dir", "port"];
 
 /// Every mapping with fixed keys, by dotted path.
@@ -44,6 +55,10 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("training.quality_gate", QUALITY_GATE),
     ("endpoint", ENDPOINT),
     ("endpoint.autoscaling", AUTOSCALING),
+    ("endpoint.rollout", ROLLOUT),
+    ("endpoint.rollout.alarms", ALARMS),
+    ("endpoint.rollout.alarms.errors", ALARM_ERRORS),
+    ("endpoint.rollout.alarms.latency", ALARM_LATENCY),
     ("local", LOCAL),
 ];
 
@@ -62,6 +77,17 @@ pub(crate) fn hyperparameter_alias(name: &str) -> Option<&'static str> {
         "num_threads" | "num_thread" | "nthread" | "nthreads" | "n_jobs" => "threads",
         "random_state" | "random_seed" => "seed",
         "use_quantized_grad" | "quantized_training" | "quantized" => "quantized_gradients",
+        _ => return None,
+    })
+}
+
+/// Our name for an alarm-rule key that CloudWatch (or habit) calls something else.
+pub(crate) fn alarm_alias(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "evaluation_periods" | "evaluationperiods" | "period" | "minutes" | "window" => "periods",
+        "datapoints_to_alarm" | "datapointstoalarm" | "data_points" | "breaches" => "datapoints",
+        "threshold_us" | "threshold_ms" | "latency_ms" | "p99" | "p99_ms" | "ms" => "threshold_ms",
+        "threshold" | "count" | "errors" | "max_errors" | "errors_per_minute" => "threshold",
         _ => return None,
     })
 }

@@ -7,6 +7,7 @@ mod cx;
 mod data;
 mod endpoint;
 pub(crate) mod keys;
+pub(crate) mod rollout;
 pub(crate) mod training;
 
 use std::collections::BTreeMap;

@@ -34,7 +34,9 @@ Endpoints added beside moto's own (`/moto-api/` stays moto's):
     POST /_testbed/faults          inject a fault: {"<kind>": "<name>", "reason": "..."} (reason optional;
                                    kinds in FAULT_KINDS); each is consumed by the first call it affects
     GET  /_testbed/faults          the pending faults; POST /_testbed/faults/reset forgets them
-    GET  /_testbed/endpoints       each endpoint: status, config, the serve process's URL and pid
+    GET  /_testbed/endpoints       each endpoint: status, config, the serve process's URL and pid, and
+                                   `rollout` during a blue/green UpdateEndpoint (phase, step of steps,
+                                   traffic_percent on the new config, green_url/_config/_pid), else null
     GET  /_testbed/training-jobs   each training job: status, the train process's pid, whether it runs
 """
 import argparse
@@ -866,18 +868,32 @@ class Serving:
         self.config_name = config_name
         self.variant_name = variant_name
         self.log = log
+        self.stopped = False
 
     def stop(self):
+        """Stops the process (once: a rollout and a DeleteEndpoint may both stop a green fleet)."""
+        with SAGEMAKER.lock:
+            if self.stopped:
+                return
+            self.stopped = True
         SAGEMAKER.terminate(self.process)
         shutil.rmtree(self.model_dir, ignore_errors=True)
 
 
 class EndpointRuntime:
-    """What runs for an endpoint: its Serving, and the token of the operation allowed to change it."""
+    """What runs for an endpoint: its Serving, and the token of the operation allowed to change it.
+
+    During a blue/green rollout (UpdateEndpoint with a DeploymentConfig) also the green fleet
+    (`green`), the share of invocations it takes (`green_percent`, 0-100), a count of invocations
+    routed (for the weighted round-robin) and the rollout's state for `/_testbed/endpoints`."""
 
     def __init__(self):
         self.serving = None
         self.token = None
+        self.green = None
+        self.green_percent = 0
+        self.routed = 0
+        self.rollout = None
 
 
 def _runtime(backend, name):
@@ -1002,6 +1018,98 @@ def _set_endpoint(endpoint, status, **fields):
     endpoint.last_modified_time = utcnow()
 
 
+def _percent(value):
+    """A traffic share for messages and `/_testbed/endpoints`: 50, or 33.3."""
+    return int(value) if float(value).is_integer() else round(value, 1)
+
+
+def _deployment_plan(deployment_config, variant, old_variant_name=None):
+    """The rollout a DeploymentConfig asks for, validated as SageMaker validates it (ValidationError):
+    {"steps": [percent of the green fleet's capacity taking traffic, ..., 100], "wait": the
+    WaitIntervalInSeconds each step bakes, "termination": TerminationWaitInSeconds, "alarms": the
+    AutoRollbackConfiguration's alarm names}. `variant` is the new config's first variant as
+    DescribeEndpoint would report it; `old_variant_name` the endpoint's current one (UpdateEndpoint)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    if deployment_config.get("RollingUpdatePolicy"):
+        raise ValidationError(
+            "RollingUpdatePolicy is not supported by the testbed's SageMaker emulation; use BlueGreenUpdatePolicy."
+        )
+    variant_name = variant.get("VariantName")
+    if old_variant_name is not None and variant_name != old_variant_name:
+        raise ValidationError(
+            f"The variant name(s) of the new endpoint configuration [{variant_name}] must match the variant "
+            f"name(s) of the endpoint's current configuration [{old_variant_name}] for a blue/green deployment."
+        )
+    alarms = [alarm.get("AlarmName") for alarm in (deployment_config.get("AutoRollbackConfiguration") or {}).get("Alarms") or []]
+    policy = deployment_config.get("BlueGreenUpdatePolicy") or {}
+    routing = policy.get("TrafficRoutingConfiguration") or {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
+    kind = routing.get("Type")
+    count = variant.get("DesiredInstanceCount") or 1
+    if kind == "ALL_AT_ONCE":
+        steps = [100]
+    elif kind in ("CANARY", "LINEAR"):
+        field = "CanarySize" if kind == "CANARY" else "LinearStepSize"
+        size = routing.get(field)
+        if not size:
+            raise ValidationError(f"{field} must be specified when the traffic routing type is {kind}.")
+        if count < 2:
+            raise ValidationError(
+                f"The {kind} traffic routing type needs at least 2 instances, but production variant "
+                f"{variant_name} has {count}."
+            )
+        value = size.get("Value") or 0
+        percent = value if size.get("Type") == "CAPACITY_PERCENT" else value * 100 / count
+        unit = "%" if size.get("Type") == "CAPACITY_PERCENT" else f" instance(s) of {count}"
+        if kind == "CANARY" and not 0 < percent <= 50:
+            raise ValidationError(
+                f"CanarySize {value}{unit} is invalid: the canary must be at most 50% of the instance count "
+                f"({count}) of production variant {variant_name}."
+            )
+        if kind == "LINEAR" and not 10 <= percent <= 50:
+            raise ValidationError(
+                f"LinearStepSize {value}{unit} is invalid: each step must be between 10% and 50% of the instance "
+                f"count ({count}) of production variant {variant_name}."
+            )
+        if kind == "CANARY":
+            steps = [_percent(percent), 100]
+        else:
+            steps = []
+            while (len(steps) + 1) * percent < 100:
+                steps.append(_percent((len(steps) + 1) * percent))
+            steps.append(100)
+    else:
+        raise ValidationError(f"Unknown traffic routing type {kind!r}: ALL_AT_ONCE, CANARY or LINEAR.")
+    return {
+        "steps": steps,
+        "wait": routing.get("WaitIntervalInSeconds") or 0,
+        "termination": policy.get("TerminationWaitInSeconds") or 0,
+        "alarms": alarms,
+    }
+
+
+def _alarms_in_alarm(account_id, region, names):
+    """Which of the alarms `names` moto's CloudWatch holds in state ALARM (an unknown name is not)."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    alarms = cloudwatch_backends[account_id][region].alarms
+    return [name for name in names if getattr(alarms.get(name), "state_value", None) == "ALARM"]
+
+
+def _pending_summary(config_name, variant, started, status, message, since):
+    """DescribeEndpoint's PendingDeploymentSummary: the new config's variant, its status and traffic."""
+    pending = {key: value for key, value in variant.items() if key == "VariantName" or key == "DeployedImages"}
+    count = variant.get("DesiredInstanceCount")
+    weight = variant.get("DesiredWeight", 1.0)
+    if count is not None:
+        pending["CurrentInstanceCount"] = 0 if status == "Creating" else count
+        pending["DesiredInstanceCount"] = count
+    pending["CurrentWeight"] = 0.0 if status == "Creating" else weight
+    pending["DesiredWeight"] = weight
+    pending["VariantStatus"] = [{"Status": status, "StatusMessage": message, "StartTime": since}]
+    return {"EndpointConfigName": config_name, "StartTime": started, "ProductionVariants": [pending]}
+
+
 @sagemaker_patch
 def sagemaker_endpoints_serve_their_model():
     """CreateEndpoint starts a real `model-image serve`; DeleteEndpoint stops it.
@@ -1010,24 +1118,33 @@ def sagemaker_endpoints_serve_their_model():
     production variant's model (its ModelDataUrl model.tar.gz, from moto's S3) is served by
     `model-image serve` on a free loopback port; InService once `/ping` answers 200, otherwise Failed
     with the FailureReason SageMaker gives. The serve process's output goes to CloudWatch Logs
-    (`/aws/sagemaker/Endpoints/<name>`). A duplicate name is rejected as in AWS. DeleteEndpoint:
-    Deleting, the process stopped, then the endpoint is gone.
+    (`/aws/sagemaker/Endpoints/<name>`). A duplicate name is rejected as in AWS. A DeploymentConfig is
+    validated as UpdateEndpoint validates it and kept as LastDeploymentConfig (it only governs later
+    updates, with RetainDeploymentConfig). DeleteEndpoint: Deleting, the processes stopped (a rollout's
+    green fleet too), then the endpoint is gone.
     """
+    from moto.core.responses import ActionResult
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
 
     original_create = SageMakerModelBackend.create_endpoint
 
-    def create_endpoint(self, endpoint_name, endpoint_config_name, tags):
+    def create_endpoint(self, endpoint_name, endpoint_config_name, tags, deployment_config=None):
         if endpoint_name in self.endpoints:
             arn = FakeEndpoint.arn_formatter(endpoint_name, self.account_id, self.region_name)
             raise ValidationError(f'Cannot create already existing endpoint "{arn}".')
+        if deployment_config and endpoint_config_name in self.endpoint_configs:
+            variants = _variants(self, endpoint_config_name)
+            _deployment_plan(deployment_config, variants[0] if variants else {})
         endpoint = original_create(self, endpoint_name, endpoint_config_name, tags)
         runtime = _runtime(self, endpoint_name)
         token = object()
         with SAGEMAKER.lock:
             runtime.token = token
-            _set_endpoint(endpoint, "Creating", failure_reason=None)
+            _set_endpoint(
+                endpoint, "Creating", failure_reason=None, last_deployment_config=deployment_config or None
+            )
         started = time.monotonic()
 
         def create():
@@ -1066,8 +1183,10 @@ def sagemaker_endpoints_serve_their_model():
         def delete():
             with SAGEMAKER.lock:
                 serving, runtime.serving = runtime.serving, None
-            if serving:
-                serving.stop()
+                green, runtime.green, runtime.green_percent, runtime.rollout = runtime.green, None, 0, None
+            for process in (serving, green):
+                if process:
+                    process.stop()
             SAGEMAKER.hold(started)
             with SAGEMAKER.lock:
                 if runtime.token is token and self.endpoints.get(endpoint_name) is endpoint:
@@ -1076,8 +1195,18 @@ def sagemaker_endpoints_serve_their_model():
 
         threading.Thread(target=delete, name=f"delete-{endpoint_name}", daemon=True).start()
 
+    def create_endpoint_response(self):
+        endpoint = self.sagemaker_backend.create_endpoint(
+            endpoint_name=self._get_param("EndpointName"),
+            endpoint_config_name=self._get_param("EndpointConfigName"),
+            tags=self._get_param("Tags"),
+            deployment_config=self._get_param("DeploymentConfig"),
+        )
+        return ActionResult({"EndpointArn": endpoint.arn})
+
     SageMakerModelBackend.create_endpoint = create_endpoint
     SageMakerModelBackend.delete_endpoint = delete_endpoint
+    SageMakerResponse.create_endpoint = create_endpoint_response
 
 
 @sagemaker_patch
@@ -1090,13 +1219,36 @@ def sagemaker_update_endpoint():
     with the OLD EndpointConfigName and FailureReason set: the silent rollback that callers must detect.
     RetainAllVariantProperties keeps the variants' instance counts and weights. Only an InService
     endpoint can be updated.
+
+    With a DeploymentConfig (or RetainDeploymentConfig and a LastDeploymentConfig), a blue/green
+    deployment with traffic shifting and auto-rollback, as SageMaker's deployment guardrails: validated
+    first (`_deployment_plan`: CanarySize/LinearStepSize required, canary at most 50%, linear steps
+    10-50%, at least 2 instances for either, the same variant name; RollingUpdatePolicy unsupported).
+    Once the green fleet (the new config's serve process) answers `/ping`, each step (ALL_AT_ONCE
+    [100], CANARY [size, 100], LINEAR [size, 2*size, ..., 100], percent of capacity) sends that share
+    of invocations to green (ActivatingTraffic), then bakes WaitIntervalInSeconds; after the last step a
+    final bake of TerminationWaitInSeconds. Throughout, every 0.2 s, the AutoRollbackConfiguration's
+    alarms are read from moto's CloudWatch: one in ALARM rolls back (RollingBack, all traffic to blue,
+    green stopped, then InService on the old config with FailureReason "Rolled back the deployment:
+    CloudWatch alarm(s) [NAME, ...] went into ALARM state."). Otherwise the endpoint switches to the new
+    config. DescribeEndpoint shows PendingDeploymentSummary while Updating (VariantStatus Creating,
+    ActivatingTraffic, Baking with StartTime the bake's start) and LastDeploymentConfig after.
     """
     from moto.core.responses import ActionResult
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig, SageMakerModelBackend
     from moto.sagemaker.responses import SageMakerResponse
 
-    def update_endpoint(self, endpoint_name, endpoint_config_name, retain_all_variant_properties=False):
+    def update_endpoint(
+        self,
+        endpoint_name,
+        endpoint_config_name,
+        retain_all_variant_properties=False,
+        deployment_config=None,
+        retain_deployment_config=False,
+    ):
+        from moto.core.utils import utcnow
+
         endpoint = self.endpoints.get(endpoint_name)
         arn = FakeEndpoint.arn_formatter(endpoint_name, self.account_id, self.region_name)
         if endpoint is None:
@@ -1104,16 +1256,134 @@ def sagemaker_update_endpoint():
         if endpoint_config_name not in self.endpoint_configs:
             config_arn = FakeEndpointConfig.arn_formatter(endpoint_config_name, self.account_id, self.region_name)
             raise ValidationError(f"Could not find endpoint configuration '{config_arn}'.")
+        if not deployment_config and retain_deployment_config:
+            deployment_config = getattr(endpoint, "last_deployment_config", None)
         runtime = _runtime(self, endpoint_name)
         token = object()
         with SAGEMAKER.lock:
+            previous = endpoint.production_variants if retain_all_variant_properties else None
+            new_variants = _variants(self, endpoint_config_name, previous)
+            plan = None
+            if deployment_config:  # the request is validated first, whatever the endpoint's status
+                old_name = (endpoint.production_variants or [{}])[0].get("VariantName")
+                plan = _deployment_plan(deployment_config, new_variants[0] if new_variants else {}, old_name)
             if endpoint.endpoint_status == "Failed":
                 raise ValidationError(f'Cannot update failed endpoint "{arn}".')
             if endpoint.endpoint_status != "InService":
                 raise ValidationError(f'Cannot update in-progress endpoint "{arn}".')
             runtime.token = token
-            _set_endpoint(endpoint, "Updating")
+            started_at = utcnow()
+            pending = None
+            if plan:
+                pending = _pending_summary(
+                    endpoint_config_name,
+                    new_variants[0],
+                    started_at,
+                    "Creating",
+                    "Creating the new fleet's instances",
+                    started_at,
+                )
+                runtime.rollout = {"phase": "creating", "step": 0, "steps": len(plan["steps"]), "traffic_percent": 0}
+            _set_endpoint(endpoint, "Updating", pending_deployment_summary=pending)
         started = time.monotonic()
+
+        def current():
+            return runtime.token is token and self.endpoints.get(endpoint_name) is endpoint
+
+        def roll_back(reason, green=None):
+            """RollingBack (all traffic to blue, green stopped), then InService on the old config."""
+            with SAGEMAKER.lock:
+                if not current():
+                    return
+                runtime.green_percent = 0
+                if runtime.green is green:
+                    runtime.green = None
+                if plan:
+                    runtime.rollout = {**runtime.rollout, "phase": "rolling_back", "traffic_percent": 0}
+                _set_endpoint(endpoint, "RollingBack", pending_deployment_summary=None)
+            if green:
+                green.stop()
+            SAGEMAKER.hold(time.monotonic())
+            with SAGEMAKER.lock:
+                if current():
+                    runtime.rollout = None
+                    fields = {"last_deployment_config": deployment_config} if plan else {}
+                    _set_endpoint(endpoint, "InService", failure_reason=reason, **fields)
+
+        def bake(seconds):
+            """Waits `seconds`, reading the alarms every 0.2 s: the alarms in ALARM, [] once the time is
+            up, None when a later operation took over."""
+            deadline = time.monotonic() + seconds
+            while True:
+                with SAGEMAKER.lock:
+                    if not current():
+                        return None
+                fired = _alarms_in_alarm(self.account_id, self.region_name, plan["alarms"])
+                left = deadline - time.monotonic()
+                if fired or left <= 0:
+                    return fired
+                time.sleep(min(0.2, left))
+
+        def shift(green):
+            """The rollout's steps and bakes; True once every bake passed."""
+            steps = plan["steps"]
+            phases = [(index, percent, "baking", plan["wait"]) for index, percent in enumerate(steps)]
+            phases.append((len(steps) - 1, 100, "final_bake", plan["termination"]))
+            for index, percent, phase, seconds in phases:
+                where = f"step {index + 1} of {len(steps)}"
+                with SAGEMAKER.lock:
+                    if not current():
+                        return None
+                    if phase == "baking":
+                        runtime.green_percent = percent
+                        runtime.rollout = {
+                            "phase": "activating_traffic",
+                            "step": index + 1,
+                            "steps": len(steps),
+                            "traffic_percent": percent,
+                            "green_url": green.url,
+                            "green_config": green.config_name,
+                            "green_pid": green.process.pid,
+                        }
+                        _set_endpoint(
+                            endpoint,
+                            "Updating",
+                            pending_deployment_summary=_pending_summary(
+                                endpoint_config_name,
+                                new_variants[0],
+                                started_at,
+                                "ActivatingTraffic",
+                                f"Activating traffic: {percent}% of the new fleet's capacity ({where})",
+                                utcnow(),
+                            ),
+                        )
+                if phase == "baking":
+                    # Shown for the emulation's least transitional time, not counted in the bake.
+                    fired = bake(SAGEMAKER.delay)
+                    if fired is None or fired:
+                        return fired
+                with SAGEMAKER.lock:
+                    if not current():
+                        return None
+                    runtime.rollout = {**runtime.rollout, "phase": phase}
+                    if phase == "baking":
+                        message = f"Baking: {percent}% of the new fleet's capacity takes traffic ({where})"
+                    else:
+                        message = (
+                            "Baking: 100% of the new fleet's capacity takes traffic "
+                            "(final bake before the old fleet is terminated)"
+                        )
+                    _set_endpoint(
+                        endpoint,
+                        "Updating",
+                        pending_deployment_summary=_pending_summary(
+                            endpoint_config_name, new_variants[0], started_at, "Baking", message, utcnow()
+                        ),
+                    )
+                fired = bake(seconds)
+                if fired is None or fired:
+                    return fired
+            return []
 
         def update():
             injected = SAGEMAKER.take_fault("endpoint_update_rolls_back", endpoint_name)
@@ -1122,31 +1392,47 @@ def sagemaker_update_endpoint():
             else:
                 serving, reason = None, injected
             SAGEMAKER.hold(started)
+            with SAGEMAKER.lock:
+                live = current()
+                if live and serving and plan:
+                    runtime.green, runtime.green_percent, runtime.routed = serving, 0, 0
+            if serving and not live:
+                serving.stop()
+                return
+            if not live:
+                return
+            if not serving:
+                roll_back(reason)
+                return
+            if plan:
+                fired = shift(serving)
+                if fired is None:  # a later DeleteEndpoint took over (it stops the green fleet too)
+                    serving.stop()
+                    return
+                if fired:
+                    roll_back(
+                        f"Rolled back the deployment: CloudWatch alarm(s) [{', '.join(fired)}] went into ALARM state.",
+                        serving,
+                    )
+                    return
             old = None
             with SAGEMAKER.lock:
-                current = runtime.token is token and self.endpoints.get(endpoint_name) is endpoint
-                if current and serving:
+                if current():
                     old, runtime.serving = runtime.serving, serving
-                    previous = endpoint.production_variants if retain_all_variant_properties else None
+                    runtime.green, runtime.green_percent, runtime.rollout = None, 0, None
                     _set_endpoint(
                         endpoint,
                         "InService",
                         endpoint_config_name=endpoint_config_name,
-                        production_variants=_variants(self, endpoint_config_name, previous),
+                        production_variants=new_variants,
                         failure_reason=None,
+                        pending_deployment_summary=None,
+                        last_deployment_config=deployment_config or None,
                     )
-                elif current:
-                    _set_endpoint(endpoint, "RollingBack")
-            if serving and not current:
-                serving.stop()
+                else:
+                    old = serving
             if old:
                 old.stop()
-            if current and not serving:
-                rolling_back = time.monotonic()
-                SAGEMAKER.hold(rolling_back)
-                with SAGEMAKER.lock:
-                    if runtime.token is token and self.endpoints.get(endpoint_name) is endpoint:
-                        _set_endpoint(endpoint, "InService", failure_reason=reason)
 
         threading.Thread(target=update, name=f"update-{endpoint_name}", daemon=True).start()
         return endpoint.arn
@@ -1156,6 +1442,8 @@ def sagemaker_update_endpoint():
             endpoint_name=self._get_param("EndpointName"),
             endpoint_config_name=self._get_param("EndpointConfigName"),
             retain_all_variant_properties=bool(self._get_param("RetainAllVariantProperties", False)),
+            deployment_config=self._get_param("DeploymentConfig"),
+            retain_deployment_config=bool(self._get_param("RetainDeploymentConfig", False)),
         )
         return ActionResult({"EndpointArn": arn})
 
@@ -1172,8 +1460,10 @@ def sagemaker_runtime_invokes_the_served_model():
     OriginalStatusCode, OriginalMessage and LogStreamArn) as SageMaker reports a model's error; an
     endpoint that does not exist or is not serving is `ValidationError` ("Endpoint NAME of account
     ACCOUNT not found.", HTTP 400). As in SageMaker, an endpoint that is Updating or RollingBack is
-    still served by its current config. moto routes `.../invocations` to sagemaker-runtime by path
-    (the signing name is `sagemaker` for both services).
+    still served by its current config. During a blue/green rollout the green fleet takes its share of
+    invocations (a weighted round-robin on `green_percent`), the old one the rest; both answer with the
+    variant's name, as in SageMaker. moto routes `.../invocations` to sagemaker-runtime by path (the
+    signing name is `sagemaker` for both services).
     """
     import http.client
 
@@ -1194,6 +1484,11 @@ def sagemaker_runtime_invokes_the_served_model():
             runtime = SAGEMAKER.endpoints.get((account, region, name))
             serving = runtime.serving if runtime else None
             status = endpoint.endpoint_status if endpoint else None
+            if runtime and runtime.green and serving:
+                runtime.routed += 1
+                share = runtime.green_percent
+                if (runtime.routed * share) // 100 > ((runtime.routed - 1) * share) // 100:
+                    serving = runtime.green
         if serving is None or status not in INVOCABLE_STATUSES:
             return error(400, "ValidationError", {"Message": f"Endpoint {name} of account {account} not found."})
         body = self.raw_body if isinstance(self.raw_body, bytes) else (self.raw_body or "").encode()
@@ -1287,6 +1582,10 @@ def _sagemaker_control(method, path, body):
                         "url": serving.url if serving else None,
                         "serving_config": serving.config_name if serving else None,
                         "pid": serving.process.pid if serving else None,
+                        # During a blue/green rollout: phase (creating, activating_traffic, baking,
+                        # final_bake, rolling_back), step of steps, the share of invocations on the
+                        # new config (traffic_percent), the green fleet's URL, config and pid.
+                        "rollout": dict(runtime.rollout) if runtime.rollout else None,
                     }
                 )
         return 200, answer

@@ -2,7 +2,8 @@
 //!
 //! `train` fits gradient-boosted trees (LightGBM) on network-flow records in the IoTID20 schema and
 //! reports robust held-out metrics; `serve` answers `/ping` and `/invocations` per the SageMaker
-//! inference contract. The binary (`main.rs`) only parses arguments and calls into these modules.
+//! inference contract; `route` is the local target's canary router in front of two `serve` processes
+//! ([`route`]). The binary (`main.rs`) only parses arguments and calls into these modules.
 //!
 //! # Latest measured ratios
 //!
@@ -30,6 +31,7 @@ pub mod hyperparameters;
 pub mod layout;
 pub use metrics;
 pub mod report;
+pub mod route;
 pub mod schema;
 pub mod serve;
 pub mod split;

@@ -41,6 +41,19 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// The local target's canary router: proxies `/invocations` to a blue and a green server, shifts
+    /// traffic to green in the plan's steps and rolls back to blue when an alarm goes off.
+    Route {
+        /// Address to listen on (bound with SO_REUSEPORT), e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The rollout plan (JSON: blue, green, steps, bake_ms, period_ms, alarms).
+        #[arg(long, value_name = "PLAN.json")]
+        rollout: PathBuf,
+        /// The status file, rewritten atomically as the rollout goes.
+        #[arg(long, value_name = "STATUS.json")]
+        status: PathBuf,
+    },
     /// Write the synthetic demo dataset (raw IoTID20 schema), or derive its statistics from real data.
     DemoData {
         /// Number of rows to generate.
@@ -103,6 +116,11 @@ fn main() -> ExitCode {
             host,
             limits,
         } => serve(model_dir, SocketAddr::new(host, port), limits.into_limits()),
+        Command::Route {
+            listen,
+            rollout,
+            status,
+        } => route(listen, &rollout, status),
         Command::DemoData {
             rows,
             seed,
@@ -167,12 +185,7 @@ fn write_failure(path: &std::path::Path, reason: &str) {
 }
 
 fn serve(model_dir: Option<PathBuf>, addr: SocketAddr, limits: model_image::serve::ServeLimits) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logging();
     let model_dir = model_dir.unwrap_or_else(|| Layout::from_env().model_dir());
     let artifact = match ModelArtifact::load(&model_dir) {
         Ok(artifact) => artifact,
@@ -202,6 +215,40 @@ fn serve(model_dir: Option<PathBuf>, addr: SocketAddr, limits: model_image::serv
             ExitCode::FAILURE
         }
     }
+}
+
+fn route(listen: SocketAddr, plan: &std::path::Path, status: PathBuf) -> ExitCode {
+    init_logging();
+    let plan = match model_image::route::read_plan(plan) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("model-image route: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("model-image route: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(async move { model_image::route::route_on(bind(listen)?, plan, status).await }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("model-image route: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
 }
 
 /// Binds with `SO_REUSEPORT`, so a new server can start on the port of the one it replaces and take

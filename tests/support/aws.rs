@@ -226,6 +226,7 @@ impl Aws {
             .send()
             .await
             .is_ok();
+        let alarms = self.alarms(name).await;
         let served = self
             .moto
             .endpoints()
@@ -241,6 +242,7 @@ impl Aws {
             scalable_targets,
             bucket,
             role,
+            alarms,
             served,
         };
         inventory.configs.sort();
@@ -333,6 +335,7 @@ impl Aws {
             || !inventory.configs.is_empty()
             || !inventory.models.is_empty()
             || !inventory.scalable_targets.is_empty()
+            || !inventory.alarms.is_empty()
             || inventory.bucket
             || inventory.role;
         assert!(
@@ -340,6 +343,29 @@ impl Aws {
             "{context}: something of the deployment is left
 {inventory:#?}"
         );
+    }
+
+    /// A CloudWatch client for moto (through the testbed's CBOR shim).
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        aws_sdk_cloudwatch::Client::new(&self.config)
+    }
+
+    /// The metric alarms named `<name>-…`, sorted.
+    pub async fn alarms(&self, name: &str) -> Vec<String> {
+        let described = self
+            .cloudwatch()
+            .describe_alarms()
+            .alarm_name_prefix(format!("{name}-"))
+            .send()
+            .await
+            .expect("describe alarms");
+        let mut names: Vec<String> = described
+            .metric_alarms()
+            .iter()
+            .filter_map(|a| a.alarm_name().map(str::to_string))
+            .collect();
+        names.sort();
+        names
     }
 
     pub async fn endpoint(
@@ -391,6 +417,8 @@ pub struct Inventory {
     pub scalable_targets: Vec<String>,
     pub bucket: bool,
     pub role: bool,
+    /// CloudWatch alarms named after the deployment (`<name>-…`).
+    pub alarms: Vec<String>,
     /// The emulation's endpoints and their serve processes.
     pub served: Vec<testbed::ServedEndpoint>,
 }

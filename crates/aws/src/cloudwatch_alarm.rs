@@ -480,12 +480,10 @@ mod tests {
     #[test]
     fn an_alarm_changed_elsewhere_reads_as_drift() {
         let wanted = wanted();
-        let changed = alarm_as_put(&wanted)
-            .to_builder()
-            .treat_missing_data("breaching")
-            .threshold(2.5)
-            .period(300)
-            .build();
+        let mut changed = alarm_as_put(&wanted);
+        changed.treat_missing_data = Some("breaching".into());
+        changed.threshold = Some(2.5);
+        changed.period = Some(300);
         let (settings, checks) = read(&changed, &wanted, Tags::default());
         assert_eq!(settings.rule.threshold, 2);
         assert!(settings.tags.0.is_empty());

@@ -81,8 +81,8 @@ impl PendingUpdate {
     }
 
     /// For people following `up`: the new fleet's status, SageMaker's message, and while it bakes
-    /// the time left of a `bake`-long step.
-    pub fn describe(&self, bake: Duration, now: SystemTime) -> String {
+    /// when the `bake`-long step ends (a time of day, UTC, so the text changes only with the step).
+    pub fn describe(&self, bake: Duration) -> String {
         let status = self.status.as_ref().map(|s| s.as_str()).unwrap_or("Creating");
         let mut text = format!("rolling out {}: {status}", self.config);
         if let Some(message) = self.message.as_deref().filter(|m| !m.is_empty()) {
@@ -91,9 +91,14 @@ impl PendingUpdate {
         if self.status == Some(VariantStatus::Baking)
             && let Some(since) = self.since
         {
-            let baked = now.duration_since(since).unwrap_or_default();
-            let left = bake.saturating_sub(baked);
-            text.push_str(&format!(", {}s of the bake left", left.as_secs()));
+            let ends = (since + bake)
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let (hours, minutes, seconds) = (ends / 3600 % 24, ends / 60 % 60, ends % 60);
+            text.push_str(&format!(
+                ", the bake ends at {hours:02}:{minutes:02}:{seconds:02} UTC"
+            ));
         }
         text
     }
@@ -222,7 +227,7 @@ pub async fn observe(
         lifecycle = Lifecycle::InProgress(format!(
             "{}: {}",
             endpoint.status.as_str(),
-            pending.describe(bake, SystemTime::now())
+            pending.describe(bake)
         ));
     }
     let settings = EndpointSettings {
@@ -452,6 +457,60 @@ mod tests {
             lifecycle(&EndpointStatus::OutOfService, None),
             Lifecycle::Failed(_)
         ));
+    }
+
+    #[test]
+    fn a_baking_step_says_when_its_bake_ends() {
+        let pending = PendingUpdate {
+            config: "iot-0123456789ab".into(),
+            status: Some(VariantStatus::Baking),
+            message: Some("Baking: 50% of the new fleet's capacity takes traffic (step 1 of 2)".into()),
+            since: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 + 3_600 + 61)),
+        };
+        assert_eq!(
+            pending.describe(Duration::from_secs(600)),
+            "rolling out iot-0123456789ab: Baking (Baking: 50% of the new fleet's capacity takes \
+             traffic (step 1 of 2)), the bake ends at 01:11:01 UTC"
+        );
+        let creating = PendingUpdate {
+            status: None,
+            message: None,
+            since: None,
+            ..pending
+        };
+        assert_eq!(
+            creating.describe(Duration::ZERO),
+            "rolling out iot-0123456789ab: Creating"
+        );
+    }
+
+    #[test]
+    fn an_unguarded_rollout_sends_no_deployment_config_and_a_canary_sends_sagemakers() {
+        assert_eq!(deployment_config(&spec::Rollout::default(), &[]), None);
+        let canary = spec::Rollout {
+            strategy: spec::RolloutStrategy::Canary { percent: 25 },
+            bake: Duration::from_secs(300),
+            alarms: spec::RolloutAlarms::None,
+        };
+        let config = deployment_config(&canary, &["iot-model-latency".into()]).expect("a config");
+        let policy = config.blue_green_update_policy().expect("blue/green");
+        let routing = policy.traffic_routing_configuration().expect("routing");
+        assert_eq!(routing.r#type(), Some(&TrafficRoutingConfigType::Canary));
+        assert_eq!(routing.wait_interval_in_seconds(), Some(300));
+        let size = routing.canary_size().expect("a canary size");
+        assert_eq!(
+            (size.r#type(), size.value()),
+            (Some(&CapacitySizeType::CapacityPercent), Some(25))
+        );
+        assert_eq!(policy.termination_wait_in_seconds(), Some(300));
+        let alarms: Vec<_> = config
+            .auto_rollback_configuration()
+            .expect("rollback")
+            .alarms()
+            .iter()
+            .filter_map(|a| a.alarm_name())
+            .collect();
+        assert_eq!(alarms, ["iot-model-latency"]);
     }
 
     #[test]

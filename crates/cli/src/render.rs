@@ -238,7 +238,16 @@ pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
     if rolls_out {
         let rollout = &spec.endpoint.rollout;
         let alarms = engine::desired::rollback_alarms(spec);
-        let _ = writeln!(text, "Rollout: {}.", rollout_summary(rollout, &alarms));
+        if plan.target == spec::Target::Local.as_str() && *rollout != spec::Rollout::default() {
+            // The local canary router is not part of the local target yet (see the README).
+            let _ = writeln!(
+                text,
+                "Rollout: all at once on the local target (endpoint.rollout applies on AWS: {}).",
+                rollout_summary(rollout, &alarms)
+            );
+        } else {
+            let _ = writeln!(text, "Rollout: {}.", rollout_summary(rollout, &alarms));
+        }
     }
     text
 }

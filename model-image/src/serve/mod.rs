@@ -12,11 +12,11 @@
 //! of features and its predictions.
 
 mod body;
-mod connection;
+pub(crate) mod connection;
 mod limits;
 mod prescan;
 mod request;
-mod response;
+pub(crate) mod response;
 #[cfg(test)]
 mod tests;
 
@@ -169,7 +169,7 @@ fn bind_addr(host: IpAddr, port: Option<&str>) -> std::io::Result<SocketAddr> {
 }
 
 /// Completes on SIGTERM (what SageMaker sends) or SIGINT.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!("cannot listen for SIGINT: {e}");

@@ -190,43 +190,6 @@ pub fn metrics_table(metrics: &MetricValues) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn elapsed_is_short() {
-        assert_eq!(elapsed(Duration::from_millis(4200)), "4.2s");
-        assert_eq!(elapsed(Duration::from_secs(83)), "1m 23s");
-        assert_eq!(elapsed(Duration::from_secs(7500)), "2h 05m");
-    }
-
-    #[test]
-    fn metrics_table_puts_headline_metrics_first() {
-        let metrics: MetricValues = [
-            (Metric::LogLoss, 0.05),
-            (Metric::Accuracy, 0.99),
-            (Metric::PrAuc, 0.991),
-        ]
-        .into_iter()
-        .collect();
-        let table = metrics_table(&metrics);
-        assert_eq!(
-            table,
-            "  pr_auc    0.9910\n  accuracy  0.9900\n  log_loss  0.0500\n"
-        );
-    }
-
-    #[test]
-    fn error_text_lists_causes() {
-        let error = anyhow::anyhow!("disk full").context("cannot write the model");
-        assert_eq!(
-            error_text(&error),
-            "error: cannot write the model\n  caused by: disk full\n"
-        );
-    }
-}
-
 /// The plan as people read it, and when it rolls a new config out to an existing endpoint, how
 /// (`endpoint.rollout`): the traffic steps, the bake and the alarms that roll it back.
 pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
@@ -280,4 +243,64 @@ pub fn rollout_summary(rollout: &spec::Rollout, alarms: &[String]) -> String {
         let _ = write!(text, "; rolled back when {} goes into ALARM", alarms.join(" or "));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_is_short() {
+        assert_eq!(elapsed(Duration::from_millis(4200)), "4.2s");
+        assert_eq!(elapsed(Duration::from_secs(83)), "1m 23s");
+        assert_eq!(elapsed(Duration::from_secs(7500)), "2h 05m");
+    }
+
+    #[test]
+    fn metrics_table_puts_headline_metrics_first() {
+        let metrics: MetricValues = [
+            (Metric::LogLoss, 0.05),
+            (Metric::Accuracy, 0.99),
+            (Metric::PrAuc, 0.991),
+        ]
+        .into_iter()
+        .collect();
+        let table = metrics_table(&metrics);
+        assert_eq!(
+            table,
+            "  pr_auc    0.9910\n  accuracy  0.9900\n  log_loss  0.0500\n"
+        );
+    }
+
+    #[test]
+    fn error_text_lists_causes() {
+        let error = anyhow::anyhow!("disk full").context("cannot write the model");
+        assert_eq!(
+            error_text(&error),
+            "error: cannot write the model\n  caused by: disk full\n"
+        );
+    }
+
+    #[test]
+    fn a_rollout_reads_as_its_steps_bake_and_alarms() {
+        let canary = spec::Rollout {
+            strategy: spec::RolloutStrategy::Canary { percent: 50 },
+            bake: Duration::from_secs(600),
+            alarms: spec::RolloutAlarms::None,
+        };
+        assert_eq!(
+            rollout_summary(&canary, &["iot-model-latency".into()]),
+            "canary, 50% then 100% of the new fleet's capacity; each step bakes 10m (at most 20m in \
+             all); rolled back when iot-model-latency goes into ALARM"
+        );
+        let linear = spec::Rollout {
+            strategy: spec::RolloutStrategy::Linear { step_percent: 40 },
+            bake: Duration::ZERO,
+            ..canary
+        };
+        assert_eq!(
+            rollout_summary(&linear, &[]),
+            "linear, 40%, 80%, 100% of the new fleet's capacity; no alarm rolls it back"
+        );
+    }
 }

@@ -388,7 +388,11 @@ pub async fn owned_names(target: &AwsTarget) -> Result<Vec<String>, AwsError> {
         }
         match page.next_token() {
             Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => return Ok(names),
+            _ => {
+                // In name order, whatever order CloudWatch lists them in.
+                names.sort();
+                return Ok(names);
+            }
         }
     }
 }

@@ -157,6 +157,7 @@ async fn owned_by_kind(target: &AwsTarget) -> Vec<(Kind, Vec<Found>)> {
             Kind::EndpointConfig,
             <Modules as KindModules>::EndpointConfig::owned(target).await,
         ),
+        (Kind::Alarm, <Modules as KindModules>::Alarm::owned(target).await),
         (
             Kind::Endpoint,
             <Modules as KindModules>::Endpoint::owned(target).await,
@@ -773,8 +774,10 @@ async fn every_kind_of_a_deployed_stack_is_discovered_and_untagged_namesakes_are
         return;
     };
     let deployment = Deployment::new();
-    let spec =
-        deployment.spec_with("endpoint: {autoscaling: {min: 1, max: 2, invocations_per_instance: 500}}\n");
+    let spec = deployment.spec_with(
+        "endpoint: {instance_count: 2, autoscaling: {min: 2, max: 3, invocations_per_instance: 500}, \
+             rollout: {strategy: canary}}\n",
+    );
     let target = AwsTarget::with_clients(&spec, &deployment.binary(), clients.clone())
         .await
         .expect("open")
@@ -786,7 +789,10 @@ async fn every_kind_of_a_deployed_stack_is_discovered_and_untagged_namesakes_are
 
     // The first half through the engine.
     let mut first_half = state.clone();
-    first_half.resources.retain(|d| PART_ONE.contains(&d.kind()));
+    // With the rollout alarms, which need nothing first.
+    first_half
+        .resources
+        .retain(|d| PART_ONE.contains(&d.kind()) || d.kind() == Kind::Alarm);
     executor::up(
         &target,
         &first_half,
@@ -930,16 +936,20 @@ async fn every_kind_of_a_deployed_stack_is_discovered_and_untagged_namesakes_are
         "both jobs still ran while discovery looked: {running:?}"
     );
     let name_of = |kind| state.get(kind).unwrap().name.clone();
+    let expected_one = |kind| match kind {
+        Kind::TrainingJob => Found::new(kind, &attempt),
+        Kind::Model => Found::new(kind, name_of(kind)).using(Kind::Image, digest.as_str()),
+        Kind::EndpointConfig => Found::new(kind, name_of(kind)).using(Kind::Model, name_of(Kind::Model)),
+        Kind::Endpoint => {
+            Found::new(kind, name_of(kind)).using(Kind::EndpointConfig, name_of(Kind::EndpointConfig))
+        }
+        _ => Found::new(kind, name_of(kind)),
+    };
     let expected: Vec<Found> = Kind::ALL
         .iter()
-        .map(|&kind| match kind {
-            Kind::TrainingJob => Found::new(kind, &attempt),
-            Kind::Model => Found::new(kind, name_of(kind)).using(Kind::Image, digest.as_str()),
-            Kind::EndpointConfig => Found::new(kind, name_of(kind)).using(Kind::Model, name_of(Kind::Model)),
-            Kind::Endpoint => {
-                Found::new(kind, name_of(kind)).using(Kind::EndpointConfig, name_of(Kind::EndpointConfig))
-            }
-            _ => Found::new(kind, name_of(kind)),
+        .flat_map(|&kind| match kind {
+            Kind::Alarm => state.all(kind).map(|d| Found::new(kind, &d.name)).collect(),
+            _ => vec![expected_one(kind)],
         })
         .collect();
     let found: Vec<Found> = by_kind.into_iter().flat_map(|(_, owned)| owned).collect();

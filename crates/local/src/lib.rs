@@ -516,8 +516,8 @@ mod tests {
     /// image digest: nothing here builds or runs the image).
     pub(crate) fn deployment(dir: &Path) -> (LocalTarget, DesiredState) {
         std::fs::write(dir.join("train.csv"), "a,Label\n1,Normal\n").unwrap();
-        let yaml =
-            "version: 1\nname: iot\ndata: {train: train.csv}\nendpoint: {autoscaling: {min: 1, max: 2}}\n";
+        let yaml = "version: 1\nname: iot\ndata: {train: train.csv}\n\
+             endpoint: {instance_count: 2, autoscaling: {min: 2, max: 3}, rollout: {strategy: canary}}\n";
         let spec = spec::parse(yaml, "deploy.yaml", dir).unwrap_or_else(|e| panic!("{e:?}"));
         let target = LocalTarget::open(&spec, Path::new("model-image")).unwrap();
         let facts = target.facts(&Digest::sha256(b"image")).unwrap();
@@ -725,10 +725,19 @@ mod tests {
             target.state.write(desired.kind(), &record).unwrap();
         }
         let owned = target.owned().await.unwrap();
-        let kinds: Vec<Kind> = owned.iter().map(|f| f.kind).collect();
-        assert_eq!(kinds, Kind::ALL, "each kind once, in kind order: {owned:?}");
+        let mut kinds: Vec<Kind> = owned.iter().map(|f| f.kind).collect();
+        kinds.dedup();
+        assert_eq!(kinds, Kind::ALL, "each kind, in kind order: {owned:?}");
+        assert_eq!(
+            owned.len(),
+            state.resources.len(),
+            "each resource once: {owned:?}"
+        );
         for found in &owned {
-            let desired = state.get(found.kind).unwrap();
+            let desired = state
+                .all(found.kind)
+                .find(|d| d.kind() != Kind::Alarm || d.name == found.name)
+                .unwrap();
             let want = match found.kind {
                 Kind::TrainingJob => format!("{}-1", desired.name),
                 _ => desired.name.clone(),

@@ -1,7 +1,8 @@
 //! The operator policy `orchestrate permissions` prints is enough, and proven so independently of
-//! the code that writes it: the whole lifecycle (up from nothing, status, invoke, a changed
-//! hyperparameter rolled forward, a no-op up, down) runs on the SageMaker emulator with IAM enforced
-//! from the first request, as an IAM user holding only that policy. The emulator derives each
+//! the code that writes it: the whole lifecycle (up from nothing with the deployment's own rollback
+//! alarms, status, invoke, a changed hyperparameter rolled forward behind them, a no-op up, down)
+//! runs on the SageMaker emulator with IAM enforced from the first request, as an IAM user holding
+//! only that policy. The emulator derives each
 //! request's action and resources from AWS's own tables (parliament's `iam_definition.json`, see
 //! the testbed's `iam_policy_check.py`), not from orchestrate's.
 
@@ -26,19 +27,6 @@ const NOT_EXERCISED: &[(&str, &str)] = &[
     ("ecr:UploadLayerPart", "the image push (see above)"),
     ("ecr:CompleteLayerUpload", "the image push (see above)"),
     ("ecr:BatchGetImage", "the image push (see above)"),
-    (
-        "cloudwatch:PutMetricAlarm",
-        "Application Auto Scaling creates the target-tracking alarms with the caller's permissions; \
-         moto does not",
-    ),
-    (
-        "cloudwatch:DescribeAlarms",
-        "the target-tracking alarms (see above)",
-    ),
-    (
-        "cloudwatch:DeleteAlarms",
-        "the target-tracking alarms (see above)",
-    ),
     (
         "iam:CreateServiceLinkedRole",
         "the first RegisterScalableTarget in an account creates Application Auto Scaling's role",
@@ -75,6 +63,7 @@ endpoint:
   instance_type: ml.m5.large
   wait_timeout: 5m
   autoscaling: {{min: 1, max: 2, invocations_per_instance: 500}}
+  rollout: {{strategy: all_at_once, bake: 0s, alarms: default}}
 "#
     )
 }

@@ -21,9 +21,10 @@ The shim translates, both ways, at moto's WSGI application (`install()`):
   - the request log's answer to a request the service-model check refused (HTTP 400) gets the same
     CBOR form, so the SDK reads the rule it broke as the error's message.
 
-Not covered: moto's IAM enforcement of these calls. Its signature check would see the translated
-headers (a signed `Content-Type` differs), and `iam_policy_check` names actions by the signing name
-(`monitoring`), which AWS's tables know as `cloudwatch`.
+IAM enforcement sees the request as the client sent it: the request log hands iam_policy_check.py
+the original target, body and headers before this shim rewrites them, so the signature is checked
+against what the SDK signed, and the action is named by CloudWatch's IAM prefix (`cloudwatch`, not
+the signing name `monitoring`).
 """
 
 import base64

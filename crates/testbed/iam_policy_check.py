@@ -9,7 +9,8 @@ non-S3 request against the resource `*`, so a statement scoped to a role ARN nev
 This module replaces that decision. For each request it derives what AWS authorizes, from the
 tables parliament ships (`iam_definition.json`, AWS's Service Authorization Reference as data):
 
-  - the action: `<signing name>:<operation>`, where the operation is a privilege of the service;
+  - the action: `<prefix>:<operation>`, where the prefix is the signing name (or its IAM prefix,
+    `IAM_PREFIXES`) and the operation is a privilege of the service;
     the few S3 operations whose privilege has another name (`HeadBucket` is `s3:ListBucket`) are
     listed in `S3_PRIVILEGES`, from S3's documentation of the permissions each operation needs;
   - the resources: for every resource type the privilege requires (the ones marked `*`), the
@@ -46,6 +47,10 @@ _denials = []
 # Every action an enforced request was allowed, by caller: what a policy was actually needed for.
 _allowed = {}
 _current = threading.local()
+
+# Services whose SigV4 signing name is not their IAM action prefix (CloudWatch signs as
+# `monitoring`; its actions are `cloudwatch:*`).
+IAM_PREFIXES = {"monitoring": "cloudwatch"}
 
 # S3 operations whose IAM privilege has another name (S3 User Guide, "Required permissions for
 # Amazon S3 API operations"); an operation not listed is its own privilege.
@@ -86,7 +91,7 @@ VARIABLE_MEMBERS = {
     "PolicyNameWithPath": ("PolicyName",),
 }
 # Members whose value is an ARN naming the resource itself.
-ARN_MEMBERS = ("ResourceArn", "resourceArn", "resourceARN")
+ARN_MEMBERS = ("ResourceArn", "resourceArn", "resourceARN", "ResourceARN")
 # An ARN variable the request does not determine: only a wildcard matches it.
 UNKNOWN = "\x00unknown\x00"
 # ARN variables that share a member's name but not its value: a scalable target's ARN ends with an
@@ -107,19 +112,23 @@ def definitions():
         return _definitions
 
 
-def set_current_request(service, operation, value, raw_target, raw_body):
+def set_current_request(service, operation, value, raw_target, raw_body, raw_headers):
     """Called by the request log before moto handles a request: what `authorize` evaluates, and the
-    request target and body as the client sent them (path and query still percent-encoded, the body
-    as its bytes), which is what the signature covers."""
+    request's target, body and headers as the client sent them (path and query still
+    percent-encoded, the body as its bytes), which is what the signature covers. A shim that
+    rewrites the request for moto (cloudwatch_cbor.py) runs after this, so the signature is checked
+    against what the client signed, not the rewrite."""
     _current.request = (service, operation, value)
     _current.raw_target = raw_target
     _current.raw_body = raw_body
+    _current.raw_headers = raw_headers
 
 
 def clear_current_request():
     _current.request = None
     _current.raw_target = None
     _current.raw_body = None
+    _current.raw_headers = None
 
 
 def denials():
@@ -217,10 +226,14 @@ def _dependents(privilege, value):
 
 def _resources(service, privilege, value, variables, signing_name, operation):
     """Every ARN the privilege's required resource types name for this request; `*` when the
-    privilege takes no resource."""
-    required = [kind["resource_type"].rstrip("*") for kind in privilege["resource_types"] if kind["resource_type"].endswith("*")]
+    privilege takes no resource. A privilege that lists resource types none of which is required
+    (CloudWatch's `TagResource`: an alarm, an insight rule or an SLO) takes the one the request
+    names by its ARN member, and `*` without one."""
+    listed = [kind["resource_type"] for kind in privilege["resource_types"] if kind["resource_type"]]
+    required = [kind.rstrip("*") for kind in listed if kind.endswith("*")]
     if not required:
-        return ["*"]
+        arn = next((value[m] for m in ARN_MEMBERS if isinstance(value.get(m), str)), None)
+        return [arn] if listed and arn else ["*"]
     for member in ARN_MEMBERS:
         arn = value.get(member)
         if isinstance(arn, str):
@@ -421,7 +434,7 @@ def install():
             # moto's `raw_body` is empty for form posts, and re-encoding the parsed form (its fallback)
             # differs from the SDK's encoding of a policy document.
             body=getattr(_current, "raw_body", None) or self.raw_body,
-            headers=self.headers,
+            headers=getattr(_current, "raw_headers", None) or self.headers,
             action=self._get_action(),
         )
         iam_request.check_signature()
@@ -430,7 +443,7 @@ def install():
         if current is None:
             return _deny(iam_request, "the request log did not parse this request", None, json_protocol)
         service, operation, value = current
-        signing_name = iam_request._service
+        signing_name = IAM_PREFIXES.get(iam_request._service, iam_request._service)
         region = iam_request._region
         unknown = None
         try:

@@ -59,6 +59,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import werkzeug.datastructures
+
 import bucket_owner
 import cloudwatch_cbor
 import iam_policy_check
@@ -1664,7 +1666,8 @@ class RequestLog:
         if violations:
             return self.reject(environ, start_response, entry, violations)
         raw_target = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-        iam_policy_check.set_current_request(service, operation, value, raw_target, body)
+        raw_headers = werkzeug.datastructures.EnvironHeaders(dict(environ))
+        iam_policy_check.set_current_request(service, operation, value, raw_target, body, raw_headers)
         try:
             return self.app(environ, start_response)
         finally:

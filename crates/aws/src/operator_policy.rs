@@ -169,37 +169,34 @@ pub fn operator_policy(spec: &Spec, account: &str) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
-/// What a guarded rollout needs: the owned alarms managed by name (`<name>-<metric>`), and every
-/// rollback alarm read (`DescribeAlarms`: their states, and the owned ones listed by prefix for
-/// discovery, which IAM authorizes against the alarm resource `*` of the account's region).
+/// What the rollback alarms need, for every deployment: discovery lists the owned alarms by the
+/// prefix `<name>-` (`DescribeAlarms`, which IAM authorizes against the alarm resource `*` of the
+/// account's region) and a guarded rollout reads its alarms' states; the owned alarms
+/// (`<name>-<metric>`) are managed by name. Granted whatever `endpoint.rollout` says, so `up` after
+/// the section is removed, and `down`, can still delete the alarms an earlier deploy.yaml created.
 fn rollout_statements(spec: &Spec, p: &str, region: &str, account: &str) -> Vec<Value> {
     let alarm = |name: &str| format!("arn:{p}:cloudwatch:{region}:{account}:alarm:{name}");
-    match &spec.endpoint.rollout.alarms {
-        spec::RolloutAlarms::None => Vec::new(),
-        spec::RolloutAlarms::Named(_) => vec![json!({
-            "Sid": "RollbackAlarmStates",
+    let owned: Vec<String> = engine::values::AlarmMetric::ALL
+        .iter()
+        .map(|&metric| alarm(&engine::desired::alarm_name(spec.name.as_str(), metric)))
+        .collect();
+    vec![
+        json!({
+            "Sid": "AlarmReads",
             "Effect": "Allow",
             "Action": "cloudwatch:DescribeAlarms",
-            "Resource": engine::desired::rollback_alarms(spec).iter().map(|n| alarm(n)).collect::<Vec<_>>()
-        })],
-        spec::RolloutAlarms::Owned(_) => vec![
-            json!({
-                "Sid": "RollbackAlarms",
-                "Effect": "Allow",
-                "Action": [
-                    "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms",
-                    "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"
-                ],
-                "Resource": engine::desired::rollback_alarms(spec).iter().map(|n| alarm(n)).collect::<Vec<_>>()
-            }),
-            json!({
-                "Sid": "RollbackAlarmStates",
-                "Effect": "Allow",
-                "Action": "cloudwatch:DescribeAlarms",
-                "Resource": alarm("*")
-            }),
-        ],
-    }
+            "Resource": alarm("*")
+        }),
+        json!({
+            "Sid": "RollbackAlarms",
+            "Effect": "Allow",
+            "Action": [
+                "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"
+            ],
+            "Resource": owned
+        }),
+    ]
 }
 
 /// What autoscaling the endpoint needs: Application Auto Scaling on SageMaker's namespace, its

@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use model_image::route::plan::{
-    AlarmMetric, AlarmRule, AlarmState, RolloutPhase, RolloutPlan, RolloutStatus,
-};
+use contract::rollout::{AlarmMetric, AlarmRule, AlarmState, RolloutPhase, RolloutPlan, RolloutStatus};
 use support::{Answer, MAX_BODY, Server, connect, exchange, invocation, trained};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -49,8 +47,8 @@ fn default_alarms() -> Vec<AlarmRule> {
 
 fn plan(blue: SocketAddr, green: SocketAddr, alarms: Vec<AlarmRule>) -> RolloutPlan {
     RolloutPlan {
-        blue: format!("http://{blue}"),
-        green: format!("http://{green}"),
+        blue: Some(blue),
+        green,
         steps: vec![50, 100],
         bake_ms: 1500,
         period_ms: 500,
@@ -394,7 +392,7 @@ fn a_bad_plan_is_refused_with_a_reason() {
     let plan_path = dir.path().join("plan.json");
     std::fs::write(
         &plan_path,
-        r#"{"blue": "http://127.0.0.1:1", "green": "http://127.0.0.1:2", "steps": [50],
+        r#"{"blue": "127.0.0.1:1", "green": "127.0.0.1:2", "steps": [50],
             "bake_ms": 10, "period_ms": 10, "alarms": []}"#,
     )
     .unwrap();

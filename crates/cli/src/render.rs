@@ -201,15 +201,14 @@ pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
     if rolls_out {
         let rollout = &spec.endpoint.rollout;
         let alarms = engine::desired::rollback_alarms(spec);
-        if plan.target == spec::Target::Local.as_str() && *rollout != spec::Rollout::default() {
-            // The local canary router is not part of the local target yet (see the README).
+        let _ = writeln!(text, "Rollout: {}.", rollout_summary(rollout, &alarms));
+        let local = plan.target == spec::Target::Local.as_str();
+        if local && matches!(rollout.alarms, spec::RolloutAlarms::Named(_)) && !rollout.bake.is_zero() {
+            // The local router (`model-image route`) judges only the rules of alarms it owns.
             let _ = writeln!(
                 text,
-                "Rollout: all at once on the local target (endpoint.rollout applies on AWS: {}).",
-                rollout_summary(rollout, &alarms)
+                "  The local router takes the steps and bakes, but cannot watch CloudWatch alarms: none rolls it back here."
             );
-        } else {
-            let _ = writeln!(text, "Rollout: {}.", rollout_summary(rollout, &alarms));
         }
     }
     text

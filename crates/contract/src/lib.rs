@@ -1,7 +1,8 @@
 //! The contract between `orchestrate` and the `model-image` container, in one place both sides
 //! compile against: the hyperparameter keys `model-image train` understands and how their values
 //! travel, the metric names (`metrics::Metric`, re-exported here) and the metrics file `train`
-//! writes into the model artifact and the quality gate reads.
+//! writes into the model artifact and the quality gate reads, and the plan and status files of
+//! the local target's canary router (`rollout`).
 //!
 //! SageMaker passes hyperparameters as a map of strings (`hyperparameters.json` in the container).
 //! Scalars travel as their plain text; a list of column names travels as a JSON array of strings,
@@ -11,5 +12,6 @@
 
 pub mod hyperparameters;
 pub mod metrics_file;
+pub mod rollout;
 
 pub use metrics::Metric;

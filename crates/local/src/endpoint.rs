@@ -42,6 +42,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use contract::rollout::RolloutPhase;
 use engine::Settings;
 use engine::kind::EndpointSettings;
 use engine::resource::{Change, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
@@ -50,6 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contained::{ContainedPath, RecordedPath};
 use crate::error::target_error;
+use crate::front::{self, Listener};
 use crate::image::ImageBinary;
 use crate::process::{self, Marker, Spawned};
 use crate::state::{Record, encode_name, remove_symlink};
@@ -126,7 +128,7 @@ fn left_by_a_killed_start(target: &LocalTarget, name: &str) -> bool {
         || !process::find(&marker(target, name)).is_empty()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct EndpointDetails {
     pub pid: i32,
     pub pgid: i32,
@@ -141,6 +143,28 @@ pub(crate) struct EndpointDetails {
     /// `None` until it is updated, and in the `.starting` note of a server not recorded yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_config: Option<String>,
+    /// The router on the endpoint's port, in front of the server above (which then listens on a
+    /// port of its own), once an update of an endpoint whose `rollout` bakes has started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<Listener>,
+    /// The rollout under way through the front, if any: the record's settings stay the ones the
+    /// endpoint ran until it completes, as SageMaker's do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RollingOut>,
+}
+
+/// A rollout under way: what it rolls out and the new server (green).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RollingOut {
+    pub settings: EndpointSettings,
+    pub green: Listener,
+    pub model_dir: RecordedPath,
+}
+
+impl RollingOut {
+    fn config(&self) -> &str {
+        self.settings.endpoint_config.as_str()
+    }
 }
 
 impl EndpointDetails {
@@ -150,6 +174,23 @@ impl EndpointDetails {
             pgid: self.pgid,
             start_time: self.start_time,
         }
+    }
+
+    /// What clients call: the front, or else the server.
+    fn endpoint_url(&self) -> &str {
+        self.front.as_ref().map_or(&self.url, |front| &front.url)
+    }
+
+    /// The endpoint's port: the front's, or else the server's.
+    fn endpoint_port(&self) -> u16 {
+        self.front.as_ref().map_or(self.port, |front| front.port)
+    }
+
+    /// Every process the record names: the server, the front, the green server.
+    fn pids(&self) -> Vec<i32> {
+        let front = self.front.iter().map(|f| f.pid);
+        let green = self.rollout.iter().map(|r| r.green.pid);
+        std::iter::once(self.pid).chain(front).chain(green).collect()
     }
 }
 
@@ -279,19 +320,19 @@ async fn discard_starts(
     name: &str,
     recorded: Option<&Record<EndpointDetails>>,
 ) -> Result<(), LocalError> {
-    let recorded_pid = recorded.map(|r| r.details.pid);
+    let recorded_pids = recorded.map(|r| r.details.pids()).unwrap_or_default();
     if let Some(mine) = target.endpoint_starts.take(name)
-        && Some(mine.details.pid) != recorded_pid
+        && !recorded_pids.contains(&mine.details.pid)
     {
         stop(target, name, &mine.details).await?;
     }
     if let Some(noted) = noted_start(target, name)
-        && Some(noted.pid) != recorded_pid
+        && !recorded_pids.contains(&noted.pid)
     {
         stop(target, name, &noted).await?;
     }
     for ours in process::find(&marker(target, name)) {
-        if Some(ours.pid()) != recorded_pid {
+        if !recorded_pids.contains(&ours.pid()) {
             stop_verified(name, ours).await?;
         }
     }
@@ -311,21 +352,37 @@ pub(crate) fn url(target: &LocalTarget, name: &str) -> Result<Option<String>, Lo
     Ok(target
         .state
         .read::<EndpointDetails>(KIND, name)?
-        .map(|r| r.details.url))
+        .map(|r| r.details.endpoint_url().to_string()))
 }
 
 /// What the server of a record is doing: ready when it runs and answers `/ping`.
+/// With a front, the front must run too, and answers `/ping` for the server; a rollout under way
+/// is in progress.
 async fn lifecycle(target: &LocalTarget, name: &str, details: &EndpointDetails) -> Lifecycle {
-    if !process::alive(details.spawned(), &marker(target, name)) {
+    let marker = marker(target, name);
+    if !process::alive(details.spawned(), &marker) {
         return Lifecycle::Failed(not_running(details));
     }
-    if ping(target, &details.url).await {
-        Lifecycle::Ready
-    } else {
-        Lifecycle::Failed(format!(
+    let answering = match &details.front {
+        Some(front) if !process::alive(front.spawned(), &marker) => {
+            return Lifecycle::Failed(format!("its router is not running (pid {} exited)", front.pid));
+        }
+        Some(front) => (front.url.as_str(), front.pid),
+        None => (details.url.as_str(), details.pid),
+    };
+    if !ping(target, answering.0).await {
+        return Lifecycle::Failed(format!(
             "not answering /ping at {} (pid {})",
-            details.url, details.pid
-        ))
+            answering.0, answering.1
+        ));
+    }
+    match &details.rollout {
+        Some(rolling) => {
+            let progress =
+                front::status(target, name).map_or_else(|| "starting".to_string(), |s| front::describe(&s));
+            Lifecycle::InProgress(format!("rolling out `{}`: {progress}", rolling.config()))
+        }
+        None => Lifecycle::Ready,
     }
 }
 
@@ -376,11 +433,24 @@ async fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalErro
 async fn apply(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Result<Applied, LocalError> {
     let wanted = wanted(target, name, settings)?;
     let recorded = target.state.read::<EndpointDetails>(KIND, name)?;
+    if let Some(record) = &recorded
+        && let Some(rolling) = &record.details.rollout
+    {
+        return follow_rollout(target, name, record, rolling, &wanted).await;
+    }
     let previous = previous_config(recorded.as_ref(), &wanted.config);
+    let routes = front::routes(&target.spec);
     let serving = if let Some(starting) = own_start(target, name, recorded.as_ref(), &wanted).await? {
         match progress(target, name, &starting).await {
-            Progress::Loading => return Ok(not_yet(&starting.details)),
+            Progress::Loading => return Ok(not_yet(target, &starting.details)),
             Progress::Failed(reason) => return start_failed(target, name, &wanted, &starting, reason).await,
+            Progress::Answering if routes => {
+                let rollout = begin_rollout(target, name, settings, recorded.as_ref(), &starting, &previous);
+                match rollout.await? {
+                    Some(details) => details,
+                    None => return follow_recorded(target, name, &wanted).await,
+                }
+            }
             Progress::Answering => {
                 let switched = switch_to(target, name, settings, recorded.as_ref(), &starting, &previous);
                 switched.await?
@@ -391,17 +461,312 @@ async fn apply(target: &LocalTarget, name: &str, settings: &EndpointSettings) ->
     } else {
         return replace(target, name, &wanted, recorded.as_ref()).await;
     };
-    // The new server had to move off the fixed port while the old one held it: move it back.
+    // The new server had to move off the fixed port while the old one held it: move it back. (A
+    // front always takes the endpoint's port, beside whatever held it.)
     if let Some(fixed) = target.spec.local.port
-        && serving.port != fixed
+        && serving.endpoint_port() != fixed
         && process::port_free(fixed)
     {
         let started = start(target, name, &wanted, fixed, false).await?;
-        return Ok(not_yet(&started.details));
+        return Ok(not_yet(target, &started.details));
     }
     Ok(Applied::Ready(Outputs::Endpoint(EndpointOutputs {
         previous_config: previous,
     })))
+}
+
+/// Follows the rollout the record names, after `begin_rollout` recorded it.
+async fn follow_recorded(target: &LocalTarget, name: &str, wanted: &Wanted) -> Result<Applied, LocalError> {
+    let record = target
+        .state
+        .read::<EndpointDetails>(KIND, name)?
+        .ok_or_else(|| LocalError::Missing {
+            kind: KIND,
+            name: name.to_string(),
+            what: "its record, right after the rollout began".to_string(),
+        })?;
+    match &record.details.rollout {
+        Some(rolling) => follow_rollout(target, name, &record, rolling, wanted).await,
+        None => Ok(Applied::NotYet {
+            reason: "the rollout ended".to_string(),
+            retry_for: retry_budget(target),
+        }),
+    }
+}
+
+/// The new server answers and the endpoint's rollout bakes: the router takes the endpoint's port
+/// (beside the old front or server, both bound with `SO_REUSEPORT`) with a plan from the spec's
+/// rollout, and the old front, if any, is stopped. The record names the front and the rollout
+/// (its settings stay the old ones until the rollout completes): `None` is returned, the rollout
+/// is followed. Without a front before (the endpoint's first server, or one started before the
+/// deployment's rollout baked) there is no blue on a port of its own to shift traffic from: the
+/// router fronts the new server alone, the old server is stopped, and the new details are returned
+/// as switched.
+async fn begin_rollout(
+    target: &LocalTarget,
+    name: &str,
+    settings: &EndpointSettings,
+    recorded: Option<&Record<EndpointDetails>>,
+    starting: &Starting,
+    previous: &Option<String>,
+) -> Result<Option<EndpointDetails>, LocalError> {
+    let marker = marker(target, name);
+    let blue = recorded.filter(|r| r.details.front.is_some() && process::alive(r.details.spawned(), &marker));
+    let port = match target
+        .spec
+        .local
+        .port
+        .or(recorded.map(|r| r.details.endpoint_port()))
+    {
+        Some(port) => port,
+        None => free_port(name)?,
+    };
+    let plan = front::plan(&target.spec, blue.map(|b| b.details.port), starting.details.port);
+    let log = log_path(target, name);
+    let router = match front::start(target, name, &starting.binary, &plan, port, &log, &marker).await {
+        Ok(router) => router,
+        Err(error) => {
+            stop(target, name, &starting.details).await?;
+            forget_start(target, name)?;
+            return Err(error);
+        }
+    };
+    let green = Listener {
+        pid: starting.details.pid,
+        pgid: starting.details.pgid,
+        start_time: starting.details.start_time,
+        port: starting.details.port,
+        url: starting.details.url.clone(),
+    };
+    let (record, switched) = match blue {
+        Some(blue) => {
+            let details = EndpointDetails {
+                front: Some(router),
+                rollout: Some(RollingOut {
+                    settings: settings.clone(),
+                    green,
+                    model_dir: starting.details.model_dir.clone(),
+                }),
+                ..blue.details.clone()
+            };
+            (Record::new(name, blue_settings(blue)?, details), false)
+        }
+        None => {
+            let details = EndpointDetails {
+                previous_config: previous.clone(),
+                front: Some(router),
+                rollout: None,
+                ..starting.details.clone()
+            };
+            (Record::new(name, settings.clone(), details), true)
+        }
+    };
+    target.state.write(KIND, &record)?;
+    forget_start(target, name)?;
+    if let Some(old) = recorded {
+        stop_all_but(target, name, &old.details, &record.details.pids()).await?;
+    }
+    Ok(switched.then_some(record.details))
+}
+
+/// The endpoint settings a record holds.
+fn blue_settings(record: &Record<EndpointDetails>) -> Result<EndpointSettings, LocalError> {
+    match &record.settings {
+        Settings::Endpoint(settings) => Ok(settings.clone()),
+        _ => Err(LocalError::Missing {
+            kind: KIND,
+            name: record.name.clone(),
+            what: "endpoint settings in its record".to_string(),
+        }),
+    }
+}
+
+/// Stops every process `old` names but those in `kept` (the pids the new record names).
+async fn stop_all_but(
+    target: &LocalTarget,
+    name: &str,
+    old: &EndpointDetails,
+    kept: &[i32],
+) -> Result<(), LocalError> {
+    let marker = marker(target, name);
+    let mut spawned = vec![old.spawned()];
+    spawned.extend(old.front.iter().map(Listener::spawned));
+    spawned.extend(old.rollout.iter().map(|r| r.green.spawned()));
+    for process in spawned.into_iter().filter(|s| !kept.contains(&s.pid)) {
+        if let Some(ours) = process::ours(process, &marker) {
+            stop_verified(name, ours).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One look at the rollout under way: still baking (the executor calls again), completed (the
+/// record names green as the server and blue is stopped), or rolled back by an alarm (green is
+/// stopped, the front keeps all traffic on blue, and the apply fails naming the alarm). A rollout
+/// of another config than the wanted one is followed to its end first, as SageMaker finishes an
+/// update before it takes the next.
+async fn follow_rollout(
+    target: &LocalTarget,
+    name: &str,
+    record: &Record<EndpointDetails>,
+    rolling: &RollingOut,
+    wanted: &Wanted,
+) -> Result<Applied, LocalError> {
+    let marker = marker(target, name);
+    let front_alive = record
+        .details
+        .front
+        .as_ref()
+        .is_some_and(|f| process::alive(f.spawned(), &marker));
+    let green_alive = process::alive(rolling.green.spawned(), &marker);
+    let status = front::status(target, name);
+    let ended_without_router = || {
+        if front_alive {
+            None
+        } else {
+            Some("its router stopped during the rollout".to_string())
+        }
+    };
+    let gone = ended_without_router().or_else(|| {
+        (!green_alive
+            && status
+                .as_ref()
+                .is_none_or(|s| s.phase != RolloutPhase::RolledBack))
+        .then(|| {
+            format!(
+                "the new server (pid {}) exited during the rollout",
+                rolling.green.pid
+            )
+        })
+    });
+    if let Some(reason) = gone {
+        abandon(target, name, record, Refront::Yes).await?;
+        let log = log_path(target, name);
+        return Err(LocalError::NotServing {
+            name: name.to_string(),
+            reason,
+            tail: process::log_tail(&log, 20),
+            log,
+        });
+    }
+    let Some(status) = status else {
+        return Ok(Applied::NotYet {
+            reason: format!(
+                "rolling out `{}`: waiting for the router's status",
+                rolling.config()
+            ),
+            retry_for: retry_budget(target),
+        });
+    };
+    match status.phase {
+        RolloutPhase::Baking | RolloutPhase::FinalBake => {
+            let then = if rolling.config() == wanted.config {
+                String::new()
+            } else {
+                format!(", then `{}`", wanted.config)
+            };
+            Ok(Applied::NotYet {
+                reason: format!(
+                    "rolling out `{}`{then}: {}",
+                    rolling.config(),
+                    front::describe(&status)
+                ),
+                retry_for: retry_budget(target),
+            })
+        }
+        RolloutPhase::Completed => {
+            let old_config = blue_settings(record)?.endpoint_config.to_string();
+            let details = EndpointDetails {
+                pid: rolling.green.pid,
+                pgid: rolling.green.pgid,
+                start_time: rolling.green.start_time,
+                port: rolling.green.port,
+                url: rolling.green.url.clone(),
+                model_dir: rolling.model_dir.clone(),
+                previous_config: Some(old_config).filter(|c| !c.is_empty() && c != rolling.config()),
+                front: record.details.front.clone(),
+                rollout: None,
+            };
+            let completed = Record::new(name, rolling.settings.clone(), details);
+            target.state.write(KIND, &completed)?;
+            stop_all_but(target, name, &record.details, &completed.details.pids()).await?;
+            if rolling.config() == wanted.config {
+                Ok(Applied::Ready(Outputs::Endpoint(EndpointOutputs {
+                    previous_config: completed.details.previous_config,
+                })))
+            } else {
+                Ok(Applied::NotYet {
+                    reason: format!("rolled out `{}`; `{}` is next", rolling.config(), wanted.config),
+                    retry_for: retry_budget(target),
+                })
+            }
+        }
+        RolloutPhase::RolledBack => {
+            abandon(target, name, record, Refront::No).await?;
+            let (alarm, reason) = status
+                .rolled_back_by
+                .map(|by| (by.name, by.reason))
+                .unwrap_or_else(|| ("an alarm".to_string(), "no reason recorded".to_string()));
+            Err(LocalError::RolledBack {
+                name: name.to_string(),
+                config: rolling.config().to_string(),
+                alarm,
+                reason,
+            })
+        }
+    }
+}
+
+/// Whether an abandoned rollout needs a new front: the router rolled back by itself (all traffic
+/// on blue already), or it stopped or still sends green a share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refront {
+    Yes,
+    No,
+}
+
+/// Ends a rollout without taking it: green is stopped and forgotten, and the record keeps blue
+/// behind a front that sends it all traffic: the router that rolled back, or a new one started
+/// for blue alone (beside the old router, which is then stopped).
+async fn abandon(
+    target: &LocalTarget,
+    name: &str,
+    record: &Record<EndpointDetails>,
+    refront: Refront,
+) -> Result<(), LocalError> {
+    let mut front = record.details.front.clone();
+    if refront == Refront::Yes {
+        let blue = wanted_binary_of(target, name, record)?;
+        let plan = front::plan(&target.spec, None, record.details.port);
+        let port = record.details.endpoint_port();
+        let log = log_path(target, name);
+        let marker = marker(target, name);
+        front = Some(front::start(target, name, &blue, &plan, port, &log, &marker).await?);
+    }
+    let kept = EndpointDetails {
+        rollout: None,
+        front,
+        ..record.details.clone()
+    };
+    let abandoned = Record::new(name, record.settings.clone(), kept);
+    target.state.write(KIND, &abandoned)?;
+    stop_all_but(target, name, &record.details, &abandoned.details.pids()).await
+}
+
+/// The binary of the image the recorded (blue) server runs.
+fn wanted_binary_of(
+    target: &LocalTarget,
+    name: &str,
+    record: &Record<EndpointDetails>,
+) -> Result<ImageBinary, LocalError> {
+    let settings = blue_settings(record)?;
+    Ok(wanted(target, name, &settings)?.binary)
+}
+
+/// How long the executor keeps calling `apply` for one change: the starts, and every bake of the
+/// rollout.
+fn retry_budget(target: &LocalTarget) -> Duration {
+    APPLY_RETRY + target.spec.endpoint.rollout.total_bake()
 }
 
 /// The config to roll back to once the endpoint serves `config`: moving to another config makes
@@ -415,10 +780,10 @@ fn previous_config(recorded: Option<&Record<EndpointDetails>>, config: &str) -> 
     .filter(|previous| !previous.is_empty())
 }
 
-fn not_yet(starting: &EndpointDetails) -> Applied {
+fn not_yet(target: &LocalTarget, starting: &EndpointDetails) -> Applied {
     Applied::NotYet {
         reason: format!("starting: waiting for /ping on {}", starting.url),
-        retry_for: APPLY_RETRY,
+        retry_for: retry_budget(target),
     }
 }
 
@@ -433,7 +798,7 @@ async fn own_start(
 ) -> Result<Option<Starting>, LocalError> {
     if let (Some(mine), Some(noted)) = (target.endpoint_starts.get(name), noted_start(target, name))
         && mine.details.pid == noted.pid
-        && recorded.is_none_or(|r| r.details.pid != mine.details.pid)
+        && recorded.is_none_or(|r| !r.details.pids().contains(&mine.details.pid))
         && mine.serves(wanted)
     {
         return Ok(Some(mine));
@@ -498,11 +863,24 @@ async fn replace(
     wanted: &Wanted,
     recorded: Option<&Record<EndpointDetails>>,
 ) -> Result<Applied, LocalError> {
-    let port = target.spec.local.port.or(recorded.map(|o| o.details.port));
+    // A routed endpoint's new server listens on a port of its own: the front takes the endpoint's.
+    if front::routes(&target.spec) {
+        let started = start(target, name, wanted, free_port(name)?, false).await?;
+        return Ok(not_yet(target, &started.details));
+    }
+    let port = target
+        .spec
+        .local
+        .port
+        .or(recorded.map(|o| o.details.endpoint_port()));
     let old_listening = recorded.is_some_and(|o| {
-        Some(o.details.port) == port
-            && process::alive(o.details.spawned(), &marker(target, name))
-            && process::listening(o.details.pid, o.details.port) == Some(true)
+        let (listener, listener_port) = match &o.details.front {
+            Some(front) => (front.spawned(), front.port),
+            None => (o.details.spawned(), o.details.port),
+        };
+        Some(listener_port) == port
+            && process::alive(listener, &marker(target, name))
+            && process::listening(listener.pid, listener_port) == Some(true)
     });
     let started = match port {
         Some(port) if process::port_free(port) => Some(start(target, name, wanted, port, false).await?),
@@ -516,7 +894,7 @@ async fn replace(
         Some(started) => started,
         None => start(target, name, wanted, free_port(name)?, false).await?,
     };
-    Ok(not_yet(&started.details))
+    Ok(not_yet(target, &started.details))
 }
 
 /// A started server exited or did not answer in time: it is stopped and forgotten. One that only
@@ -533,7 +911,7 @@ async fn start_failed(
     forget_start(target, name)?;
     if starting.shares_port {
         let started = start(target, name, wanted, free_port(name)?, false).await?;
-        return Ok(not_yet(&started.details));
+        return Ok(not_yet(target, &started.details));
     }
     let log = log_path(target, name);
     Err(LocalError::NotServing {
@@ -562,8 +940,8 @@ async fn switch_to(
         .state
         .write(KIND, &Record::new(name, settings.clone(), details.clone()))?;
     forget_start(target, name)?;
-    if let Some(old) = recorded.filter(|old| old.details.pid != details.pid) {
-        stop(target, name, &old.details).await?;
+    if let Some(old) = recorded {
+        stop_all_but(target, name, &old.details, &details.pids()).await?;
     }
     Ok(details)
 }
@@ -608,6 +986,8 @@ async fn start(
         url: format!("http://127.0.0.1:{port}"),
         model_dir: RecordedPath::from(model_dir),
         previous_config: None,
+        front: None,
+        rollout: None,
     };
     if let Err(error) = write_note(target, name, &details) {
         // Without the note a killed run would leave it running unknown: stop it now.
@@ -657,8 +1037,9 @@ async fn delete(target: &LocalTarget, name: &str) -> Result<(), LocalError> {
     let record = target.state.read::<EndpointDetails>(KIND, name)?;
     discard_starts(target, name, record.as_ref()).await?;
     if let Some(record) = record {
-        stop(target, name, &record.details).await?;
+        stop_all_but(target, name, &record.details, &[]).await?;
     }
+    front::remove_files(target, name)?;
     let log = log_path(target, name);
     match fs::remove_file(&log) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -690,7 +1071,7 @@ pub(crate) async fn invoke(
             serving,
         });
     }
-    let url = format!("{}/invocations", record.details.url);
+    let url = format!("{}/invocations", record.details.endpoint_url());
     let http = |source| LocalError::Http {
         url: url.clone(),
         source,
@@ -725,7 +1106,12 @@ impl Protected {
 pub(crate) fn rollback_protected(target: &LocalTarget) -> Result<Protected, LocalError> {
     let mut protected = Protected::default();
     for record in target.state.list::<EndpointDetails>(KIND)? {
-        let configs = [config_of(&record), record.details.previous_config.as_deref()];
+        let rolling = record.details.rollout.as_ref().map(RollingOut::config);
+        let configs = [
+            config_of(&record),
+            record.details.previous_config.as_deref(),
+            rolling,
+        ];
         for config in configs.into_iter().flatten().filter(|c| !c.is_empty()) {
             if let Some(model) = record::model_of(target, config)? {
                 if let Some(image) = model::image_of(target, &model)? {

@@ -165,6 +165,15 @@ pub enum LocalError {
         log: PathBuf,
         tail: String,
     },
+    #[error(
+        "endpoint `{name}`: the rollout of `{config}` was rolled back: alarm {alarm} went into ALARM: {reason}; the previous model keeps serving"
+    )]
+    RolledBack {
+        name: String,
+        config: String,
+        alarm: String,
+        reason: String,
+    },
     #[error("endpoint `{name}`: no free port on 127.0.0.1")]
     NoPort {
         name: String,

@@ -35,6 +35,7 @@ mod bucket;
 pub mod contained;
 mod endpoint;
 pub mod error;
+mod front;
 mod image;
 pub mod log_tail;
 mod model;
@@ -808,6 +809,8 @@ mod tests {
             url: "http://127.0.0.1:1".into(),
             model_dir: dir.path().join("none").into(),
             previous_config: Some("iot-previous".into()),
+            front: None,
+            rollout: None,
         };
         let record = Record::new(&endpoint.name, serving, details);
         target.state.write(Kind::Endpoint, &record).unwrap();

@@ -41,6 +41,10 @@ pub const AUTOSCALING_MIN: u32 = 1;
 pub const INVOCATIONS_PER_INSTANCE: u32 = 1_000;
 /// `local.state_dir`, relative to the directory of deploy.yaml.
 pub const STATE_DIR: &str = ".orchestrate";
+/// `local.alarm_period`, as written: CloudWatch's period for SageMaker's metrics.
+pub const ALARM_PERIOD: &str = "1m";
+/// `local.alarm_period`.
+pub const ALARM_PERIOD_DURATION: Duration = Duration::from_secs(60);
 /// `endpoint.rollout.strategy` (also what an absent `rollout` section does).
 pub const ROLLOUT_STRATEGY: &str = "all_at_once";
 /// `endpoint.rollout.canary_percent` (with `strategy: canary`): a share of the new fleet's capacity.

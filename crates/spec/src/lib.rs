@@ -66,6 +66,7 @@
 //! | `endpoint.rollout.alarms.{errors,latency}.periods` | `3` | integer 1–1440 (one-minute periods) |
 //! | `local.state_dir` | `.orchestrate` | non-empty path, relative to deploy.yaml |
 //! | `local.port` | a free port | 1024–65535 |
+//! | `local.alarm_period` | `1m` | duration, 1s–1m: one datapoint of the local router's rollback alarms |
 //!
 //! Hyperparameter values may be numbers or numeric strings. `null` (or an empty value) means "use
 //! the default" for every optional key.

@@ -372,6 +372,10 @@ pub struct Local {
     pub state_dir: PathBuf,
     /// A fixed port for the endpoint; `None` picks a free one.
     pub port: Option<u16>,
+    /// How long one datapoint of the local router's rollback alarms covers (CloudWatch's is a
+    /// minute): 1s to 1m.
+    #[serde(serialize_with = "serialize_duration")]
+    pub alarm_period: Duration,
 }
 
 impl Spec {

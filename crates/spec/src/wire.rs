@@ -486,4 +486,9 @@ pub struct LocalWire {
     /// Fixed port for the local endpoint, 1024 to 65535. Default: a free port.
     #[schemars(range(min = 1024, max = 65535))]
     pub port: Option<u16>,
+    /// How long one datapoint of the local router's rollback alarms covers: CloudWatch's one minute
+    /// by default; shorter (down to `1s`) makes a local rehearsal of a guarded rollout quicker.
+    /// The target `aws` ignores it.
+    #[schemars(regex(pattern = DURATION_PATTERN), extend("default" = defaults::ALARM_PERIOD))]
+    pub alarm_period: Option<String>,
 }

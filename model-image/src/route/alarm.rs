@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 
-use super::plan::{AlarmMetric, AlarmRule, AlarmState};
+use contract::rollout::{AlarmMetric, AlarmRule, AlarmState};
 
 /// What green answered in one period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,9 +2,9 @@
 //! old ("blue") and a new ("green") `model-image serve`, which shifts traffic to green in the plan's
 //! steps, watches green's 5xx answers and latency against CloudWatch-style alarm rules
 //! ([`alarm`]), and rolls back by itself (all traffic to blue, for good) when an alarm goes off
-//! during a bake, the way SageMaker's deployment guardrails do. After the last step and a final bake
-//! the rollout is `completed` and the router keeps serving with all traffic on green: it is the
-//! endpoint's front from then on.
+//! during a bake, the way SageMaker's deployment guardrails do. The last step (100 %) is the final
+//! bake; after it the rollout is `completed` and the router keeps serving with all traffic on
+//! green: it is the endpoint's front from then on.
 //!
 //! `POST /invocations` is forwarded (body, `Content-Type` and `Accept` in; status, `Content-Type`,
 //! `Retry-After` and body out, plus `X-Canary-Backend: blue|green`) to the backend the weighted
@@ -15,11 +15,15 @@
 //! body 408) are JSON `{"error": ...}` bodies as `serve` writes them; connections are held to
 //! `serve`'s header, body and idle timeouts and drained on SIGTERM the same way.
 //!
-//! The rollout's state goes to the status file ([`plan::RolloutStatus`]), rewritten atomically.
+//! A plan without blue (the endpoint's first server) makes the router only the endpoint's front:
+//! completed at once, all traffic on green.
+//!
+//! The rollout's state goes to the status file ([`RolloutStatus`]), rewritten atomically. The plan
+//! and status types are in the contract crate (`contract::rollout`), which orchestrate shares.
 
 pub mod alarm;
-pub mod plan;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,9 +44,8 @@ use tokio::time::Instant;
 use crate::serve::ServeLimits;
 use crate::serve::response::ServeError;
 use alarm::Periods;
-use plan::{
+use contract::rollout::{
     AlarmState, AlarmStatus, RequestCounts, RolledBackBy, RolloutPhase, RolloutPlan, RolloutStatus,
-    backend_authority,
 };
 
 /// The largest request body forwarded (serve's own cap, SageMaker's `MaxPayloadInMB`).
@@ -68,8 +71,8 @@ pub async fn route_on(listener: TcpListener, plan: RolloutPlan, status_path: Pat
     let limits = ServeLimits::default();
     let keep = plan.alarms.iter().map(|a| a.periods as usize).max().unwrap_or(1);
     let shared = Arc::new(Shared {
-        blue: Backend::new("blue", &plan.blue).map_err(invalid)?,
-        green: Backend::new("green", &plan.green).map_err(invalid)?,
+        blue: plan.blue.map(|addr| Backend::new("blue", addr)),
+        green: Backend::new("green", plan.green),
         green_percent: AtomicU32::new(0),
         counter: AtomicU64::new(0),
         blue_requests: AtomicU64::new(0),
@@ -81,7 +84,11 @@ pub async fn route_on(listener: TcpListener, plan: RolloutPlan, status_path: Pat
     // The status file exists before the first request is accepted, or the router does not start.
     rollout.write_status()?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, blue = %shared.blue.url, green = %shared.green.url, "routing inference requests");
+    let blue = shared
+        .blue
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |b| b.addr.to_string());
+    tracing::info!(%addr, %blue, green = %shared.green.addr, "routing inference requests");
     let app = Router::new()
         .route("/ping", get(ping))
         .route("/invocations", post(invocations))
@@ -103,7 +110,8 @@ pub fn read_plan(path: &Path) -> Result<RolloutPlan, String> {
 
 /// The state the request handlers and the rollout share.
 struct Shared {
-    blue: Backend,
+    /// `None` when the plan has no blue: every request goes to green.
+    blue: Option<Backend>,
     green: Backend,
     green_percent: AtomicU32,
     counter: AtomicU64,
@@ -118,6 +126,9 @@ impl Shared {
     /// past `floor((n % 100) * p / 100)`, so of every 100 requests exactly `p` go to green, evenly
     /// spread (Bresenham's line).
     fn pick_green(&self) -> bool {
+        if self.blue.is_none() {
+            return true;
+        }
         let percent = u64::from(self.green_percent.load(Ordering::Acquire));
         let n = self.counter.fetch_add(1, Ordering::Relaxed) % 100;
         (n + 1) * percent / 100 > n * percent / 100
@@ -151,8 +162,7 @@ fn unix_ms() -> u64 {
 /// One backend and its idle HTTP/1.1 client connections.
 struct Backend {
     name: &'static str,
-    url: String,
-    authority: String,
+    addr: SocketAddr,
     host: HeaderValue,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
@@ -165,16 +175,14 @@ struct Answer {
 }
 
 impl Backend {
-    fn new(name: &'static str, url: &str) -> Result<Self, String> {
-        let authority = backend_authority(url).map_err(|e| format!("{name}: {e}"))?;
-        let host = HeaderValue::from_str(&authority).map_err(|e| format!("{name}: {e}"))?;
-        Ok(Self {
+    fn new(name: &'static str, addr: SocketAddr) -> Self {
+        let host = HeaderValue::from_str(&addr.to_string()).expect("a socket address is a valid Host");
+        Self {
             name,
-            url: url.to_owned(),
-            authority,
+            addr,
             host,
             idle: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
@@ -204,13 +212,13 @@ impl Backend {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
+        let stream = tokio::net::TcpStream::connect(self.addr)
             .await
-            .map_err(|e| format!("cannot connect to {}: {e}", self.authority))?;
+            .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
         let _ = stream.set_nodelay(true);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP handshake with {} failed: {e}", self.authority))?;
+            .map_err(|e| format!("HTTP handshake with {} failed: {e}", self.addr))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!("backend connection ended: {error}");
@@ -237,7 +245,7 @@ impl Backend {
                 if pooled {
                     continue;
                 }
-                return Err(format!("the connection to {} failed: {error}", self.authority));
+                return Err(format!("the connection to {} failed: {error}", self.addr));
             }
             let mut request = hyper::Request::builder()
                 .method(method.clone())
@@ -252,13 +260,13 @@ impl Backend {
             let response = match sender.send_request(request).await {
                 Ok(response) => response,
                 Err(_) if pooled => continue,
-                Err(error) => return Err(format!("{} did not answer: {error}", self.authority)),
+                Err(error) => return Err(format!("{} did not answer: {error}", self.addr)),
             };
             let (parts, incoming) = response.into_parts();
             let body = incoming
                 .collect()
                 .await
-                .map_err(|e| format!("reading the answer of {} failed: {e}", self.authority))?
+                .map_err(|e| format!("reading the answer of {} failed: {e}", self.addr))?
                 .to_bytes();
             self.give_back(sender);
             return Ok(Answer {
@@ -280,13 +288,13 @@ impl Backend {
             Ok(Ok(answer)) if answer.status == StatusCode::OK => Ok(()),
             Ok(Ok(answer)) => Err(format!(
                 "{} ({}) answered /ping with {}",
-                self.name, self.url, answer.status
+                self.name, self.addr, answer.status
             )),
-            Ok(Err(reason)) => Err(format!("{} ({}): {reason}", self.name, self.url)),
+            Ok(Err(reason)) => Err(format!("{} ({}): {reason}", self.name, self.addr)),
             Err(_) => Err(format!(
                 "{} ({}) did not answer /ping within {} s",
                 self.name,
-                self.url,
+                self.addr,
                 PING_TIMEOUT.as_secs()
             )),
         }
@@ -318,7 +326,8 @@ async fn ping(State(shared): State<SharedState>) -> Response {
     let percent = shared.green_percent.load(Ordering::Acquire);
     let mut failures = Vec::new();
     if percent < 100
-        && let Err(reason) = shared.blue.ping().await
+        && let Some(blue) = &shared.blue
+        && let Err(reason) = blue.ping().await
     {
         failures.push(reason);
     }
@@ -351,12 +360,15 @@ async fn invocations(State(shared): State<SharedState>, request: Request) -> Res
         }
     }
     let green = shared.pick_green();
-    let backend = if green {
-        shared.green_requests.fetch_add(1, Ordering::Relaxed);
-        &shared.green
-    } else {
-        shared.blue_requests.fetch_add(1, Ordering::Relaxed);
-        &shared.blue
+    let backend = match (green, &shared.blue) {
+        (false, Some(blue)) => {
+            shared.blue_requests.fetch_add(1, Ordering::Relaxed);
+            blue
+        }
+        _ => {
+            shared.green_requests.fetch_add(1, Ordering::Relaxed);
+            &shared.green
+        }
     };
     let started = Instant::now();
     let outcome = tokio::time::timeout(
@@ -372,7 +384,7 @@ async fn invocations(State(shared): State<SharedState>, request: Request) -> Res
                 StatusCode::BAD_GATEWAY,
                 format!(
                     "the {} backend ({}) could not be reached: {reason}",
-                    backend.name, backend.url
+                    backend.name, backend.addr
                 ),
             )
             .into_response(),
@@ -384,7 +396,7 @@ async fn invocations(State(shared): State<SharedState>, request: Request) -> Res
                 format!(
                     "the {} backend ({}) did not answer within {} s",
                     backend.name,
-                    backend.url,
+                    backend.addr,
                     BACKEND_TIMEOUT.as_secs()
                 ),
             )
@@ -578,16 +590,33 @@ impl Rollout {
     }
 
     async fn run(&mut self) {
+        if self.plan.blue.is_none() {
+            // Nothing to shift traffic from: green takes it all, with nothing to roll back to.
+            self.shared.green_percent.store(100, Ordering::Release);
+            self.status.phase = RolloutPhase::Completed;
+            self.status.step = self.status.steps;
+            self.status.green_percent = 100;
+            tracing::info!(
+                phase = "completed",
+                green_percent = 100,
+                "rollout: no blue, all traffic on green"
+            );
+            self.save();
+            return self.hold().await;
+        }
+        // As SageMaker's blue/green: each step but the last bakes (`WaitIntervalInSeconds`), and the
+        // last one (100 %) is the final bake (`TerminationWaitInSeconds`), with blue still there.
         let steps = self.plan.steps.clone();
         for (i, &percent) in steps.iter().enumerate() {
-            self.start_bake(RolloutPhase::Baking, i + 1, percent);
+            let phase = if i + 1 == steps.len() {
+                RolloutPhase::FinalBake
+            } else {
+                RolloutPhase::Baking
+            };
+            self.start_bake(phase, i + 1, percent);
             if !self.bake().await {
                 return self.hold().await;
             }
-        }
-        self.start_bake(RolloutPhase::FinalBake, steps.len(), 100);
-        if !self.bake().await {
-            return self.hold().await;
         }
         self.status.phase = RolloutPhase::Completed;
         tracing::info!(
@@ -684,8 +713,8 @@ mod tests {
 
     fn shared(percent: u32) -> Shared {
         Shared {
-            blue: Backend::new("blue", "http://127.0.0.1:1").unwrap(),
-            green: Backend::new("green", "http://127.0.0.1:2").unwrap(),
+            blue: Some(Backend::new("blue", "127.0.0.1:1".parse().unwrap())),
+            green: Backend::new("green", "127.0.0.1:2".parse().unwrap()),
             green_percent: AtomicU32::new(percent),
             counter: AtomicU64::new(0),
             blue_requests: AtomicU64::new(0),
@@ -711,12 +740,15 @@ mod tests {
 
     #[test]
     fn plans_are_checked() {
-        let good = r#"{"blue": "http://127.0.0.1:41001", "green": "http://127.0.0.1:41002",
+        let good = r#"{"blue": "127.0.0.1:41001", "green": "127.0.0.1:41002",
             "steps": [50, 100], "bake_ms": 10000, "period_ms": 60000,
             "alarms": [{"name": "e", "metric": "invocation_5xx_errors", "threshold": 1, "datapoints": 2, "periods": 3},
                        {"name": "l", "metric": "model_latency", "threshold": 100000, "datapoints": 2, "periods": 3}]}"#;
         let plan = RolloutPlan::from_json(good).unwrap();
-        assert_eq!(plan.alarms[1].metric, plan::AlarmMetric::ModelLatency);
+        assert_eq!(
+            plan.alarms[1].metric,
+            contract::rollout::AlarmMetric::ModelLatency
+        );
         let round_trip = serde_json::to_string(&plan).unwrap();
         assert_eq!(RolloutPlan::from_json(&round_trip).unwrap(), plan);
         for (bad, why) in [
@@ -729,9 +761,10 @@ mod tests {
             ),
             (good.replace("model_latency", "latency"), "unknown variant"),
             (
-                good.replace("http://127.0.0.1:41002", "127.0.0.1:41002"),
-                "http://",
+                good.replace("127.0.0.1:41002", "http://127.0.0.1:41002"),
+                "invalid socket address",
             ),
+            (good.replace("41002", "41001"), "both"),
             (
                 good.replace("\"threshold\": 1,", "\"threshold\": -1,"),
                 "invalid value",

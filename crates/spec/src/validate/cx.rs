@@ -446,6 +446,7 @@ fn key_help(key: &str) -> Option<String> {
         "bake" => "SageMaker bakes each step for at most one hour: choose `0s` to `1h`",
         "threshold_ms" => "SageMaker times invocations out after one minute: choose 1 to 60000 ms",
         "periods" => "CloudWatch evaluates at most one day: 1 to 1440 one-minute periods",
+        "alarm_period" => "CloudWatch's period is one minute; locally choose `1s` to `1m`",
         _ => return None,
     };
     Some(help.to_string())

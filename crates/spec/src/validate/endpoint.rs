@@ -38,9 +38,19 @@ pub(super) fn local(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Local> {
             .integer(e.value, "local.port", 1024, 65_535, false)
             .map(|p| Some(p as u16)),
     };
+    let alarm_period = match section.get("alarm_period") {
+        None => Some(defaults::ALARM_PERIOD_DURATION),
+        Some(e) => cx.duration(
+            e.value,
+            "local.alarm_period",
+            Duration::from_secs(1),
+            defaults::ALARM_PERIOD_DURATION,
+        ),
+    };
     Some(Local {
         state_dir: state_dir?,
         port: port?,
+        alarm_period: alarm_period?,
     })
 }
 

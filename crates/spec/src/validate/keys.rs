@@ -43,7 +43,7 @@ pub(crate) const ROLLOUT: &[&str] = &["strategy", "canary_percent", "step_percen
 pub(crate) const ALARMS: &[&str] = &["errors", "latency"];
 pub(crate) const ALARM_ERRORS: &[&str] = &["threshold", "datapoints", "periods"];
 pub(crate) const ALARM_LATENCY: &[&str] = &["threshold_ms", "datapoints", "periods"];
-pub(crate) const LOCAL: &[&str] = &["state_dir", "port"];
+pub(crate) const LOCAL: &[&str] = &["state_dir", "port", "alarm_period"];
 
 /// Every mapping with fixed keys, by dotted path.
 pub(crate) const SECTIONS: &[(&str, &[&str])] = &[

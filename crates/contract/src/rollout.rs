@@ -1,11 +1,14 @@
-//! The canary router's contract with its caller (the local target): the rollout plan it reads
-//! (`--rollout PLAN.json`) and the status it keeps rewriting (`--status STATUS.json`). Both are plain
-//! serde types with `deny_unknown_fields`, so the caller serializes and parses the very same structs
-//! and a misspelt field is an error, not a silently ignored setting.
+//! The canary router's contract (`model-image route`) with its caller, the local target: the rollout
+//! plan it reads (`--rollout PLAN.json`) and the status it keeps rewriting (`--status STATUS.json`).
+//! Both are plain serde types with `deny_unknown_fields`, here so that orchestrate writes and reads
+//! the very same structs the router does, and a misspelt field is an error, not a silently ignored
+//! setting.
 //!
 //! The alarm rules follow CloudWatch's metric alarms as SageMaker's deployment guardrails use them:
 //! one datapoint per `period_ms`, ALARM when `datapoints` of the last `periods` datapoints breach
 //! (the evaluation rule is in [`super::alarm`]).
+
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,13 +16,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutPlan {
-    /// The old server, e.g. `http://127.0.0.1:41001` (plain HTTP, host and port, no path).
-    pub blue: String,
+    /// The old server (plain HTTP), e.g. `127.0.0.1:41001`. `None` when there is none (the
+    /// endpoint's first server): the router is then only the endpoint's front, completed at once
+    /// with all traffic on green.
+    pub blue: Option<SocketAddr>,
     /// The new server.
-    pub green: String,
+    pub green: SocketAddr,
     /// Percent of the traffic on green after each step, increasing, each 1-100, the last 100.
     pub steps: Vec<u32>,
-    /// How long each step bakes; after the last step (100 %) a final bake of the same length.
+    /// How long each step bakes; the last step (100 %) is the final bake, blue still kept.
     pub bake_ms: u64,
     /// The alarms' evaluation period (CloudWatch's one minute is 60000).
     pub period_ms: u64,
@@ -160,13 +165,11 @@ impl RolloutPlan {
     }
 
     /// Steps increasing within 1-100 and ending at 100, positive durations, alarms with
-    /// `1 <= datapoints <= periods` and distinct names, backends `http://host:port`.
+    /// `1 <= datapoints <= periods` and distinct names, blue and green not the same address.
     pub fn validate(&self) -> Result<(), String> {
         let fail = |message: String| Err(format!("invalid rollout plan: {message}"));
-        for (field, url) in [("blue", &self.blue), ("green", &self.green)] {
-            if let Err(e) = backend_authority(url) {
-                return fail(format!("{field}: {e}"));
-            }
+        if self.blue == Some(self.green) {
+            return fail(format!("blue and green are both {}", self.green));
         }
         if self.steps.last() != Some(&100) {
             return fail(format!(
@@ -202,20 +205,4 @@ impl RolloutPlan {
         }
         Ok(())
     }
-}
-
-/// `host:port` of a backend URL `http://host:port` (a trailing `/` allowed).
-pub fn backend_authority(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let valid = authority
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
-        && !authority.contains(['/', '?', '#', '@', ' ']);
-    if !valid {
-        return Err(format!("{url:?} is not http://host:port"));
-    }
-    Ok(authority.to_owned())
 }

@@ -1,7 +1,7 @@
 //! Guarded rollouts on the local target, with the real binaries: the endpoint's port is held by the
 //! canary router (`model-image route`) in front of the serving `model-image serve`; a retrain is
-//! rolled out in the canary's steps (both servers answer during the bake, the old one is stopped
-//! after it), and a new server that turns slow during its bake trips the deployment's own latency
+//! rolled out in the canary's steps (both servers answer during the bake; `up` killed then is
+//! finished by the next `up`, which stops the old server after the bake), and a new server that turns slow during its bake trips the deployment's own latency
 //! alarm: the router sends all traffic back to the old server by itself, `up` fails naming the
 //! alarm, the endpoint keeps its config (drift for `status`), and `down` leaves nothing running.
 //! The slowness is real: the new server is stopped (SIGSTOP) for longer than the alarm's threshold
@@ -161,7 +161,10 @@ fn a_canary_bakes_behind_the_router_and_a_slow_new_server_is_rolled_back_by_its_
         "a rollout under way is not drift: {}{}",
         status.stdout, status.stderr
     );
-    let rolled_out = wait_for(up).expect(0);
+    // `up` is killed mid-bake; the router goes on, and the next `up` follows it to its end.
+    up.kill().expect("kill up");
+    up.wait().expect("up ends");
+    let rolled_out = deployment.orchestrate(&["up"]).expect(0);
     assert!(rolled_out.stderr.contains("rolling out"), "{}", rolled_out.stderr);
     let second = record(&deployment);
     assert_ne!(config_of(&second), config_of(&first), "{second:#}");

@@ -282,6 +282,56 @@ mod tests {
         }
     }
 
+    fn spec(rollout: &str) -> Spec {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train.csv"), "a,Label\n1,Normal\n").unwrap();
+        let yaml = format!(
+            "version: 1\nname: iot\ntarget: local\ndata: {{train: train.csv}}\n\
+             endpoint: {{instance_count: 2, rollout: {rollout}}}\nlocal: {{alarm_period: 5s}}\n"
+        );
+        spec::parse(&yaml, "deploy.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_plan_takes_the_steps_bake_period_and_owned_alarm_rules_from_the_spec() {
+        let spec = spec(
+            "{strategy: linear, step_percent: 40, bake: 30s, \
+             alarms: {errors: {threshold: 3, datapoints: 1, periods: 2}, latency: {threshold_ms: 250, datapoints: 2, periods: 4}}}",
+        );
+        assert!(routes(&spec));
+        let plan = plan(&spec, Some(41001), 41002);
+        plan.validate().unwrap();
+        assert_eq!(plan.blue, Some("127.0.0.1:41001".parse().unwrap()));
+        assert_eq!(plan.green, "127.0.0.1:41002".parse().unwrap());
+        assert_eq!(plan.steps, vec![40, 80, 100]);
+        assert_eq!((plan.bake_ms, plan.period_ms), (30_000, 5_000));
+        let rules: Vec<_> = plan
+            .alarms
+            .iter()
+            .map(|a| (a.name.as_str(), a.metric, a.threshold, a.datapoints, a.periods))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                (
+                    "iot-invocation-5xx-errors",
+                    AlarmMetric::Invocation5xxErrors,
+                    3,
+                    1,
+                    2
+                ),
+                ("iot-model-latency", AlarmMetric::ModelLatency, 250_000, 2, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn named_alarms_are_not_watched_and_an_unbaked_rollout_is_not_routed() {
+        let named = spec("{strategy: canary, bake: 10s, alarms: [team-alarm]}");
+        assert!(plan(&named, None, 41002).alarms.is_empty());
+        assert!(!routes(&spec("{strategy: canary, bake: 0s}")));
+    }
+
     #[test]
     fn a_rollout_is_described_by_step_share_bake_end_and_alarms() {
         assert_eq!(

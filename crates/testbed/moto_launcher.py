@@ -856,6 +856,25 @@ def sagemaker_duplicate_models_and_configs_are_rejected():
     SageMakerModelBackend.create_endpoint_config = create_endpoint_config_once
 
 
+@sagemaker_patch
+def sagemaker_models_keep_network_isolation():
+    """CreateModel's EnableNetworkIsolation is dropped by moto 5.2.1 (DescribeModel always says false):
+    the model keeps what was asked, as SageMaker's does, so a model created without isolation (for
+    a serverless endpoint) and one created with it can be told apart."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    create_model = SageMakerResponse.create_model
+
+    def create_model_keeping_isolation(self):
+        result = create_model(self)
+        model = self.sagemaker_backend._models.get(self._get_param("ModelName"))
+        if model is not None:
+            model.enable_network_isolation = bool(self._get_param("EnableNetworkIsolation", False))
+        return result
+
+    SageMakerResponse.create_model = create_model_keeping_isolation
+
+
 # Endpoints -----------------------------------------------------------------------------------
 
 
@@ -950,6 +969,10 @@ def _start_serving(backend, endpoint_name, config_name):
     port = _free_port()
     env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
     env["SAGEMAKER_BIND_TO_PORT"] = str(port)
+    serverless = variant.get("ServerlessConfig")
+    if serverless and serverless.get("MaxConcurrency"):
+        # Serverless capacity serves MaxConcurrency requests at once; the container refuses more.
+        env["MODEL_IMAGE_MAX_IN_FLIGHT"] = str(serverless["MaxConcurrency"])
     try:
         process = SAGEMAKER.spawn(
             [SAGEMAKER.model_image, "serve", "--model-dir", model_dir, "--host", "127.0.0.1"], env
@@ -993,6 +1016,8 @@ def _variants(backend, config_name, previous=None):
         variant = {"VariantName": source["VariantName"]}
         if source.get("InitialInstanceCount"):
             variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"] = source["InitialInstanceCount"]
+        if source.get("ServerlessConfig"):
+            variant["CurrentServerlessConfig"] = variant["DesiredServerlessConfig"] = dict(source["ServerlessConfig"])
         if source.get("InitialVariantWeight") is not None:
             variant["CurrentWeight"] = variant["DesiredWeight"] = source["InitialVariantWeight"]
         model = backend._models.get(source.get("ModelName"))
@@ -1009,6 +1034,11 @@ def _variants(backend, config_name, previous=None):
                     variant[field] = old[field]
         variants.append(variant)
     return variants
+
+
+def _serverless(config):
+    """Whether an endpoint config's variants run on serverless capacity."""
+    return bool(config and any(v.get("ServerlessConfig") for v in config.production_variants))
 
 
 def _set_endpoint(endpoint, status, **fields):
@@ -1220,7 +1250,8 @@ def sagemaker_update_endpoint():
     fails (or `endpoint_update_rolls_back` was injected), the endpoint is RollingBack, then InService
     with the OLD EndpointConfigName and FailureReason set: the silent rollback that callers must detect.
     RetainAllVariantProperties keeps the variants' instance counts and weights. Only an InService
-    endpoint can be updated.
+    endpoint can be updated, and not between instances and serverless capacity (SageMaker refuses
+    both directions: the endpoint must be replaced).
 
     With a DeploymentConfig (or RetainDeploymentConfig and a LastDeploymentConfig), a blue/green
     deployment with traffic shifting and auto-rollback, as SageMaker's deployment guardrails: validated
@@ -1269,6 +1300,14 @@ def sagemaker_update_endpoint():
             if deployment_config:  # the request is validated first, whatever the endpoint's status
                 old_name = (endpoint.production_variants or [{}])[0].get("VariantName")
                 plan = _deployment_plan(deployment_config, new_variants[0] if new_variants else {}, old_name)
+            old_config = self.endpoint_configs.get(endpoint.endpoint_config_name)
+            was_serverless = _serverless(old_config)
+            if old_config is not None and was_serverless != _serverless(self.endpoint_configs[endpoint_config_name]):
+                kinds = ("a serverless", "an instance-based") if was_serverless else ("an instance-based", "a serverless")
+                raise ValidationError(
+                    f"Updating {kinds[0]} endpoint to {kinds[1]} endpoint is not supported: delete "
+                    f'"{arn}" and create it with the new endpoint configuration.'
+                )
             if endpoint.endpoint_status == "Failed":
                 raise ValidationError(f'Cannot update failed endpoint "{arn}".')
             if endpoint.endpoint_status != "InService":

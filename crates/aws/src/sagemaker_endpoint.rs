@@ -14,7 +14,10 @@
 //!
 //! Nothing here waits. Deleting is `Deleted::Pending` while SageMaker still describes the endpoint
 //! (the executor calls `delete` again); a failed endpoint, which cannot be updated, is replaced:
-//! `apply` issues its deletion and answers `Applied::NotYet` until it is gone, then creates it.
+//! `apply` issues its deletion and answers `Applied::NotYet` until it is gone, then creates it. So
+//! is one hosted otherwise than wanted: SageMaker cannot update an endpoint from instances to
+//! serverless or back. An endpoint being deleted is observed as absent, so a replacement
+//! interrupted half way is created by the next `up`.
 //! The endpoint is the deployment's when it carries the deployment's tag ([`ours`]); so is its
 //! autoscaling.
 
@@ -28,7 +31,7 @@ use aws_sdk_sagemaker::types::{
 use engine::kind::EndpointSettings;
 use engine::resource::{Change, EndpointOutputs, Lifecycle, Outputs};
 use engine::target::{Applied, DELETE_TIMEOUT, Deleted, Found, KindOnTarget, TargetError, Upstream};
-use engine::values::Tags;
+use engine::values::{Hosting, Tags};
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
@@ -48,6 +51,8 @@ pub struct EndpointState {
     pub config: String,
     pub failure: Option<String>,
     pub arn: String,
+    /// On instances or serverless (its variant's current serverless config).
+    pub hosting: Hosting,
     /// The update under way, as SageMaker describes its new fleet.
     pub pending: Option<PendingUpdate>,
 }
@@ -178,8 +183,22 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<EndpointSt
         config: out.endpoint_config_name().unwrap_or_default().to_string(),
         failure: out.failure_reason().map(str::to_string),
         arn: out.endpoint_arn().unwrap_or_default().to_string(),
+        hosting: hosting(&out),
         pending: PendingUpdate::read(&out),
     }))
+}
+
+/// How a described endpoint is hosted: serverless when its variant has a serverless config.
+fn hosting(described: &DescribeEndpointOutput) -> Hosting {
+    let serverless = described
+        .production_variants()
+        .first()
+        .is_some_and(|v| v.current_serverless_config().is_some() || v.desired_serverless_config().is_some());
+    if serverless {
+        Hosting::Serverless
+    } else {
+        Hosting::Instances
+    }
 }
 
 /// What the endpoint's tags record of its history: the config it ran before its last update.
@@ -206,6 +225,10 @@ pub async fn observe(
     let Some(endpoint) = describe(clients, name).await? else {
         return Ok(Observed::Absent);
     };
+    if endpoint.status == EndpointStatus::Deleting {
+        // Going (a replacement interrupted half way): `apply` waits for it and creates it again.
+        return Ok(Observed::Absent);
+    }
     let Some(tags) = tags_unless_gone(clients, name, &endpoint.arn).await? else {
         return Ok(Observed::Absent);
     };
@@ -232,6 +255,7 @@ pub async fn observe(
     }
     let settings = EndpointSettings {
         endpoint_config: endpoint.config,
+        hosting: endpoint.hosting,
         tags: sagemaker::user_tags(&tags),
     };
     Ok(Observed::present(name, settings, lifecycle).with_outputs(outputs(&tags)))
@@ -251,17 +275,27 @@ pub async fn apply(
     let config = settings.endpoint_config.as_str();
     let tags = &settings.tags;
     let mut existing = describe(clients, name).await?;
-    if let Some(endpoint) = existing
-        .as_ref()
-        .filter(|e| matches!(e.status, EndpointStatus::Failed | EndpointStatus::Deleting))
-    {
-        // Failed: replace it. Deleting (the replacement under way): wait for it to be gone.
-        if endpoint.status == EndpointStatus::Failed {
+    if let Some(endpoint) = existing.as_ref().filter(|e| {
+        matches!(e.status, EndpointStatus::Failed | EndpointStatus::Deleting) || e.hosting != settings.hosting
+    }) {
+        // Failed, or hosted otherwise than wanted (SageMaker cannot update an endpoint between
+        // instances and serverless): replace it. Deleting (the replacement under way): wait for
+        // it to be gone.
+        let reason = if endpoint.status == EndpointStatus::Failed {
             tracing::warn!(endpoint = name, "replacing a failed endpoint");
-        }
+            DELETING_FAILED.to_string()
+        } else if endpoint.hosting != settings.hosting {
+            tracing::info!(endpoint = name, from = %endpoint.hosting, to = %settings.hosting, "replacing the endpoint");
+            format!(
+                "deleting the endpoint on {} to create it on {}",
+                endpoint.hosting, settings.hosting
+            )
+        } else {
+            "deleting the endpoint it replaces".to_string()
+        };
         if let Deleted::Pending(_) = delete(clients, name).await? {
             return Ok(Applied::NotYet {
-                reason: DELETING_FAILED.to_string(),
+                reason,
                 retry_for: DELETE_TIMEOUT,
             });
         }

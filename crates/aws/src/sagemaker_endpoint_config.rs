@@ -1,14 +1,17 @@
 //! SageMaker endpoint configs: `<name>-<hash12>`, immutable: one production variant ([`VARIANT`])
-//! serving the model on the instance type and count from deploy.yaml, and the deployment's tags.
+//! serving the model on the instance type and count from deploy.yaml, or on serverless capacity
+//! (`ServerlessConfig`: memory and concurrency), and the deployment's tags.
 //!
 //! Discovery lists the configs named with the deployment's prefix and tagged as the deployment's,
 //! each with the model it serves (what a rollback must keep with it).
 
-use aws_sdk_sagemaker::types::{ProductionVariant, ProductionVariantInstanceType};
+use aws_sdk_sagemaker::types::{
+    ProductionVariant, ProductionVariantInstanceType, ProductionVariantServerlessConfig,
+};
 use engine::kind::EndpointConfigSettings;
 use engine::resource::{Change, Lifecycle, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
-use engine::values::Instances;
+use engine::values::{Capacity, ServerlessCapacity};
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
@@ -23,8 +26,8 @@ const KIND: Kind = Kind::EndpointConfig;
 pub struct ConfigState {
     /// The model its variant serves.
     pub model: String,
-    /// The variant's instances, or why they cannot be read (a serverless variant has none).
-    pub variant: Result<Instances, String>,
+    /// The variant's instances or serverless capacity, or why neither can be read.
+    pub variant: Result<Capacity, String>,
     pub arn: String,
 }
 
@@ -63,13 +66,17 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<ConfigStat
         .and_then(|v| v.model_name())
         .unwrap_or_default()
         .to_string();
-    let instances = match variant {
-        Some(v) => sagemaker::instances(v.initial_instance_count(), v.instance_type().map(|t| t.as_str())),
+    let capacity = match variant {
+        Some(v) => match v.serverless_config() {
+            Some(serverless) => serverless_capacity(serverless).map(Capacity::Serverless),
+            None => sagemaker::instances(v.initial_instance_count(), v.instance_type().map(|t| t.as_str()))
+                .map(Capacity::Instances),
+        },
         None => Err("it has none".to_string()),
     };
     Ok(Some(ConfigState {
         model,
-        variant: instances,
+        variant: capacity,
         arn: config.endpoint_config_arn().unwrap_or_default().to_string(),
     }))
 }
@@ -82,12 +89,21 @@ pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSetti
     }
     let variant = ProductionVariant::builder()
         .variant_name(VARIANT)
-        .model_name(&settings.model)
-        .instance_type(ProductionVariantInstanceType::from(
-            settings.variant.instance_type.as_str(),
-        ))
-        .initial_instance_count(sdk_count(settings.variant.count))
-        .build();
+        .model_name(&settings.model);
+    let variant = match &settings.variant {
+        Capacity::Instances(instances) => variant
+            .instance_type(ProductionVariantInstanceType::from(
+                instances.instance_type.as_str(),
+            ))
+            .initial_instance_count(sdk_count(instances.count)),
+        Capacity::Serverless(serverless) => variant.serverless_config(
+            ProductionVariantServerlessConfig::builder()
+                .memory_size_in_mb(sdk_count(serverless.memory_mb))
+                .max_concurrency(sdk_count(serverless.max_concurrency))
+                .build(),
+        ),
+    }
+    .build();
     let created = clients
         .sagemaker
         .create_endpoint_config()
@@ -107,6 +123,19 @@ pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSetti
         }
         other => other.map(drop),
     }
+}
+
+/// Serverless capacity as SageMaker reports it.
+fn serverless_capacity(config: &ProductionVariantServerlessConfig) -> Result<ServerlessCapacity, String> {
+    let read = |value: Option<i32>, what: &str| {
+        value
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| format!("its serverless config has no {what}"))
+    };
+    Ok(ServerlessCapacity {
+        memory_mb: read(config.memory_size_in_mb(), "memory size")?,
+        max_concurrency: read(config.max_concurrency(), "max concurrency")?,
+    })
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> Result<(), AwsError> {

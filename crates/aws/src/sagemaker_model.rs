@@ -1,6 +1,7 @@
 //! SageMaker models: `<name>-<hash12>`, immutable: the image by digest, the model artifact of the
 //! training job's completed attempt (the training job's outputs), the execution role, network
-//! isolation and the deployment's tags. A changed input is a new name, so `apply` only ever creates
+//! isolation (on, except for serverless endpoints, which do not support it) and the deployment's
+//! tags. A changed input is a new name, so `apply` only ever creates
 //! (or re-tags); while SageMaker cannot assume the execution role IAM is still propagating, it
 //! answers `NotYet` for the executor to apply it again.
 //!
@@ -12,6 +13,7 @@ use engine::kind::ModelSettings;
 use engine::names::attempt_of;
 use engine::resource::{Change, Lifecycle, Outputs, TrainingJobOutputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
+use engine::values::NetworkIsolation;
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
@@ -54,9 +56,15 @@ pub async fn observe(clients: &Clients, name: &str, desired: &ModelSettings) -> 
         Some(arn) => sagemaker::user_tags(&sagemaker::read_tags(clients, KIND, name, arn).await?),
         None => Default::default(),
     };
+    let network_isolation = if model.enable_network_isolation() == Some(true) {
+        NetworkIsolation::Isolated
+    } else {
+        NetworkIsolation::Open
+    };
     let settings = ModelSettings {
         image,
         training_job,
+        network_isolation,
         tags,
     };
     Ok(Observed::present(name, settings, Lifecycle::Ready))
@@ -112,7 +120,7 @@ pub async fn apply(
         .model_name(name)
         .primary_container(container)
         .execution_role_arn(&role)
-        .enable_network_isolation(true)
+        .enable_network_isolation(settings.network_isolation.enabled())
         .set_tags(Some(tags))
         .send()
         .await;

@@ -191,7 +191,8 @@ pub fn metrics_table(metrics: &MetricValues) -> String {
 }
 
 /// The plan as people read it, and when it rolls a new config out to an existing endpoint, how
-/// (`endpoint.rollout`): the traffic steps, the bake and the alarms that roll it back.
+/// (`endpoint.rollout`): the traffic steps, the bake and the alarms that roll it back; for a new
+/// serverless model, its capacity and that it runs without network isolation.
 pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
     let mut text = plan.render();
     let rolls_out = plan.step(engine::Kind::Endpoint).is_some_and(|step| {
@@ -208,6 +209,21 @@ pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
             let _ = writeln!(
                 text,
                 "  The local router takes the steps and bakes, but cannot watch CloudWatch alarms: none rolls it back here."
+            );
+        }
+    }
+    if let spec::Capacity::Serverless(serverless) = &spec.endpoint.capacity {
+        let new_model = plan.step(engine::Kind::Model).is_some_and(|step| {
+            matches!(
+                step.change,
+                engine::resource::Change::Create | engine::resource::Change::Replace { .. }
+            )
+        });
+        if new_model {
+            let _ = writeln!(
+                text,
+                "Serverless: {} MB, {} requests at once; the model runs without network isolation (serverless endpoints do not support it).",
+                serverless.memory_mb, serverless.max_concurrency
             );
         }
     }

@@ -15,7 +15,8 @@ use crate::kind::{
 use crate::names::hash12;
 use crate::resource::Desired;
 use crate::values::{
-    AlarmMetric, Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, Instances, Tags,
+    AlarmMetric, Capacity, Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, Instances,
+    NetworkIsolation, Tags,
 };
 use spec::RolloutAlarms;
 
@@ -172,21 +173,39 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     resources
         .push(Desired::new(&job, job_settings).wait_timeout(training.max_runtime + Duration::from_secs(600)));
 
-    let model = format!("{name}-{}", hash12(&["model", job.as_str(), &image.to_string()]));
+    let endpoint = &spec.endpoint;
+    // Serverless endpoints do not support network isolation; an isolated model keeps the name it
+    // had before serverless existed.
+    let network_isolation = if endpoint.capacity.is_serverless() {
+        NetworkIsolation::Open
+    } else {
+        NetworkIsolation::Isolated
+    };
+    let mut model_inputs = vec!["model", job.as_str()];
+    let image_text = image.to_string();
+    model_inputs.push(&image_text);
+    if network_isolation == NetworkIsolation::Open {
+        model_inputs.push("network-isolation-off");
+    }
+    let model = format!("{name}-{}", hash12(&model_inputs));
     resources.push(Desired::new(
         &model,
         ModelSettings {
             image,
             training_job: job.clone(),
+            network_isolation,
             tags: tags.clone(),
         },
     ));
 
-    let endpoint = &spec.endpoint;
-    let variant = Instances {
-        count: endpoint.instance_count,
-        instance_type: endpoint.instance_type.clone(),
+    let variant = match &endpoint.capacity {
+        spec::Capacity::Instances { instance_type, count } => Capacity::Instances(Instances {
+            count: *count,
+            instance_type: instance_type.clone(),
+        }),
+        spec::Capacity::Serverless(serverless) => Capacity::Serverless((*serverless).into()),
     };
+    let hosting = variant.hosting();
     let config = format!(
         "{name}-{}",
         hash12(&["endpoint-config", model.as_str(), &canonical(&variant)])
@@ -221,6 +240,7 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
             name,
             EndpointSettings {
                 endpoint_config: config,
+                hosting,
                 tags,
             },
         )

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::resource::{FieldDiff, OnChange};
 use crate::target::KindOnTarget;
 use crate::values::{
-    AlarmMetric, AlarmRule, Channel, DataHash, DataHashes, Hyperparameters, ImageRef, Instances, Name,
-    Seconds, Tags,
+    AlarmMetric, AlarmRule, Capacity, Channel, DataHash, DataHashes, Hosting, Hyperparameters, ImageRef,
+    Instances, Name, NetworkIsolation, Seconds, Tags,
 };
 
 /// What is known about a kind, independent of the target.
@@ -304,6 +304,9 @@ kinds! {
             image: ImageRef => Replace,
             /// The training job's base name (without the attempt suffix).
             training_job: Name => Replace,
+            /// Off only for serverless endpoints; absent from records written before it existed.
+            #[serde(default)]
+            network_isolation: NetworkIsolation => Replace,
             tags: Tags => Update,
         },
     }
@@ -315,10 +318,11 @@ kinds! {
         in_rollout: true,
         kept_with_bucket: false,
         local_folder: "endpoint-configs",
-        /// An endpoint config: one production variant serving the model.
+        /// An endpoint config: one production variant serving the model, on instances or
+        /// serverless.
         settings: EndpointConfigSettings {
             model: Name => Replace,
-            variant: Instances => Replace,
+            variant: Capacity => Replace,
             tags: Tags => Update,
         },
     }
@@ -349,9 +353,13 @@ kinds! {
         in_rollout: true,
         kept_with_bucket: false,
         local_folder: "endpoints",
-        /// The endpoint: which config it serves.
+        /// The endpoint: which config it serves, and how it is hosted (SageMaker cannot update
+        /// an endpoint between instances and serverless).
         settings: EndpointSettings {
             endpoint_config: Name => Update,
+            /// Absent from records written before serverless existed (all on instances).
+            #[serde(default)]
+            hosting: Hosting => Replace,
             tags: Tags => Update,
         },
     }

@@ -252,6 +252,11 @@ fn rollback_names(steps: &[Step], owned: &[Found]) -> Vec<ResourceId> {
     let Settings::Endpoint(wanted) = &endpoint.desired.settings else {
         return Vec::new();
     };
+    if serving.hosting != wanted.hosting {
+        // Replaced (SageMaker cannot update between instances and serverless): the new endpoint
+        // cannot be updated back to a config of the other hosting either, so none is kept.
+        return Vec::new();
+    }
     let serving = Some(serving.endpoint_config.as_str()).filter(|c| !c.is_empty());
     let moving = serving.is_some_and(|c| c != wanted.endpoint_config);
     let keep_config = if moving {
@@ -475,7 +480,9 @@ mod tests {
     use super::*;
     use crate::kind::{EndpointConfigSettings, EndpointSettings, ModelSettings};
     use crate::resource::EndpointOutputs;
-    use crate::values::{Digest, ImageRef, InstanceType, Instances, Tags};
+    use crate::values::{
+        Capacity, Digest, Hosting, ImageRef, InstanceType, Instances, NetworkIsolation, Tags,
+    };
 
     fn image() -> ImageRef {
         ImageRef {
@@ -488,6 +495,7 @@ mod tests {
         ModelSettings {
             image: image(),
             training_job: job.into(),
+            network_isolation: NetworkIsolation::Isolated,
             tags: Tags::default(),
         }
     }
@@ -495,10 +503,10 @@ mod tests {
     fn config(model: &str) -> EndpointConfigSettings {
         EndpointConfigSettings {
             model: model.into(),
-            variant: Instances {
+            variant: Capacity::Instances(Instances {
                 count: 1,
                 instance_type: InstanceType::new("ml.m5.large").unwrap(),
-            },
+            }),
             tags: Tags::default(),
         }
     }
@@ -506,6 +514,7 @@ mod tests {
     fn endpoint(config: &str) -> EndpointSettings {
         EndpointSettings {
             endpoint_config: config.into(),
+            hosting: Hosting::Instances,
             tags: Tags::default(),
         }
     }
@@ -586,6 +595,38 @@ mod tests {
             text.contains("2 to create, 1 to update, 0 to replace, 0 to wait for, 2 to delete."),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_move_between_instances_and_serverless_replaces_the_endpoint_and_keeps_no_config() {
+        let serverless = Observed::present(
+            "iot",
+            EndpointSettings {
+                hosting: Hosting::Serverless,
+                ..endpoint("iot-cfg-old")
+            },
+            Lifecycle::Ready,
+        )
+        .with_outputs(Outputs::Endpoint(EndpointOutputs {
+            previous_config: Some("iot-cfg-older".into()),
+        }));
+        let observed = vec![Observed::Absent, Observed::Absent, serverless];
+        let owned = vec![
+            Found::new(Kind::EndpointConfig, "iot-cfg-old").using(Kind::Model, "iot-old"),
+            Found::new(Kind::Model, "iot-old"),
+            Found::new(Kind::EndpointConfig, "iot-cfg-older"),
+        ];
+        let plan = Plan::new(&state(), "local".into(), observed, owned);
+        let text = plan.render();
+        assert!(text.contains("  -/+ endpoint         iot"), "{text}");
+        assert!(text.contains("because hosting cannot change in place"), "{text}");
+        assert!(
+            text.contains("hosting: want instances, have serverless"),
+            "{text}"
+        );
+        assert!(!text.contains("kept for rollback"), "{text}");
+        let deletions: Vec<&str> = plan.deletions().map(|f| f.name.as_str()).collect();
+        assert_eq!(deletions, ["iot-cfg-old", "iot-old", "iot-cfg-older"]);
     }
 
     #[test]

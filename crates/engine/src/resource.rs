@@ -358,7 +358,7 @@ pub fn diff_adopting(desired: &Desired, observed: &Observed) -> Change {
 mod tests {
     use super::*;
     use crate::kind::{EndpointConfigSettings, EndpointSettings};
-    use crate::values::{InstanceType, Instances, Tags};
+    use crate::values::{Capacity, Hosting, InstanceType, Instances, Tags};
 
     fn tags() -> Tags {
         [("orchestrate:deployment", "iot")].into_iter().collect()
@@ -367,10 +367,10 @@ mod tests {
     fn config(model: &str, count: u32) -> EndpointConfigSettings {
         EndpointConfigSettings {
             model: model.to_string(),
-            variant: Instances {
+            variant: Capacity::Instances(Instances {
                 count,
                 instance_type: InstanceType::new("ml.m5.large").unwrap(),
-            },
+            }),
             tags: tags(),
         }
     }
@@ -497,6 +497,7 @@ mod tests {
             "iot-cfg",
             EndpointSettings {
                 endpoint_config: "iot-cfg".into(),
+                hosting: Hosting::Instances,
                 tags: tags(),
             },
             Lifecycle::Ready,

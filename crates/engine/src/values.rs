@@ -1,5 +1,5 @@
 //! The typed values resource settings are made of: tags, data channels and their hashes, instance
-//! shapes, the training job's hyperparameters, image references, durations. Each is compared as a
+//! shapes and serverless capacity, the training job's hyperparameters, image references, durations. Each is compared as a
 //! value and displayed for people (plans, `status`); none is ever parsed back from its display.
 
 use std::collections::BTreeMap;
@@ -141,6 +141,108 @@ pub struct Instances {
 impl fmt::Display for Instances {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} x {}", self.count, self.instance_type)
+    }
+}
+
+/// What an endpoint config's variant runs on: instances, or SageMaker's serverless capacity.
+/// Untagged, so instance variants read and hash as they did before serverless existed (a config's
+/// name is the hash of its variant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Capacity {
+    Instances(Instances),
+    Serverless(ServerlessCapacity),
+}
+
+impl Capacity {
+    /// The kind of hosting this capacity is.
+    pub fn hosting(&self) -> Hosting {
+        match self {
+            Capacity::Instances(_) => Hosting::Instances,
+            Capacity::Serverless(_) => Hosting::Serverless,
+        }
+    }
+}
+
+impl fmt::Display for Capacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Capacity::Instances(instances) => instances.fmt(f),
+            Capacity::Serverless(serverless) => serverless.fmt(f),
+        }
+    }
+}
+
+/// SageMaker's `ServerlessConfig`: memory per concurrent copy and the requests served at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerlessCapacity {
+    pub memory_mb: u32,
+    pub max_concurrency: u32,
+}
+
+impl fmt::Display for ServerlessCapacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "serverless, {} MB, {} at once",
+            self.memory_mb, self.max_concurrency
+        )
+    }
+}
+
+impl From<spec::Serverless> for ServerlessCapacity {
+    fn from(serverless: spec::Serverless) -> Self {
+        ServerlessCapacity {
+            memory_mb: serverless.memory_mb,
+            max_concurrency: serverless.max_concurrency,
+        }
+    }
+}
+
+/// How an endpoint is hosted. SageMaker cannot update an endpoint from one to the other: a change
+/// replaces the endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hosting {
+    /// On instances (what every endpoint recorded before serverless existed was).
+    #[default]
+    Instances,
+    Serverless,
+}
+
+impl fmt::Display for Hosting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hosting::Instances => "instances",
+            Hosting::Serverless => "serverless",
+        })
+    }
+}
+
+/// Whether a model's container runs with network isolation (no network calls in or out). On by
+/// default; serverless endpoints do not support it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkIsolation {
+    /// What every model recorded before serverless existed was.
+    #[default]
+    Isolated,
+    Open,
+}
+
+impl NetworkIsolation {
+    pub fn enabled(self) -> bool {
+        self == NetworkIsolation::Isolated
+    }
+}
+
+impl fmt::Display for NetworkIsolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkIsolation::Isolated => "on",
+            NetworkIsolation::Open => "off (serverless does not support it)",
+        })
     }
 }
 

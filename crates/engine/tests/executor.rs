@@ -23,7 +23,8 @@ use engine::target::{
 };
 use engine::training_output::{Metric, MetricValues};
 use engine::values::{
-    Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, InstanceType, Instances, Seconds, Tags,
+    Capacity, Channel, DataHash, DataHashes, Digest, Hosting, Hyperparameters, ImageRef, InstanceType,
+    Instances, NetworkIsolation, Seconds, Tags,
 };
 use spec::QualityGate;
 
@@ -86,6 +87,7 @@ fn desired(v: &str) -> DesiredState {
                 ModelSettings {
                     image: image(),
                     training_job: job.clone(),
+                    network_isolation: NetworkIsolation::Isolated,
                     tags: tags(),
                 },
             ),
@@ -93,7 +95,7 @@ fn desired(v: &str) -> DesiredState {
                 &config,
                 EndpointConfigSettings {
                     model: model.clone(),
-                    variant: instances(1),
+                    variant: Capacity::Instances(instances(1)),
                     tags: tags(),
                 },
             ),
@@ -101,6 +103,7 @@ fn desired(v: &str) -> DesiredState {
                 "iot",
                 EndpointSettings {
                     endpoint_config: config.clone(),
+                    hosting: Hosting::Instances,
                     tags: tags(),
                 },
             )
@@ -120,7 +123,7 @@ fn desired(v: &str) -> DesiredState {
 fn config_settings(model: &str) -> Settings {
     EndpointConfigSettings {
         model: model.into(),
-        variant: instances(1),
+        variant: Capacity::Instances(instances(1)),
         tags: tags(),
     }
     .into()
@@ -130,6 +133,7 @@ fn model_settings(job: &str) -> Settings {
     ModelSettings {
         image: image(),
         training_job: job.into(),
+        network_isolation: NetworkIsolation::Isolated,
         tags: tags(),
     }
     .into()

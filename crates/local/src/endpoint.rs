@@ -23,6 +23,14 @@
 //!    more start moves it back onto that port, by steps 1 and 2 again; otherwise the call that
 //!    switched the record returns [`Applied::Ready`].
 //!
+//! With a baked rollout (`endpoint.rollout`, see [`front`](crate::front)) step 2 puts the router
+//! in front instead: it takes the endpoint's port beside the old front, shifts traffic by the
+//! plan and watches the owned alarm rules; the record keeps the old settings, naming the new
+//! server as green, until a later call (or observation, when the `up` that began the rollout
+//! was interrupted or only waits for it) reads the router's verdict: completed, the record
+//! switches to green and blue is stopped; rolled back, green is stopped and the apply fails
+//! naming the alarm.
+//!
 //! A started server is named on disk by the `.starting` note until the record names it (or it is
 //! stopped), so a run killed meanwhile never leaves a server running on a port nobody knows, and
 //! in memory by the target that started it, so only its own start is waited for. A noted server
@@ -47,6 +55,7 @@ use engine::Settings;
 use engine::kind::EndpointSettings;
 use engine::resource::{Change, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, ResourceId, TargetError, Upstream};
+use engine::values::Capacity;
 use serde::{Deserialize, Serialize};
 
 use crate::contained::{ContainedPath, RecordedPath};
@@ -239,11 +248,13 @@ impl StartedServers {
     }
 }
 
-/// What an apply serves: the config, its model's folder and the binary of the model's image.
+/// What an apply serves: the config, its model's folder, the binary of the model's image and,
+/// for a serverless config, the requests served at once (`--max-in-flight`: one more is 503).
 struct Wanted {
     config: String,
     model_dir: ContainedPath,
     binary: ImageBinary,
+    max_in_flight: Option<u32>,
 }
 
 /// The model folder and binary the config in `settings` needs, which must exist.
@@ -254,8 +265,13 @@ fn wanted(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Resu
         name: name.to_string(),
         what,
     };
-    let model =
-        record::model_of(target, config)?.ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
+    let config_settings = record::config_settings(target, config)?
+        .ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
+    let max_in_flight = match config_settings.variant {
+        Capacity::Serverless(serverless) => Some(serverless.max_concurrency),
+        Capacity::Instances(_) => None,
+    };
+    let model = config_settings.model;
     let model_dir = model::serving_dir(target, &model)?;
     let image = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
     let image = image.ok_or_else(|| missing(format!("model `{model}`")))?;
@@ -264,6 +280,7 @@ fn wanted(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Resu
         config: config.to_string(),
         model_dir,
         binary,
+        max_in_flight,
     })
 }
 
@@ -421,6 +438,7 @@ async fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalErro
     let Some(record) = target.state.read::<EndpointDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
+    let record = settle(target, name, record).await?;
     let lifecycle = lifecycle(target, name, &record.details).await;
     let outputs = Outputs::Endpoint(EndpointOutputs {
         previous_config: record.details.previous_config.clone(),
@@ -438,7 +456,7 @@ async fn apply(target: &LocalTarget, name: &str, settings: &EndpointSettings) ->
     {
         return follow_rollout(target, name, record, rolling, &wanted).await;
     }
-    let previous = previous_config(recorded.as_ref(), &wanted.config);
+    let previous = previous_config(recorded.as_ref(), settings);
     let routes = front::routes(&target.spec);
     let serving = if let Some(starting) = own_start(target, name, recorded.as_ref(), &wanted).await? {
         match progress(target, name, &starting).await {
@@ -675,21 +693,7 @@ async fn follow_rollout(
             })
         }
         RolloutPhase::Completed => {
-            let old_config = blue_settings(record)?.endpoint_config.to_string();
-            let details = EndpointDetails {
-                pid: rolling.green.pid,
-                pgid: rolling.green.pgid,
-                start_time: rolling.green.start_time,
-                port: rolling.green.port,
-                url: rolling.green.url.clone(),
-                model_dir: rolling.model_dir.clone(),
-                previous_config: Some(old_config).filter(|c| !c.is_empty() && c != rolling.config()),
-                front: record.details.front.clone(),
-                rollout: None,
-            };
-            let completed = Record::new(name, rolling.settings.clone(), details);
-            target.state.write(KIND, &completed)?;
-            stop_all_but(target, name, &record.details, &completed.details.pids()).await?;
+            let completed = complete(target, name, record, rolling).await?;
             if rolling.config() == wanted.config {
                 Ok(Applied::Ready(Outputs::Endpoint(EndpointOutputs {
                     previous_config: completed.details.previous_config,
@@ -714,6 +718,66 @@ async fn follow_rollout(
                 reason,
             })
         }
+    }
+}
+
+/// Takes a rollout the router completed: the record names green as the server (with the rolled
+/// out settings, blue's config as the previous one) and blue is stopped.
+async fn complete(
+    target: &LocalTarget,
+    name: &str,
+    record: &Record<EndpointDetails>,
+    rolling: &RollingOut,
+) -> Result<Record<EndpointDetails>, LocalError> {
+    let old_config = blue_settings(record)?.endpoint_config.to_string();
+    let details = EndpointDetails {
+        pid: rolling.green.pid,
+        pgid: rolling.green.pgid,
+        start_time: rolling.green.start_time,
+        port: rolling.green.port,
+        url: rolling.green.url.clone(),
+        model_dir: rolling.model_dir.clone(),
+        previous_config: Some(old_config).filter(|c| !c.is_empty() && c != rolling.config()),
+        front: record.details.front.clone(),
+        rollout: None,
+    };
+    let completed = Record::new(name, rolling.settings.clone(), details);
+    target.state.write(KIND, &completed)?;
+    stop_all_but(target, name, &record.details, &completed.details.pids()).await?;
+    Ok(completed)
+}
+
+/// Records what the router decided while no `up` followed the rollout (an interrupted `up`, or
+/// one that planned to wait for it): a completed rollout is taken, a rolled back one abandoned,
+/// as SageMaker settles an update by itself. The local target has no control plane running
+/// between commands; the router decides and the next look writes its decision down. A rollout
+/// still baking, or one whose router is gone, is left for `apply` and `lifecycle` to report.
+async fn settle(
+    target: &LocalTarget,
+    name: &str,
+    record: Record<EndpointDetails>,
+) -> Result<Record<EndpointDetails>, LocalError> {
+    let Some(rolling) = &record.details.rollout else {
+        return Ok(record);
+    };
+    let marker = marker(target, name);
+    let front_alive = record
+        .details
+        .front
+        .as_ref()
+        .is_some_and(|f| process::alive(f.spawned(), &marker));
+    match front::status(target, name).map(|s| s.phase) {
+        Some(RolloutPhase::Completed) if front_alive && process::alive(rolling.green.spawned(), &marker) => {
+            complete(target, name, &record, rolling).await
+        }
+        Some(RolloutPhase::RolledBack) if front_alive => {
+            abandon(target, name, &record, Refront::No).await?;
+            Ok(target
+                .state
+                .read::<EndpointDetails>(KIND, name)?
+                .unwrap_or(record))
+        }
+        _ => Ok(record),
     }
 }
 
@@ -769,9 +833,21 @@ fn retry_budget(target: &LocalTarget) -> Duration {
     APPLY_RETRY + target.spec.endpoint.rollout.total_bake()
 }
 
-/// The config to roll back to once the endpoint serves `config`: moving to another config makes
-/// the one it ran the previous one; otherwise that stays.
-fn previous_config(recorded: Option<&Record<EndpointDetails>>, config: &str) -> Option<String> {
+/// The config to roll back to once the endpoint serves `settings`' config: moving to another config
+/// makes the one it ran the previous one; otherwise that stays. None after a move between
+/// instances and serverless, which replaces the endpoint (as on SageMaker, which cannot update one
+/// into the other, so cannot roll back either).
+fn previous_config(
+    recorded: Option<&Record<EndpointDetails>>,
+    settings: &EndpointSettings,
+) -> Option<String> {
+    let config = settings.endpoint_config.as_str();
+    let replaced = recorded.is_some_and(
+        |old| matches!(&old.settings, Settings::Endpoint(had) if had.hosting != settings.hosting),
+    );
+    if replaced {
+        return None;
+    }
     match recorded {
         Some(old) if config_of(old) != Some(config) => config_of(old).map(str::to_string),
         Some(old) => old.details.previous_config.clone(),
@@ -969,10 +1045,20 @@ async fn start(
     let port_text = port.to_string();
     let (binary, model_dir) = (wanted.binary.path(), &wanted.model_dir);
     let marker = marker(target, name);
+    // A serverless config bounds the requests in flight; the server's own default otherwise. The
+    // bound goes in the environment (MODEL_IMAGE_MAX_IN_FLIGHT), as a container's would.
+    let max_in_flight = wanted.max_in_flight.map(|n| n.to_string());
+    let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![
+        ("SAGEMAKER_BIND_TO_PORT", port_text.as_ref()),
+        ("NO_COLOR", "1".as_ref()),
+    ];
+    if let Some(max) = &max_in_flight {
+        env.push(("MODEL_IMAGE_MAX_IN_FLIGHT", max.as_ref()));
+    }
     let spawned = process::spawn_detached(
         r#"echo "--- serving $2 on 127.0.0.1:$4" >>"$3"; "$1" serve --model-dir "$2" --host 127.0.0.1 >>"$3" 2>&1"#,
         &[binary.as_os_str(), model_dir.as_os_str(), log.as_os_str(), port_text.as_ref()],
-        &[("SAGEMAKER_BIND_TO_PORT", port_text.as_ref()), ("NO_COLOR", "1".as_ref())],
+        &env,
         target.state.root(),
         &marker,
     )

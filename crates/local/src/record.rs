@@ -178,9 +178,16 @@ fn delete(target: &LocalTarget, kind: Kind, name: &str) -> Result<(), LocalError
 
 /// The model an endpoint config names, from its record.
 pub(crate) fn model_of(target: &LocalTarget, config: &str) -> Result<Option<String>, LocalError> {
+    Ok(config_settings(target, config)?.map(|config| config.model))
+}
+
+/// An endpoint config's settings, from its record.
+pub(crate) fn config_settings(
+    target: &LocalTarget,
+    config: &str,
+) -> Result<Option<EndpointConfigSettings>, LocalError> {
     Ok(target
         .state
         .read::<NoDetails>(Kind::EndpointConfig, config)?
-        .and_then(|record| EndpointConfigSettings::of(record.settings))
-        .map(|config| config.model))
+        .and_then(|record| EndpointConfigSettings::of(record.settings)))
 }

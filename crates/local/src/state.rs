@@ -536,6 +536,7 @@ pub fn encode_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use engine::kind::{EndpointSettings, RoleSettings};
+    use engine::values::Hosting;
 
     use super::*;
 
@@ -547,6 +548,7 @@ mod tests {
     fn endpoint(config: &str) -> EndpointSettings {
         EndpointSettings {
             endpoint_config: config.to_string(),
+            hosting: Hosting::Instances,
             tags: [("orchestrate:deployment", "iot")].into_iter().collect(),
         }
     }

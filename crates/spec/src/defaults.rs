@@ -31,6 +31,10 @@ pub const MAX_RUNTIME_DURATION: Duration = Duration::from_secs(3_600);
 pub const ENDPOINT_INSTANCE_TYPE: &str = "ml.m5.large";
 /// `endpoint.instance_count`.
 pub const ENDPOINT_INSTANCE_COUNT: u32 = 1;
+/// `endpoint.serverless.memory_mb`.
+pub const SERVERLESS_MEMORY_MB: u32 = 2048;
+/// `endpoint.serverless.max_concurrency`.
+pub const SERVERLESS_MAX_CONCURRENCY: u32 = 5;
 /// `endpoint.wait_timeout`, as written.
 pub const WAIT_TIMEOUT: &str = "30m";
 /// `endpoint.wait_timeout`.

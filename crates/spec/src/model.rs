@@ -229,8 +229,9 @@ impl QualityGate {
 /// `endpoint`: the real-time SageMaker endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Endpoint {
-    pub instance_type: InstanceType,
-    pub instance_count: u32,
+    /// What serves requests: instances, or serverless capacity.
+    pub capacity: Capacity,
+    /// Only with instances (validation refuses it with `serverless`).
     pub autoscaling: Option<Autoscaling>,
     #[serde(serialize_with = "serialize_duration")]
     pub wait_timeout: Duration,
@@ -355,6 +356,39 @@ pub struct AlarmRule {
     pub threshold: u64,
     pub datapoints: u32,
     pub periods: u32,
+}
+
+/// What an endpoint runs on: instances it keeps (`instance_type`, `instance_count`), or
+/// SageMaker's serverless capacity (`endpoint.serverless`), which has no instances, autoscaling,
+/// deployment guardrails or network isolation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capacity {
+    Instances { instance_type: InstanceType, count: u32 },
+    Serverless(Serverless),
+}
+
+impl Capacity {
+    /// The instance count, for instances; `None` for serverless.
+    pub fn instance_count(&self) -> Option<u32> {
+        match self {
+            Capacity::Instances { count, .. } => Some(*count),
+            Capacity::Serverless(_) => None,
+        }
+    }
+
+    pub fn is_serverless(&self) -> bool {
+        matches!(self, Capacity::Serverless(_))
+    }
+}
+
+/// `endpoint.serverless`: SageMaker Serverless Inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Serverless {
+    /// Memory of each concurrent copy: 1024 to 6144 MB, in steps of 1024.
+    pub memory_mb: u32,
+    /// Requests served at once (1 to 200); one more is throttled.
+    pub max_concurrency: u32,
 }
 
 /// `endpoint.autoscaling`: target tracking on invocations per instance.

@@ -147,6 +147,10 @@ mod tests {
         let minimal = "version: 1\nname: x\ndata: {train: train.csv}\nendpoint: {autoscaling: {max: 2}}\n";
         let spec = crate::parse(minimal, "deploy.yaml", dir.path()).unwrap();
         let spec = serde_json::to_value(&spec).unwrap();
+        let minimal_serverless =
+            "version: 1\nname: x\ndata: {train: train.csv}\nendpoint: {serverless: {}}\n";
+        let serverless = crate::parse(minimal_serverless, "deploy.yaml", dir.path()).unwrap();
+        let serverless = serde_json::to_value(&serverless.endpoint).unwrap();
         let schema = json_schema();
         let default = |path: &str| {
             let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
@@ -175,13 +179,21 @@ mod tests {
             ("training.max_runtime", spec["training"]["max_runtime"].clone()),
             (
                 "endpoint.instance_type",
-                spec["endpoint"]["instance_type"].clone(),
+                spec["endpoint"]["capacity"]["instances"]["instance_type"].clone(),
             ),
             (
                 "endpoint.instance_count",
-                spec["endpoint"]["instance_count"].clone(),
+                spec["endpoint"]["capacity"]["instances"]["count"].clone(),
             ),
             ("endpoint.wait_timeout", spec["endpoint"]["wait_timeout"].clone()),
+            (
+                "endpoint.serverless.memory_mb",
+                serverless["capacity"]["serverless"]["memory_mb"].clone(),
+            ),
+            (
+                "endpoint.serverless.max_concurrency",
+                serverless["capacity"]["serverless"]["max_concurrency"].clone(),
+            ),
             (
                 "endpoint.autoscaling.min",
                 spec["endpoint"]["autoscaling"]["min"].clone(),

@@ -56,8 +56,13 @@ fn a_minimal_file_gets_every_default() {
     assert_eq!(spec.training.max_runtime.as_secs(), 3_600);
     assert_eq!(spec.training.hyperparameters, Default::default());
     assert_eq!(spec.training.quality_gate, None);
-    assert_eq!(spec.endpoint.instance_type.as_str(), "ml.m5.large");
-    assert_eq!(spec.endpoint.instance_count, 1);
+    assert_eq!(
+        spec.endpoint.capacity,
+        crate::Capacity::Instances {
+            instance_type: "ml.m5.large".parse().unwrap(),
+            count: 1
+        }
+    );
     assert_eq!(spec.endpoint.autoscaling, None);
     assert_eq!(spec.endpoint.wait_timeout.as_secs(), 1_800);
     assert_eq!(spec.local.state_dir, dir.path().join(".orchestrate"));
@@ -194,7 +199,12 @@ fn anchors_and_aliases_are_followed() {
     let source =
         format!("{MINIMAL}training:\n  instance_type: &it ml.c5.2xlarge\nendpoint:\n  instance_type: *it\n");
     let spec = ok(&source, dir.path());
-    assert_eq!(spec.endpoint.instance_type.as_str(), "ml.c5.2xlarge");
+    match &spec.endpoint.capacity {
+        crate::Capacity::Instances { instance_type, .. } => {
+            assert_eq!(instance_type.as_str(), "ml.c5.2xlarge")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -641,5 +651,82 @@ mod rollout {
         );
         assert_eq!(r["bake"], "10m");
         assert_eq!(r["alarms"]["owned"]["latency"]["threshold"], 100_000);
+    }
+}
+
+mod serverless {
+    use super::{MINIMAL, data_dir, ok};
+    use crate::{Capacity, Rollout, Serverless, parse};
+
+    fn rejected(endpoint: &str) -> String {
+        let dir = data_dir();
+        match parse(
+            &format!("{MINIMAL}endpoint:\n{endpoint}"),
+            "deploy.yaml",
+            dir.path(),
+        ) {
+            Ok(spec) => panic!("accepted: {:?}", spec.endpoint),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    #[test]
+    fn serverless_takes_its_defaults_and_no_instances() {
+        let dir = data_dir();
+        let spec = ok(&format!("{MINIMAL}endpoint:\n  serverless: {{}}\n"), dir.path());
+        assert_eq!(
+            spec.endpoint.capacity,
+            Capacity::Serverless(Serverless {
+                memory_mb: 2048,
+                max_concurrency: 5
+            })
+        );
+        assert_eq!(spec.endpoint.autoscaling, None);
+        assert_eq!(spec.endpoint.rollout, Rollout::default());
+        let spec = ok(
+            &format!("{MINIMAL}endpoint:\n  serverless: {{memory_mb: 6144, max_concurrency: 200}}\n"),
+            dir.path(),
+        );
+        assert_eq!(spec.endpoint.capacity.instance_count(), None);
+        assert!(spec.endpoint.capacity.is_serverless());
+    }
+
+    #[test]
+    fn serverless_refuses_instances_autoscaling_and_guardrails_each_at_its_line() {
+        let err = rejected(
+            "  serverless: {memory_mb: 2048}\n  instance_count: 2\n  autoscaling: {max: 3}\n  rollout: {strategy: canary}\n",
+        );
+        for (line, key) in [(6, "instance_count"), (7, "autoscaling"), (8, "rollout")] {
+            assert!(
+                err.contains(&format!("deploy.yaml:{line}:3"))
+                    && err.contains(&format!(
+                        "`endpoint.{key}` cannot be used with `endpoint.serverless`"
+                    )),
+                "{key}: {err}"
+            );
+            assert!(
+                err.contains(&format!("remove `{key}`, or remove `serverless`")),
+                "{err}"
+            );
+        }
+        assert!(err.contains("`serverless` is set here"), "{err}");
+        let err = rejected("  instance_type: ml.m5.large\n  serverless: {}\n");
+        assert!(err.contains("`endpoint.instance_type` cannot be used"), "{err}");
+    }
+
+    #[test]
+    fn serverless_memory_comes_in_whole_gigabytes_and_concurrency_is_bounded() {
+        let err = rejected("  serverless: {memory_mb: 3000}\n");
+        assert!(
+            err.contains("must be 1024, 2048, 3072, 4096, 5120 or 6144"),
+            "{err}"
+        );
+        assert!(err.contains("use `memory_mb: 3072`"), "{err}");
+        let err = rejected("  serverless: {memory_mb: 512}\n");
+        assert!(err.contains("`endpoint.serverless.memory_mb`"), "{err}");
+        let err = rejected("  serverless: {max_concurrency: 201}\n");
+        assert!(err.contains("`endpoint.serverless.max_concurrency`"), "{err}");
+        let err = rejected("  serverless: {memory: 2048}\n");
+        assert!(err.contains("memory_mb"), "{err}");
     }
 }

@@ -310,6 +310,11 @@ pub struct EndpointWire {
     /// autoscaling is set.
     #[schemars(range(min = 1), extend("default" = defaults::ENDPOINT_INSTANCE_COUNT))]
     pub instance_count: Option<u32>,
+    /// SageMaker Serverless Inference instead of instances: no `instance_type`, `instance_count`,
+    /// `autoscaling` or `rollout` with it, and the model runs without network isolation (which
+    /// serverless does not support). Default none (instances). Moving an endpoint between
+    /// instances and serverless replaces it.
+    pub serverless: Option<ServerlessWire>,
     /// Target-tracking autoscaling on invocations per instance. Default none (fixed size).
     pub autoscaling: Option<AutoscalingWire>,
     /// Longest to wait for the endpoint to be InService after a create or update: a duration such as
@@ -320,6 +325,24 @@ pub struct EndpointWire {
     /// and what rolls it back. Default none: all traffic at once, no bake, no alarm. A `rollout`
     /// section, even `{}`, bakes `10m` watched by the `default` alarms.
     pub rollout: Option<RolloutWire>,
+}
+
+/// `endpoint.serverless`: SageMaker Serverless Inference capacity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Serverless")]
+pub struct ServerlessWire {
+    /// Memory of each concurrent copy of the model, in MB: 1024, 2048, 3072, 4096, 5120 or 6144.
+    /// Default `2048`.
+    #[schemars(
+        range(min = 1024, max = 6144),
+        extend("multipleOf" = 1024, "default" = defaults::SERVERLESS_MEMORY_MB)
+    )]
+    pub memory_mb: Option<u32>,
+    /// Requests served at once; one more is throttled. Default `5`; 1 to 200. The local target
+    /// answers one more with 503.
+    #[schemars(range(min = 1, max = 200), extend("default" = defaults::SERVERLESS_MAX_CONCURRENCY))]
+    pub max_concurrency: Option<u32>,
 }
 
 /// `endpoint.rollout`: traffic shifting, baking and auto rollback of endpoint updates.

@@ -1,14 +1,16 @@
-//! `endpoint` (instances, autoscaling range, wait timeout; its `rollout` in [`super::rollout`]),
+//! `endpoint` (instances or serverless capacity, autoscaling range, wait timeout; its `rollout` in
+//! [`super::rollout`]),
 //! `bucket` and `local`.
 
 use std::time::Duration;
 
-use super::cx::{Cx, Section};
+use super::cx::{Cx, Entry, Section};
 use super::training::instance_type;
 use super::{keys, note, rollout};
 use crate::defaults;
 use crate::diagnostic::Kind;
-use crate::model::{Autoscaling, Bucket, Endpoint, Local};
+use crate::model::{Autoscaling, Bucket, Capacity, Endpoint, Local, Rollout, Serverless};
+use crate::yaml::Node;
 
 /// The longest `endpoint.wait_timeout`: one day.
 pub(crate) const WAIT_TIMEOUT_LIMIT: Duration = Duration::from_secs(86_400);
@@ -56,6 +58,24 @@ pub(super) fn local(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Local> {
 
 pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
     let section = cx.optional_section(top, "endpoint", keys::ENDPOINT)?;
+    let wait_timeout = match section.get("wait_timeout") {
+        None => Some(defaults::WAIT_TIMEOUT_DURATION),
+        Some(e) => cx.duration(
+            e.value,
+            "endpoint.wait_timeout",
+            Duration::from_secs(1),
+            WAIT_TIMEOUT_LIMIT,
+        ),
+    };
+    if let Some(entry) = section.get("serverless") {
+        let serverless = serverless(cx, &section, entry);
+        return Some(Endpoint {
+            capacity: Capacity::Serverless(serverless?),
+            autoscaling: None,
+            wait_timeout: wait_timeout?,
+            rollout: Rollout::default(),
+        });
+    }
     let instance_type = instance_type(
         cx,
         &section,
@@ -68,15 +88,6 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
         Some(e) => cx
             .integer(e.value, "endpoint.instance_count", 1, u32::MAX.into(), false)
             .map(|v| v as u32),
-    };
-    let wait_timeout = match section.get("wait_timeout") {
-        None => Some(defaults::WAIT_TIMEOUT_DURATION),
-        Some(e) => cx.duration(
-            e.value,
-            "endpoint.wait_timeout",
-            Duration::from_secs(1),
-            WAIT_TIMEOUT_LIMIT,
-        ),
     };
     let autoscaling = match section.get("autoscaling") {
         None => Some(None),
@@ -130,12 +141,118 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
     }
 
     Some(Endpoint {
-        instance_type: instance_type?,
-        instance_count: instance_count?,
+        capacity: Capacity::Instances {
+            instance_type: instance_type?,
+            count: instance_count?,
+        },
         autoscaling: autoscaling?,
         wait_timeout: wait_timeout?,
         rollout: rollout?,
     })
+}
+
+/// The keys a serverless endpoint cannot have, with why: SageMaker's Serverless Inference runs
+/// no instances of the user's, so it has nothing to size, scale or shift between, and it does
+/// not support network isolation (orchestrate's models are isolated otherwise).
+const NOT_SERVERLESS: &[(&str, &str)] = &[
+    (
+        "instance_type",
+        "a serverless endpoint runs on no instance type of yours",
+    ),
+    (
+        "instance_count",
+        "a serverless endpoint runs on no instances of yours",
+    ),
+    (
+        "autoscaling",
+        "a serverless endpoint scales by itself up to `max_concurrency`",
+    ),
+    (
+        "rollout",
+        "deployment guardrails (canary, linear, bake, alarm rollback) need instances to shift traffic between",
+    ),
+];
+
+/// Reads `endpoint.serverless` and refuses what serverless capacity excludes (each key at its own
+/// line, the serverless section as a note).
+fn serverless(cx: &mut Cx<'_>, endpoint: &Section<'_>, entry: Entry<'_>) -> Option<Serverless> {
+    let mut excluded = false;
+    for (key, why) in NOT_SERVERLESS {
+        if let Some(e) = endpoint.get(key) {
+            excluded = true;
+            let d = cx.report(
+                Kind::Conflict,
+                e.key.pos,
+                Some(&format!("endpoint.{key}")),
+                format!("`endpoint.{key}` cannot be used with `endpoint.serverless`: {why}"),
+                Some(format!(
+                    "remove `{key}`, or remove `serverless` to run on instances"
+                )),
+            );
+            d.notes.push(note(entry.key.pos, "`serverless` is set here"));
+        }
+    }
+    let section = cx.section(
+        entry.value,
+        "endpoint.serverless",
+        keys::SERVERLESS,
+        entry.key.pos,
+    )?;
+    let memory_mb = match section.get("memory_mb") {
+        None => Some(defaults::SERVERLESS_MEMORY_MB),
+        Some(e) => memory_mb(cx, e.value),
+    };
+    let max_concurrency = match section.get("max_concurrency") {
+        None => Some(defaults::SERVERLESS_MAX_CONCURRENCY),
+        Some(e) => cx
+            .integer(
+                e.value,
+                "endpoint.serverless.max_concurrency",
+                1,
+                SERVERLESS_MAX_CONCURRENCY.into(),
+                false,
+            )
+            .map(|v| v as u32),
+    };
+    let serverless = Serverless {
+        memory_mb: memory_mb?,
+        max_concurrency: max_concurrency?,
+    };
+    (!excluded).then_some(serverless)
+}
+
+/// The most requests a serverless endpoint serves at once (SageMaker's `MaxConcurrency` limit).
+pub(crate) const SERVERLESS_MAX_CONCURRENCY: u32 = 200;
+/// The memory sizes SageMaker's `MemorySizeInMB` accepts: 1 to 6 GB in whole GB.
+pub(crate) const SERVERLESS_MEMORY_STEP_MB: u32 = 1024;
+pub(crate) const SERVERLESS_MEMORY_MAX_MB: u32 = 6 * SERVERLESS_MEMORY_STEP_MB;
+
+fn memory_mb(cx: &mut Cx<'_>, node: &Node) -> Option<u32> {
+    const KEY: &str = "endpoint.serverless.memory_mb";
+    let value = cx.integer(
+        node,
+        KEY,
+        SERVERLESS_MEMORY_STEP_MB.into(),
+        SERVERLESS_MEMORY_MAX_MB.into(),
+        false,
+    )? as u32;
+    if value.is_multiple_of(SERVERLESS_MEMORY_STEP_MB) {
+        return Some(value);
+    }
+    let below = value / SERVERLESS_MEMORY_STEP_MB * SERVERLESS_MEMORY_STEP_MB;
+    let above = below + SERVERLESS_MEMORY_STEP_MB;
+    let nearest = if value - below < above - value {
+        below
+    } else {
+        above
+    };
+    cx.invalid(
+        node.pos,
+        KEY,
+        format!("`{KEY}` must be 1024, 2048, 3072, 4096, 5120 or 6144 (whole GB), found `{value}`"),
+        format!("use `memory_mb: {nearest}`"),
+    );
+    None
 }
 
 fn autoscaling(cx: &mut Cx<'_>, section: Option<&Section<'_>>) -> Option<Autoscaling> {

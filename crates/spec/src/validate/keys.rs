@@ -33,10 +33,12 @@ pub(crate) const QUALITY_GATE: &[&str] = &["min_pr_auc", "min_roc_auc", "min_mcc
 pub(crate) const ENDPOINT: &[&str] = &[
     "instance_type",
     "instance_count",
+    "serverless",
     "autoscaling",
     "wait_timeout",
     "rollout",
 ];
+pub(crate) const SERVERLESS: &[&str] = &["memory_mb", "max_concurrency"];
 pub(crate) const AUTOSCALING: &[&str] = &["min", "max", "invocations_per_instance"];
 pub(crate) const ROLLOUT: &[&str] = &["strategy", "canary_percent", "step_percent", "bake", "alarms"];
 /// `endpoint.rollout.alarms` in its map form (rules of the owned alarms).
@@ -54,6 +56,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("training.hyperparameters", HYPERPARAMETERS),
     ("training.quality_gate", QUALITY_GATE),
     ("endpoint", ENDPOINT),
+    ("endpoint.serverless", SERVERLESS),
     ("endpoint.autoscaling", AUTOSCALING),
     ("endpoint.rollout", ROLLOUT),
     ("endpoint.rollout.alarms", ALARMS),

@@ -25,6 +25,7 @@
 //! | held-out quality on real IoTID20 rows vs Python LightGBM (5 splits) | MCC 0.9794 vs 0.9833 |
 
 pub mod artifact;
+pub mod baseline;
 pub mod decimal;
 pub mod demo;
 pub mod hyperparameters;

@@ -2,7 +2,8 @@
 //!
 //! Reads hyperparameters and the `train` (and optional `validation` / `test`) channels, fits LightGBM
 //! with early stopping on validation data, chooses the decision threshold on validation, evaluates
-//! validation and test with bootstrap confidence intervals, and writes the model directory, metrics
+//! validation and test with bootstrap confidence intervals, and writes the model directory (with
+//! the baseline statistics drift monitoring compares traffic with, [`crate::baseline`]), metrics
 //! and a human report. Metrics also go to stdout as `split:name=value` lines so SageMaker
 //! MetricDefinitions can capture them. Every failure is a [`TrainError`] whose text `main` writes to
 //! `output/failure`.
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::artifact::{self, DataFacts, Metrics, ModelMetadata, Versions};
+use crate::baseline::{self, Baseline};
 use crate::hyperparameters::{HyperparameterError, Hyperparameters, ThresholdChoice};
 use crate::layout::{Layout, TEST_CHANNEL, TRAIN_CHANNEL, VALIDATION_CHANNEL};
 use crate::metrics::{self, BootstrapConfig, ThresholdRule};
@@ -219,7 +221,8 @@ pub fn run(layout: &Layout) -> Result<TrainOutcome, TrainError> {
     let model_text = booster
         .save_string()
         .map_err(|e| TrainError::LightGbm(e.to_string()))?;
-    write_outputs(layout, &metadata, &model_text)?;
+    let baseline = baseline::compute(&train.features, &train.values, &validation_scores);
+    write_outputs(layout, &metadata, &model_text, &baseline)?;
     let mut splits = vec![SplitReport {
         name: "validation",
         evaluation: &validation_metrics,
@@ -398,12 +401,19 @@ fn predict(booster: &lightgbm3::Booster, table: &LabelledTable) -> Result<Vec<f6
         .map_err(|e| TrainError::LightGbm(e.to_string()))
 }
 
-fn write_outputs(layout: &Layout, metadata: &ModelMetadata, model_text: &str) -> Result<(), TrainError> {
+fn write_outputs(
+    layout: &Layout,
+    metadata: &ModelMetadata,
+    model_text: &str,
+    baseline: &Baseline,
+) -> Result<(), TrainError> {
     let model_dir = layout.model_dir();
     let metrics_json = serde_json::to_vec_pretty(&metadata.metrics).expect("metrics serialise");
     let metadata_json = serde_json::to_vec_pretty(metadata).expect("metadata serialises");
+    let baseline_json = serde_json::to_vec(baseline).expect("the baseline serialises");
     write_file(&model_dir.join(artifact::MODEL_FILE), model_text.as_bytes())?;
     write_file(&model_dir.join(artifact::METRICS_FILE), &metrics_json)?;
+    write_file(&model_dir.join(baseline::BASELINE_FILE), &baseline_json)?;
     // model.json last: its presence marks a complete model directory.
     write_file(&model_dir.join(artifact::METADATA_FILE), &metadata_json)?;
     write_file(

@@ -337,6 +337,50 @@ fn trains_on_the_demo_data_and_answers_json() {
     }
     assert_eq!(features.len(), 79);
 
+    // The baseline drift monitoring compares traffic with: every feature, in the model's order,
+    // with bins whose shares add up, and the held-out scores' distribution.
+    let baseline: model_image::baseline::Baseline = serde_json::from_str(
+        &std::fs::read_to_string(
+            opt_ml
+                .root()
+                .join("model")
+                .join(model_image::baseline::BASELINE_FILE),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = baseline.features.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, features);
+    assert_eq!(
+        baseline.scored_rows,
+        model["data"]["validation_rows"].as_u64().unwrap() as usize
+    );
+    assert_eq!(
+        baseline.rows,
+        model["data"]["train_rows"].as_u64().unwrap() as usize
+    );
+    for feature in &baseline.features {
+        if let Some(d) = &feature.distribution {
+            assert_eq!(d.shares.len(), d.edges.len() + 1, "{}", feature.name);
+            assert!(
+                (d.shares.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+                "{}",
+                feature.name
+            );
+            assert!(d.min <= d.max, "{}", feature.name);
+        }
+    }
+    let varied = baseline
+        .features
+        .iter()
+        .filter(|f| f.distribution.as_ref().is_some_and(|d| d.edges.len() >= 5))
+        .count();
+    assert!(
+        varied >= 10,
+        "most flow features are continuous: {varied} with 5+ bins"
+    );
+    assert!(baseline.score.edges.len() >= 2, "{:?}", baseline.score);
+
     let server = Server::start(&opt_ml);
     let instance: serde_json::Map<String, serde_json::Value> = features
         .iter()

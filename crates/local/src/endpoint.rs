@@ -195,6 +195,13 @@ impl EndpointDetails {
         self.front.as_ref().map_or(self.port, |front| front.port)
     }
 
+    /// Whether the record names a front and it runs.
+    fn front_alive(&self, marker: &Marker) -> bool {
+        self.front
+            .as_ref()
+            .is_some_and(|f| process::alive(f.spawned(), marker))
+    }
+
     /// Every process the record names: the server, the front, the green server.
     fn pids(&self) -> Vec<i32> {
         let front = self.front.iter().map(|f| f.pid);
@@ -631,11 +638,7 @@ async fn follow_rollout(
     wanted: &Wanted,
 ) -> Result<Applied, LocalError> {
     let marker = marker(target, name);
-    let front_alive = record
-        .details
-        .front
-        .as_ref()
-        .is_some_and(|f| process::alive(f.spawned(), &marker));
+    let front_alive = record.details.front_alive(&marker);
     let green_alive = process::alive(rolling.green.spawned(), &marker);
     let status = front::status(target, name);
     let ended_without_router = || {
@@ -761,11 +764,7 @@ async fn settle(
         return Ok(record);
     };
     let marker = marker(target, name);
-    let front_alive = record
-        .details
-        .front
-        .as_ref()
-        .is_some_and(|f| process::alive(f.spawned(), &marker));
+    let front_alive = record.details.front_alive(&marker);
     match front::status(target, name).map(|s| s.phase) {
         Some(RolloutPhase::Completed) if front_alive && process::alive(rolling.green.spawned(), &marker) => {
             complete(target, name, &record, rolling).await

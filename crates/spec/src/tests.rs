@@ -28,6 +28,19 @@ fn ok(source: &str, dir: &Path) -> Spec {
 
 const MINIMAL: &str = "version: 1\nname: demo\ndata:\n  train: train.csv\n";
 
+/// The diagnostics of [`MINIMAL`] with `endpoint` as its endpoint section, which must be refused.
+fn rejected_endpoint(endpoint: &str) -> String {
+    let dir = data_dir();
+    match parse(
+        &format!("{MINIMAL}endpoint:\n{endpoint}"),
+        "deploy.yaml",
+        dir.path(),
+    ) {
+        Ok(spec) => panic!("accepted: {:?}", spec.endpoint),
+        Err(d) => d.to_string(),
+    }
+}
+
 #[test]
 fn a_minimal_file_gets_every_default() {
     let dir = data_dir();
@@ -383,7 +396,7 @@ mod rollout {
     use std::time::Duration;
 
     use super::{MINIMAL, data_dir, ok};
-    use crate::{AlarmRule, OwnedAlarms, Rollout, RolloutAlarms, RolloutStrategy, parse};
+    use crate::{AlarmRule, OwnedAlarms, Rollout, RolloutAlarms, RolloutStrategy};
 
     fn rollout(endpoint: &str) -> Rollout {
         let dir = data_dir();
@@ -392,17 +405,7 @@ mod rollout {
             .rollout
     }
 
-    fn rejected(endpoint: &str) -> String {
-        let dir = data_dir();
-        match parse(
-            &format!("{MINIMAL}endpoint:\n{endpoint}"),
-            "deploy.yaml",
-            dir.path(),
-        ) {
-            Ok(spec) => panic!("accepted: {:?}", spec.endpoint.rollout),
-            Err(d) => d.to_string(),
-        }
-    }
+    use super::rejected_endpoint as rejected;
 
     #[test]
     fn without_a_section_everything_goes_at_once_unwatched() {
@@ -656,19 +659,9 @@ mod rollout {
 
 mod serverless {
     use super::{MINIMAL, data_dir, ok};
-    use crate::{Capacity, Rollout, Serverless, parse};
+    use crate::{Capacity, Rollout, Serverless};
 
-    fn rejected(endpoint: &str) -> String {
-        let dir = data_dir();
-        match parse(
-            &format!("{MINIMAL}endpoint:\n{endpoint}"),
-            "deploy.yaml",
-            dir.path(),
-        ) {
-            Ok(spec) => panic!("accepted: {:?}", spec.endpoint),
-            Err(d) => d.to_string(),
-        }
-    }
+    use super::rejected_endpoint as rejected;
 
     #[test]
     fn serverless_takes_its_defaults_and_no_instances() {

@@ -43,6 +43,9 @@ use crate::target::AwsTarget;
 const KIND: Kind = Kind::Endpoint;
 /// Why `apply` cannot create the endpoint yet while the failed one it replaces is being deleted.
 pub const DELETING_FAILED: &str = "deleting the failed endpoint";
+/// Why `apply` cannot create the endpoint yet while the one it replaces is still being deleted
+/// (the calls after the one that asked for the deletion).
+pub const DELETING_REPLACED: &str = "deleting the endpoint it replaces";
 
 /// What SageMaker says of an endpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -291,7 +294,7 @@ pub async fn apply(
                 endpoint.hosting, settings.hosting
             )
         } else {
-            "deleting the endpoint it replaces".to_string()
+            DELETING_REPLACED.to_string()
         };
         if let Deleted::Pending(_) = delete(clients, name).await? {
             return Ok(Applied::NotYet {

@@ -516,8 +516,11 @@ async fn a_training_job_trains_uploads_its_model_and_logs() {
 
     let model = tar_gz_entries(&bed.s3_bytes(model_uri).await);
     let names: Vec<&str> = model.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["metrics.json", "model.json", "model.txt"]);
-    let metrics_json: serde_json::Value = serde_json::from_slice(&model[0].1).unwrap();
+    assert_eq!(
+        names,
+        ["baseline.json", "metrics.json", "model.json", "model.txt"]
+    );
+    let metrics_json: serde_json::Value = serde_json::from_slice(&model[1].1).unwrap();
     assert!(metrics_json.is_object(), "{metrics_json}");
     let output = tar_gz_entries(
         &bed.s3_bytes(&format!("s3://{BUCKET}/output/{job}/output/output.tar.gz"))

@@ -4,6 +4,8 @@
 //! finished by the next `up`, which stops the old server after the bake), and a new server that turns slow during its bake trips the deployment's own latency
 //! alarm: the router sends all traffic back to the old server by itself, `up` fails naming the
 //! alarm, the endpoint keeps its config (drift for `status`), and `down` leaves nothing running.
+//! A rollback the router makes while no `up` follows it (killed mid-bake) is recorded by the next
+//! look: `status` names the alarm.
 //! The slowness is real: the new server is stopped (SIGSTOP) for longer than the alarm's threshold
 //! while requests wait on it.
 
@@ -231,6 +233,51 @@ fn a_canary_bakes_behind_the_router_and_a_slow_new_server_is_rolled_back_by_its_
     );
     let drift = deployment.orchestrate(&["status"]);
     assert_eq!(drift.code, 2, "the rolled-back config is drift: {}", drift.stdout);
+
+    // Once more with nobody following: `up` is killed mid-bake, the new server turns slow and the
+    // router rolls back by itself. The next look (`status`) records it, naming the alarm.
+    deployment.write_deploy_yaml(&deploy_yaml("0.4"));
+    let mut up = spawn_up(&deployment);
+    let baking = first_bake(&deployment, &mut up);
+    up.kill().expect("kill up");
+    up.wait().expect("up ends");
+    let green = baking["details"]["rollout"]["green"]["pid"]
+        .as_i64()
+        .expect("green's pid");
+    signal(green, "-STOP");
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, row) = (url.clone(), row.clone());
+            std::thread::spawn(move || invoke(&url, &row))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(green, "-CONT");
+    for request in requests {
+        request.join().expect("a request");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rollout_status(&deployment).is_some_and(|s| s["phase"] == "rolled_back") {
+        assert!(Instant::now() < deadline, "the router never rolled back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let settled = deployment.orchestrate(&["status"]);
+    assert_eq!(settled.code, 2, "{}{}", settled.stdout, settled.stderr);
+    assert!(
+        settled.stdout.contains("was rolled back") && settled.stdout.contains(&alarm),
+        "{}",
+        settled.stdout
+    );
+    let fourth = record(&deployment);
+    assert_eq!(config_of(&fourth), config_of(&second), "{fourth:#}");
+    assert!(fourth["details"]["rollout"].is_null(), "{fourth:#}");
+    assert_eq!(invoke(&url, &row), "blue");
+    let running = processes(&deployment, NAME);
+    assert_eq!(
+        running.len(),
+        fronted,
+        "the slow server was stopped: {running:#?}"
+    );
 
     deployment.orchestrate(&["down", "--yes"]).expect(0);
     assert_gone(&deployment, NAME, "after down");

@@ -445,8 +445,11 @@ async fn observe(target: &LocalTarget, name: &str) -> Result<Observed, LocalErro
     let Some(record) = target.state.read::<EndpointDetails>(KIND, name)? else {
         return Ok(Observed::Absent);
     };
-    let record = settle(target, name, record).await?;
-    let lifecycle = lifecycle(target, name, &record.details).await;
+    let (record, rolled_back) = settle(target, name, record).await?;
+    let lifecycle = match rolled_back {
+        Some(why) => Lifecycle::Failed(why),
+        None => lifecycle(target, name, &record.details).await,
+    };
     let outputs = Outputs::Endpoint(EndpointOutputs {
         previous_config: record.details.previous_config.clone(),
     });
@@ -755,28 +758,40 @@ async fn complete(
 /// as SageMaker settles an update by itself. The local target has no control plane running
 /// between commands; the router decides and the next look writes its decision down. A rollout
 /// still baking, or one whose router is gone, is left for `apply` and `lifecycle` to report.
+/// Returns the record, and for a rollback just recorded, why (the alarm and its reason), which
+/// this one observation reports as the endpoint's failure, as SageMaker's rolled back update is.
 async fn settle(
     target: &LocalTarget,
     name: &str,
     record: Record<EndpointDetails>,
-) -> Result<Record<EndpointDetails>, LocalError> {
+) -> Result<(Record<EndpointDetails>, Option<String>), LocalError> {
     let Some(rolling) = &record.details.rollout else {
-        return Ok(record);
+        return Ok((record, None));
     };
     let marker = marker(target, name);
     let front_alive = record.details.front_alive(&marker);
-    match front::status(target, name).map(|s| s.phase) {
+    let status = front::status(target, name);
+    match status.as_ref().map(|s| s.phase) {
         Some(RolloutPhase::Completed) if front_alive && process::alive(rolling.green.spawned(), &marker) => {
-            complete(target, name, &record, rolling).await
+            Ok((complete(target, name, &record, rolling).await?, None))
         }
         Some(RolloutPhase::RolledBack) if front_alive => {
             abandon(target, name, &record, Refront::No).await?;
-            Ok(target
+            let (alarm, reason) = status
+                .and_then(|s| s.rolled_back_by)
+                .map(|by| (by.name, by.reason))
+                .unwrap_or_else(|| ("an alarm".to_string(), "no reason recorded".to_string()));
+            let why = format!(
+                "the rollout of `{}` was rolled back: alarm {alarm} went into ALARM: {reason}; the previous model keeps serving",
+                rolling.config()
+            );
+            let kept = target
                 .state
                 .read::<EndpointDetails>(KIND, name)?
-                .unwrap_or(record))
+                .unwrap_or(record);
+            Ok((kept, Some(why)))
         }
-        _ => Ok(record),
+        _ => Ok((record, None)),
     }
 }
 

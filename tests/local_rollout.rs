@@ -124,6 +124,27 @@ fn signal(pid: i64, signal: &str) {
     assert!(status.success(), "kill {signal} {pid}");
 }
 
+/// Makes the rollout's new server (green, named by the `baking` record) slow for real: it is
+/// stopped (SIGSTOP) for longer than the latency alarm's threshold while requests wait on it,
+/// then continued; returns once every request was answered.
+fn slow_down_green(baking: &Value, url: &str, row: &str) {
+    let green = baking["details"]["rollout"]["green"]["pid"]
+        .as_i64()
+        .expect("green's pid");
+    signal(green, "-STOP");
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, row) = (url.to_string(), row.to_string());
+            std::thread::spawn(move || invoke(&url, &row))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(green, "-CONT");
+    for request in requests {
+        request.join().expect("a request");
+    }
+}
+
 #[test]
 fn a_canary_bakes_behind_the_router_and_a_slow_new_server_is_rolled_back_by_its_alarm() {
     assert!(binary("model-image").exists(), "build model-image first");
@@ -189,21 +210,7 @@ fn a_canary_bakes_behind_the_router_and_a_slow_new_server_is_rolled_back_by_its_
     deployment.write_deploy_yaml(&deploy_yaml("0.3"));
     let mut up = spawn_up(&deployment);
     let baking = first_bake(&deployment, &mut up);
-    let green = baking["details"]["rollout"]["green"]["pid"]
-        .as_i64()
-        .expect("green's pid");
-    signal(green, "-STOP");
-    let requests: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, row) = (url.clone(), row.clone());
-            std::thread::spawn(move || invoke(&url, &row))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    signal(green, "-CONT");
-    for request in requests {
-        request.join().expect("a request");
-    }
+    slow_down_green(&baking, &url, &row);
     let rolled_back = wait_for(up).expect(1);
     let alarm = format!("{NAME}-model-latency");
     assert!(
@@ -241,21 +248,7 @@ fn a_canary_bakes_behind_the_router_and_a_slow_new_server_is_rolled_back_by_its_
     let baking = first_bake(&deployment, &mut up);
     up.kill().expect("kill up");
     up.wait().expect("up ends");
-    let green = baking["details"]["rollout"]["green"]["pid"]
-        .as_i64()
-        .expect("green's pid");
-    signal(green, "-STOP");
-    let requests: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, row) = (url.clone(), row.clone());
-            std::thread::spawn(move || invoke(&url, &row))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    signal(green, "-CONT");
-    for request in requests {
-        request.join().expect("a request");
-    }
+    slow_down_green(&baking, &url, &row);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !rollout_status(&deployment).is_some_and(|s| s["phase"] == "rolled_back") {
         assert!(Instant::now() < deadline, "the router never rolled back");

@@ -181,13 +181,12 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     } else {
         NetworkIsolation::Isolated
     };
-    let mut model_inputs = vec!["model", job.as_str()];
     let image_text = image.to_string();
-    model_inputs.push(&image_text);
-    if network_isolation == NetworkIsolation::Open {
-        model_inputs.push("network-isolation-off");
-    }
-    let model = format!("{name}-{}", hash12(&model_inputs));
+    let model = match network_isolation {
+        NetworkIsolation::Isolated => hash12(&["model", job.as_str(), &image_text]),
+        NetworkIsolation::Open => hash12(&["model", job.as_str(), &image_text, "network-isolation-off"]),
+    };
+    let model = format!("{name}-{model}");
     resources.push(Desired::new(
         &model,
         ModelSettings {

@@ -50,7 +50,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use contract::rollout::RolloutPhase;
+use contract::rollout::{RolloutPhase, RolloutStatus};
 use engine::Settings;
 use engine::kind::EndpointSettings;
 use engine::resource::{Change, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
@@ -713,17 +713,22 @@ async fn follow_rollout(
         }
         RolloutPhase::RolledBack => {
             abandon(target, name, record, Refront::No).await?;
-            let (alarm, reason) = status
-                .rolled_back_by
-                .map(|by| (by.name, by.reason))
-                .unwrap_or_else(|| ("an alarm".to_string(), "no reason recorded".to_string()));
-            Err(LocalError::RolledBack {
-                name: name.to_string(),
-                config: rolling.config().to_string(),
-                alarm,
-                reason,
-            })
+            Err(rolled_back(name, rolling, status))
         }
+    }
+}
+
+/// The failure of a rollout the router rolled back: which alarm, and CloudWatch-style why.
+fn rolled_back(name: &str, rolling: &RollingOut, status: RolloutStatus) -> LocalError {
+    let (alarm, reason) = status
+        .rolled_back_by
+        .map(|by| (by.name, by.reason))
+        .unwrap_or_else(|| ("an alarm".to_string(), "no reason recorded".to_string()));
+    LocalError::RolledBack {
+        name: name.to_string(),
+        config: rolling.config().to_string(),
+        alarm,
+        reason,
     }
 }
 
@@ -770,26 +775,17 @@ async fn settle(
     };
     let marker = marker(target, name);
     let front_alive = record.details.front_alive(&marker);
-    let status = front::status(target, name);
-    match status.as_ref().map(|s| s.phase) {
-        Some(RolloutPhase::Completed) if front_alive && process::alive(rolling.green.spawned(), &marker) => {
+    match front::status(target, name) {
+        Some(status)
+            if status.phase == RolloutPhase::Completed
+                && front_alive
+                && process::alive(rolling.green.spawned(), &marker) =>
+        {
             Ok((complete(target, name, &record, rolling).await?, None))
         }
-        Some(RolloutPhase::RolledBack) if front_alive => {
-            abandon(target, name, &record, Refront::No).await?;
-            let (alarm, reason) = status
-                .and_then(|s| s.rolled_back_by)
-                .map(|by| (by.name, by.reason))
-                .unwrap_or_else(|| ("an alarm".to_string(), "no reason recorded".to_string()));
-            let why = format!(
-                "the rollout of `{}` was rolled back: alarm {alarm} went into ALARM: {reason}; the previous model keeps serving",
-                rolling.config()
-            );
-            let kept = target
-                .state
-                .read::<EndpointDetails>(KIND, name)?
-                .unwrap_or(record);
-            Ok((kept, Some(why)))
+        Some(status) if status.phase == RolloutPhase::RolledBack && front_alive => {
+            let kept = abandon(target, name, &record, Refront::No).await?;
+            Ok((kept, Some(rolled_back(name, rolling, status).to_string())))
         }
         _ => Ok((record, None)),
     }
@@ -805,13 +801,13 @@ enum Refront {
 
 /// Ends a rollout without taking it: green is stopped and forgotten, and the record keeps blue
 /// behind a front that sends it all traffic: the router that rolled back, or a new one started
-/// for blue alone (beside the old router, which is then stopped).
+/// for blue alone (beside the old router, which is then stopped). Returns the record written.
 async fn abandon(
     target: &LocalTarget,
     name: &str,
     record: &Record<EndpointDetails>,
     refront: Refront,
-) -> Result<(), LocalError> {
+) -> Result<Record<EndpointDetails>, LocalError> {
     let mut front = record.details.front.clone();
     if refront == Refront::Yes {
         let blue = wanted_binary_of(target, name, record)?;
@@ -828,7 +824,8 @@ async fn abandon(
     };
     let abandoned = Record::new(name, record.settings.clone(), kept);
     target.state.write(KIND, &abandoned)?;
-    stop_all_but(target, name, &record.details, &abandoned.details.pids()).await
+    stop_all_but(target, name, &record.details, &abandoned.details.pids()).await?;
+    Ok(abandoned)
 }
 
 /// The binary of the image the recorded (blue) server runs.

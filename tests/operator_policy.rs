@@ -36,6 +36,10 @@ const NOT_EXERCISED: &[(&str, &str)] = &[
         "Application Auto Scaling changes the instance count with it",
     ),
     (
+        "sagemaker:InvokeEndpointAsync",
+        "invoke --async on an async endpoint (tests/async_endpoints.rs), which this lifecycle's guarded rollout excludes",
+    ),
+    (
         "sagemaker:StopTrainingJob",
         "down stops a training job an interrupted up left running (aws_lifecycle does it)",
     ),

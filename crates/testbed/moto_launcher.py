@@ -1572,6 +1572,139 @@ def sagemaker_runtime_invokes_the_served_model():
     SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
 
 
+@sagemaker_patch
+def sagemaker_async_endpoints_invoke_from_s3():
+    """InvokeEndpointAsync queues the request and the endpoint's `model-image serve` answers it into S3.
+
+    moto 5.2.1 answers InvokeEndpointAsync with canned locations and writes nothing. Here, as in
+    SageMaker: the endpoint must be invocable and its config must have an AsyncInferenceConfig
+    (otherwise ValidationError); the answer is 202 with the InferenceId (the caller's, or a new UUID)
+    and the OutputLocation (`<S3OutputPath><id>.out`) and FailureLocation
+    (`<S3FailurePath><id>-error.out`) headers; a background worker reads the InputLocation object from
+    moto's S3, posts it with the request's content type and accept to the serving process (at most
+    MaxConcurrentInvocationsPerInstance times the instance count at once; the rest wait in the queue)
+    and writes a 2xx body to the output location, or the container's error (or a missing input, or no
+    answer) to the failure location. DescribeEndpoint reports the config's AsyncInferenceConfig, and
+    CreateEndpointConfig refuses one beside a serverless variant, as SageMaker does. Payloads pass
+    through the emulator's memory (moto's S3 keeps objects there): the emulator proves the protocol,
+    model-image's own tests prove the container's bounded memory on big bodies.
+    """
+    import http.client
+    import uuid
+
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    original_describe = SageMakerModelBackend.describe_endpoint
+    original_create_config = SageMakerModelBackend.create_endpoint_config
+
+    def describe_endpoint(self, endpoint_name):
+        response = dict(original_describe(self, endpoint_name))
+        config = self.endpoint_configs.get(response.get("EndpointConfigName"))
+        if config is not None and config.async_inference_config:
+            response["AsyncInferenceConfig"] = config.async_inference_config
+        return response
+
+    def create_endpoint_config(self, endpoint_config_name, **kwargs):
+        variants = kwargs.get("production_variants") or []
+        if kwargs.get("async_inference_config") and any(v.get("ServerlessConfig") for v in variants):
+            raise ValidationError(
+                message="AsyncInferenceConfig is not supported for endpoint configurations with "
+                "serverless production variants."
+            )
+        return original_create_config(self, endpoint_config_name, **kwargs)
+
+    queues = {}  # (account, region, endpoint) -> threading.BoundedSemaphore
+
+    def error(status, code, message):
+        body = json.dumps({"__type": code, "Message": message})
+        return status, {"status": status, "Content-Type": "application/json", "x-amzn-ErrorType": code}, body
+
+    def work(account, region, name, serving, request, slots):
+        with slots:
+            answer, failure = None, None
+            try:
+                payload = _s3_read(account, region, request["input"])
+            except Exception:
+                failure = f"The input object {request['input']} could not be read."
+            if failure is None:
+                headers = {"Content-Type": request["content_type"]}
+                if request["accept"]:
+                    headers["Accept"] = request["accept"]
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", serving.port, timeout=request["timeout"])
+                    connection.request("POST", "/invocations", body=payload, headers=headers)
+                    response = connection.getresponse()
+                    body = response.read()
+                    connection.close()
+                    if 200 <= response.status < 300:
+                        answer = body
+                    else:
+                        text = body.decode("utf-8", "replace")
+                        failure = f'Received client error ({response.status}) from primary with message "{text}".'
+                except OSError as problem:
+                    failure = f"The model container did not answer within the invocation timeout ({problem})."
+            if answer is not None:
+                _s3_write(account, region, request["output"], answer)
+            else:
+                _s3_write(account, region, request["failure"], failure.encode())
+
+    def invoke_endpoint_async(self):
+        match = re.match(r"^/endpoints/([^/]+)/async-invocations$", self.path)
+        name = urllib.parse.unquote(match.group(1)) if match else ""
+        account, region = self.current_account, self.region
+        backend = sagemaker_backends[account][region]
+        with SAGEMAKER.lock:
+            endpoint = backend.endpoints.get(name)
+            runtime = SAGEMAKER.endpoints.get((account, region, name))
+            serving = runtime.serving if runtime else None
+            status = endpoint.endpoint_status if endpoint else None
+            config = backend.endpoint_configs.get(endpoint.endpoint_config_name) if endpoint else None
+        if serving is None or status not in INVOCABLE_STATUSES:
+            return error(400, "ValidationError", f"Endpoint {name} of account {account} not found.")
+        inference = (config.async_inference_config if config else None) or {}
+        if not inference:
+            return error(400, "ValidationError", f"Endpoint {name} of account {account} is not an asynchronous endpoint.")
+        input_location = self.headers.get("X-Amzn-SageMaker-InputLocation") or ""
+        if not input_location.startswith("s3://"):
+            return error(400, "ValidationError", "InputLocation must be an S3 URI (s3://bucket/key).")
+        inference_id = self.headers.get("X-Amzn-SageMaker-Inference-Id") or str(uuid.uuid4())
+        output = inference.get("OutputConfig") or {}
+        output_location = f"{output.get('S3OutputPath', '')}{inference_id}.out"
+        failure_location = f"{output.get('S3FailurePath', output.get('S3OutputPath', ''))}{inference_id}-error.out"
+        per_instance = (inference.get("ClientConfig") or {}).get("MaxConcurrentInvocationsPerInstance") or 4
+        instances = 1
+        variants = config.production_variants if config else []
+        if variants and variants[0].get("InitialInstanceCount"):
+            instances = int(variants[0]["InitialInstanceCount"])
+        with SAGEMAKER.lock:
+            slots = queues.setdefault((account, region, name, per_instance * instances),
+                                      threading.BoundedSemaphore(per_instance * instances))
+        request = {
+            "input": input_location,
+            "output": output_location,
+            "failure": failure_location,
+            "content_type": self.headers.get("X-Amzn-SageMaker-Content-Type") or "application/octet-stream",
+            "accept": self.headers.get("X-Amzn-SageMaker-Accept"),
+            "timeout": int(self.headers.get("X-Amzn-SageMaker-InvocationTimeoutSeconds") or 900),
+        }
+        threading.Thread(
+            target=work, args=(account, region, name, serving, request, slots),
+            name=f"async-{name}-{inference_id}", daemon=True,
+        ).start()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Amzn-SageMaker-OutputLocation": output_location,
+            "X-Amzn-SageMaker-FailureLocation": failure_location,
+        }
+        return 202, headers, json.dumps({"InferenceId": inference_id})
+
+    SageMakerModelBackend.describe_endpoint = describe_endpoint
+    SageMakerModelBackend.create_endpoint_config = create_endpoint_config
+    SageMakerRuntimeResponse.invoke_endpoint_async = invoke_endpoint_async
+
+
 # Test endpoints (/_testbed/...) ------------------------------------------------------------------
 
 

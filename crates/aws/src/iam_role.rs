@@ -22,7 +22,7 @@ use aws_sdk_iam::types::Tag;
 use engine::kind::RoleSettings;
 use engine::resource::{Change, Check, Lifecycle, OnChange, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
-use engine::values::Tags;
+use engine::values::{ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, Tags};
 use engine::{Kind, Observed};
 use serde_json::{Value, json};
 
@@ -54,6 +54,9 @@ pub struct PolicyScope {
     /// The alarms an endpoint update names for its automatic rollback: SageMaker reads their state
     /// with the role (`cloudwatch:DescribeAlarms`). Empty without a guarded rollout.
     pub rollback_alarms: Vec<String>,
+    /// Whether the endpoint is invoked asynchronously: SageMaker then reads the requests under the
+    /// bucket's `async/input/` and writes the answers and failures under `async/` with the role.
+    pub async_inference: bool,
 }
 
 /// The scope in words, as `status` shows the wanted `policy`:
@@ -67,6 +70,9 @@ impl fmt::Display for PolicyScope {
         )?;
         if !self.rollback_alarms.is_empty() {
             write!(f, ";cloudwatch:alarms {}", self.rollback_alarms.join(","))?;
+        }
+        if self.async_inference {
+            write!(f, ";s3:{}/async/*", self.bucket)?;
         }
         Ok(())
     }
@@ -115,7 +121,9 @@ pub fn wanted_trust(account: &str) -> String {
 /// - `cloudwatch:PutMetricData`, which AWS's execution-role documentation lists for CreateTrainingJob
 ///   and which supports no resource: limited to SageMaker's metric namespaces by a condition;
 /// - with a guarded rollout, `cloudwatch:DescribeAlarms` on exactly the rollback alarms, which
-///   SageMaker's deployment guardrails documentation asks of the role.
+///   SageMaker's deployment guardrails documentation asks of the role;
+/// - with an async endpoint, reading the requests under `async/input/` and writing the answers
+///   under `async/output/` and `async/failures/`, which SageMaker does with the role.
 pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Value {
     let p = partition(region);
     let bucket = format!("arn:{p}:s3:::{}", scope.bucket);
@@ -196,6 +204,26 @@ pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Val
                 "Action": "cloudwatch:DescribeAlarms",
                 "Resource": alarms
             }));
+    }
+    if scope.async_inference {
+        let statements = policy["Statement"]
+            .as_array_mut()
+            .expect("the policy's statements are a list");
+        statements.push(json!({
+            "Sid": "AsyncRequests",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": format!("{bucket}/{ASYNC_INPUT_PREFIX}*")
+        }));
+        statements.push(json!({
+            "Sid": "AsyncAnswers",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": [
+                format!("{bucket}/{ASYNC_OUTPUT_PREFIX}*"),
+                format!("{bucket}/{ASYNC_FAILURE_PREFIX}*")
+            ]
+        }));
     }
     policy
 }
@@ -623,6 +651,7 @@ mod tests {
             repository: "iot-anomaly".into(),
             deployment: "iot-anomaly".into(),
             rollback_alarms: vec!["iot-anomaly-model-latency".into()],
+            async_inference: false,
         }
     }
 
@@ -643,6 +672,44 @@ mod tests {
         );
         let policy = execution_policy(&unguarded, "123456789012", "us-east-1");
         assert!(!policy.to_string().contains("DescribeAlarms"), "{policy}");
+        assert!(!policy.to_string().contains("async/"), "{policy}");
+    }
+
+    #[test]
+    fn an_async_endpoint_reads_its_requests_and_writes_its_answers_and_nothing_else() {
+        let scope = PolicyScope {
+            async_inference: true,
+            ..scope()
+        };
+        assert!(
+            scope.to_string().ends_with(";s3:iot-123-us-east-1/async/*"),
+            "{scope}"
+        );
+        let policy = execution_policy(&scope, "123456789012", "us-east-1");
+        let statement = |sid: &str| {
+            policy["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["Sid"] == sid)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {sid} statement in {policy}"))
+        };
+        let requests = statement("AsyncRequests");
+        assert_eq!(requests["Action"], "s3:GetObject");
+        assert_eq!(
+            requests["Resource"],
+            "arn:aws:s3:::iot-123-us-east-1/async/input/*"
+        );
+        let answers = statement("AsyncAnswers");
+        assert_eq!(answers["Action"], "s3:PutObject");
+        assert_eq!(
+            answers["Resource"],
+            json!([
+                "arn:aws:s3:::iot-123-us-east-1/async/output/*",
+                "arn:aws:s3:::iot-123-us-east-1/async/failures/*"
+            ])
+        );
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub fn operator_policy(spec: &Spec, account: &str) -> Value {
             ],
             "Resource": bucket
         }),
-        // The deployment owns every object in its bucket: training data, training output, the lock.
+        // The deployment owns every object in its bucket: training data, training output, the lock,
+        // async requests and answers.
         json!({
             "Sid": "DataBucketObjects",
             "Effect": "Allow",
@@ -137,7 +138,8 @@ pub fn operator_policy(spec: &Spec, account: &str) -> Value {
             "Effect": "Allow",
             "Action": [
                 "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint",
-                "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint"
+                "sagemaker:DeleteEndpoint", "sagemaker:InvokeEndpoint",
+                "sagemaker:InvokeEndpointAsync"
             ],
             "Resource": [endpoint.clone(), format!("{sagemaker}:endpoint-config/{name}-{HASH12}")]
         }),

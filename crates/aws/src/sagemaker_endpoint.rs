@@ -191,8 +191,12 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<EndpointSt
     }))
 }
 
-/// How a described endpoint is hosted: serverless when its variant has a serverless config.
+/// How a described endpoint is hosted: serverless when its variant has a serverless config, async
+/// when it has an async inference config.
 fn hosting(described: &DescribeEndpointOutput) -> Hosting {
+    if described.async_inference_config().is_some() {
+        return Hosting::Async;
+    }
     let serverless = described
         .production_variants()
         .first()

@@ -1,17 +1,22 @@
 //! SageMaker endpoint configs: `<name>-<hash12>`, immutable: one production variant ([`VARIANT`])
 //! serving the model on the instance type and count from deploy.yaml, or on serverless capacity
-//! (`ServerlessConfig`: memory and concurrency), and the deployment's tags.
+//! (`ServerlessConfig`: memory and concurrency), real-time or asynchronous (`AsyncInferenceConfig`:
+//! concurrency per instance, answers and failures under the bucket's `async/` prefixes), and the
+//! deployment's tags.
 //!
 //! Discovery lists the configs named with the deployment's prefix and tagged as the deployment's,
 //! each with the model it serves (what a rollback must keep with it).
 
 use aws_sdk_sagemaker::types::{
-    ProductionVariant, ProductionVariantInstanceType, ProductionVariantServerlessConfig,
+    AsyncInferenceClientConfig, AsyncInferenceConfig, AsyncInferenceOutputConfig, ProductionVariant,
+    ProductionVariantInstanceType, ProductionVariantServerlessConfig,
 };
 use engine::kind::EndpointConfigSettings;
 use engine::resource::{Change, Lifecycle, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
-use engine::values::{Capacity, ServerlessCapacity};
+use engine::values::{
+    ASYNC_FAILURE_PREFIX, ASYNC_OUTPUT_PREFIX, AsyncInference, Capacity, Invocation, ServerlessCapacity,
+};
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
@@ -28,6 +33,8 @@ pub struct ConfigState {
     pub model: String,
     /// The variant's instances or serverless capacity, or why neither can be read.
     pub variant: Result<Capacity, String>,
+    /// Real-time, or async with its concurrency, or why the async config cannot be read.
+    pub invocation: Result<Invocation, String>,
     pub arn: String,
 }
 
@@ -39,10 +46,14 @@ pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError
     let variant = config
         .variant
         .map_err(|e| AwsError::other("read", KIND, name, format!("its production variant: {e}")))?;
+    let invocation = config
+        .invocation
+        .map_err(|e| AwsError::other("read", KIND, name, format!("its async inference config: {e}")))?;
     let tags = sagemaker::user_tags(&sagemaker::read_tags(clients, KIND, name, &config.arn).await?);
     let settings = EndpointConfigSettings {
         model: config.model,
         variant,
+        invocation,
         tags,
     };
     Ok(Observed::present(name, settings, Lifecycle::Ready))
@@ -74,15 +85,34 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<ConfigStat
         },
         None => Err("it has none".to_string()),
     };
+    let invocation = match config.async_inference_config() {
+        None => Ok(Invocation::RealTime),
+        Some(inference) => inference
+            .client_config()
+            .and_then(|c| c.max_concurrent_invocations_per_instance())
+            .and_then(|n| u32::try_from(n).ok())
+            .map(|max_concurrent_invocations| {
+                Invocation::Async(AsyncInference {
+                    max_concurrent_invocations,
+                })
+            })
+            .ok_or_else(|| "it sets no concurrency per instance".to_string()),
+    };
     Ok(Some(ConfigState {
         model,
         variant: capacity,
+        invocation,
         arn: config.endpoint_config_arn().unwrap_or_default().to_string(),
     }))
 }
 
-/// Creates the config, or re-tags an existing one.
-pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSettings) -> Result<(), AwsError> {
+/// Creates the config, or re-tags an existing one. An async config writes under `bucket`.
+pub async fn apply(
+    clients: &Clients,
+    name: &str,
+    settings: &EndpointConfigSettings,
+    bucket: &str,
+) -> Result<(), AwsError> {
     if let Some(existing) = describe(clients, name).await? {
         sagemaker::put_tags(clients, KIND, name, &existing.arn, &settings.tags).await?;
         return Ok(());
@@ -109,6 +139,7 @@ pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSetti
         .create_endpoint_config()
         .endpoint_config_name(name)
         .production_variants(variant)
+        .set_async_inference_config(async_inference_config(&settings.invocation, bucket))
         .set_tags(Some(sagemaker::sagemaker_tags(&settings.tags)))
         .send()
         .await
@@ -123,6 +154,30 @@ pub async fn apply(clients: &Clients, name: &str, settings: &EndpointConfigSetti
         }
         other => other.map(drop),
     }
+}
+
+/// The `AsyncInferenceConfig` of an async config: its concurrency, answers to the bucket's
+/// [`ASYNC_OUTPUT_PREFIX`] and failures to its [`ASYNC_FAILURE_PREFIX`]. No notification topics:
+/// `orchestrate invoke --async` watches the output locations itself.
+fn async_inference_config(invocation: &Invocation, bucket: &str) -> Option<AsyncInferenceConfig> {
+    let Invocation::Async(inference) = invocation else {
+        return None;
+    };
+    Some(
+        AsyncInferenceConfig::builder()
+            .client_config(
+                AsyncInferenceClientConfig::builder()
+                    .max_concurrent_invocations_per_instance(sdk_count(inference.max_concurrent_invocations))
+                    .build(),
+            )
+            .output_config(
+                AsyncInferenceOutputConfig::builder()
+                    .s3_output_path(format!("s3://{bucket}/{ASYNC_OUTPUT_PREFIX}"))
+                    .s3_failure_path(format!("s3://{bucket}/{ASYNC_FAILURE_PREFIX}"))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// Serverless capacity as SageMaker reports it.
@@ -172,7 +227,7 @@ impl KindOnTarget<AwsTarget> for SageMakerEndpointConfig {
         _: &Change,
         _: Upstream<'_>,
     ) -> Result<Applied, TargetError> {
-        apply(&target.clients, name, settings).await?;
+        apply(&target.clients, name, settings, &target.bucket()).await?;
         Ok(Applied::Ready(Outputs::None))
     }
 

@@ -1,7 +1,8 @@
 //! SageMaker models: `<name>-<hash12>`, immutable: the image by digest, the model artifact of the
 //! training job's completed attempt (the training job's outputs), the execution role, network
-//! isolation (on, except for serverless endpoints, which do not support it) and the deployment's
-//! tags. A changed input is a new name, so `apply` only ever creates
+//! isolation (on, except for serverless endpoints, which do not support it), the container
+//! environment of an async model (`model-image serve`'s payload limit and body timeout) and the
+//! deployment's tags. A changed input is a new name, so `apply` only ever creates
 //! (or re-tags); while SageMaker cannot assume the execution role IAM is still propagating, it
 //! answers `NotYet` for the executor to apply it again.
 //!
@@ -13,7 +14,7 @@ use engine::kind::ModelSettings;
 use engine::names::attempt_of;
 use engine::resource::{Change, Lifecycle, Outputs, TrainingJobOutputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
-use engine::values::NetworkIsolation;
+use engine::values::{InvocationMode, NetworkIsolation};
 use engine::{Kind, Observed};
 
 use crate::clients::Clients;
@@ -61,10 +62,24 @@ pub async fn observe(clients: &Clients, name: &str, desired: &ModelSettings) -> 
     } else {
         NetworkIsolation::Open
     };
+    let environment = container.and_then(|c| c.environment());
+    // A model set up for async carries the async environment; a real-time one none of it.
+    let is_async = environment.is_some_and(|env| {
+        InvocationMode::Async
+            .serve_environment()
+            .iter()
+            .all(|(key, value)| env.get(*key) == Some(value))
+    });
+    let invocation = if is_async {
+        InvocationMode::Async
+    } else {
+        InvocationMode::RealTime
+    };
     let settings = ModelSettings {
         image,
         training_job,
         network_isolation,
+        invocation,
         tags,
     };
     Ok(Observed::present(name, settings, Lifecycle::Ready))
@@ -78,6 +93,18 @@ fn base_of(attempt: &str, desired_base: &str) -> String {
     } else {
         attempt.to_string()
     }
+}
+
+/// The container's environment: `None` for a real-time model (the container's defaults are
+/// SageMaker's real-time limits).
+fn environment(invocation: InvocationMode) -> Option<std::collections::HashMap<String, String>> {
+    let variables = invocation.serve_environment();
+    (!variables.is_empty()).then(|| {
+        variables
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect()
+    })
 }
 
 /// Creates the model from the training job's completed attempt (`job`, its outputs), or re-tags an
@@ -111,6 +138,7 @@ pub async fn apply(
     let container = ContainerDefinition::builder()
         .image(image_uri(account, &region, &settings.image))
         .model_data_url(&job.model_artifact)
+        .set_environment(environment(settings.invocation))
         .build();
     let role = role_arn(account, &region, role);
     let tags = sagemaker::sagemaker_tags(&settings.tags);

@@ -25,7 +25,10 @@ use std::time::Duration;
 use engine::desired::{ChannelData, DEPLOYMENT_TAG, DesiredState, Facts};
 use engine::kind::{KindModules, Settings, dispatch};
 use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
-use engine::target::{Applied, BoxError, Deleted, Found, LockRequest, Target, TargetError, Upstream};
+use engine::target::{
+    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest, Target,
+    TargetError, Upstream,
+};
 use engine::training_output::MetricValues;
 use engine::values::Digest;
 use spec::Spec;
@@ -164,6 +167,7 @@ impl AwsTarget {
             repository: self.spec.repository_name(),
             deployment: self.spec.name.to_string(),
             rollback_alarms: engine::desired::rollback_alarms(&self.spec),
+            async_inference: self.spec.endpoint.invocation.is_async(),
         }
     }
 
@@ -379,6 +383,23 @@ impl Target for AwsTarget {
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), TargetError> {
         Ok(crate::invocations::invoke(&self.clients, endpoint, content_type, accept, body).await?)
+    }
+
+    async fn invoke_async(
+        &self,
+        endpoint: &str,
+        request: &AsyncRequest<'_>,
+    ) -> Result<AsyncInvocation, TargetError> {
+        Ok(crate::invocations::invoke_async(&self.clients, &self.bucket(), endpoint, request).await?)
+    }
+
+    async fn await_async(
+        &self,
+        invocation: &AsyncInvocation,
+        wait: Duration,
+        answer_file: &std::path::Path,
+    ) -> Result<AsyncOutcome, TargetError> {
+        Ok(crate::invocations::await_async(&self.clients, invocation, wait, answer_file).await?)
     }
 
     async fn summary(&self, state: &DesiredState) -> Vec<(String, String)> {

@@ -188,6 +188,7 @@ fn scope() -> PolicyScope {
         repository: "iot-test".into(),
         deployment: "iot-test".into(),
         rollback_alarms: Vec::new(),
+        async_inference: false,
     }
 }
 

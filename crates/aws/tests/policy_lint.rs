@@ -127,6 +127,7 @@ fn scope() -> PolicyScope {
             "iot-anomaly-invocation-5xx-errors".into(),
             "iot-anomaly-model-latency".into(),
         ],
+        async_inference: true,
     }
 }
 

@@ -905,7 +905,7 @@ async fn every_kind_of_a_deployed_stack_is_discovered_and_untagged_namesakes_are
         tags: untagged.clone(),
         ..config.clone()
     };
-    aws::sagemaker_endpoint_config::apply(&clients, &namesake, &config)
+    aws::sagemaker_endpoint_config::apply(&clients, &namesake, &config, &target.bucket())
         .await
         .unwrap();
 

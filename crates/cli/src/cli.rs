@@ -167,6 +167,23 @@ pub struct InvokeArgs {
     /// The response's content type
     #[arg(long, value_enum, default_value_t = Accept::Json)]
     pub accept: Accept,
+
+    /// Invoke the endpoint asynchronously (`endpoint.async`): the file is uploaded under the
+    /// bucket's async/input/ (payloads up to 1 GB), queued, and its answer waited for and printed
+    #[arg(long = "async")]
+    pub asynchronous: bool,
+
+    /// With --async: write the answer to this file instead of printing it
+    #[arg(long, value_name = "PATH", requires = "asynchronous")]
+    pub answer_file: Option<PathBuf>,
+
+    /// With --async: how long to wait for the answer, e.g. 90s, 15m
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_wait, requires = "asynchronous")]
+    pub wait: std::time::Duration,
+}
+
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    spec::parse_duration(text).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

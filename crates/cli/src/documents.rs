@@ -92,6 +92,21 @@ pub struct InvokeDocument {
     pub response: Value,
 }
 
+/// `invoke --async`: where the request, its answer and its failure are, and how it ended; the
+/// answer itself (as in [`InvokeDocument`]) unless it went to `--answer-file`.
+#[derive(Debug, Serialize)]
+pub struct AsyncInvokeDocument {
+    pub ok: bool,
+    #[serde(flatten)]
+    pub invocation: engine::target::AsyncInvocation,
+    #[serde(flatten)]
+    pub outcome: engine::target::AsyncOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
+}
+
 /// `evaluate`: metrics of the deployed endpoint on a labelled file.
 #[derive(Debug, Serialize)]
 pub struct EvaluateDocument<'a> {

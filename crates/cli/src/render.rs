@@ -192,7 +192,8 @@ pub fn metrics_table(metrics: &MetricValues) -> String {
 
 /// The plan as people read it, and when it rolls a new config out to an existing endpoint, how
 /// (`endpoint.rollout`): the traffic steps, the bake and the alarms that roll it back; for a new
-/// serverless model, its capacity and that it runs without network isolation.
+/// serverless model, its capacity and that it runs without network isolation; for a new async
+/// config, where requests and answers go.
 pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
     let mut text = plan.render();
     let rolls_out = plan.step(engine::Kind::Endpoint).is_some_and(|step| {
@@ -224,6 +225,24 @@ pub fn plan_with_rollout(plan: &engine::Plan, spec: &spec::Spec) -> String {
                 text,
                 "Serverless: {} MB, {} requests at once; the model runs without network isolation (serverless endpoints do not support it).",
                 serverless.memory_mb, serverless.max_concurrency
+            );
+        }
+    }
+    if let spec::Invocation::Async(inference) = &spec.endpoint.invocation {
+        let new_config = plan.step(engine::Kind::EndpointConfig).is_some_and(|step| {
+            matches!(
+                step.change,
+                engine::resource::Change::Create | engine::resource::Change::Replace { .. }
+            )
+        });
+        if new_config {
+            let _ = writeln!(
+                text,
+                "Async: {} requests at once per instance; `orchestrate invoke --async FILE` puts a request under {}, the answer comes back under {} (failures under {}).",
+                inference.max_concurrent_invocations,
+                engine::values::ASYNC_INPUT_PREFIX,
+                engine::values::ASYNC_OUTPUT_PREFIX,
+                engine::values::ASYNC_FAILURE_PREFIX
             );
         }
     }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use aws::AwsTarget;
 use engine::desired::{DesiredState, Facts};
 use engine::resource::{Change, Desired, Observed, TrainingJobOutputs};
-use engine::target::{Applied, BoxError, Deleted, Found, LockRequest, Target, TargetError, Upstream};
+use engine::target::{
+    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest, Target,
+    TargetError, Upstream,
+};
 use engine::training_output::MetricValues;
 use engine::values::Digest;
 use local::LocalTarget;
@@ -107,6 +110,23 @@ impl Target for OpenTarget {
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), TargetError> {
         on_target!(self, target => target.invoke(endpoint, content_type, accept, body).await)
+    }
+
+    async fn invoke_async(
+        &self,
+        endpoint: &str,
+        request: &AsyncRequest<'_>,
+    ) -> Result<AsyncInvocation, TargetError> {
+        on_target!(self, target => target.invoke_async(endpoint, request).await)
+    }
+
+    async fn await_async(
+        &self,
+        invocation: &AsyncInvocation,
+        wait: Duration,
+        answer_file: &std::path::Path,
+    ) -> Result<AsyncOutcome, TargetError> {
+        on_target!(self, target => target.await_async(invocation, wait, answer_file).await)
     }
 
     async fn summary(&self, state: &DesiredState) -> Vec<(String, String)> {

@@ -15,8 +15,8 @@ use crate::kind::{
 use crate::names::hash12;
 use crate::resource::Desired;
 use crate::values::{
-    AlarmMetric, Capacity, Channel, DataHash, DataHashes, Digest, Hyperparameters, ImageRef, Instances,
-    NetworkIsolation, Tags,
+    AlarmMetric, Capacity, Channel, DataHash, DataHashes, Digest, Hosting, Hyperparameters, ImageRef,
+    Instances, Invocation, InvocationMode, NetworkIsolation, Tags,
 };
 use spec::RolloutAlarms;
 
@@ -181,18 +181,28 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
     } else {
         NetworkIsolation::Isolated
     };
-    let image_text = image.to_string();
-    let model = match network_isolation {
-        NetworkIsolation::Isolated => hash12(&["model", job.as_str(), &image_text]),
-        NetworkIsolation::Open => hash12(&["model", job.as_str(), &image_text, "network-isolation-off"]),
+    let invocation = match endpoint.invocation {
+        spec::Invocation::RealTime => Invocation::RealTime,
+        spec::Invocation::Async(inference) => Invocation::Async(inference.into()),
     };
-    let model = format!("{name}-{model}");
+    // Each setting that came after the first models is in the name only when it differs from
+    // what those models were, so existing models keep their names.
+    let image_text = image.to_string();
+    let mut model_parts = vec!["model", job.as_str(), &image_text];
+    if network_isolation == NetworkIsolation::Open {
+        model_parts.push("network-isolation-off");
+    }
+    if invocation.mode() == InvocationMode::Async {
+        model_parts.push("async");
+    }
+    let model = format!("{name}-{}", hash12(&model_parts));
     resources.push(Desired::new(
         &model,
         ModelSettings {
             image,
             training_job: job.clone(),
             network_isolation,
+            invocation: invocation.mode(),
             tags: tags.clone(),
         },
     ));
@@ -204,16 +214,23 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
         }),
         spec::Capacity::Serverless(serverless) => Capacity::Serverless((*serverless).into()),
     };
-    let hosting = variant.hosting();
-    let config = format!(
-        "{name}-{}",
-        hash12(&["endpoint-config", model.as_str(), &canonical(&variant)])
-    );
+    let hosting = match (variant.hosting(), invocation) {
+        (Hosting::Instances, Invocation::Async(_)) => Hosting::Async,
+        (hosting, _) => hosting,
+    };
+    let variant_text = canonical(&variant);
+    let invocation_text = canonical(&invocation);
+    let mut config_parts = vec!["endpoint-config", model.as_str(), &variant_text];
+    if !invocation.is_real_time() {
+        config_parts.push(&invocation_text);
+    }
+    let config = format!("{name}-{}", hash12(&config_parts));
     resources.push(Desired::new(
         &config,
         EndpointConfigSettings {
             model,
             variant,
+            invocation,
             tags: tags.clone(),
         },
     ));

@@ -15,7 +15,7 @@ use crate::resource::{FieldDiff, OnChange};
 use crate::target::KindOnTarget;
 use crate::values::{
     AlarmMetric, AlarmRule, Capacity, Channel, DataHash, DataHashes, Hosting, Hyperparameters, ImageRef,
-    Instances, Name, NetworkIsolation, Seconds, Tags,
+    Instances, Invocation, InvocationMode, Name, NetworkIsolation, Seconds, Tags,
 };
 
 /// What is known about a kind, independent of the target.
@@ -307,6 +307,10 @@ kinds! {
             /// Off only for serverless endpoints; absent from records written before it existed.
             #[serde(default)]
             network_isolation: NetworkIsolation => Replace,
+            /// Async models take bigger, slower requests; absent from records written before async
+            /// existed (all real-time).
+            #[serde(default, skip_serializing_if = "InvocationMode::is_real_time")]
+            invocation: InvocationMode => Replace,
             tags: Tags => Update,
         },
     }
@@ -323,6 +327,9 @@ kinds! {
         settings: EndpointConfigSettings {
             model: Name => Replace,
             variant: Capacity => Replace,
+            /// Absent from records written before async existed (all real-time).
+            #[serde(default, skip_serializing_if = "Invocation::is_real_time")]
+            invocation: Invocation => Replace,
             tags: Tags => Update,
         },
     }

@@ -496,6 +496,7 @@ mod tests {
             image: image(),
             training_job: job.into(),
             network_isolation: NetworkIsolation::Isolated,
+            invocation: Default::default(),
             tags: Tags::default(),
         }
     }
@@ -507,6 +508,7 @@ mod tests {
                 count: 1,
                 instance_type: InstanceType::new("ml.m5.large").unwrap(),
             }),
+            invocation: Default::default(),
             tags: Tags::default(),
         }
     }

@@ -371,6 +371,7 @@ mod tests {
                 count,
                 instance_type: InstanceType::new("ml.m5.large").unwrap(),
             }),
+            invocation: Default::default(),
             tags: tags(),
         }
     }

@@ -136,6 +136,36 @@ pub struct TargetError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// One request for an async endpoint: a payload file and its media types.
+#[derive(Debug, Clone, Copy)]
+pub struct AsyncRequest<'a> {
+    pub input: &'a std::path::Path,
+    pub content_type: &'a str,
+    pub accept: &'a str,
+}
+
+/// A queued async request: its id and where its payload, answer and failure are (`s3://` URLs on
+/// AWS, files of the local bucket folder locally).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsyncInvocation {
+    pub inference_id: String,
+    pub input_location: String,
+    pub output_location: String,
+    pub failure_location: String,
+}
+
+/// How an async request ended, as far as a wait saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AsyncOutcome {
+    /// The answer is at the output location (and was copied to the answer file).
+    Answered { bytes: u64 },
+    /// The failure location holds the reason.
+    Failed { reason: String },
+    /// Neither was written within the wait.
+    StillQueued,
+}
+
 /// Whether a failed call is worth repeating unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transience {
@@ -296,6 +326,38 @@ pub trait Target {
         accept: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), TargetError>;
+
+    /// Queues one request at the deployment's async endpoint: the payload file is uploaded
+    /// (streamed) under the bucket's `async/input/`, then the endpoint is invoked with its location.
+    /// Returns where the answer or the failure will be written; [`Target::await_async`] waits for it.
+    async fn invoke_async(
+        &self,
+        endpoint: &str,
+        _request: &AsyncRequest<'_>,
+    ) -> Result<AsyncInvocation, TargetError> {
+        Err(TargetError::new(
+            "invoke asynchronously",
+            Kind::Endpoint,
+            endpoint,
+            "this target has no asynchronous endpoints",
+        ))
+    }
+
+    /// Waits up to `wait` (polling) for the answer or failure of an async request; an answer is
+    /// copied, streamed, into `answer_file`.
+    async fn await_async(
+        &self,
+        invocation: &AsyncInvocation,
+        _wait: Duration,
+        _answer_file: &std::path::Path,
+    ) -> Result<AsyncOutcome, TargetError> {
+        Err(TargetError::new(
+            "wait for the answer of",
+            Kind::Endpoint,
+            &invocation.inference_id,
+            "this target has no asynchronous endpoints",
+        ))
+    }
 
     /// Facts to show after `up`: the endpoint URL, where the metrics are.
     async fn summary(&self, _state: &DesiredState) -> Vec<(String, String)> {

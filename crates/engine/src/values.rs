@@ -200,15 +200,18 @@ impl From<spec::Serverless> for ServerlessCapacity {
     }
 }
 
-/// How an endpoint is hosted. SageMaker cannot update an endpoint from one to the other: a change
-/// replaces the endpoint.
+/// How an endpoint is hosted. A change replaces the endpoint: SageMaker cannot update an endpoint
+/// between instances and serverless, and a move between real-time and async changes how every
+/// client calls it, so nothing is gained by updating in place.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hosting {
-    /// On instances (what every endpoint recorded before serverless existed was).
+    /// On instances, real-time (what every endpoint recorded before serverless existed was).
     #[default]
     Instances,
     Serverless,
+    /// On instances, invoked asynchronously.
+    Async,
 }
 
 impl fmt::Display for Hosting {
@@ -216,6 +219,122 @@ impl fmt::Display for Hosting {
         f.write_str(match self {
             Hosting::Instances => "instances",
             Hosting::Serverless => "serverless",
+            Hosting::Async => "async on instances",
+        })
+    }
+}
+
+/// How an endpoint config's variant is invoked: real-time, or asynchronously (SageMaker's
+/// `AsyncInferenceConfig`: requests queued from the bucket's [`ASYNC_INPUT_PREFIX`], answers
+/// written under [`ASYNC_OUTPUT_PREFIX`], failures under [`ASYNC_FAILURE_PREFIX`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invocation {
+    /// What every config recorded before async existed was.
+    #[default]
+    RealTime,
+    Async(AsyncInference),
+}
+
+impl Invocation {
+    pub fn is_real_time(&self) -> bool {
+        *self == Invocation::RealTime
+    }
+
+    /// What the model's container must be ready for.
+    pub fn mode(&self) -> InvocationMode {
+        match self {
+            Invocation::RealTime => InvocationMode::RealTime,
+            Invocation::Async(_) => InvocationMode::Async,
+        }
+    }
+}
+
+impl fmt::Display for Invocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invocation::RealTime => f.write_str("real-time"),
+            Invocation::Async(inference) => inference.fmt(f),
+        }
+    }
+}
+
+/// Where async requests are read from, under the deployment's bucket.
+pub const ASYNC_INPUT_PREFIX: &str = "async/input/";
+/// Where async answers are written (`<inference id>.out`).
+pub const ASYNC_OUTPUT_PREFIX: &str = "async/output/";
+/// Where async failures are written (`<inference id>-error.out`).
+pub const ASYNC_FAILURE_PREFIX: &str = "async/failures/";
+
+/// SageMaker's `AsyncInferenceConfig` as orchestrate sets it: the queued requests each instance
+/// works on at once; the output and failure locations are the bucket's async prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncInference {
+    pub max_concurrent_invocations: u32,
+}
+
+impl fmt::Display for AsyncInference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "async, {} at once per instance, answers to {ASYNC_OUTPUT_PREFIX}",
+            self.max_concurrent_invocations
+        )
+    }
+}
+
+impl From<spec::AsyncInference> for AsyncInference {
+    fn from(inference: spec::AsyncInference) -> Self {
+        AsyncInference {
+            max_concurrent_invocations: inference.max_concurrent_invocations,
+        }
+    }
+}
+
+/// What a model's container is set up for: real-time requests (bodies up to 6 MB, answered within
+/// seconds), or async ones (bodies up to 1 GB, up to an hour each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvocationMode {
+    /// What every model recorded before async existed was.
+    #[default]
+    RealTime,
+    Async,
+}
+
+impl InvocationMode {
+    pub fn is_real_time(&self) -> bool {
+        *self == InvocationMode::RealTime
+    }
+
+    /// The container environment `model-image serve` reads for this mode: none for real-time (its
+    /// defaults are SageMaker's real-time limits); for async, SageMaker's 1 GB payload limit and a
+    /// body timeout as long as `InvokeEndpointAsync`'s default invocation timeout.
+    pub fn serve_environment(self) -> Vec<(&'static str, String)> {
+        match self {
+            InvocationMode::RealTime => Vec::new(),
+            InvocationMode::Async => vec![
+                ("MODEL_IMAGE_MAX_PAYLOAD_MB", ASYNC_MAX_PAYLOAD_MB.to_string()),
+                (
+                    "MODEL_IMAGE_BODY_TIMEOUT",
+                    ASYNC_INVOCATION_TIMEOUT_SECONDS.to_string(),
+                ),
+            ],
+        }
+    }
+}
+
+/// SageMaker's largest async payload: 1 GB.
+pub const ASYNC_MAX_PAYLOAD_MB: u32 = 1024;
+/// `InvokeEndpointAsync`'s default `InvocationTimeoutSeconds`.
+pub const ASYNC_INVOCATION_TIMEOUT_SECONDS: u32 = 900;
+
+impl fmt::Display for InvocationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InvocationMode::RealTime => "real-time",
+            InvocationMode::Async => "async (payloads up to 1 GB)",
         })
     }
 }

@@ -88,6 +88,7 @@ fn desired(v: &str) -> DesiredState {
                     image: image(),
                     training_job: job.clone(),
                     network_isolation: NetworkIsolation::Isolated,
+                    invocation: Default::default(),
                     tags: tags(),
                 },
             ),
@@ -96,6 +97,7 @@ fn desired(v: &str) -> DesiredState {
                 EndpointConfigSettings {
                     model: model.clone(),
                     variant: Capacity::Instances(instances(1)),
+                    invocation: Default::default(),
                     tags: tags(),
                 },
             ),
@@ -124,6 +126,7 @@ fn config_settings(model: &str) -> Settings {
     EndpointConfigSettings {
         model: model.into(),
         variant: Capacity::Instances(instances(1)),
+        invocation: Default::default(),
         tags: tags(),
     }
     .into()
@@ -134,6 +137,7 @@ fn model_settings(job: &str) -> Settings {
         image: image(),
         training_job: job.into(),
         network_isolation: NetworkIsolation::Isolated,
+        invocation: Default::default(),
         tags: tags(),
     }
     .into()

@@ -55,7 +55,7 @@ use engine::Settings;
 use engine::kind::EndpointSettings;
 use engine::resource::{Change, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, ResourceId, TargetError, Upstream};
-use engine::values::Capacity;
+use engine::values::{Capacity, Hosting, Invocation};
 use serde::{Deserialize, Serialize};
 
 use crate::contained::{ContainedPath, RecordedPath};
@@ -255,13 +255,15 @@ impl StartedServers {
     }
 }
 
-/// What an apply serves: the config, its model's folder, the binary of the model's image and,
-/// for a serverless config, the requests served at once (`--max-in-flight`: one more is 503).
+/// What an apply serves: the config, its model's folder, the binary of the model's image, for a
+/// serverless or async config the requests served at once (`MODEL_IMAGE_MAX_IN_FLIGHT`: one more
+/// is 503), and for an async one the container's async limits.
 struct Wanted {
     config: String,
     model_dir: ContainedPath,
     binary: ImageBinary,
     max_in_flight: Option<u32>,
+    environment: Vec<(&'static str, String)>,
 }
 
 /// The model folder and binary the config in `settings` needs, which must exist.
@@ -274,10 +276,12 @@ fn wanted(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Resu
     };
     let config_settings = record::config_settings(target, config)?
         .ok_or_else(|| missing(format!("endpoint config `{config}`")))?;
-    let max_in_flight = match config_settings.variant {
-        Capacity::Serverless(serverless) => Some(serverless.max_concurrency),
-        Capacity::Instances(_) => None,
+    let max_in_flight = match (config_settings.variant, config_settings.invocation) {
+        (Capacity::Serverless(serverless), _) => Some(serverless.max_concurrency),
+        (Capacity::Instances(_), Invocation::Async(inference)) => Some(inference.max_concurrent_invocations),
+        (Capacity::Instances(_), Invocation::RealTime) => None,
     };
+    let environment = config_settings.invocation.mode().serve_environment();
     let model = config_settings.model;
     let model_dir = model::serving_dir(target, &model)?;
     let image = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
@@ -288,6 +292,7 @@ fn wanted(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Resu
         model_dir,
         binary,
         max_in_flight,
+        environment,
     })
 }
 
@@ -1066,6 +1071,9 @@ async fn start(
     if let Some(max) = &max_in_flight {
         env.push(("MODEL_IMAGE_MAX_IN_FLIGHT", max.as_ref()));
     }
+    for (key, value) in &wanted.environment {
+        env.push((key, value.as_ref()));
+    }
     let spawned = process::spawn_detached(
         r#"echo "--- serving $2 on 127.0.0.1:$4" >>"$3"; "$1" serve --model-dir "$2" --host 127.0.0.1 >>"$3" 2>&1"#,
         &[binary.as_os_str(), model_dir.as_os_str(), log.as_os_str(), port_text.as_ref()],
@@ -1155,20 +1163,7 @@ pub(crate) async fn invoke(
     accept: &str,
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), LocalError> {
-    let record = target
-        .state
-        .read::<EndpointDetails>(KIND, name)?
-        .ok_or_else(|| LocalError::NoEndpoint {
-            name: name.to_string(),
-        })?;
-    if !process::alive(record.details.spawned(), &marker(target, name)) {
-        let serving = not_running(&record.details);
-        return Err(LocalError::NotRunning {
-            name: name.to_string(),
-            serving,
-        });
-    }
-    let url = format!("{}/invocations", record.details.endpoint_url());
+    let (url, _) = serving(target, name)?;
     let http = |source| LocalError::Http {
         url: url.clone(),
         source,
@@ -1185,6 +1180,29 @@ pub(crate) async fn invoke(
     let status = response.status().as_u16();
     let bytes = response.bytes().await.map_err(http)?;
     Ok((status, bytes.to_vec()))
+}
+
+/// The `/invocations` URL of the endpoint's live server and how the endpoint is hosted; an error
+/// when there is no endpoint or its server is not running.
+pub(crate) fn serving(target: &LocalTarget, name: &str) -> Result<(String, Hosting), LocalError> {
+    let record = target
+        .state
+        .read::<EndpointDetails>(KIND, name)?
+        .ok_or_else(|| LocalError::NoEndpoint {
+            name: name.to_string(),
+        })?;
+    if !process::alive(record.details.spawned(), &marker(target, name)) {
+        let serving = not_running(&record.details);
+        return Err(LocalError::NotRunning {
+            name: name.to_string(),
+            serving,
+        });
+    }
+    let hosting = match &record.settings {
+        Settings::Endpoint(settings) => settings.hosting,
+        _ => Hosting::default(),
+    };
+    Ok((format!("{}/invocations", record.details.endpoint_url()), hosting))
 }
 
 /// Configs the endpoint runs or may roll back to, their models and the images those run: never

@@ -184,6 +184,13 @@ pub enum LocalError {
     NoEndpoint { name: String },
     #[error("endpoint `{name}` is not serving ({serving}); run `orchestrate up` to restart it")]
     NotRunning { name: String, serving: String },
+    #[error(
+        "endpoint `{name}` is not asynchronous (it runs on {hosting}); set `endpoint.async` in deploy.yaml and run `orchestrate up`, or invoke it without --async"
+    )]
+    NotAsync {
+        name: String,
+        hosting: engine::values::Hosting,
+    },
     #[error("request to `{url}` failed")]
     Http {
         url: String,

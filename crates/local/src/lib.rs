@@ -31,6 +31,7 @@
 //! `engine::desired_state` and the `engine::executor` functions with the target, and
 //! [`Target::release`] when the run ends.
 
+mod async_invocation;
 mod bucket;
 pub mod contained;
 mod endpoint;
@@ -54,7 +55,10 @@ use engine::kind::{
     AlarmSettings, AutoscalingSettings, EndpointConfigSettings, RepositorySettings, RoleSettings,
 };
 use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
-use engine::target::{Applied, BoxError, Deleted, Found, LockRequest, Target, TargetError, Upstream};
+use engine::target::{
+    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest, Target,
+    TargetError, Upstream,
+};
 use engine::training_output::MetricValues;
 use engine::values::{Channel, Digest};
 use spec::{DataSource, Spec};
@@ -366,6 +370,28 @@ impl Target for LocalTarget {
         endpoint::invoke(self, endpoint, content_type, accept, body)
             .await
             .map_err(|e| target_error("invoke", Kind::Endpoint, endpoint, e))
+    }
+
+    async fn invoke_async(
+        &self,
+        endpoint: &str,
+        request: &AsyncRequest<'_>,
+    ) -> Result<AsyncInvocation, TargetError> {
+        async_invocation::invoke_async(self, endpoint, request)
+            .await
+            .map_err(|e| target_error("invoke asynchronously", Kind::Endpoint, endpoint, e))
+    }
+
+    /// Locally the request was answered before `invoke_async` returned: nothing to wait for.
+    async fn await_async(
+        &self,
+        invocation: &AsyncInvocation,
+        _wait: Duration,
+        answer_file: &Path,
+    ) -> Result<AsyncOutcome, TargetError> {
+        async_invocation::await_async(invocation, answer_file)
+            .await
+            .map_err(|e| target_error("read the answer of", Kind::Endpoint, &invocation.inference_id, e))
     }
 
     async fn summary(&self, state: &DesiredState) -> Vec<(String, String)> {

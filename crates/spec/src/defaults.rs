@@ -35,6 +35,8 @@ pub const ENDPOINT_INSTANCE_COUNT: u32 = 1;
 pub const SERVERLESS_MEMORY_MB: u32 = 2048;
 /// `endpoint.serverless.max_concurrency`.
 pub const SERVERLESS_MAX_CONCURRENCY: u32 = 5;
+/// `endpoint.async.max_concurrent_invocations`.
+pub const ASYNC_MAX_CONCURRENT_INVOCATIONS: u32 = 4;
 /// `endpoint.wait_timeout`, as written.
 pub const WAIT_TIMEOUT: &str = "30m";
 /// `endpoint.wait_timeout`.

@@ -50,9 +50,11 @@
 //! | `training.quality_gate.{min_pr_auc,min_roc_auc,min_mcc,min_f1}` | none | [0, 1] |
 //! | `endpoint.instance_type` | `ml.m5.large` | `ml.<family>.<size>` |
 //! | `endpoint.instance_count` | `1` | ≥ 1; within `autoscaling.min..=max` |
-//! | `endpoint.serverless` | none (instances) | a mapping (even `{}`); excludes `instance_type`, `instance_count`, `autoscaling` and `rollout` |
+//! | `endpoint.serverless` | none (instances) | a mapping (even `{}`); excludes `instance_type`, `instance_count`, `autoscaling`, `rollout` and `async` |
 //! | `endpoint.serverless.memory_mb` | `2048` | 1024, 2048, 3072, 4096, 5120 or 6144 |
 //! | `endpoint.serverless.max_concurrency` | `5` | integer 1–200 |
+//! | `endpoint.async` | none (real-time) | a mapping (even `{}`): requests queued through `s3://<bucket>/async/`; excludes `serverless` and `rollout` |
+//! | `endpoint.async.max_concurrent_invocations` | `4` | integer 1–1000 (per instance) |
 //! | `endpoint.autoscaling.min` | `1` | ≥ 1 |
 //! | `endpoint.autoscaling.max` | required if `autoscaling` | ≥ `min` |
 //! | `endpoint.autoscaling.invocations_per_instance` | `1000` | ≥ 1 |
@@ -104,9 +106,9 @@ pub use diagnostic::{Diagnostic, Diagnostics, Kind, Location, Note};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use limits::{MAX_ALIAS_BYTES, MAX_FILE_BYTES, MAX_NESTING};
 pub use model::{
-    AlarmRule, Autoscaling, Bucket, Capacity, Data, DataSource, Endpoint, Hyperparameters, Local,
-    OwnedAlarms, QualityGate, Rollout, RolloutAlarms, RolloutStrategy, Serverless, Spec, Target, Training,
-    UnknownTarget, Validation,
+    AlarmRule, AsyncInference, Autoscaling, Bucket, Capacity, Data, DataSource, Endpoint, Hyperparameters,
+    Invocation, Local, OwnedAlarms, QualityGate, Rollout, RolloutAlarms, RolloutStrategy, Serverless, Spec,
+    Target, Training, UnknownTarget, Validation,
 };
 pub use names::{
     DeploymentName, InstanceType, MAX_BUCKET_LEN, MAX_NAME_LEN, NameError, RESERVED_TAG_KEYS, Region,

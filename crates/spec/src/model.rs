@@ -231,6 +231,8 @@ impl QualityGate {
 pub struct Endpoint {
     /// What serves requests: instances, or serverless capacity.
     pub capacity: Capacity,
+    /// How requests reach the model: answered on the connection, or queued through the bucket.
+    pub invocation: Invocation,
     /// Only with instances (validation refuses it with `serverless`).
     pub autoscaling: Option<Autoscaling>,
     #[serde(serialize_with = "serialize_duration")]
@@ -389,6 +391,31 @@ pub struct Serverless {
     pub memory_mb: u32,
     /// Requests served at once (1 to 200); one more is throttled.
     pub max_concurrency: u32,
+}
+
+/// How an endpoint is invoked: real-time (`InvokeEndpoint`, the answer on the connection, bodies
+/// up to 6 MB), or asynchronously (`endpoint.async`: `InvokeEndpointAsync` names a request object
+/// under the bucket's `async/input/`, SageMaker queues it and writes the answer under
+/// `async/output/`, payloads up to 1 GB). Async needs instances (validation refuses it with
+/// `serverless`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invocation {
+    RealTime,
+    Async(AsyncInference),
+}
+
+impl Invocation {
+    pub fn is_async(&self) -> bool {
+        matches!(self, Invocation::Async(_))
+    }
+}
+
+/// `endpoint.async`: SageMaker Asynchronous Inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AsyncInference {
+    /// Queued requests each instance works on at once (1 to 1000).
+    pub max_concurrent_invocations: u32,
 }
 
 /// `endpoint.autoscaling`: target tracking on invocations per instance.

@@ -151,6 +151,9 @@ mod tests {
             "version: 1\nname: x\ndata: {train: train.csv}\nendpoint: {serverless: {}}\n";
         let serverless = crate::parse(minimal_serverless, "deploy.yaml", dir.path()).unwrap();
         let serverless = serde_json::to_value(&serverless.endpoint).unwrap();
+        let minimal_async = "version: 1\nname: x\ndata: {train: train.csv}\nendpoint: {async: {}}\n";
+        let asynchronous = crate::parse(minimal_async, "deploy.yaml", dir.path()).unwrap();
+        let asynchronous = serde_json::to_value(&asynchronous.endpoint).unwrap();
         let schema = json_schema();
         let default = |path: &str| {
             let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
@@ -193,6 +196,10 @@ mod tests {
             (
                 "endpoint.serverless.max_concurrency",
                 serverless["capacity"]["serverless"]["max_concurrency"].clone(),
+            ),
+            (
+                "endpoint.async.max_concurrent_invocations",
+                asynchronous["invocation"]["async"]["max_concurrent_invocations"].clone(),
             ),
             (
                 "endpoint.autoscaling.min",

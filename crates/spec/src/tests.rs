@@ -723,3 +723,70 @@ mod serverless {
         assert!(err.contains("memory_mb"), "{err}");
     }
 }
+
+mod async_inference {
+    use super::{MINIMAL, data_dir, ok};
+    use crate::{AsyncInference, Capacity, Invocation};
+
+    use super::rejected_endpoint as rejected;
+
+    #[test]
+    fn async_takes_its_default_on_instances_and_real_time_is_the_default() {
+        let dir = data_dir();
+        let spec = ok(&format!("{MINIMAL}endpoint:\n  instance_count: 2\n"), dir.path());
+        assert_eq!(spec.endpoint.invocation, Invocation::RealTime);
+        let spec = ok(&format!("{MINIMAL}endpoint:\n  async: {{}}\n"), dir.path());
+        assert_eq!(
+            spec.endpoint.invocation,
+            Invocation::Async(AsyncInference {
+                max_concurrent_invocations: 4
+            })
+        );
+        assert!(matches!(
+            spec.endpoint.capacity,
+            Capacity::Instances { count: 1, .. }
+        ));
+        let spec = ok(
+            &format!(
+                "{MINIMAL}endpoint:\n  instance_count: 2\n  async: {{max_concurrent_invocations: 1000}}\n  autoscaling: {{max: 3}}\n"
+            ),
+            dir.path(),
+        );
+        assert!(spec.endpoint.invocation.is_async());
+        assert!(spec.endpoint.autoscaling.is_some());
+    }
+
+    #[test]
+    fn async_refuses_serverless_and_rollout_at_their_lines() {
+        let err = rejected("  serverless: {}\n  async: {}\n");
+        assert!(
+            err.contains("deploy.yaml:6:3")
+                && err.contains("`endpoint.async` cannot be used with `endpoint.serverless`"),
+            "{err}"
+        );
+        assert!(err.contains("remove `async`, or remove `serverless`"), "{err}");
+        let err = rejected("  instance_count: 2\n  async: {}\n  rollout: {strategy: canary}\n");
+        assert!(
+            err.contains("deploy.yaml:7:3")
+                && err.contains("`endpoint.rollout` cannot be used with `endpoint.async`"),
+            "{err}"
+        );
+        assert!(err.contains("`async` is set here"), "{err}");
+    }
+
+    #[test]
+    fn async_concurrency_is_bounded_and_its_keys_are_checked() {
+        let err = rejected("  async: {max_concurrent_invocations: 0}\n");
+        assert!(
+            err.contains("`endpoint.async.max_concurrent_invocations`"),
+            "{err}"
+        );
+        let err = rejected("  async: {max_concurrent_invocations: 1001}\n");
+        assert!(
+            err.contains("`endpoint.async.max_concurrent_invocations`"),
+            "{err}"
+        );
+        let err = rejected("  async: {concurrency: 3}\n");
+        assert!(err.contains("max_concurrent_invocations"), "{err}");
+    }
+}

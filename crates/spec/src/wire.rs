@@ -315,6 +315,14 @@ pub struct EndpointWire {
     /// serverless does not support). Default none (instances). Moving an endpoint between
     /// instances and serverless replaces it.
     pub serverless: Option<ServerlessWire>,
+    /// SageMaker Asynchronous Inference: `orchestrate invoke --async` (or `InvokeEndpointAsync`)
+    /// names a request under `s3://<bucket>/async/input/`, the answer lands under
+    /// `async/output/` (failures under `async/failures/`), payloads up to 1 GB. Default none
+    /// (real-time). Not with `serverless` or `rollout`. Moving an endpoint between real-time and
+    /// async replaces it.
+    #[serde(rename = "async")]
+    #[schemars(rename = "async")]
+    pub async_inference: Option<AsyncWire>,
     /// Target-tracking autoscaling on invocations per instance. Default none (fixed size).
     pub autoscaling: Option<AutoscalingWire>,
     /// Longest to wait for the endpoint to be InService after a create or update: a duration such as
@@ -343,6 +351,19 @@ pub struct ServerlessWire {
     /// answers one more with 503.
     #[schemars(range(min = 1, max = 200), extend("default" = defaults::SERVERLESS_MAX_CONCURRENCY))]
     pub max_concurrency: Option<u32>,
+}
+
+/// `endpoint.async`: SageMaker Asynchronous Inference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Async")]
+pub struct AsyncWire {
+    /// Queued requests each instance works on at once. Default `4`; 1 to 1000.
+    #[schemars(
+        range(min = 1, max = 1000),
+        extend("default" = defaults::ASYNC_MAX_CONCURRENT_INVOCATIONS)
+    )]
+    pub max_concurrent_invocations: Option<u32>,
 }
 
 /// `endpoint.rollout`: traffic shifting, baking and auto rollback of endpoint updates.

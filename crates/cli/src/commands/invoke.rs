@@ -2,6 +2,11 @@
 //! prints the predictions as the endpoint answers them (`--accept`). The content type comes from the
 //! file's extension unless `--content-type` says otherwise. A refused request (non-2xx) prints the
 //! endpoint's reason and exits 1.
+//!
+//! `--async` invokes an async endpoint (`endpoint.async`): the target uploads the file under the
+//! bucket's `async/input/`, queues it, and this command waits up to `--wait` for the answer, which
+//! it streams to stdout (or leaves in `--answer-file`) without holding it in memory. A failure prints
+//! its reason and exits 1; an answer not there within the wait exits 1 naming where it will be.
 
 use std::path::Path;
 
@@ -9,13 +14,18 @@ use anyhow::{Context as _, bail};
 use engine::Target;
 use serde_json::Value;
 
-use crate::documents::InvokeDocument;
+use engine::target::{AsyncOutcome, AsyncRequest};
+
+use crate::documents::{AsyncInvokeDocument, InvokeDocument};
 
 use crate::cli::{ContentType, InvokeArgs};
 use crate::deployment::{Context, Needs, Session};
 use crate::exit::{Exit, Reported};
 
 pub async fn run(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
+    if args.asynchronous {
+        return run_async(cx, args).await;
+    }
     let content_type = content_type(&args.file, args.content_type)?;
     let body = std::fs::read(&args.file).with_context(|| format!("cannot read `{}`", args.file.display()))?;
     let spec = cx.load_spec()?;
@@ -52,6 +62,107 @@ pub async fn run(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
     }
     cx.printer.text(&text);
     Ok(Exit::Success)
+}
+
+async fn run_async(cx: &Context, args: &InvokeArgs) -> anyhow::Result<Exit> {
+    let content_type = content_type(&args.file, args.content_type)?;
+    if !args.file.is_file() {
+        bail!("cannot read `{}`: not a file", args.file.display());
+    }
+    let spec = cx.load_spec()?;
+    let progress = cx.progress();
+    let session = Session::open(cx, &spec, &progress, Needs { desired_state: false }).await?;
+    let request = AsyncRequest {
+        input: &args.file,
+        content_type,
+        accept: args.accept.mime(),
+    };
+    let invocation = session.target.invoke_async(spec.name.as_str(), &request).await?;
+    // Without --output the answer goes through an unlinked file to stdout.
+    let scratch;
+    let answer_file = match &args.answer_file {
+        Some(path) => path.clone(),
+        None => {
+            scratch = tempfile::NamedTempFile::new().context("cannot create a file for the answer")?;
+            scratch.path().to_path_buf()
+        }
+    };
+    let outcome = session
+        .target
+        .await_async(&invocation, args.wait, &answer_file)
+        .await?;
+    let ok = matches!(outcome, AsyncOutcome::Answered { .. });
+    if cx.printer.is_json() {
+        let response = match (&outcome, &args.answer_file) {
+            (AsyncOutcome::Answered { .. }, None) => {
+                let bytes = std::fs::read(&answer_file).context("cannot read the answer")?;
+                Some(
+                    serde_json::from_slice::<Value>(&bytes)
+                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+                )
+            }
+            _ => None,
+        };
+        cx.printer.json(&AsyncInvokeDocument {
+            ok,
+            invocation,
+            outcome,
+            answer_file: args.answer_file.clone(),
+            response,
+        });
+        return if ok {
+            Ok(Exit::Success)
+        } else {
+            Err(Reported(Exit::Error).into())
+        };
+    }
+    match outcome {
+        AsyncOutcome::Answered { bytes } => match &args.answer_file {
+            Some(path) => {
+                cx.printer.text(&format!(
+                    "answered: {bytes} bytes in `{}` (from {})\n",
+                    path.display(),
+                    invocation.output_location
+                ));
+                Ok(Exit::Success)
+            }
+            None => {
+                stream_to_stdout(&answer_file)?;
+                Ok(Exit::Success)
+            }
+        },
+        AsyncOutcome::Failed { reason } => bail!(
+            "the endpoint failed request {} ({}): {}",
+            invocation.inference_id,
+            invocation.failure_location,
+            reason
+        ),
+        AsyncOutcome::StillQueued => bail!(
+            "request {} was not answered within {}; its answer will be at {} (a failure at {})",
+            invocation.inference_id,
+            spec::format_duration(args.wait),
+            invocation.output_location,
+            invocation.failure_location
+        ),
+    }
+}
+
+/// Copies a file to stdout, ending with a newline when it has none.
+fn stream_to_stdout(path: &Path) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut file = std::fs::File::open(path).context("cannot read the answer")?;
+    let mut stdout = std::io::stdout().lock();
+    let copied = std::io::copy(&mut file, &mut stdout).context("cannot write the answer")?;
+    let mut last = [0u8; 1];
+    let ends_with_newline = copied > 0
+        && file.seek(SeekFrom::End(-1)).is_ok()
+        && file.read_exact(&mut last).is_ok()
+        && last[0] == b'\n';
+    if !ends_with_newline {
+        stdout.write_all(b"\n").context("cannot write the answer")?;
+    }
+    stdout.flush().context("cannot write the answer")?;
+    Ok(())
 }
 
 /// The request's content type: the flag's, or the one the extension implies.

@@ -1,5 +1,5 @@
-//! `endpoint` (instances or serverless capacity, autoscaling range, wait timeout; its `rollout` in
-//! [`super::rollout`]),
+//! `endpoint` (instances or serverless capacity, real-time or asynchronous invocation, autoscaling
+//! range, wait timeout; its `rollout` in [`super::rollout`]),
 //! `bucket` and `local`.
 
 use std::time::Duration;
@@ -9,7 +9,9 @@ use super::training::instance_type;
 use super::{keys, note, rollout};
 use crate::defaults;
 use crate::diagnostic::Kind;
-use crate::model::{Autoscaling, Bucket, Capacity, Endpoint, Local, Rollout, Serverless};
+use crate::model::{
+    AsyncInference, Autoscaling, Bucket, Capacity, Endpoint, Invocation, Local, Rollout, Serverless,
+};
 use crate::yaml::Node;
 
 /// The longest `endpoint.wait_timeout`: one day.
@@ -71,6 +73,7 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
         let serverless = serverless(cx, &section, entry);
         return Some(Endpoint {
             capacity: Capacity::Serverless(serverless?),
+            invocation: Invocation::RealTime,
             autoscaling: None,
             wait_timeout: wait_timeout?,
             rollout: Rollout::default(),
@@ -88,6 +91,10 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
         Some(e) => cx
             .integer(e.value, "endpoint.instance_count", 1, u32::MAX.into(), false)
             .map(|v| v as u32),
+    };
+    let invocation = match section.get("async") {
+        None => Some(Invocation::RealTime),
+        Some(entry) => async_inference(cx, &section, entry).map(Invocation::Async),
     };
     let autoscaling = match section.get("autoscaling") {
         None => Some(None),
@@ -145,6 +152,7 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
             instance_type: instance_type?,
             count: instance_count?,
         },
+        invocation: invocation?,
         autoscaling: autoscaling?,
         wait_timeout: wait_timeout?,
         rollout: rollout?,
@@ -170,6 +178,10 @@ const NOT_SERVERLESS: &[(&str, &str)] = &[
     (
         "rollout",
         "deployment guardrails (canary, linear, bake, alarm rollback) need instances to shift traffic between",
+    ),
+    (
+        "async",
+        "asynchronous inference queues requests for instances of yours",
     ),
 ];
 
@@ -220,6 +232,49 @@ fn serverless(cx: &mut Cx<'_>, endpoint: &Section<'_>, entry: Entry<'_>) -> Opti
     };
     (!excluded).then_some(serverless)
 }
+
+/// Reads `endpoint.async`. A `rollout` beside it is refused: SageMaker would shift an async
+/// endpoint's traffic, but the local target's router, which must try every rollout first, answers
+/// only real-time requests.
+fn async_inference(cx: &mut Cx<'_>, endpoint: &Section<'_>, entry: Entry<'_>) -> Option<AsyncInference> {
+    let mut excluded = false;
+    if let Some(e) = endpoint.get("rollout") {
+        excluded = true;
+        let d = cx.report(
+            Kind::Conflict,
+            e.key.pos,
+            Some("endpoint.rollout"),
+            "`endpoint.rollout` cannot be used with `endpoint.async`: orchestrate does not shift the \
+             traffic of asynchronous endpoints yet (its local router answers real-time requests only)"
+                .to_string(),
+            Some(
+                "remove `rollout` (an update then moves all traffic at once), or remove `async`".to_string(),
+            ),
+        );
+        d.notes.push(note(entry.key.pos, "`async` is set here"));
+    }
+    let section = cx.section(entry.value, "endpoint.async", keys::ASYNC, entry.key.pos)?;
+    let max_concurrent_invocations = match section.get("max_concurrent_invocations") {
+        None => Some(defaults::ASYNC_MAX_CONCURRENT_INVOCATIONS),
+        Some(e) => cx
+            .integer(
+                e.value,
+                "endpoint.async.max_concurrent_invocations",
+                1,
+                ASYNC_MAX_CONCURRENT_INVOCATIONS.into(),
+                false,
+            )
+            .map(|v| v as u32),
+    };
+    let inference = AsyncInference {
+        max_concurrent_invocations: max_concurrent_invocations?,
+    };
+    (!excluded).then_some(inference)
+}
+
+/// The most queued requests one instance of an async endpoint works on at once (SageMaker's
+/// `MaxConcurrentInvocationsPerInstance` limit).
+pub(crate) const ASYNC_MAX_CONCURRENT_INVOCATIONS: u32 = 1000;
 
 /// The most requests a serverless endpoint serves at once (SageMaker's `MaxConcurrency` limit).
 pub(crate) const SERVERLESS_MAX_CONCURRENCY: u32 = 200;

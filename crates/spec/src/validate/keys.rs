@@ -34,11 +34,13 @@ pub(crate) const ENDPOINT: &[&str] = &[
     "instance_type",
     "instance_count",
     "serverless",
+    "async",
     "autoscaling",
     "wait_timeout",
     "rollout",
 ];
 pub(crate) const SERVERLESS: &[&str] = &["memory_mb", "max_concurrency"];
+pub(crate) const ASYNC: &[&str] = &["max_concurrent_invocations"];
 pub(crate) const AUTOSCALING: &[&str] = &["min", "max", "invocations_per_instance"];
 pub(crate) const ROLLOUT: &[&str] = &["strategy", "canary_percent", "step_percent", "bake", "alarms"];
 /// `endpoint.rollout.alarms` in its map form (rules of the owned alarms).
@@ -57,6 +59,7 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("training.quality_gate", QUALITY_GATE),
     ("endpoint", ENDPOINT),
     ("endpoint.serverless", SERVERLESS),
+    ("endpoint.async", ASYNC),
     ("endpoint.autoscaling", AUTOSCALING),
     ("endpoint.rollout", ROLLOUT),
     ("endpoint.rollout.alarms", ALARMS),

@@ -79,7 +79,8 @@ struct LimitArgs {
     /// Seconds a client may take to send a request's headers, from its first byte [default: 10].
     #[arg(long, env = "MODEL_IMAGE_HEADER_TIMEOUT", value_name = "SECONDS", value_parser = model_image::serve::parse_seconds)]
     header_timeout: Option<Duration>,
-    /// Seconds a request body may take to arrive (else 408), and a response to be taken [default: 30].
+    /// Seconds a request body may take to arrive (else 408), and a response to be taken; raise it
+    /// with the body limit for an asynchronous endpoint's large bodies [default: 30].
     #[arg(long, env = "MODEL_IMAGE_BODY_TIMEOUT", value_name = "SECONDS", value_parser = model_image::serve::parse_seconds)]
     body_timeout: Option<Duration>,
     /// Seconds a connection may stay open with no request [default: 60].
@@ -91,6 +92,16 @@ struct LimitArgs {
     /// `/invocations` requests in flight at once; one more is answered 503 [default: 8 per core].
     #[arg(long, env = "MODEL_IMAGE_MAX_IN_FLIGHT", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_in_flight: Option<u32>,
+    /// Largest request body in MB, 1 to 1024 (1024 for an asynchronous endpoint); a larger one is
+    /// answered 413 [default: 6, SageMaker's realtime limit]. CSV and JSON Lines bodies over 6 MB are
+    /// spooled to a temporary file and scored from it in bounded memory, with up to 100,000 rows per
+    /// 6 MB; a JSON document stays limited to 6 MB.
+    #[arg(long, env = "MODEL_IMAGE_MAX_PAYLOAD_MB", value_name = "MB", value_parser = model_image::serve::parse_payload_mb)]
+    max_payload_mb: Option<usize>,
+    /// Directory for the temporary files of bodies over 6 MB and their answers (created unlinked,
+    /// so nothing is left behind) [default: the system's temporary directory, $TMPDIR or /tmp].
+    #[arg(long, env = "MODEL_IMAGE_SPOOL_DIR", value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
 }
 
 impl LimitArgs {
@@ -102,6 +113,8 @@ impl LimitArgs {
             idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
             shutdown_timeout: self.shutdown_timeout.unwrap_or(defaults.shutdown_timeout),
             max_in_flight: self.max_in_flight.map_or(defaults.max_in_flight, |n| n as usize),
+            max_payload_mb: self.max_payload_mb.unwrap_or(defaults.max_payload_mb),
+            spool_dir: self.spool_dir.or(defaults.spool_dir),
         }
     }
 }

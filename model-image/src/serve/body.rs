@@ -1,20 +1,23 @@
-//! Reading a request body: under SageMaker's 6 MB cap (413 past it), before the body deadline (408),
-//! through the [`Prescan`] as chunks arrive. A body the prescan refuses is read to its end and
-//! thrown away chunk by chunk, so the client gets its answer on a connection that stays usable
-//! while the server holds no more than one chunk of it; requests refused before their body (415,
-//! 406, 503) are drained the same way.
+//! Reading a request body: within the body limit (413 past it), before the body deadline (408),
+//! through the [`Prescan`] as chunks arrive. A body up to SageMaker's realtime 6 MB and
+//! [`super::MAX_ROWS_PER_REQUEST`] rows is kept in memory. When the limit is raised (an asynchronous
+//! endpoint's, `MODEL_IMAGE_MAX_PAYLOAD_MB`), a larger CSV or JSON Lines body is written to a
+//! temporary file as it arrives ([`super::spool`]): from its first byte when its `Content-Length`
+//! says so, else from the chunk that takes it past either bound; a single JSON document over 6 MB is
+//! refused (413). A body the prescan refuses is read to its end and thrown away chunk by chunk, so
+//! the client gets its answer on a connection that stays usable while the server holds no more than
+//! one chunk of it; requests refused before their body (415, 406, 503) are drained the same way.
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
+use super::limits::size_text;
 use super::prescan::Prescan;
+use super::request::InputFormat;
 use super::response::ServeError;
-
-/// The largest request body accepted (SageMaker's `MaxPayloadInMB`); larger bodies get 413.
-pub const MAX_PAYLOAD_IN_MB: usize = 6;
-pub(crate) const MAX_PAYLOAD_BYTES: usize = MAX_PAYLOAD_IN_MB * 1024 * 1024;
+use super::spool::{Spool, SpoolFile, SpooledBody};
 
 /// A whole request body that passed its [`Prescan`]: record widths, row count and JSON depth are
 /// within the model's [`super::prescan::RequestShape`].
@@ -27,10 +30,34 @@ impl CheckedBody {
     }
 }
 
-pub(crate) fn payload_too_large() -> ServeError {
+/// A body that passed its [`Prescan`], where it was read to.
+#[derive(Debug)]
+pub(crate) enum Checked {
+    InMemory(CheckedBody),
+    Spooled(SpooledBody),
+}
+
+/// 413 for a body over the limit of `max_bytes`.
+pub(crate) fn payload_too_large(max_bytes: usize) -> ServeError {
     ServeError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body is larger than {MAX_PAYLOAD_IN_MB} MB"),
+        format!(
+            "the request body is larger than {} (MODEL_IMAGE_MAX_PAYLOAD_MB)",
+            size_text(max_bytes)
+        ),
+    )
+}
+
+/// 413 for a JSON document too large to hold in memory, which the body limit would otherwise allow.
+fn json_too_large(spool: &Spool) -> ServeError {
+    ServeError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "a JSON request body may be at most {}; send CSV (text/csv) or JSON Lines \
+             (application/jsonlines) for larger payloads, up to {}",
+            size_text(spool.in_memory_bytes),
+            size_text(spool.max_bytes)
+        ),
     )
 }
 
@@ -40,8 +67,10 @@ pub(crate) struct BodyReader {
     deadline: Instant,
     /// The body timeout, for the 408 message.
     timeout: std::time::Duration,
-    /// `Content-Length`, when the client sent one (already checked against the cap).
+    /// `Content-Length`, when the client sent one (already checked against the limit).
     declared: Option<usize>,
+    /// The body limit: no more is read, even to drain.
+    max_bytes: usize,
 }
 
 /// What one read of the body gave.
@@ -50,13 +79,91 @@ enum Chunk {
     End,
 }
 
+/// A body in memory as it arrives: one chunk (every small request) is kept as it is; more are
+/// joined into one buffer of the declared length, or grown up to the in-memory limit.
+#[derive(Default)]
+struct Joined {
+    first: Option<Bytes>,
+    joined: Vec<u8>,
+}
+
+impl Joined {
+    /// Adds `data`; the body so far, with it, is at most `limit` bytes.
+    fn push(&mut self, data: Bytes, declared: Option<usize>, limit: usize) {
+        if self.first.is_none() && self.joined.is_empty() {
+            self.first = Some(data);
+            return;
+        }
+        if self.joined.is_empty() {
+            let head = self.first.take().unwrap_or_default();
+            let size = declared
+                .unwrap_or(2 * (head.len() + data.len()))
+                .clamp(head.len() + data.len(), limit);
+            self.joined.reserve_exact(size);
+            self.joined.extend_from_slice(&head);
+        } else if self.joined.capacity() - self.joined.len() < data.len() {
+            let size = (2 * self.joined.capacity()).clamp(self.joined.len() + data.len(), limit);
+            self.joined.reserve_exact(size - self.joined.len());
+        }
+        self.joined.extend_from_slice(&data);
+    }
+
+    /// What was pushed, in order.
+    fn parts(&self) -> [&[u8]; 2] {
+        [self.first.as_deref().unwrap_or_default(), &self.joined]
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self.first {
+            Some(only) => only,
+            None => Bytes::from(self.joined),
+        }
+    }
+}
+
+/// Where the body goes as it arrives.
+enum Sink {
+    Memory(Joined),
+    File { file: SpoolFile, has_quote: bool },
+}
+
+impl Sink {
+    /// From now on the body goes to a temporary file, with what was kept in memory so far; refused
+    /// for bodies that cannot be spooled.
+    fn spool(&mut self, spool: &Spool, format: InputFormat) -> Result<(), ServeError> {
+        if !spool.enabled() {
+            return Err(payload_too_large(spool.max_bytes));
+        }
+        if format == InputFormat::Json {
+            return Err(json_too_large(spool));
+        }
+        let Self::Memory(joined) = self else {
+            return Ok(());
+        };
+        let mut file = spool.create("the request body")?;
+        let mut has_quote = false;
+        for part in joined.parts() {
+            has_quote |= memchr::memchr(b'"', part).is_some();
+            file.append(part)?;
+        }
+        *self = Self::File { file, has_quote };
+        Ok(())
+    }
+}
+
 impl BodyReader {
-    pub(crate) fn new(body: Body, timeout: std::time::Duration, declared: Option<usize>) -> Self {
+    pub(crate) fn new(
+        body: Body,
+        timeout: std::time::Duration,
+        declared: Option<usize>,
+        max_bytes: usize,
+    ) -> Self {
         Self {
             body,
             deadline: Instant::now() + timeout,
             timeout,
             declared,
+            max_bytes,
         }
     }
 
@@ -87,11 +194,22 @@ impl BodyReader {
         }
     }
 
-    /// The whole body, checked by `prescan` as it arrives. On a prescan error the rest of the body
-    /// is drained first.
-    pub(crate) async fn read(mut self, mut prescan: Prescan) -> Result<CheckedBody, ServeError> {
-        let mut first: Option<Bytes> = None;
-        let mut joined: Vec<u8> = Vec::new();
+    /// The whole body, checked by `prescan` as it arrives, in memory or spooled as `spool` says for
+    /// a body of `format`. On a prescan error (or a body that cannot be spooled, or a failed write)
+    /// the rest of the body is drained first.
+    pub(crate) async fn read(
+        mut self,
+        mut prescan: Prescan,
+        spool: &Spool,
+        format: InputFormat,
+    ) -> Result<Checked, ServeError> {
+        let mut sink = Sink::Memory(Joined::default());
+        if self.declared.is_some_and(|n| n > spool.in_memory_bytes)
+            && let Err(error) = sink.spool(spool, format)
+        {
+            self.drain(0).await;
+            return Err(error);
+        }
         let mut total = 0usize;
         loop {
             let data = match self.next().await? {
@@ -99,44 +217,55 @@ impl BodyReader {
                 Chunk::End => break,
             };
             total += data.len();
-            if total > MAX_PAYLOAD_BYTES {
-                return Err(payload_too_large());
+            if total > self.max_bytes {
+                return Err(payload_too_large(self.max_bytes));
             }
-            if let Err(error) = prescan.feed(&data) {
+            if let Err(error) = self.take(&mut sink, data, total, &mut prescan, spool, format) {
                 self.drain(total).await;
                 return Err(error);
             }
-            // One chunk (every small request) is kept as it is; more are joined into one buffer of
-            // the declared length, or grown up to the cap.
-            if first.is_none() && joined.is_empty() {
-                first = Some(data);
-                continue;
-            }
-            if joined.is_empty() {
-                let head = first.take().unwrap_or_default();
-                let size = self
-                    .declared
-                    .unwrap_or(2 * (head.len() + data.len()))
-                    .clamp(head.len() + data.len(), MAX_PAYLOAD_BYTES);
-                joined.reserve_exact(size);
-                joined.extend_from_slice(&head);
-            } else if joined.capacity() - joined.len() < data.len() {
-                let size = (2 * joined.capacity()).clamp(joined.len() + data.len(), MAX_PAYLOAD_BYTES);
-                joined.reserve_exact(size - joined.len());
-            }
-            joined.extend_from_slice(&data);
         }
         prescan.finish()?;
-        Ok(CheckedBody(match first {
-            Some(only) => only,
-            None => Bytes::from(joined),
-        }))
+        Ok(match sink {
+            Sink::Memory(joined) => Checked::InMemory(CheckedBody(joined.into_bytes())),
+            Sink::File { file, has_quote } => {
+                let (file, _) = file.finish()?;
+                Checked::Spooled(SpooledBody { file, has_quote })
+            }
+        })
     }
 
-    /// Reads and discards the rest of the body, up to the cap and the deadline, so that the answer
+    /// Checks the next chunk (`total` bytes so far, with it) and keeps it.
+    fn take(
+        &self,
+        sink: &mut Sink,
+        data: Bytes,
+        total: usize,
+        prescan: &mut Prescan,
+        spool: &Spool,
+        format: InputFormat,
+    ) -> Result<(), ServeError> {
+        prescan.feed(&data)?;
+        if matches!(sink, Sink::Memory(_))
+            && spool.enabled()
+            && (total > spool.in_memory_bytes || prescan.more_rows_than(spool.in_memory_rows))
+        {
+            sink.spool(spool, format)?;
+        }
+        match sink {
+            Sink::Memory(joined) => joined.push(data, self.declared, spool.in_memory_bytes),
+            Sink::File { file, has_quote } => {
+                *has_quote = *has_quote || memchr::memchr(b'"', &data).is_some();
+                file.append(&data)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and discards the rest of the body, up to the limit and the deadline, so that the answer
     /// reaches a client still sending (closing on unread data would reset the connection).
     pub(crate) async fn drain(mut self, mut total: usize) {
-        while total <= MAX_PAYLOAD_BYTES {
+        while total <= self.max_bytes {
             match self.next().await {
                 Ok(Chunk::Data(data)) => total += data.len(),
                 Ok(Chunk::End) | Err(_) => return,

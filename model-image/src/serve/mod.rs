@@ -8,8 +8,12 @@
 //! Hostile clients are bounded ([`ServeLimits`]): connections are held to header, body and idle
 //! timeouts ([`connection`]), at most `max_in_flight` invocations are read and scored at once (one
 //! more gets 503 with `Retry-After`), bodies are shape-checked while they stream in ([`prescan`])
-//! and scored a chunk of rows at a time, so memory per request is at most one 6 MB body, one chunk
-//! of features and its predictions.
+//! and scored a chunk of rows at a time. A body up to SageMaker's realtime 6 MB (the default limit)
+//! is held in memory, so such a request costs at most one 6 MB body, one chunk of features and its
+//! predictions. When `MODEL_IMAGE_MAX_PAYLOAD_MB` raises the limit (an asynchronous endpoint's,
+//! up to 1 GB), larger CSV and JSON Lines bodies are spooled to a temporary file, scored from it and
+//! answered from a second one ([`spool`]), so memory per request stays at about one chunk whatever
+//! the body's size, and every 4xx still comes before the first byte of an answer.
 
 mod body;
 pub(crate) mod connection;
@@ -17,6 +21,7 @@ mod limits;
 mod prescan;
 mod request;
 pub(crate) mod response;
+mod spool;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +29,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,13 +40,17 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use body::{BodyReader, MAX_PAYLOAD_BYTES, payload_too_large};
+use body::{BodyReader, Checked, payload_too_large};
+use limits::MB;
 use prescan::{Prescan, RequestShape};
 use request::{Batch, FeatureLayout, InputFormat};
-use response::{Labels, OutputFormat, ServeError};
+use response::{Labels, OutputFormat, PredictionWriter, ServeError};
+use spool::{Spool, SpooledBody};
 
-pub use body::MAX_PAYLOAD_IN_MB;
-pub use limits::{IN_FLIGHT_PER_CORE, ServeLimits, parse_seconds};
+pub use limits::{
+    ASYNC_MAX_PAYLOAD_IN_MB, IN_FLIGHT_PER_CORE, MAX_PAYLOAD_IN_MB, ServeLimits, parse_payload_mb,
+    parse_seconds,
+};
 pub use prescan::{EXTRA_COLUMNS, MAX_JSON_DEPTH, MAX_ROWS_PER_REQUEST};
 
 /// The port when `SAGEMAKER_BIND_TO_PORT` is not set.
@@ -74,7 +84,11 @@ pub struct ServedModel {
 struct AppState {
     model: Arc<ServedModel>,
     layout: FeatureLayout,
+    /// The shape of CSV and JSON Lines bodies, whose row limit grows with the body limit.
     shape: RequestShape,
+    /// The shape of JSON documents, which are always held in memory.
+    json_shape: RequestShape,
+    spool: Spool,
     labels: Labels,
     execution_parameters: Bytes,
     limits: ServeLimits,
@@ -83,16 +97,35 @@ struct AppState {
 
 type Shared = Arc<AppState>;
 
+impl AppState {
+    fn shape(&self, input: InputFormat) -> RequestShape {
+        match input {
+            InputFormat::Json => self.json_shape,
+            InputFormat::Csv | InputFormat::JsonLines => self.shape,
+        }
+    }
+}
+
 /// The inference routes, with JSON answers for unknown paths (404) and methods (405). `limits`
-/// gives the body timeout and the in-flight limit of `/invocations`.
+/// gives the body timeout, the body limit, the spool directory and the in-flight limit of
+/// `/invocations`.
 pub fn router(model: Arc<ServedModel>, limits: &ServeLimits) -> Router {
+    router_holding_in_memory(model, limits, MAX_PAYLOAD_IN_MB * MB)
+}
+
+/// [`router`] with bodies over `in_memory_bytes` spooled (when the body limit is larger): SageMaker's
+/// realtime limit in production, smaller in unit tests to keep their bodies small.
+fn router_holding_in_memory(model: Arc<ServedModel>, limits: &ServeLimits, in_memory_bytes: usize) -> Router {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Batch transform's mini-batches stay realtime-sized (held in memory), whatever the body limit.
     let execution_parameters = format!(
         r#"{{"MaxConcurrentTransforms":{cores},"BatchStrategy":"MULTI_RECORD","MaxPayloadInMB":{MAX_PAYLOAD_IN_MB}}}"#
     );
     let layout = FeatureLayout::new(&model.features);
     let state = Arc::new(AppState {
-        shape: RequestShape::for_layout(&layout),
+        shape: RequestShape::for_layout(&layout, limits.max_rows_per_request(), in_memory_bytes),
+        json_shape: RequestShape::for_layout(&layout, MAX_ROWS_PER_REQUEST, in_memory_bytes),
+        spool: spool_of(limits, in_memory_bytes),
         layout,
         labels: Labels::new(&model.positive_label, &model.negative_label),
         execution_parameters: Bytes::from(execution_parameters),
@@ -107,6 +140,15 @@ pub fn router(model: Arc<ServedModel>, limits: &ServeLimits) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+fn spool_of(limits: &ServeLimits, in_memory_bytes: usize) -> Spool {
+    Spool {
+        in_memory_bytes,
+        in_memory_rows: MAX_ROWS_PER_REQUEST,
+        max_bytes: limits.max_payload_bytes(),
+        dir: limits.spool_dir(),
+    }
 }
 
 /// Binds `addr`, serves until SIGTERM or SIGINT (graceful: in-flight requests finish within the
@@ -134,6 +176,8 @@ pub async fn serve_with_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
+    let spool = spool_of(&limits, MAX_PAYLOAD_IN_MB * MB);
+    spool.check()?;
     tracing::info!(
         %addr,
         features = model.features.len(),
@@ -141,6 +185,8 @@ pub async fn serve_with_shutdown(
         header_timeout_s = limits.header_timeout.as_secs_f64(),
         body_timeout_s = limits.body_timeout.as_secs_f64(),
         idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        max_payload_mb = limits.max_payload_mb,
+        spool_dir = spool.enabled().then(|| spool.dir.display().to_string()),
         "serving inference requests"
     );
     let app = router(model, &limits);
@@ -237,20 +283,21 @@ async fn invocations(State(state): State<Shared>, request: Request) -> Response 
     }
 }
 
-async fn invoke(state: &AppState, request: Request) -> Result<Response, ServeError> {
+async fn invoke(state: &Shared, request: Request) -> Result<Response, ServeError> {
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_length.is_some_and(|n| n > MAX_PAYLOAD_BYTES as u64) {
-        return Err(payload_too_large());
+    if declared_length.is_some_and(|n| n > state.spool.max_bytes as u64) {
+        return Err(payload_too_large(state.spool.max_bytes));
     }
     let reader = BodyReader::new(
         body,
         state.limits.body_timeout,
         declared_length.and_then(|n| usize::try_from(n).ok()),
+        state.spool.max_bytes,
     );
     let formats = InputFormat::from_content_type(headers.get(header::CONTENT_TYPE))
         .and_then(|input| Ok((input, OutputFormat::negotiate(headers.get(header::ACCEPT))?)));
@@ -274,12 +321,22 @@ async fn invoke(state: &AppState, request: Request) -> Result<Response, ServeErr
         .retry_after(1));
     };
 
-    let body = reader.read(Prescan::new(input, state.shape)).await?;
+    let shape = state.shape(input);
+    let body = match reader
+        .read(Prescan::new(input, shape), &state.spool, input)
+        .await?
+    {
+        Checked::InMemory(body) => body,
+        Checked::Spooled(body) => {
+            let response = answer_spooled(state, input, output, shape, body).await?;
+            return Ok(response.map(|body| Body::new(body::Guarded::new(body, permit))));
+        }
+    };
     if body.bytes().trim_ascii().is_empty() {
         return Err(ServeError::bad_request("the request body is empty"));
     }
     let mut scores: Vec<f64> = Vec::new();
-    input.parse(&body, &state.layout, &state.shape, &mut |batch| {
+    input.parse(&body, &state.layout, &shape, &mut |batch| {
         let chunk = score(&state.model, batch)?;
         if scores.is_empty() {
             scores = chunk;
@@ -294,13 +351,91 @@ async fn invoke(state: &AppState, request: Request) -> Result<Response, ServeErr
     Ok(response.map(|body| Body::new(body::Guarded::new(body, permit))))
 }
 
+/// Bytes of predictions gathered before each write to an answer's temporary file.
+const ANSWER_WRITE_BYTES: usize = 256 * 1024;
+
+/// The answer to a spooled body, scored on a blocking thread (it reads and writes files for as long
+/// as the body takes). When the request is dropped meanwhile (the client left, or shutdown closed
+/// its connection), the work stops at its next chunk of rows and closes its files.
+async fn answer_spooled(
+    state: &Shared,
+    input: InputFormat,
+    output: OutputFormat,
+    shape: RequestShape,
+    body: SpooledBody,
+) -> Result<Response, ServeError> {
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _abandon_when_dropped = SetOnDrop(Arc::clone(&abandoned));
+    let state = Arc::clone(state);
+    let work =
+        tokio::task::spawn_blocking(move || score_spooled(&state, input, output, &shape, body, &abandoned));
+    work.await.unwrap_or_else(|e| {
+        Err(ServeError::internal(format!(
+            "scoring the spooled body failed: {e}"
+        )))
+    })
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Scores a spooled body a chunk of rows at a time into a temporary file of predictions, the answer
+/// sent from it; gives up before the next chunk once `abandoned` is set.
+fn score_spooled(
+    state: &AppState,
+    input: InputFormat,
+    output: OutputFormat,
+    shape: &RequestShape,
+    body: SpooledBody,
+    abandoned: &AtomicBool,
+) -> Result<Response, ServeError> {
+    let mut answer = state.spool.create("the predictions")?;
+    let mut writer = PredictionWriter::new(output, &state.labels, state.model.threshold);
+    let mut pending = Vec::with_capacity(ANSWER_WRITE_BYTES);
+    writer.begin(&mut pending);
+    input.parse_spooled(body, &state.layout, shape, &mut |batch| {
+        if abandoned.load(Ordering::Relaxed) {
+            return Err(ServeError::internal(
+                "the request was abandoned while it was scored",
+            ));
+        }
+        let scores = score(&state.model, batch)?;
+        writer.write(&mut pending, &scores)?;
+        if pending.len() >= ANSWER_WRITE_BYTES {
+            answer.append(&pending)?;
+            pending.clear();
+        }
+        Ok(())
+    })?;
+    writer.end(&mut pending);
+    answer.append(&pending)?;
+    let (file, len) = answer.finish()?;
+    Ok(response::predictions_from_file(output, file, len))
+}
+
+/// Runs `work`, which blocks (scoring, file I/O), with `block_in_place` on a multi-threaded runtime,
+/// so that the runtime keeps serving other requests meanwhile; inline on any other (the unit tests').
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
 /// Runs the scorer, turning its errors, panics and wrong-length answers into 500s.
 fn score(model: &ServedModel, batch: &Batch) -> Result<Vec<f64>, ServeError> {
     let run = || catch_unwind(AssertUnwindSafe(|| model.scorer.score(&batch.rows, batch.n_rows)));
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let outcome = if batch.n_rows >= BLOCK_IN_PLACE_MIN_ROWS && multi_thread {
-        tokio::task::block_in_place(run)
+    let outcome = if batch.n_rows >= BLOCK_IN_PLACE_MIN_ROWS {
+        blocking(run)
     } else {
         run()
     };

@@ -1,8 +1,10 @@
 //! Shape checks on a request body while it streams in, before anything is allocated for its rows:
 //! no CSV record or JSON instance wider than the model could use ([`RequestShape::max_fields`]), no
-//! more rows than [`MAX_ROWS_PER_REQUEST`], no JSON nested deeper than [`MAX_JSON_DEPTH`]. A body
-//! that breaks one is refused at the first chunk that shows it, so a 6 MB run of commas or a
-//! million-value JSON list costs a scan, never a buffer.
+//! more rows than the request may carry ([`MAX_ROWS_PER_REQUEST`] at the realtime body limit), no
+//! JSON nested deeper than [`MAX_JSON_DEPTH`], no CSV record or JSON line longer than a body held in
+//! memory (a spooled body is parsed a record at a time). A body that breaks one is refused at the
+//! first chunk that shows it, so a 6 MB run of commas or a million-value JSON list costs a scan,
+//! never a buffer. The row count so far also tells the body reader when to spool a body.
 //!
 //! The CSV scan follows the `csv` crate's grammar exactly (quotes open a quoted field only at its
 //! start, `""` inside one is a quote, `\r`, `\n` and `\r\n` end records, blank records do not count),
@@ -16,9 +18,11 @@ use memchr::{memchr, memchr2, memchr3};
 use super::request::{FeatureLayout, InputFormat};
 use super::response::ServeError;
 
-/// Rows (data records, instances or lines) one request may carry. A 6 MB body of the 79-feature
-/// model holds at most about 80,000 rows; narrow models could send millions, whose predictions
-/// alone would be tens of MB.
+/// Rows (data records, instances or lines) one request may carry at SageMaker's realtime body limit
+/// of 6 MB, and the most a body held in memory may have. A 6 MB body of the 79-feature model holds at
+/// most about 80,000 rows; narrow models could send millions, whose predictions alone would be tens
+/// of MB. A larger body limit raises it in proportion for CSV and JSON Lines, whose bodies past this
+/// are spooled (`ServeLimits::max_rows_per_request`); a JSON document keeps it.
 pub const MAX_ROWS_PER_REQUEST: usize = 100_000;
 
 /// How deep JSON may nest. Requests need 4 levels (`{"instances": [{"a": 1}]}` is 3).
@@ -36,13 +40,17 @@ pub(crate) struct RequestShape {
     /// Fields of a CSV record, values of a list instance, keys of an object instance.
     pub(crate) max_fields: usize,
     pub(crate) max_rows: usize,
+    /// Bytes of a CSV record or a JSON Lines line (terminator excluded): the largest body held in
+    /// memory, so only a spooled body can break it, and reading one back never holds more.
+    pub(crate) max_record_bytes: usize,
 }
 
 impl RequestShape {
-    pub(crate) fn for_layout(layout: &FeatureLayout) -> Self {
+    pub(crate) fn for_layout(layout: &FeatureLayout, max_rows: usize, max_record_bytes: usize) -> Self {
         Self {
             max_fields: layout.widest() + EXTRA_COLUMNS,
-            max_rows: MAX_ROWS_PER_REQUEST,
+            max_rows,
+            max_record_bytes,
         }
     }
 
@@ -95,6 +103,22 @@ impl Prescan {
             Scan::Json(scan) => scan.finish(&self.shape),
         }
     }
+
+    /// The body has shown more than `rows` rows so far: CSV records beyond one for a header, or JSON
+    /// Lines lines. A JSON document's rows are not counted here (its shape alone bounds them).
+    pub(crate) fn more_rows_than(&self, rows: usize) -> bool {
+        match &self.scan {
+            Scan::Csv(scan) => scan.records > rows.saturating_add(1),
+            Scan::Json(scan) => scan.lines && scan.lines_done > rows,
+        }
+    }
+}
+
+fn too_long(what: String, shape: &RequestShape) -> ServeError {
+    let limit = super::limits::size_text(shape.max_record_bytes);
+    ServeError::bad_request(format!(
+        "{what} is longer than {limit}, the most one record may be (a row of the model is far shorter)"
+    ))
 }
 
 fn count_byte(bytes: &[u8], byte: u8) -> usize {
@@ -133,6 +157,9 @@ struct CsvScan {
     /// Bytes of a leading UTF-8 BOM matched so far, until `bom_decided`.
     bom_matched: usize,
     bom_decided: bool,
+    /// Bytes scanned before the current chunk, and where the current record began among them.
+    scanned: usize,
+    record_start: usize,
 }
 
 impl CsvScan {
@@ -170,13 +197,22 @@ impl CsvScan {
             self.scan(&UTF8_BOM[..matched], shape)?;
         }
         if self.state != CsvState::StartRecord {
-            self.end_record(shape)?;
+            self.end_record(shape, self.scanned)?;
             self.state = CsvState::StartRecord;
         }
         Ok(())
     }
 
     fn scan(&mut self, bytes: &[u8], shape: &RequestShape) -> Result<(), ServeError> {
+        self.scan_records(bytes, shape)?;
+        self.scanned += bytes.len();
+        if self.state != CsvState::StartRecord {
+            self.check_length(self.scanned, shape)?;
+        }
+        Ok(())
+    }
+
+    fn scan_records(&mut self, bytes: &[u8], shape: &RequestShape) -> Result<(), ServeError> {
         use CsvState::*;
         let mut i = 0;
         while i < bytes.len() {
@@ -186,6 +222,7 @@ impl CsvScan {
                         i += 1;
                         continue;
                     }
+                    self.record_start = self.scanned + i;
                     self.fields = 1;
                     self.nonblank = false;
                     self.state = StartField;
@@ -202,7 +239,7 @@ impl CsvScan {
                         if bytes[i] == b'"' {
                             self.nonblank = true;
                         } else {
-                            self.end_record(shape)?;
+                            self.end_record(shape, self.scanned + i)?;
                             self.state = StartRecord;
                         }
                         i += 1;
@@ -246,7 +283,7 @@ impl CsvScan {
                         i += 1;
                     }
                     b'\r' | b'\n' => {
-                        self.end_record(shape)?;
+                        self.end_record(shape, self.scanned + i)?;
                         self.state = StartRecord;
                         i += 1;
                     }
@@ -271,7 +308,20 @@ impl CsvScan {
         )))
     }
 
-    fn end_record(&mut self, shape: &RequestShape) -> Result<(), ServeError> {
+    /// The current record, which began at `record_start`, goes on at least until `at`.
+    fn check_length(&self, at: usize, shape: &RequestShape) -> Result<(), ServeError> {
+        if at - self.record_start <= shape.max_record_bytes {
+            return Ok(());
+        }
+        Err(too_long(
+            format!("CSV record {} (counting a header)", self.records + 1),
+            shape,
+        ))
+    }
+
+    /// The current record ends at `at` (its terminator, or the end of the body).
+    fn end_record(&mut self, shape: &RequestShape, at: usize) -> Result<(), ServeError> {
+        self.check_length(at, shape)?;
         if self.nonblank {
             self.records += 1;
             // One record more for a header.
@@ -314,6 +364,9 @@ struct JsonScan {
     /// JSON Lines: the current line has content, and the completed ones that had.
     line_nonblank: bool,
     lines_done: usize,
+    /// Bytes scanned before the current chunk, and where the current line began among them.
+    scanned: usize,
+    line_start: usize,
 }
 
 impl JsonScan {
@@ -325,10 +378,21 @@ impl JsonScan {
             open: Vec::new(),
             line_nonblank: false,
             lines_done: 0,
+            scanned: 0,
+            line_start: 0,
         }
     }
 
     fn feed(&mut self, bytes: &[u8], shape: &RequestShape) -> Result<(), ServeError> {
+        self.scan(bytes, shape)?;
+        self.scanned += bytes.len();
+        if self.lines {
+            self.check_length(self.scanned, shape)?;
+        }
+        Ok(())
+    }
+
+    fn scan(&mut self, bytes: &[u8], shape: &RequestShape) -> Result<(), ServeError> {
         let mut i = 0;
         while i < bytes.len() {
             if self.in_string {
@@ -353,7 +417,7 @@ impl JsonScan {
                     b'"' => self.in_string = false,
                     b'\\' => self.escaped = true,
                     _ => {
-                        self.end_line(shape)?;
+                        self.end_line(shape, self.scanned + i)?;
                     }
                 }
                 i += 1;
@@ -389,7 +453,7 @@ impl JsonScan {
                         }
                     }
                 }
-                b'\n' if self.lines => self.end_line(shape)?,
+                b'\n' if self.lines => self.end_line(shape, self.scanned + i - 1)?,
                 _ => {}
             }
         }
@@ -416,8 +480,20 @@ impl JsonScan {
         Ok(())
     }
 
-    /// JSON Lines: the parser reads every line on its own.
-    fn end_line(&mut self, shape: &RequestShape) -> Result<(), ServeError> {
+    /// JSON Lines: the current line, which began at `line_start`, goes on at least until `at`.
+    fn check_length(&self, at: usize, shape: &RequestShape) -> Result<(), ServeError> {
+        if at - self.line_start <= shape.max_record_bytes {
+            return Ok(());
+        }
+        let line = self.lines_done + 1;
+        Err(too_long(format!("line {line} of the JSON Lines body"), shape).at_row(line))
+    }
+
+    /// JSON Lines: the parser reads every line on its own; this one ends at `at` (its `\n`, or the
+    /// end of the body).
+    fn end_line(&mut self, shape: &RequestShape, at: usize) -> Result<(), ServeError> {
+        self.check_length(at, shape)?;
+        self.line_start = at + 1;
         if self.line_nonblank {
             self.lines_done += 1;
             if self.lines_done > shape.max_rows {
@@ -433,7 +509,7 @@ impl JsonScan {
 
     fn finish(&mut self, shape: &RequestShape) -> Result<(), ServeError> {
         if self.lines {
-            self.end_line(shape)?;
+            self.end_line(shape, self.scanned)?;
         }
         Ok(())
     }
@@ -446,11 +522,21 @@ mod tests {
     const SHAPE: RequestShape = RequestShape {
         max_fields: 5,
         max_rows: 3,
+        max_record_bytes: 40,
     };
 
     /// Feeds `body` in chunks of `size` bytes.
     fn scan(format: InputFormat, body: &[u8], size: usize) -> Result<(), ServeError> {
-        let mut prescan = Prescan::new(format, SHAPE);
+        scan_with(SHAPE, format, body, size)
+    }
+
+    fn scan_with(
+        shape: RequestShape,
+        format: InputFormat,
+        body: &[u8],
+        size: usize,
+    ) -> Result<(), ServeError> {
+        let mut prescan = Prescan::new(format, shape);
         for chunk in body.chunks(size.max(1)) {
             prescan.feed(chunk)?;
         }
@@ -535,5 +621,64 @@ mod tests {
         assert_json(JsonLines, "[1,2,3,4,5,6]\n", WIDE);
         // Every line starts afresh, even inside an unterminated string.
         assert_json(JsonLines, "[\"\\\n[1,2,3,4,5]\n", None);
+    }
+
+    #[test]
+    fn records_and_json_lines_are_at_most_max_record_bytes_long() {
+        use InputFormat::{Csv, Json, JsonLines};
+        let shape = RequestShape {
+            max_fields: 100,
+            max_rows: 100,
+            max_record_bytes: 8,
+        };
+        let cases: &[(InputFormat, &str, bool)] = &[
+            // Terminators are not counted; `\r\n` is one.
+            (Csv, "12345678\r\n12345678\n12345678", true),
+            (Csv, "12345678\n123456789\n", false),
+            (Csv, "123456789", false),
+            // Blank records are skipped by the parser, but still read as a line.
+            (Csv, "1\n         \n2", false),
+            // Quoted line breaks stay in the record.
+            (Csv, "\"1\n3456\"\n", true),
+            (Csv, "\"1\n34567\"\n", false),
+            (JsonLines, "[1,2,34]\n\n[1]", true),
+            (JsonLines, "[1]\n[1,2,345]\n", false),
+            (JsonLines, "[\"\\\n[1,2,34]\n", true),
+            // A JSON document is never read a line at a time.
+            (Json, "[[1,2,3,4,5,6,7,8,9]]", true),
+        ];
+        for &(format, body, fits) in cases {
+            for size in [1, 2, 3, 7, body.len()] {
+                let verdict = scan_with(shape, format, body.as_bytes(), size);
+                assert_eq!(
+                    verdict.is_ok(),
+                    fits,
+                    "{format:?} {body:?} in chunks of {size}: {verdict:?}"
+                );
+                if let Err(error) = verdict {
+                    assert_eq!(error.status, StatusCode::BAD_REQUEST);
+                    assert!(error.message.contains("longer than 8 bytes"), "{}", error.message);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_so_far_allow_a_csv_header_and_skip_json_documents() {
+        let shape = RequestShape {
+            max_fields: 10,
+            max_rows: 100,
+            max_record_bytes: 100,
+        };
+        let rows_after = |format, body: &str, rows| {
+            let mut prescan = Prescan::new(format, shape);
+            prescan.feed(body.as_bytes()).unwrap();
+            prescan.more_rows_than(rows)
+        };
+        assert!(!rows_after(InputFormat::Csv, "h\n1\n2\n3", 2));
+        assert!(rows_after(InputFormat::Csv, "h\n1\n2\n3\n", 2));
+        assert!(!rows_after(InputFormat::JsonLines, "[1]\n\n[2]\n", 2));
+        assert!(rows_after(InputFormat::JsonLines, "[1]\n[2]\n[3]\n", 2));
+        assert!(!rows_after(InputFormat::Json, "[[1],[2],[3],[4]]", 2));
     }
 }

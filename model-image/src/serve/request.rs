@@ -7,11 +7,16 @@
 //! number in a feature column is a 400 naming its row and column.
 //!
 //! Bodies arrive here only after [`super::prescan`] has bounded their record widths, row count and
-//! JSON depth ([`CheckedBody`]). Rows are handed to a sink [`SCORE_CHUNK_ROWS`] at a time, so the
-//! feature matrix of a request never outgrows one chunk, however many rows it has.
+//! JSON depth ([`CheckedBody`]), held in memory or spooled to a file ([`SpooledBody`], CSV and JSON
+//! Lines only); a spooled body is read back a block at a time through the same record and line
+//! parsers, so it gives the same rows and the same errors as it would in memory. Rows are handed to
+//! a sink [`SCORE_CHUNK_ROWS`] at a time, so the feature matrix of a request never outgrows one
+//! chunk, however many rows it has.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 
 use axum::http::HeaderValue;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -19,6 +24,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use super::body::CheckedBody;
 use super::prescan::RequestShape;
 use super::response::ServeError;
+use super::spool::SpooledBody;
 use crate::schema::{RAW_COLUMNS, RAW_COLUMNS_WITHOUT_LABELS};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -89,12 +95,56 @@ impl InputFormat {
             Self::Json => parse_json(body, layout, &mut rows)?,
             Self::JsonLines => parse_json_lines(body, layout, &mut rows)?,
         }
-        let n_rows = rows.finish()?;
-        if n_rows == 0 {
-            return Err(ServeError::bad_request("the request contains no data rows"));
-        }
-        Ok(n_rows)
+        rows.finish()
     }
+
+    /// [`Self::parse`] for a body spooled to a file: read back [`READ_BLOCK`] at a time, so memory
+    /// holds a block, the record it cut (the prescan bounds its length) and one chunk of rows. A
+    /// CSV body with a quote anywhere is read by the csv crate, one without by the line splitter,
+    /// each as in memory. JSON documents are never spooled.
+    pub(crate) fn parse_spooled(
+        self,
+        body: SpooledBody,
+        layout: &FeatureLayout,
+        shape: &RequestShape,
+        sink: &mut RowSink<'_>,
+    ) -> Result<usize, ServeError> {
+        let SpooledBody { mut file, has_quote } = body;
+        skip_bom(&mut file)?;
+        let mut rows = Rows::new(shape, sink);
+        match self {
+            Self::Csv if has_quote => {
+                let reader = BufReader::with_capacity(READ_BLOCK, file);
+                CsvRows::new(layout, &mut rows).quoted(reader)?;
+            }
+            Self::Csv => read_unquoted_csv(file, layout, &mut rows)?,
+            Self::JsonLines => read_json_lines(file, layout, &mut rows)?,
+            Self::Json => return Err(ServeError::internal("a JSON document is never spooled")),
+        }
+        rows.finish()
+    }
+}
+
+/// Bytes of a spooled body read back at once.
+const READ_BLOCK: usize = 1024 * 1024;
+
+fn read_back_failed(error: impl fmt::Display) -> ServeError {
+    ServeError::internal(format!(
+        "could not read the request body back from its temporary file: {error}"
+    ))
+}
+
+/// Positions a spooled body after its UTF-8 BOM, if it starts with one ([`InputFormat::parse`] strips
+/// it the same way).
+fn skip_bom(file: &mut File) -> Result<(), ServeError> {
+    let mut head = Vec::with_capacity(UTF8_BOM.len());
+    (&mut *file)
+        .take(UTF8_BOM.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(read_back_failed)?;
+    let start = if head == UTF8_BOM { head.len() as u64 } else { 0 };
+    file.seek(SeekFrom::Start(start)).map_err(read_back_failed)?;
+    Ok(())
 }
 
 /// Rows handed to the scorer at once, at most. 4096 rows of 79 features are 2.6 MB of matrix, and
@@ -156,8 +206,12 @@ impl<'s, 'k> Rows<'s, 'k> {
         Ok(())
     }
 
+    /// Hands on the last chunk; returns how many rows there were (none is a 400).
     fn finish(mut self) -> Result<usize, ServeError> {
         self.flush()?;
+        if self.done == 0 {
+            return Err(ServeError::bad_request("the request contains no data rows"));
+        }
         Ok(self.done)
     }
 }
@@ -353,45 +407,36 @@ impl Record for csv::ByteRecord {
 }
 
 fn parse_csv(body: &[u8], layout: &FeatureLayout, rows: &mut Rows) -> Result<(), ServeError> {
-    let mut rows = CsvRows {
-        layout,
-        first: true,
-        header: None,
-        rows,
-    };
+    let mut rows = CsvRows::new(layout, rows);
     if body.contains(&b'"') {
-        // Quoted cells: let the csv crate unquote them.
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(body);
-        let mut record = csv::ByteRecord::new();
-        loop {
-            match reader.read_byte_record(&mut record) {
-                Ok(true) => rows.record(&record)?,
-                Ok(false) => break,
-                Err(e) => {
-                    let row = rows.rows.row();
-                    return Err(
-                        ServeError::bad_request(format!("row {row} is not valid CSV: {e}")).at_row(row),
-                    );
-                }
-            }
-        }
+        rows.quoted(body)
     } else {
-        // No quotes: every line is its cells split at commas, borrowed from the body. `\r`, `\n` and
-        // `\r\n` end a line, as they end a record for the csv crate (and the prescan).
-        let mut cells: Vec<&[u8]> = Vec::with_capacity(layout.n_features().max(16));
-        let mut start = 0;
-        for end in memchr::memchr2_iter(b'\n', b'\r', body).chain([body.len()]) {
-            let line = &body[start..end];
-            start = end + 1;
-            cells.clear();
-            cells.extend(line.split(|&b| b == b','));
-            rows.record(cells.as_slice())?;
+        rows.unquoted_lines(body)
+    }
+}
+
+/// A spooled CSV body without quotes, a block at a time: the whole lines of each block are split as
+/// in memory, and the line a block cuts is finished with the next.
+fn read_unquoted_csv(mut file: File, layout: &FeatureLayout, rows: &mut Rows) -> Result<(), ServeError> {
+    let mut rows = CsvRows::new(layout, rows);
+    // The start of the line the last block cut, then the next block.
+    let mut block: Vec<u8> = Vec::with_capacity(READ_BLOCK);
+    loop {
+        let carried = block.len();
+        let read = (&mut file)
+            .take(READ_BLOCK as u64)
+            .read_to_end(&mut block)
+            .map_err(read_back_failed)?;
+        if read == 0 {
+            break;
+        }
+        if let Some(end) = memchr::memrchr2(b'\n', b'\r', &block[carried..]) {
+            let end = carried + end;
+            rows.unquoted_lines(&block[..end])?;
+            block.drain(..=end);
         }
     }
-    Ok(())
+    rows.unquoted_lines(&block)
 }
 
 struct CsvRows<'l, 'r, 's, 'k> {
@@ -403,7 +448,53 @@ struct CsvRows<'l, 'r, 's, 'k> {
     rows: &'r mut Rows<'s, 'k>,
 }
 
-impl CsvRows<'_, '_, '_, '_> {
+impl<'l, 'r, 's, 'k> CsvRows<'l, 'r, 's, 'k> {
+    fn new(layout: &'l FeatureLayout, rows: &'r mut Rows<'s, 'k>) -> Self {
+        Self {
+            layout,
+            first: true,
+            header: None,
+            rows,
+        }
+    }
+
+    /// Quoted cells: the csv crate reads the records from `reader` and unquotes them.
+    fn quoted(&mut self, reader: impl Read) -> Result<(), ServeError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(reader);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => self.record(&record)?,
+                Ok(false) => return Ok(()),
+                Err(e) if e.is_io_error() => return Err(read_back_failed(e)),
+                Err(e) => {
+                    let row = self.rows.row();
+                    return Err(
+                        ServeError::bad_request(format!("row {row} is not valid CSV: {e}")).at_row(row),
+                    );
+                }
+            }
+        }
+    }
+
+    /// No quotes: every line is its cells split at commas, borrowed from `text`. `\r`, `\n` and
+    /// `\r\n` end a line, as they end a record for the csv crate (and the prescan).
+    fn unquoted_lines(&mut self, text: &[u8]) -> Result<(), ServeError> {
+        let mut cells: Vec<&[u8]> = Vec::with_capacity(self.layout.n_features().max(16));
+        let mut start = 0;
+        for end in memchr::memchr2_iter(b'\n', b'\r', text).chain([text.len()]) {
+            let line = &text[start..end];
+            start = end + 1;
+            cells.clear();
+            cells.extend(line.split(|&b| b == b','));
+            self.record(cells.as_slice())?;
+        }
+        Ok(())
+    }
+
     fn record<R: Record + ?Sized>(&mut self, record: &R) -> Result<(), ServeError> {
         let width = record.width();
         if width == 0 || (width == 1 && is_blank(record.cell(0))) {
@@ -478,15 +569,23 @@ fn parse_json(body: &[u8], layout: &FeatureLayout, rows: &mut Rows) -> Result<()
 fn parse_json_lines(body: &[u8], layout: &FeatureLayout, rows: &mut Rows) -> Result<(), ServeError> {
     let mut rows = JsonRows::new(layout, rows);
     for line in body.split(|&b| b == b'\n') {
-        if is_blank(line) {
-            continue;
-        }
-        let mut de = serde_json::Deserializer::from_slice(line);
-        let line_number = rows.row();
-        let result = Instance(&mut rows).deserialize(&mut de).and_then(|()| de.end());
-        rows.check(result, Some(line_number))?;
+        rows.line(line)?;
     }
     Ok(())
+}
+
+/// A spooled JSON Lines body, a line at a time (the prescan bounds a line's length).
+fn read_json_lines(file: File, layout: &FeatureLayout, rows: &mut Rows) -> Result<(), ServeError> {
+    let mut rows = JsonRows::new(layout, rows);
+    let mut reader = BufReader::with_capacity(READ_BLOCK, file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(read_back_failed)? == 0 {
+            return Ok(());
+        }
+        rows.line(line.strip_suffix(b"\n").unwrap_or(&line))?;
+    }
 }
 
 /// A JSON value in a list instance, kept until the list's width says which values are features.
@@ -521,6 +620,17 @@ impl<'l, 'r, 's, 'k> JsonRows<'l, 'r, 's, 'k> {
 
     fn row(&self) -> usize {
         self.rows.row()
+    }
+
+    /// One line of a JSON Lines body (without its `\n`): blank, or one instance.
+    fn line(&mut self, line: &[u8]) -> Result<(), ServeError> {
+        if is_blank(line) {
+            return Ok(());
+        }
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let line_number = self.row();
+        let result = Instance(&mut *self).deserialize(&mut de).and_then(|()| de.end());
+        self.check(result, Some(line_number))
     }
 
     /// Keeps `error` for the response and returns a serde error that unwinds the deserializer.

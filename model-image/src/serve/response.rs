@@ -1,6 +1,7 @@
 //! Responses of the inference server: the JSON error body every failure answers with, content
-//! negotiation on `Accept`, and the prediction writers (JSON, CSV, JSON Lines). Label texts are
-//! escaped once when the router is built, so writing a prediction is a few buffer appends.
+//! negotiation on `Accept`, and the prediction writer (JSON, CSV, JSON Lines), which writes an answer
+//! into one buffer, or chunk by chunk into the temporary file a spooled answer is sent from. Label
+//! texts are escaped once when the router is built, so writing a prediction is a few buffer appends.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -221,45 +222,12 @@ pub(crate) fn predictions(
     threshold: f64,
     scores: &[f64],
 ) -> Result<Response, ServeError> {
-    if let Some(row) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(ServeError::internal(format!(
-            "the model returned a non-finite score for row {}",
-            row + 1
-        ))
-        .at_row(row + 1));
-    }
     let longest_label = labels.json_positive.len().max(labels.json_negative.len());
     let mut out = Vec::with_capacity(32 + scores.len() * (longest_label + 28));
-    match format {
-        OutputFormat::Json => {
-            out.extend_from_slice(br#"{"predictions":["#);
-            for (i, &score) in scores.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                json_prediction(&mut out, labels, threshold, score);
-            }
-            out.extend_from_slice(b"]}");
-        }
-        OutputFormat::JsonLines(_) => {
-            for &score in scores {
-                json_prediction(&mut out, labels, threshold, score);
-                out.push(b'\n');
-            }
-        }
-        OutputFormat::Csv => {
-            for &score in scores {
-                let label = if score >= threshold {
-                    &labels.csv_positive
-                } else {
-                    &labels.csv_negative
-                };
-                out.extend_from_slice(label);
-                write_number(&mut out, score);
-                out.push(b'\n');
-            }
-        }
-    }
+    let mut writer = PredictionWriter::new(format, labels, threshold);
+    writer.begin(&mut out);
+    writer.write(&mut out, scores)?;
+    writer.end(&mut out);
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -268,6 +236,106 @@ pub(crate) fn predictions(
         out,
     )
         .into_response())
+}
+
+/// Bytes of a spooled answer read from its file at once, and so the largest frame sent.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// The answer [`PredictionWriter`] wrote into `file` (`len` bytes, positioned at its start), sent a
+/// chunk at a time with its `Content-Length`. The file is closed (and, being unlinked, gone) when
+/// the body has been sent or dropped.
+pub(crate) fn predictions_from_file(format: OutputFormat, file: std::fs::File, len: u64) -> Response {
+    let chunks = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), FILE_CHUNK);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(len)),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
+/// Writes the predictions of one answer a chunk of scores at a time: [`Self::begin`], then
+/// [`Self::write`] for each chunk in row order, then [`Self::end`]. The in-memory answer and the
+/// spooled one are both written by it, so the same rows give the same bytes.
+pub(crate) struct PredictionWriter<'l> {
+    format: OutputFormat,
+    labels: &'l Labels,
+    threshold: f64,
+    /// Predictions written so far.
+    rows: usize,
+}
+
+impl<'l> PredictionWriter<'l> {
+    pub(crate) fn new(format: OutputFormat, labels: &'l Labels, threshold: f64) -> Self {
+        Self {
+            format,
+            labels,
+            threshold,
+            rows: 0,
+        }
+    }
+
+    /// What comes before the first prediction.
+    pub(crate) fn begin(&self, out: &mut Vec<u8>) {
+        if self.format == OutputFormat::Json {
+            out.extend_from_slice(br#"{"predictions":["#);
+        }
+    }
+
+    /// Appends the predictions of the next `scores`. A non-finite score is a model fault -> 500
+    /// naming its row, and nothing of the chunk is written.
+    pub(crate) fn write(&mut self, out: &mut Vec<u8>, scores: &[f64]) -> Result<(), ServeError> {
+        if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+            let row = self.rows + i + 1;
+            return Err(
+                ServeError::internal(format!("the model returned a non-finite score for row {row}"))
+                    .at_row(row),
+            );
+        }
+        let (labels, threshold) = (self.labels, self.threshold);
+        match self.format {
+            OutputFormat::Json => {
+                for (i, &score) in scores.iter().enumerate() {
+                    if self.rows + i > 0 {
+                        out.push(b',');
+                    }
+                    json_prediction(out, labels, threshold, score);
+                }
+            }
+            OutputFormat::JsonLines(_) => {
+                for &score in scores {
+                    json_prediction(out, labels, threshold, score);
+                    out.push(b'\n');
+                }
+            }
+            OutputFormat::Csv => {
+                for &score in scores {
+                    let label = if score >= threshold {
+                        &labels.csv_positive
+                    } else {
+                        &labels.csv_negative
+                    };
+                    out.extend_from_slice(label);
+                    write_number(out, score);
+                    out.push(b'\n');
+                }
+            }
+        }
+        self.rows += scores.len();
+        Ok(())
+    }
+
+    /// What comes after the last prediction.
+    pub(crate) fn end(&self, out: &mut Vec<u8>) {
+        if self.format == OutputFormat::Json {
+            out.extend_from_slice(b"]}");
+        }
+    }
 }
 
 fn json_prediction(out: &mut Vec<u8>, labels: &Labels, threshold: f64, score: f64) {

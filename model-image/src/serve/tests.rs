@@ -1023,7 +1023,7 @@ proptest::proptest! {
         ),
         chunk in 1usize..9,
     ) {
-        let shape = prescan::RequestShape { max_fields: 3, max_rows: 2 };
+        let shape = prescan::RequestShape { max_fields: 3, max_rows: 2, max_record_bytes: usize::MAX };
         let (widest, records) = parsed_csv_shape(&body);
         let expected = widest <= shape.max_fields && records <= shape.max_rows + 1;
         proptest::prop_assert_eq!(prescan_csv(&body, shape, chunk), expected, "widest {} records {}", widest, records);
@@ -1306,4 +1306,527 @@ async fn a_client_dribbling_its_headers_is_closed_at_the_header_timeout_and_othe
     );
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spooled bodies (an asynchronous endpoint's, `MODEL_IMAGE_MAX_PAYLOAD_MB` over 6)
+
+/// Bodies over this are spooled by [`spooling_app`]: small, so that its tests stay quick. The real
+/// threshold of 6 MB has tests of its own.
+const TEST_IN_MEMORY_BYTES: usize = 64 * 1024;
+
+/// A spool directory for one test. Spool files are created unlinked, so it never has an entry; the
+/// files this process holds open in it (`/proc/self/fd`, Linux) are the ones in use.
+struct SpoolDir(tempfile::TempDir);
+
+impl SpoolDir {
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        std::fs::canonicalize(self.0.path()).unwrap()
+    }
+
+    fn entries(&self) -> usize {
+        std::fs::read_dir(self.0.path()).unwrap().count()
+    }
+
+    /// Files of this process open in the directory, unlinked ones included.
+    fn open_files(&self) -> usize {
+        let dir = self.path();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target.starts_with(&dir))
+            .count()
+    }
+
+    /// Nothing is left of any request: no name in the directory, no file open in it.
+    #[track_caller]
+    fn assert_empty(&self) {
+        assert_eq!(self.entries(), 0, "spool files have names");
+        assert_eq!(self.open_files(), 0, "spool files are still open");
+    }
+}
+
+fn fake_scorer() -> Box<dyn Scorer> {
+    Box::new(FakeScorer {
+        n_features: FEATURES.len(),
+        last_rows: Arc::default(),
+    })
+}
+
+/// Limits that allow bodies of `max_payload_mb`, spooled into `dir`.
+fn spooling_limits(dir: &SpoolDir, max_payload_mb: usize) -> ServeLimits {
+    ServeLimits {
+        max_payload_mb,
+        spool_dir: Some(dir.path()),
+        ..ServeLimits::default()
+    }
+}
+
+/// A router that spools bodies over [`TEST_IN_MEMORY_BYTES`], up to 1 MB, into `dir`.
+fn spooling_app_with(dir: &SpoolDir, scorer: Box<dyn Scorer>) -> Router {
+    router_holding_in_memory(
+        served_model(&FEATURES, scorer),
+        &spooling_limits(dir, 1),
+        TEST_IN_MEMORY_BYTES,
+    )
+}
+
+fn spooling_app(dir: &SpoolDir) -> Router {
+    spooling_app_with(dir, fake_scorer())
+}
+
+/// `n` CSV rows of the test model: scores and labels vary (the first feature is `i % 100` and a
+/// decimal), cells have spaces and missing values.
+fn csv_rows(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let port = if i % 11 == 0 { "" } else { "443" };
+            format!("{}.{},{}, {port} ,{i}\n", i % 100, i % 7, i * 31 % 1000)
+        })
+        .collect()
+}
+
+/// The same rows as JSON Lines, lists and objects in turn, with a blank line now and then.
+fn json_lines_rows(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let first = format!("{}.{}", i % 100, i % 7);
+            let line = if i % 2 == 0 {
+                format!("[{first}, {}, null, {i}]\n", i * 31 % 1000)
+            } else {
+                format!(
+                    r#"{{"Tot_Fwd_Pkts": {first}, "Flow_Duration": "{}", "Dst_Port": 443, "Idle_Min": {i}}}"#,
+                    i * 31 % 1000
+                ) + "\n"
+            };
+            if i % 500 == 0 { format!("{line}\n") } else { line }
+        })
+        .collect()
+}
+
+/// `POST /invocations` declaring the body's length, as SageMaker does.
+async fn post_with_length(app: &Router, content_type: &str, accept: Option<&str>, body: String) -> Reply {
+    let mut request = Request::post("/invocations")
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, body.len());
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT, accept);
+    }
+    send(app, request.body(Body::from(body)).unwrap()).await
+}
+
+/// `body` in chunks of `size` bytes, without a length.
+fn in_chunks(body: &str, size: usize) -> Vec<Vec<u8>> {
+    body.as_bytes().chunks(size).map(<[u8]>::to_vec).collect()
+}
+
+#[tokio::test]
+async fn spooled_bodies_are_answered_byte_for_byte_as_in_memory_in_every_format() {
+    let dir = SpoolDir::new();
+    let spooling = spooling_app(&dir);
+    let (in_memory, _) = app();
+    // More than one scoring chunk, over the test's in-memory limit, under the real one.
+    let n = request::SCORE_CHUNK_ROWS + 904;
+    let rows = csv_rows(n);
+    assert!(rows.len() > TEST_IN_MEMORY_BYTES && rows.len() < MAX_PAYLOAD_IN_MB * MB);
+    let header = FEATURES.join(",");
+    let bodies = [
+        ("text/csv", rows.clone()),
+        // A BOM, a header, CRLF line ends.
+        (
+            "text/csv",
+            format!("\u{feff}{header}\r\n{}", rows.replace('\n', "\r\n")),
+        ),
+        // A quote (in the header) sends the body through the csv crate.
+        ("text/csv", format!("\"Tot_Fwd_Pkts\",{}\n{rows}", &header[13..])),
+        ("application/jsonlines", json_lines_rows(n)),
+        (
+            "application/x-jsonlines",
+            format!("\u{feff}{}", json_lines_rows(n)),
+        ),
+    ];
+    let accepts = [
+        None,
+        Some("text/csv"),
+        Some("application/jsonlines"),
+        Some("application/x-jsonlines"),
+    ];
+    for (content_type, body) in &bodies {
+        for accept in accepts {
+            let what = format!("{content_type} body, Accept {accept:?}");
+            let expected = post(&in_memory, Some(content_type), accept, body.clone()).await;
+            assert_eq!(expected.status, StatusCode::OK, "{what}: {}", expected.text());
+            // Declared (spooled from the first byte), in one chunk and in many (spooled from the chunk
+            // that passes the in-memory limit).
+            let replies = [
+                post_with_length(&spooling, content_type, accept, body.clone()).await,
+                post(&spooling, Some(content_type), accept, body.clone()).await,
+                {
+                    let mut request =
+                        Request::post("/invocations").header(header::CONTENT_TYPE, *content_type);
+                    if let Some(accept) = accept {
+                        request = request.header(header::ACCEPT, accept);
+                    }
+                    let chunks = in_chunks(body, 4000);
+                    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    send(&spooling, request.body(chunked(chunks, pulled)).unwrap()).await
+                },
+            ];
+            for reply in replies {
+                assert_eq!(reply.status, StatusCode::OK, "{what}: {}", reply.text());
+                assert_eq!(reply.content_type(), expected.content_type(), "{what}");
+                assert_eq!(
+                    reply.headers[header::CONTENT_LENGTH],
+                    reply.body.len().to_string(),
+                    "{what}"
+                );
+                assert!(reply.body == expected.body, "{what}: the spooled answer differs");
+            }
+            dir.assert_empty();
+        }
+    }
+    // The answer really is the rows' (not two equal wrong answers).
+    let got = predictions(&post(&spooling, Some("text/csv"), None, rows).await);
+    assert_eq!(got.len(), n);
+    let last: f64 = format!("{}.{}", (n - 1) % 100, (n - 1) % 7).parse().unwrap();
+    assert_eq!(got[n - 1].1, last / 100.0);
+}
+
+/// Rows of 100 bytes of the test model (padded with spaces), so that a body of many MB stays under
+/// the row limit.
+fn padded_rows(bytes: usize) -> String {
+    let mut body: String = (0..bytes / 100)
+        .map(|i| format!("{:>4},1,2,{:<90}\n", i % 100, 4))
+        .collect();
+    body.push_str(&"\n".repeat(bytes - body.len()));
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_real_6_mb_are_spooled_and_answered_as_in_memory() {
+    let limit = MAX_PAYLOAD_IN_MB * MB;
+    // A spool directory that does not exist: every body that is spooled fails (500), every body held
+    // in memory is answered, so the replies show exactly where spooling starts.
+    let missing = SpoolDir::new();
+    let limits = ServeLimits {
+        spool_dir: Some(missing.path().join("missing")),
+        ..spooling_limits(&missing, 8)
+    };
+    let no_spool = router(served_model(&FEATURES, fake_scorer()), &limits);
+    let at_limit = padded_rows(limit);
+    assert_eq!(post_csv(&no_spool, &at_limit).await.status, StatusCode::OK);
+    let over = padded_rows(limit + 1);
+    for reply in [
+        post_csv(&no_spool, &over).await,
+        post_with_length(&no_spool, "text/csv", None, over.clone()).await,
+    ] {
+        reply.assert_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &["temporary file", "MODEL_IMAGE_SPOOL_DIR"],
+        );
+    }
+
+    // With a spool directory, a 7 MB body is answered as the same body held in memory is.
+    let dir = SpoolDir::new();
+    let spooling = router(served_model(&FEATURES, fake_scorer()), &spooling_limits(&dir, 8));
+    let in_memory = router_holding_in_memory(
+        served_model(&FEATURES, fake_scorer()),
+        &spooling_limits(&dir, 8),
+        8 * MB,
+    );
+    let body = padded_rows(7 * MB);
+    for accept in [None, Some("text/csv")] {
+        let spooled = post_with_length(&spooling, "text/csv", accept, body.clone()).await;
+        let expected = post(&in_memory, Some("text/csv"), accept, body.clone()).await;
+        assert_eq!(spooled.status, StatusCode::OK, "{}", spooled.text());
+        assert_eq!(expected.status, StatusCode::OK, "{}", expected.text());
+        assert!(
+            spooled.body == expected.body,
+            "Accept {accept:?}: the answers differ"
+        );
+    }
+    dir.assert_empty();
+}
+
+#[tokio::test]
+async fn a_bad_cell_in_the_last_row_of_a_spooled_body_is_400_naming_its_row_and_column() {
+    let dir = SpoolDir::new();
+    let app = spooling_app(&dir);
+    let n = 6000;
+    let csv = format!("{}1,2,oops,4\n", csv_rows(n));
+    for accept in [None, Some("text/csv")] {
+        let body = post_with_length(&app, "text/csv", accept, csv.clone())
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, &["row 6001", "Dst_Port", "\"oops\""]);
+        assert_eq!(
+            (body["row"].clone(), body["column"].clone()),
+            (json!(6001), json!("Dst_Port"))
+        );
+    }
+    let lines = format!("{}[1, 2, 3, \"x\"]\n", json_lines_rows(n));
+    let body = post(&app, Some("application/jsonlines"), None, lines)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &["row 6001", "Idle_Min"]);
+    assert_eq!(
+        (body["row"].clone(), body["column"].clone()),
+        (json!(6001), json!("Idle_Min"))
+    );
+    dir.assert_empty();
+}
+
+/// A JSON body of 100-byte instances, `bytes` long.
+fn padded_json(bytes: usize) -> String {
+    let n = (bytes - 1) / 100;
+    let mut body = String::from("[");
+    for i in 0..n {
+        body.push_str(&format!("[{:>4},1,2,{:<88}]", i % 100, 4));
+        body.push(if i + 1 < n { ',' } else { ']' });
+    }
+    body.push_str(&" ".repeat(bytes - body.len()));
+    body
+}
+
+#[tokio::test]
+async fn a_json_document_over_6_mb_is_413_asking_for_csv_or_json_lines() {
+    let dir = SpoolDir::new();
+    let app = router(
+        served_model(&FEATURES, fake_scorer()),
+        &spooling_limits(&dir, 1024),
+    );
+    let small = padded_json(MB);
+    assert_eq!(predictions(&post_json(&app, &small).await).len(), MB / 100);
+    let big = padded_json(MAX_PAYLOAD_IN_MB * MB + 1);
+    let needles = [
+        "JSON",
+        "at most 6 MB",
+        "text/csv",
+        "application/jsonlines",
+        "up to 1024 MB",
+    ];
+    post_json(&app, &big)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &needles);
+    post_with_length(&app, "application/json", None, big.clone())
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &needles);
+    // Streamed in chunks: refused at the chunk that passes 6 MB, and the rest still read.
+    let chunks = in_chunks(&big, 64 * 1024);
+    let count = chunks.len();
+    let (reply, pulled) = post_chunks(&app, "application/json", chunks).await;
+    reply.assert_error(StatusCode::PAYLOAD_TOO_LARGE, &needles);
+    assert_eq!(pulled, count, "the rest of the body is drained");
+    dir.assert_empty();
+}
+
+#[tokio::test]
+async fn a_spooled_body_over_the_configured_limit_is_413() {
+    let dir = SpoolDir::new();
+    let app = spooling_app(&dir);
+    let exactly = padded_rows(MB);
+    assert_eq!(predictions(&post_csv(&app, &exactly).await).len(), MB / 100);
+    let over = padded_rows(MB + 1);
+    post_with_length(&app, "text/csv", None, over.clone())
+        .await
+        .assert_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &["larger than 1 MB", "MODEL_IMAGE_MAX_PAYLOAD_MB"],
+        );
+    let (reply, _) = post_chunks(&app, "text/csv", in_chunks(&over, 64 * 1024)).await;
+    reply.assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["larger than 1 MB"]);
+    dir.assert_empty();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_rows_than_memory_takes_are_spooled_when_the_limit_allows_them() {
+    let dir = SpoolDir::new();
+    // 12 MB allow 200,000 rows; a 1.2 MB body of 150,000 rows is spooled for its rows.
+    let app = router(served_model(&FEATURES, fake_scorer()), &spooling_limits(&dir, 12));
+    let n = 150_000;
+    let body: String = (0..n).map(|i| format!("{},2,3,4\n", i % 100)).collect();
+    let got = predictions(&post_csv(&app, &body).await);
+    assert_eq!(got.len(), n);
+    assert_eq!(got[n - 1], pred("Anomaly", 0.99));
+    let lines = "[1,2,3,4]\n".repeat(n);
+    let reply = post(&app, Some("application/jsonlines"), Some("text/csv"), lines).await;
+    assert_eq!(reply.text().lines().count(), n);
+    // 200,001 is one too many; a JSON document keeps the realtime row limit.
+    post_csv(&app, &"1,2,3,4\n".repeat(2 * MAX_ROWS_PER_REQUEST + 1))
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["more than 200000 rows"]);
+    let instances = format!("[{}[1,2,3,4]]", "[1,2,3,4],".repeat(MAX_ROWS_PER_REQUEST));
+    post_json(&app, &instances)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, &["more than 100000 rows"]);
+    dir.assert_empty();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_files_have_no_name_while_in_use_and_are_closed_on_every_outcome() {
+    let dir = SpoolDir::new();
+    let rows = csv_rows(6000);
+
+    // In use: the body and the answer are open, and the directory is still empty.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let slow = SlowScorer {
+        started: Mutex::new(started_tx),
+        release: Mutex::new(release_rx),
+    };
+    let app = spooling_app_with(&dir, Box::new(slow));
+    let busy = tokio::spawn({
+        let (app, rows) = (app.clone(), rows.clone());
+        async move { post_csv(&app, &rows).await }
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the request reached the scorer");
+    assert_eq!(
+        (dir.entries(), dir.open_files()),
+        (0, 2),
+        "body and answer, unlinked"
+    );
+    release_tx.send(()).unwrap();
+    drop(release_tx);
+    assert_eq!(predictions(&busy.await.unwrap()).len(), 6000);
+    dir.assert_empty();
+
+    // A client that goes while its body is scored: the work stops at the next chunk of rows.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let slow = SlowScorer {
+        started: Mutex::new(started_tx),
+        release: Mutex::new(release_rx),
+    };
+    let app = spooling_app_with(&dir, Box::new(slow));
+    let gone = tokio::spawn({
+        let (app, rows) = (app.clone(), rows.clone());
+        async move { post_csv(&app, &rows).await }
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap()
+        .expect("the request reached the scorer");
+    gone.abort();
+    assert!(gone.await.is_err_and(|e| e.is_cancelled()));
+    release_tx.send(()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while dir.open_files() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the abandoned work goes on");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    dir.assert_empty();
+
+    let app = spooling_app(&dir);
+    // Refused by the prescan after spooling began (a record too wide, one too long): drained.
+    for (bad, needle) in [
+        (format!("{rows}{}\n", ",".repeat(200)), "fields"),
+        (
+            format!("{rows}1,2,3,{}4\n", " ".repeat(TEST_IN_MEMORY_BYTES)),
+            "longer than 65536 bytes",
+        ),
+    ] {
+        let chunks = in_chunks(&bad, 4000);
+        let count = chunks.len();
+        let (reply, pulled) = post_chunks(&app, "text/csv", chunks).await;
+        reply.assert_error(StatusCode::BAD_REQUEST, &[needle]);
+        assert_eq!(pulled, count, "the rest of the body is drained");
+        dir.assert_empty();
+    }
+    // A client whose body breaks off, or that goes while it sends (the request's future dropped).
+    let head = rows.as_bytes()[..TEST_IN_MEMORY_BYTES + 4000].to_vec();
+    let broken = futures_util::stream::iter([
+        Ok(axum::body::Bytes::from(head.clone())),
+        Err(std::io::Error::other("connection reset")),
+    ]);
+    post(&app, Some("text/csv"), None, Body::from_stream(broken))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &["could not read the request body"]);
+    dir.assert_empty();
+    let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(head))])
+        .chain(futures_util::stream::pending());
+    let gone = tokio::spawn({
+        let app = app.clone();
+        async move { post(&app, Some("text/csv"), None, Body::from_stream(stalled)).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while dir.open_files() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the body was not spooled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gone.abort();
+    assert!(gone.await.is_err_and(|e| e.is_cancelled()));
+    dir.assert_empty();
+
+    // A client that takes part of the answer and goes.
+    let request = Request::post("/invocations")
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from(csv_rows(20_000)))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut answer = response.into_body();
+    use http_body_util::BodyExt;
+    let first = answer.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(!first.is_empty());
+    assert_eq!(dir.open_files(), 1, "the answer is open while it is sent");
+    drop(answer);
+    dir.assert_empty();
+
+    // The scorer fails, panics or returns a NaN part-way through.
+    for (fault, needle) in [
+        ("error", "booster exploded"),
+        ("panic", "booster panicked"),
+        ("nan", "non-finite score for row 1"),
+    ] {
+        let app = spooling_app_with(&dir, Box::new(FaultyScorer(fault)));
+        post_csv(&app, &rows)
+            .await
+            .assert_error(StatusCode::INTERNAL_SERVER_ERROR, &[needle]);
+        dir.assert_empty();
+    }
+}
+
+#[test]
+fn serving_refuses_to_start_when_bodies_would_be_spooled_into_a_missing_directory() {
+    let dir = SpoolDir::new();
+    let missing = dir.path().join("missing");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let error = runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let limits = ServeLimits {
+            spool_dir: Some(missing.clone()),
+            ..spooling_limits(&dir, 1024)
+        };
+        serve_with_shutdown(listener, served_model(&FEATURES, fake_scorer()), limits, async {})
+            .await
+            .unwrap_err()
+    });
+    let message = error.to_string();
+    assert!(
+        message.contains("MODEL_IMAGE_SPOOL_DIR") && message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    // At the realtime limit nothing is spooled, and the directory is not looked at.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let limits = ServeLimits {
+                spool_dir: Some(missing.clone()),
+                ..ServeLimits::default()
+            };
+            serve_with_shutdown(listener, served_model(&FEATURES, fake_scorer()), limits, async {}).await
+        })
+        .unwrap();
 }

@@ -1,6 +1,7 @@
 //! What the tests of `model-image serve` over real sockets share: a model trained once per test binary
-//! on the synthetic demo data, a running server with chosen limits (killed on drop), its memory from
-//! `/proc`, and raw HTTP/1.1 exchanges. The load generator is the serving benchmark's own.
+//! on the synthetic demo data, a running server with chosen limits (killed on drop), its memory and
+//! open files from `/proc`, and raw HTTP/1.1 exchanges. The load generator is the serving benchmark's
+//! own.
 #![allow(dead_code)]
 
 #[path = "../../benches/support/loadgen.rs"]
@@ -166,6 +167,11 @@ impl Server {
             .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.pid()))
     }
 
+    /// Files the server holds open under `dir`, deleted ones included.
+    pub fn open_files_in(&self, dir: &Path) -> usize {
+        open_files_in(self.pid(), dir)
+    }
+
     /// Resets the peak (`VmHWM`) to the current resident size, so that the next peak is of what
     /// follows. Linux supports it since 4.0; `false` when refused.
     pub fn reset_peak_memory(&self) -> bool {
@@ -180,6 +186,17 @@ impl Drop for Server {
     }
 }
 
+/// Files process `pid` holds open under `dir` (canonical), deleted ones included (`/proc/PID/fd`).
+pub fn open_files_in(pid: u32, dir: &Path) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter(|target| target.starts_with(dir))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// An answer of the server.
 #[derive(Debug)]
 pub struct Answer {
@@ -190,10 +207,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     /// The `error` of a JSON error body.
@@ -242,6 +256,21 @@ pub fn exchange(stream: &mut TcpStream, request: &[u8]) -> std::io::Result<Answe
 
 pub fn read_answer(stream: &mut TcpStream) -> std::io::Result<Answer> {
     let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader)?;
+    let length: usize = header(&headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The status and headers of a response, leaving `reader` at its body.
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let status = line
@@ -261,18 +290,15 @@ pub fn read_answer(stream: &mut TcpStream) -> std::io::Result<Answer> {
             headers.push((name.trim().to_owned(), value.trim().to_owned()));
         }
     }
-    let length: usize = headers
+    Ok((status, headers))
+}
+
+/// The value of header `name` (any case) among `headers`.
+pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok(Answer {
-        status,
-        headers,
-        body,
-    })
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A number from the environment (the full forms of the tests), else `default`.

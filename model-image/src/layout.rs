@@ -1,5 +1,6 @@
 //! The SageMaker container filesystem contract: where `train` finds its hyperparameters and data
-//! channels and where it writes the model, its outputs and a failure reason.
+//! channels and where it writes the model, its outputs and a failure reason; and the processing-job
+//! paths `monitor` falls back to when Model Monitor's variables are not set.
 //!
 //! The root is `/opt/ml` in a container. The environment variable `OPT_ML` moves it, so tests and the
 //! orchestrator's local target run the very same code in a temporary directory.
@@ -62,6 +63,28 @@ impl Layout {
     pub fn failure_file(&self) -> PathBuf {
         self.root.join("output/failure")
     }
+
+    /// `processing/input/`: a processing job's input, when Model Monitor's `dataset_source` is unset.
+    pub fn processing_input_dir(&self) -> PathBuf {
+        self.root.join("processing/input")
+    }
+
+    /// `processing/baseline/baseline.json`, when Model Monitor's `baseline_statistics` is unset.
+    pub fn processing_baseline_file(&self) -> PathBuf {
+        self.root.join("processing/baseline/baseline.json")
+    }
+
+    /// `processing/resultdata/`: where a processing job's reports go, when Model Monitor's
+    /// `output_path` is unset (Model Monitor's own default).
+    pub fn processing_output_dir(&self) -> PathBuf {
+        self.root.join("processing/resultdata")
+    }
+
+    /// `output/message`: a processing job's exit message; its first KB is `DescribeProcessingJob`'s
+    /// `ExitMessage`, the reason shown when the job failed.
+    pub fn processing_message_file(&self) -> PathBuf {
+        self.root.join("output/message")
+    }
 }
 
 #[cfg(test)]
@@ -79,5 +102,21 @@ mod tests {
         assert_eq!(layout.model_dir(), Path::new("/opt/ml/model"));
         assert_eq!(layout.output_data_dir(), Path::new("/opt/ml/output/data"));
         assert_eq!(layout.failure_file(), Path::new("/opt/ml/output/failure"));
+        assert_eq!(
+            layout.processing_input_dir(),
+            Path::new("/opt/ml/processing/input")
+        );
+        assert_eq!(
+            layout.processing_baseline_file(),
+            Path::new("/opt/ml/processing/baseline/baseline.json")
+        );
+        assert_eq!(
+            layout.processing_output_dir(),
+            Path::new("/opt/ml/processing/resultdata")
+        );
+        assert_eq!(
+            layout.processing_message_file(),
+            Path::new("/opt/ml/output/message")
+        );
     }
 }

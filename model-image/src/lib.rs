@@ -2,8 +2,9 @@
 //!
 //! `train` fits gradient-boosted trees (LightGBM) on network-flow records in the IoTID20 schema and
 //! reports robust held-out metrics; `serve` answers `/ping` and `/invocations` per the SageMaker
-//! inference contract; `route` is the local target's canary router in front of two `serve` processes
-//! ([`route`]). The binary (`main.rs`) only parses arguments and calls into these modules.
+//! inference contract; `monitor` compares an endpoint's captured traffic with the model's baseline
+//! as a Model Monitor processing container ([`monitor`]); `route` is the local target's canary
+//! router in front of two `serve` processes ([`route`]). The binary (`main.rs`) only parses arguments and calls into these modules.
 //!
 //! # Latest measured ratios
 //!
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod hyperparameters;
 pub mod layout;
 pub use metrics;
+pub mod monitor;
 pub mod report;
 pub mod route;
 pub mod schema;

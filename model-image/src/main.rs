@@ -1,5 +1,6 @@
 //! The `model-image` binary: parses arguments and calls the library. SageMaker runs the container's
-//! entrypoint with the single argument `train` or `serve`.
+//! entrypoint with the single argument `train` or `serve`, and a monitoring schedule's processing
+//! job with `monitor`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -10,13 +11,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use model_image::artifact::ModelArtifact;
 use model_image::layout::Layout;
-use model_image::{demo, trainer};
+use model_image::{demo, monitor, trainer};
 
 #[derive(Parser)]
 #[command(
     name = "model-image",
     version,
-    about = "SageMaker classifier container: train and serve"
+    about = "SageMaker classifier container: train, serve and monitor"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +42,10 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
     },
+    /// Compare an endpoint's captured traffic with the model's baseline (a SageMaker Model Monitor
+    /// processing container) and write statistics.json, constraint_violations.json and
+    /// drift_report.json. Exits 0 whether or not there is drift; 1 when an input cannot be read.
+    Monitor(MonitorArgs),
     /// The local target's canary router: proxies `/invocations` to a blue and a green server, shifts
     /// traffic to green in the plan's steps and rolls back to blue when an alarm goes off.
     Route {
@@ -70,6 +75,44 @@ enum Command {
         #[arg(long, conflicts_with = "out")]
         derive_stats: Option<PathBuf>,
     },
+}
+
+/// `monitor`'s inputs: each option also reads the variable SageMaker Model Monitor sets (or, for the
+/// thresholds, one set in the monitoring job's `Environment`).
+#[derive(Args)]
+struct MonitorArgs {
+    /// Directory of data capture files (`*.jsonl`, read recursively) [default: /opt/ml/processing/input;
+    /// `OPT_ML` moves /opt/ml].
+    #[arg(long, env = monitor::DATASET_SOURCE_ENV, value_name = "DIR")]
+    input: Option<PathBuf>,
+    /// The model's baseline.json, or the model.tar.gz holding it, or a directory holding either
+    /// [default: /opt/ml/processing/baseline/baseline.json; `OPT_ML` moves /opt/ml].
+    #[arg(long, env = monitor::BASELINE_STATISTICS_ENV, value_name = "PATH")]
+    baseline: Option<PathBuf>,
+    /// Directory for the reports [default: /opt/ml/processing/resultdata; `OPT_ML` moves /opt/ml].
+    #[arg(long, env = monitor::OUTPUT_PATH_ENV, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// A feature, or the score, drifted when its PSI against the baseline is above this.
+    #[arg(long, env = monitor::DRIFT_THRESHOLD_ENV, value_name = "PSI",
+          default_value_t = monitor::comparison::DEFAULT_DRIFT_PSI, value_parser = positive_number)]
+    drift_threshold: f64,
+    /// Windows with fewer request rows get no verdict (too few to tell drift from chance).
+    #[arg(long, env = monitor::MIN_ROWS_ENV, value_name = "ROWS",
+          default_value_t = monitor::comparison::DEFAULT_MIN_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
+    min_rows: u64,
+    /// Count only records whose inferenceTime is at or after this (RFC 3339, e.g. 2026-12-04T01:00:00Z).
+    #[arg(long, env = monitor::START_TIME_ENV, value_name = "TIME")]
+    start_time: Option<monitor::window::Timestamp>,
+    /// Count only records whose inferenceTime is before this.
+    #[arg(long, env = monitor::END_TIME_ENV, value_name = "TIME")]
+    end_time: Option<monitor::window::Timestamp>,
+}
+
+fn positive_number(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
 }
 
 /// `serve`'s protection against slow and hostile clients (`model_image::serve::ServeLimits`); each
@@ -129,6 +172,7 @@ fn main() -> ExitCode {
             host,
             limits,
         } => serve(model_dir, SocketAddr::new(host, port), limits.into_limits()),
+        Command::Monitor(args) => monitor(args),
         Command::Route {
             listen,
             rollout,
@@ -228,6 +272,49 @@ fn serve(model_dir: Option<PathBuf>, addr: SocketAddr, limits: model_image::serv
             ExitCode::FAILURE
         }
     }
+}
+
+fn monitor(args: MonitorArgs) -> ExitCode {
+    init_logging();
+    let layout = Layout::from_env();
+    let config = monitor::MonitorConfig {
+        input: args.input.unwrap_or_else(|| layout.processing_input_dir()),
+        baseline: args.baseline.unwrap_or_else(|| layout.processing_baseline_file()),
+        output: args.output.unwrap_or_else(|| layout.processing_output_dir()),
+        thresholds: monitor::comparison::Thresholds {
+            drift_psi: args.drift_threshold,
+            min_rows: args.min_rows,
+            ..monitor::comparison::Thresholds::default()
+        },
+        window: monitor::window::Window {
+            start: args.start_time,
+            end: args.end_time,
+        },
+    };
+    match monitor::run(&config) {
+        Ok(report) => {
+            print!("{report}");
+            println!("wrote {}", config.output.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let reason = with_causes(&error);
+            eprintln!("model-image monitor: failed: {reason}");
+            write_failure(&layout.processing_message_file(), &reason);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its chain of sources, `: `-separated.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 fn route(listen: SocketAddr, plan: &std::path::Path, status: PathBuf) -> ExitCode {

@@ -1,8 +1,10 @@
 //! The SageMaker container contract, proven with the real `model-image` binary: `train` on an
-//! `OPT_ML` layout in a temp dir, then `serve` on a free loopback port, scored over HTTP.
+//! `OPT_ML` layout in a temp dir, then `serve` on a free loopback port, scored over HTTP, and
+//! `monitor` on the data capture of that traffic.
 //!
 //! The quality test trains on 70% of the real IoTID20 sample (`../shared/data`, never copied into the
-//! project) and scores the held-out 30% through `/invocations`.
+//! project) and scores the held-out 30% through `/invocations`; the monitoring test captures the
+//! held-out 30% as they are and with three flow features scaled tenfold.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -133,13 +135,32 @@ impl Server {
     }
 
     fn invoke(&self, content_type: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, String) {
+        let (status, _, body) = self.invoke_accepting(content_type, "application/json", body);
+        (status, body)
+    }
+
+    /// `/invocations` with an `Accept` header: the status, the answer's content type and its body.
+    fn invoke_accepting(
+        &self,
+        content_type: &str,
+        accept: &str,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> (u16, String, String) {
         let response = reqwest::blocking::Client::new()
             .post(format!("{}/invocations", self.base))
             .header("content-type", content_type)
+            .header("accept", accept)
             .body(body)
             .send()
             .unwrap();
-        (response.status().as_u16(), response.text().unwrap())
+        let status = response.status().as_u16();
+        let answer_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, answer_type, response.text().unwrap())
     }
 
     /// SIGTERM, then the exit status and what the server logged.
@@ -478,4 +499,443 @@ fn serve_refuses_a_missing_model_with_a_reason() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("model.json"));
+}
+
+/// The flow features the shifted capture scales tenfold.
+const SHIFTED: [&str; 3] = ["Flow_Duration", "Tot_Fwd_Pkts", "Flow_Byts/s"];
+/// The monitoring window of the captures, and a time inside it.
+const WINDOW: (&str, &str) = ("2026-12-04T01:00:00Z", "2026-12-04T02:00:00Z");
+
+/// Rows of the real sample as text cells, in the sample's column order.
+struct SampleRows {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl SampleRows {
+    /// The same rows with the [`SHIFTED`] columns multiplied by 10 (missing cells stay missing).
+    fn shifted(&self) -> SampleRows {
+        let columns: Vec<usize> = SHIFTED
+            .iter()
+            .map(|name| self.header.iter().position(|h| h == name).unwrap())
+            .collect();
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| {
+                let mut row = row.clone();
+                for &c in &columns {
+                    if let Some(value) = row[c].parse::<f64>().ok().filter(|v| v.is_finite()) {
+                        row[c] = (value * 10.0).to_string();
+                    }
+                }
+                row
+            })
+            .collect();
+        SampleRows {
+            header: self.header.clone(),
+            rows,
+        }
+    }
+
+    fn cell_value(cell: &str) -> serde_json::Value {
+        match cell.parse::<f64>() {
+            Ok(value) if value.is_finite() => serde_json::json!(value),
+            _ => serde_json::json!(cell),
+        }
+    }
+
+    /// One request body of `rows` in the `n`-th of the four shapes clients send `serve` (CSV with
+    /// the dataset's header, CSV of the model's features, JSON Lines objects, JSON lists), with its
+    /// content type and the answer format asked for.
+    fn request(
+        &self,
+        n: usize,
+        rows: &[Vec<String>],
+        features: &[String],
+    ) -> (&'static str, &'static str, String) {
+        let columns: Vec<usize> = features
+            .iter()
+            .map(|f| self.header.iter().position(|h| h == f).unwrap())
+            .collect();
+        let lines = |rows: &[Vec<String>]| -> String { rows.iter().map(|r| r.join(",") + "\n").collect() };
+        match n % 4 {
+            0 => (
+                "text/csv",
+                "application/json",
+                format!("{}\n{}", self.header.join(","), lines(rows)),
+            ),
+            1 => {
+                let projected: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| columns.iter().map(|&c| r[c].clone()).collect())
+                    .collect();
+                ("text/csv", "text/csv", lines(&projected))
+            }
+            2 => {
+                let body = rows
+                    .iter()
+                    .map(|r| {
+                        let object: serde_json::Map<String, serde_json::Value> = features
+                            .iter()
+                            .zip(&columns)
+                            .map(|(f, &c)| (f.clone(), Self::cell_value(&r[c])))
+                            .collect();
+                        serde_json::Value::Object(object).to_string() + "\n"
+                    })
+                    .collect();
+                ("application/jsonlines", "application/jsonlines", body)
+            }
+            _ => {
+                let instances: Vec<Vec<serde_json::Value>> = rows
+                    .iter()
+                    .map(|r| columns.iter().map(|&c| Self::cell_value(&r[c])).collect())
+                    .collect();
+                let body = serde_json::json!({ "instances": instances }).to_string();
+                ("application/json", "application/json", body)
+            }
+        }
+    }
+}
+
+/// One SageMaker data capture record: text/csv and application/json as text (SageMaker's default
+/// capture lists), everything else base64.
+fn capture_record(request: (&str, &str), answer: (&str, &str), time: &str, id: usize) -> String {
+    use base64::Engine;
+    let payload = |(content_type, data): (&str, &str), mode: &str| {
+        let (encoding, data) = match content_type {
+            "text/csv" => ("CSV", data.to_owned()),
+            "application/json" => ("JSON", data.to_owned()),
+            _ => ("BASE64", base64::engine::general_purpose::STANDARD.encode(data)),
+        };
+        serde_json::json!({"observedContentType": content_type, "mode": mode, "data": data, "encoding": encoding})
+    };
+    serde_json::json!({
+        "captureData": {"endpointInput": payload(request, "INPUT"), "endpointOutput": payload(answer, "OUTPUT")},
+        "eventMetadata": {"eventId": format!("00000000-0000-4000-8000-{id:012}"), "inferenceTime": time},
+        "eventVersion": "0"
+    })
+    .to_string()
+}
+
+/// Sends `rows` to the server in requests of 40 rows in turn in each shape, and returns their
+/// capture records, timed inside the window.
+fn capture_traffic(
+    server: &Server,
+    sample: &SampleRows,
+    rows: &[Vec<String>],
+    features: &[String],
+) -> Vec<String> {
+    rows.chunks(40)
+        .enumerate()
+        .map(|(n, chunk)| {
+            let (content_type, accept, body) = sample.request(n, chunk, features);
+            let (status, answer_type, answer) = server.invoke_accepting(content_type, accept, body.clone());
+            assert_eq!(status, 200, "{answer}");
+            let time = format!("2026-12-04T01:{:02}:{:02}.5Z", n / 60 % 60, n % 60);
+            capture_record((content_type, &body), (&answer_type, &answer), &time, n)
+        })
+        .collect()
+}
+
+/// Writes capture records as Model Monitor lays them out (`<endpoint>/<variant>/yyyy/mm/dd/hh/`),
+/// in two files.
+fn write_capture(dir: &Path, records: &[String]) {
+    let hour = dir.join("iot-anomaly/AllTraffic/2026/12/04/01");
+    std::fs::create_dir_all(&hour).unwrap();
+    let (first, second) = records.split_at(records.len() / 2);
+    for (name, part) in [("10-00-000-a.jsonl", first), ("40-00-000-b.jsonl", second)] {
+        std::fs::write(
+            hour.join(name),
+            part.iter().map(|r| r.clone() + "\n").collect::<String>(),
+        )
+        .unwrap();
+    }
+}
+
+/// `model-image monitor` as a Model Monitor processing job runs it (its variables set, none of our
+/// flags), on `capture` against `baseline`; the exit status, stdout, and the three reports.
+struct Monitored {
+    status: std::process::ExitStatus,
+    stdout: String,
+    violations: serde_json::Value,
+    statistics: serde_json::Value,
+    report: serde_json::Value,
+}
+
+fn monitor(opt_ml: &OptMl, capture: &Path, baseline: &Path, out: &Path) -> Monitored {
+    let output = Command::new(BIN)
+        .arg("monitor")
+        .env("OPT_ML", opt_ml.root())
+        .env("dataset_source", capture)
+        .env("baseline_statistics", baseline)
+        .env("output_path", out)
+        .env("start_time", WINDOW.0)
+        .env("end_time", WINDOW.1)
+        .output()
+        .unwrap();
+    let read = |name: &str| -> serde_json::Value {
+        let path = out.join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; stderr: {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        serde_json::from_str(&text).unwrap()
+    };
+    Monitored {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        violations: read("constraint_violations.json"),
+        statistics: read("statistics.json"),
+        report: read("drift_report.json"),
+    }
+}
+
+impl Monitored {
+    /// The names of the columns with a violation of `check`.
+    fn flagged(&self, check: &str) -> Vec<String> {
+        let mut names: Vec<String> = self.violations["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["constraint_check_type"] == check)
+            .map(|v| v["feature_name"].as_str().unwrap().to_owned())
+            .collect();
+        names.dedup();
+        names
+    }
+
+    /// Each column's PSI, from drift_report.json.
+    fn psi(&self, name: &str) -> f64 {
+        self.report["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["psi"].as_f64())
+            .unwrap_or_else(|| panic!("no PSI for {name}"))
+    }
+}
+
+/// Monitoring end to end: a model trained on real rows, its real endpoint answering held-out rows
+/// in every request shape, the traffic captured in SageMaker's format, then `monitor` as Model
+/// Monitor runs it: (a) the held-out rows as they are give no violation; (b) the same rows with
+/// three flow features scaled tenfold give violations naming exactly those (and maybe the score,
+/// which follows them); (c) too few rows give no verdict. Malformed lines, a request the server
+/// refused and a record from before the window are counted, not fatal.
+#[test]
+fn monitor_finds_no_drift_in_held_out_traffic_and_names_the_shifted_features() {
+    let Some(sample) = real_sample() else { return };
+    let text = std::fs::read_to_string(sample).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(str::to_owned).collect();
+    let label = header.iter().position(|c| c == "Label").unwrap();
+    let all: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_owned).collect()).collect();
+    let labels: Vec<bool> = all.iter().map(|r| r[label] == "Anomaly").collect();
+    let split = split::stratified(&labels, 0.3, 2026);
+
+    let opt_ml = OptMl::new();
+    let train_csv: String = std::iter::once(header.join(","))
+        .chain(split.train.iter().map(|&i| all[i].join(",")))
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(opt_ml.channel("train").join("train.csv"), train_csv).unwrap();
+    opt_ml.hyperparameters(r#"{"max_rounds": "100", "bootstrap_resamples": "0"}"#);
+    let output = opt_ml.train();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let model_dir = opt_ml.root().join("model");
+    let model: model_image::artifact::ModelMetadata =
+        serde_json::from_str(&std::fs::read_to_string(model_dir.join("model.json")).unwrap()).unwrap();
+    let features = model.features;
+
+    let held_out = SampleRows {
+        header,
+        rows: split.held_out.iter().map(|&i| all[i].clone()).collect(),
+    };
+    let shifted = held_out.shifted();
+    let server = Server::start(&opt_ml);
+    let mut as_is = capture_traffic(&server, &held_out, &held_out.rows, &features);
+    let mut scaled = capture_traffic(&server, &shifted, &shifted.rows, &features);
+    // A request the server refused, with its real answer; a line that is not a record; shifted
+    // rows captured a second before the window.
+    let (status, answer_type, answer) = server.invoke_accepting("text/csv", "application/json", "1,2,3\n");
+    assert_eq!(status, 400, "{answer}");
+    as_is.push(capture_record(
+        ("text/csv", "1,2,3\n"),
+        (&answer_type, &answer),
+        "2026-12-04T01:30:00Z",
+        9000,
+    ));
+    as_is.push("{\"captureData\": {\"endpointInput\"".to_owned());
+    as_is.push(scaled[0].replace("2026-12-04T01:00:00.5Z", "2026-12-04T00:59:59.5Z"));
+    assert_ne!(
+        as_is.last(),
+        Some(&scaled[0]),
+        "the record was moved out of the window"
+    );
+    drop(server);
+
+    let capture_dir = |name: &str, records: &[String]| {
+        let dir = opt_ml.root().join("processing").join(name);
+        write_capture(&dir, records);
+        dir
+    };
+    let capture_a = capture_dir("capture-as-is", &as_is);
+    let capture_b = capture_dir("capture-scaled", &scaled);
+    // (b) reads the baseline out of the model artifact, as SageMaker packs the model directory.
+    let artifact_dir = opt_ml.root().join("processing/artifact");
+    std::fs::create_dir_all(&artifact_dir).unwrap();
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(artifact_dir.join("model.tar.gz")).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all(".", &model_dir).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+
+    let a = monitor(
+        &opt_ml,
+        &capture_a,
+        &model_dir.join("baseline.json"),
+        &opt_ml.root().join("processing/result-as-is"),
+    );
+    let b = monitor(
+        &opt_ml,
+        &capture_b,
+        &artifact_dir,
+        &opt_ml.root().join("processing/result-scaled"),
+    );
+    eprintln!("(a) as is:\n{}\n(b) scaled:\n{}", a.stdout, b.stdout);
+    assert!(
+        a.status.success() && b.status.success(),
+        "monitor exits 0 with or without drift"
+    );
+
+    // (a): everything read, nothing flagged.
+    let rows = held_out.rows.len() as u64;
+    let capture = &a.report["capture"];
+    assert_eq!(capture["rows"], rows);
+    assert_eq!(capture["scored_rows"], rows);
+    assert_eq!(capture["unreadable_records"], 2, "{capture}");
+    assert_eq!(capture["outside_window"], 1, "{capture}");
+    assert_eq!(
+        a.violations,
+        serde_json::json!({"violations": []}),
+        "{}",
+        a.stdout
+    );
+    assert_eq!(a.report["verdict"], "no_drift");
+    assert!(a.stdout.contains("no drift over"), "{}", a.stdout);
+    assert_eq!(a.statistics["dataset"]["item_count"], rows);
+    let statistics = a.statistics["features"].as_array().unwrap();
+    assert_eq!(
+        statistics.len(),
+        features.len() + 1,
+        "every feature, then the score"
+    );
+    assert_eq!(statistics[0]["name"], features[0].as_str());
+    assert_eq!(statistics.last().unwrap()["name"], "score");
+
+    // (b): the shifted features, and only they (the score may follow them), drifted.
+    assert_eq!(b.report["verdict"], "drift");
+    let drifted = b.flagged("baseline_drift_check");
+    for name in SHIFTED {
+        assert!(
+            drifted.iter().any(|d| d == name),
+            "{name} not flagged: {drifted:?}"
+        );
+        assert!(
+            b.stdout.contains(name),
+            "{name} missing from the printed table:\n{}",
+            b.stdout
+        );
+    }
+    let violations = b.violations["violations"].as_array().unwrap();
+    for violation in violations {
+        let name = violation["feature_name"].as_str().unwrap();
+        assert!(
+            SHIFTED.contains(&name) || name == "score",
+            "unshifted {name} flagged: {violation}"
+        );
+    }
+    for name in features.iter().filter(|f| !SHIFTED.contains(&f.as_str())) {
+        assert_eq!(a.psi(name), b.psi(name), "{name} was not shifted");
+    }
+    let largest_unshifted = features
+        .iter()
+        .filter(|f| !SHIFTED.contains(&f.as_str()))
+        .map(|f| a.psi(f))
+        .fold(0.0, f64::max);
+    for name in SHIFTED.iter().copied().chain(["score"]) {
+        eprintln!("PSI {name}: as is {:.4}, scaled {:.4}", a.psi(name), b.psi(name));
+    }
+    eprintln!("largest PSI of an unshifted feature: {largest_unshifted:.4}");
+
+    // (c): a window of too few rows gives no verdict, and still exits 0.
+    let few_rows = scaled.drain(..4).collect::<Vec<_>>();
+    let c = monitor(
+        &opt_ml,
+        &capture_dir("capture-few", &few_rows),
+        &model_dir.join("baseline.json"),
+        &opt_ml.root().join("processing/result-few"),
+    );
+    assert!(c.status.success());
+    assert_eq!(c.report["capture"]["rows"], 160);
+    assert_eq!(c.report["verdict"], "insufficient_data");
+    assert_eq!(c.violations, serde_json::json!({"violations": []}));
+    assert!(c.stdout.contains("no verdict: 160 rows"), "{}", c.stdout);
+}
+
+/// A monitoring job without a baseline is a broken job: exit 1, the reason on stderr and in the
+/// processing job's exit message, no reports.
+#[test]
+fn monitor_without_a_baseline_fails_with_a_reason() {
+    let opt_ml = OptMl::new();
+    let capture = opt_ml.root().join("processing/input");
+    std::fs::create_dir_all(&capture).unwrap();
+    let output = Command::new(BIN)
+        .arg("monitor")
+        .env("OPT_ML", opt_ml.root())
+        .env_remove("baseline_statistics")
+        .env_remove("dataset_source")
+        .env_remove("output_path")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("processing/baseline/baseline.json"), "{stderr}");
+    let message = std::fs::read_to_string(opt_ml.root().join("output/message")).unwrap();
+    assert!(message.contains("cannot read the baseline"), "{message}");
+    assert!(!opt_ml.root().join("processing/resultdata").exists());
+
+    // A capture directory that does not exist is broken too.
+    std::fs::remove_dir(&capture).unwrap();
+    let baseline = opt_ml.root().join("baseline.json");
+    std::fs::write(
+        &baseline,
+        serde_json::to_vec(&model_image::baseline::compute(
+            &["a".to_string()],
+            &[1.0, 2.0],
+            &[0.5],
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["monitor", "--baseline"])
+        .arg(&baseline)
+        .env("OPT_ML", opt_ml.root())
+        .env_remove("dataset_source")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot read the captured data in"), "{stderr}");
 }

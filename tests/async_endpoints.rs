@@ -269,7 +269,13 @@ async fn async_then_real_time(world: World<'_>) {
         let invoke = world
             .run(
                 &deployment,
-                &["invoke", "--async", "big.csv", "--answer-file", out.to_str().unwrap()],
+                &[
+                    "invoke",
+                    "--async",
+                    "big.csv",
+                    "--answer-file",
+                    out.to_str().unwrap(),
+                ],
             )
             .expect(0);
         assert!(invoke.stdout.contains("answered:"), "{label}: {}", invoke.stdout);

@@ -40,6 +40,14 @@ const NOT_EXERCISED: &[(&str, &str)] = &[
         "invoke --async on an async endpoint (tests/async_endpoints.rs), which this lifecycle's guarded rollout excludes",
     ),
     (
+        "sagemaker:CreateProcessingJob",
+        "orchestrate monitor (tests/monitoring.rs), which this lifecycle's endpoint without data capture cannot run",
+    ),
+    (
+        "sagemaker:DescribeProcessingJob",
+        "orchestrate monitor (see above)",
+    ),
+    (
         "sagemaker:StopTrainingJob",
         "down stops a training job an interrupted up left running (aws_lifecycle does it)",
     ),

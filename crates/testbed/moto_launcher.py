@@ -1573,6 +1573,214 @@ def sagemaker_runtime_invokes_the_served_model():
 
 
 @sagemaker_patch
+def sagemaker_endpoints_capture_their_traffic():
+    """An endpoint whose config has a DataCaptureConfig writes its sampled traffic to S3, as SageMaker does.
+
+    moto 5.2.1 keeps DataCaptureConfig and writes nothing. Here, for each successful InvokeEndpoint
+    (patched above to reach the real model server), with probability InitialSamplingPercentage: one
+    record in SageMaker's capture format (`captureData.endpointInput`/`endpointOutput` with
+    `observedContentType`, `mode`, `data`, `encoding`; `eventMetadata.eventId`/`inferenceTime`;
+    `eventVersion` "0") under `<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/`, encoded as the
+    config's CaptureContentTypeHeader says (CSV and JSON types as text, others base64). SageMaker
+    buffers records into files of several; here each record is its own object (same layout, same
+    lines).
+    """
+    import base64
+    import random
+    import uuid
+    from datetime import datetime, timezone
+
+    from moto.sagemaker.models import sagemaker_backends
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    served = SageMakerRuntimeResponse.invoke_endpoint
+
+    def encoded(content_type, data, header):
+        base = (content_type or "").split(";")[0].strip().lower()
+        if base in [t.lower() for t in header.get("CsvContentTypes") or []]:
+            return "CSV", data.decode("utf-8", "replace")
+        if base in [t.lower() for t in header.get("JsonContentTypes") or []]:
+            return "JSON", data.decode("utf-8", "replace")
+        return "BASE64", base64.b64encode(data).decode("ascii")
+
+    def invoke_endpoint(self):
+        answer = served(self)
+        status, headers, body = answer
+        if status != 200:
+            return answer
+        match = re.match(r"^/endpoints/([^/]+)/invocations$", self.path)
+        name = urllib.parse.unquote(match.group(1)) if match else ""
+        account, region = self.current_account, self.region
+        backend = sagemaker_backends[account][region]
+        endpoint = backend.endpoints.get(name)
+        config = backend.endpoint_configs.get(endpoint.endpoint_config_name) if endpoint else None
+        capture = (config.data_capture_config if config else None) or {}
+        if not capture.get("EnableCapture") or random.uniform(0, 100) >= float(capture.get("InitialSamplingPercentage", 0)):
+            return answer
+        header = capture.get("CaptureContentTypeHeader") or {}
+        modes = {o.get("CaptureMode") for o in capture.get("CaptureOptions") or []}
+        request = self.raw_body if isinstance(self.raw_body, bytes) else (self.raw_body or "").encode()
+        response = body if isinstance(body, bytes) else str(body).encode()
+        data = {}
+        if "Input" in modes:
+            encoding, text = encoded(self.headers.get("Content-Type"), request, header)
+            data["endpointInput"] = {
+                "observedContentType": self.headers.get("Content-Type") or "",
+                "mode": "INPUT", "data": text, "encoding": encoding,
+            }
+        if "Output" in modes:
+            encoding, text = encoded(headers.get("Content-Type"), response, header)
+            data["endpointOutput"] = {
+                "observedContentType": headers.get("Content-Type") or "",
+                "mode": "OUTPUT", "data": text, "encoding": encoding,
+            }
+        now = datetime.now(timezone.utc)
+        record = {
+            "captureData": data,
+            "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "eventVersion": "0",
+        }
+        variant = headers.get("x-Amzn-Invoked-Production-Variant") or "AllTraffic"
+        key = (
+            f"{capture['DestinationS3Uri'].rstrip('/')}/{name}/{variant}/{now:%Y/%m/%d/%H}/"
+            f"{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+        )
+        _s3_write(account, region, key, (json.dumps(record) + "\n").encode())
+        return answer
+
+    SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
+
+
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+
+
+@sagemaker_patch
+def sagemaker_processing_jobs_really_run():
+    """CreateProcessingJob runs the container (`model-image` with the job's ContainerArguments) for real.
+
+    moto 5.2.1 stores a processing job as Completed at once, drops its Environment and runs nothing.
+    Here, as in SageMaker: the job is InProgress; each ProcessingInput's S3Input (S3Prefix: every
+    object under the prefix, its key's remainder kept as the path below LocalPath; File mode) is
+    downloaded; the container runs with the job's Environment and its /opt/ml moved to a private
+    folder (OPT_ML; LocalPaths under /opt/ml move with it, as training jobs' do); its output goes to
+    CloudWatch Logs (`/aws/sagemaker/ProcessingJobs`, stream `<job>/algo-1-<time>`); exit 0 is
+    Completed, after each ProcessingOutput's LocalPath is uploaded under its S3Uri; otherwise Failed
+    with ExitMessage (the first KB of /opt/ml/output/message) and FailureReason `AlgorithmError: ...`.
+    A duplicate name is `ResourceInUse`.
+    """
+    from moto.core.utils import utcnow
+    from moto.sagemaker.exceptions import ResourceInUseException
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def local(opt_ml, path):
+        if not path.startswith("/opt/ml/"):
+            raise ValueError(f"LocalPath {path} is not under /opt/ml/ (the only paths the emulator maps)")
+        return os.path.join(opt_ml, path[len("/opt/ml/") :])
+
+    def download(account, region, uri, target):
+        bucket_name, prefix = _split_s3_uri(uri)
+        s3 = _s3_backend(account, region)
+        try:
+            keys = sorted(k for k in list(s3.get_bucket(bucket_name).keys.keys()) if k.startswith(prefix))
+        except Exception:
+            keys = []
+        os.makedirs(target, exist_ok=True)
+        for key in keys:
+            obj = s3.get_object(bucket_name, key)
+            if key.endswith("/") or obj is None or not hasattr(obj, "value"):
+                continue
+            relative = key[len(prefix) :].lstrip("/") or posixpath.basename(key)
+            path = os.path.normpath(os.path.join(target, relative))
+            if not path.startswith(target + os.sep):
+                continue
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as file:
+                file.write(obj.value)
+
+    def upload(account, region, folder, uri):
+        for root, _, files in os.walk(folder):
+            for file_name in files:
+                path = os.path.join(root, file_name)
+                relative = os.path.relpath(path, folder).replace(os.sep, "/")
+                with open(path, "rb") as file:
+                    _s3_write(account, region, uri.rstrip("/") + "/" + relative, file.read())
+
+    def run(account, region, job, environment):
+        name = job.processing_job_name
+        started = time.monotonic()
+        opt_ml = tempfile.mkdtemp(prefix=f"processing-{name}-", dir=SAGEMAKER.root)
+        failure, exit_message = None, None
+        try:
+            for item in job.processing_inputs or []:
+                source = item.get("S3Input") or {}
+                download(account, region, source["S3Uri"], local(opt_ml, source["LocalPath"]))
+            outputs = (job.processing_output_config or {}).get("Outputs") or []
+            for item in outputs:
+                os.makedirs(local(opt_ml, (item.get("S3Output") or {})["LocalPath"]), exist_ok=True)
+            log = LogStream(account, region, PROCESSING_LOG_GROUP, f"{name}/algo-1-{int(time.time())}")
+            arguments = (job.app_specification or {}).get("ContainerArguments") or []
+            env = {str(k): str(v) for k, v in environment.items()}
+            env["OPT_ML"] = opt_ml
+            process = SAGEMAKER.spawn([SAGEMAKER.model_image, *arguments], env)
+            for raw in process.stdout:
+                log.write(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            code = process.wait()
+            SAGEMAKER.terminate(process)
+            if code == 0:
+                for item in outputs:
+                    target = item.get("S3Output") or {}
+                    upload(account, region, local(opt_ml, target["LocalPath"]), target["S3Uri"])
+            else:
+                try:
+                    with open(os.path.join(opt_ml, "output", "message"), encoding="utf-8", errors="replace") as file:
+                        exit_message = file.read(1024).strip() or None
+                except OSError:
+                    exit_message = None
+                failure = f"AlgorithmError: {exit_message or f'the container exited with code {code}'}"
+        except Exception as error:
+            failure = f"ClientError: {error}"
+        SAGEMAKER.hold(started)
+        with SAGEMAKER.lock:
+            job.processing_job_status = "Failed" if failure else "Completed"
+            job.failure_reason = failure
+            job.exit_message = exit_message
+            job.processing_end_time = job.last_modified_time = utcnow()
+        shutil.rmtree(opt_ml, ignore_errors=True)
+
+    def create_processing_job(self):
+        name = self._get_param("ProcessingJobName")
+        backend = self.sagemaker_backend
+        if name in backend.processing_jobs:
+            raise ResourceInUseException(f"Processing job names must be unique within an AWS account and region, and a processing job with this name already exists ({name})")
+        job = backend.create_processing_job(
+            app_specification=self._get_param("AppSpecification"),
+            experiment_config=self._get_param("ExperimentConfig"),
+            network_config=self._get_param("NetworkConfig"),
+            processing_inputs=self._get_param("ProcessingInputs"),
+            processing_job_name=name,
+            processing_output_config=self._get_param("ProcessingOutputConfig"),
+            role_arn=self._get_param("RoleArn"),
+            stopping_condition=self._get_param("StoppingCondition"),
+            tags=self._get_param("Tags"),
+        )
+        environment = self._get_param("Environment") or {}
+        with SAGEMAKER.lock:
+            job.processing_job_status = "InProgress"
+            job.processing_end_time = None
+            job.environment = environment
+            job.processing_resources = self._get_param("ProcessingResources")
+        threading.Thread(
+            target=run, args=(backend.account_id, backend.region_name, job, environment),
+            name=f"processing-{name}", daemon=True,
+        ).start()
+        from moto.core.responses import ActionResult
+
+        return ActionResult({"ProcessingJobArn": job.arn})
+
+    SageMakerResponse.create_processing_job = create_processing_job
+
+
+@sagemaker_patch
 def sagemaker_async_endpoints_invoke_from_s3():
     """InvokeEndpointAsync queues the request and the endpoint's `model-image serve` answers it into S3.
 

@@ -69,9 +69,11 @@ impl Layout {
         self.root.join("processing/input")
     }
 
-    /// `processing/baseline/baseline.json`, when Model Monitor's `baseline_statistics` is unset.
-    pub fn processing_baseline_file(&self) -> PathBuf {
-        self.root.join("processing/baseline/baseline.json")
+    /// `processing/baseline/`, when Model Monitor's `baseline_statistics` is unset: the folder a
+    /// processing input puts the baseline in, `baseline.json` or the `model.tar.gz` holding it (a
+    /// processing job can hand over the model artifact as it is).
+    pub fn processing_baseline_dir(&self) -> PathBuf {
+        self.root.join("processing/baseline")
     }
 
     /// `processing/resultdata/`: where a processing job's reports go, when Model Monitor's
@@ -107,8 +109,8 @@ mod tests {
             Path::new("/opt/ml/processing/input")
         );
         assert_eq!(
-            layout.processing_baseline_file(),
-            Path::new("/opt/ml/processing/baseline/baseline.json")
+            layout.processing_baseline_dir(),
+            Path::new("/opt/ml/processing/baseline")
         );
         assert_eq!(
             layout.processing_output_dir(),

@@ -86,7 +86,7 @@ struct MonitorArgs {
     #[arg(long, env = monitor::DATASET_SOURCE_ENV, value_name = "DIR")]
     input: Option<PathBuf>,
     /// The model's baseline.json, or the model.tar.gz holding it, or a directory holding either
-    /// [default: /opt/ml/processing/baseline/baseline.json; `OPT_ML` moves /opt/ml].
+    /// [default: the folder /opt/ml/processing/baseline; `OPT_ML` moves /opt/ml].
     #[arg(long, env = monitor::BASELINE_STATISTICS_ENV, value_name = "PATH")]
     baseline: Option<PathBuf>,
     /// Directory for the reports [default: /opt/ml/processing/resultdata; `OPT_ML` moves /opt/ml].
@@ -279,7 +279,7 @@ fn monitor(args: MonitorArgs) -> ExitCode {
     let layout = Layout::from_env();
     let config = monitor::MonitorConfig {
         input: args.input.unwrap_or_else(|| layout.processing_input_dir()),
-        baseline: args.baseline.unwrap_or_else(|| layout.processing_baseline_file()),
+        baseline: args.baseline.unwrap_or_else(|| layout.processing_baseline_dir()),
         output: args.output.unwrap_or_else(|| layout.processing_output_dir()),
         thresholds: monitor::comparison::Thresholds {
             drift_psi: args.drift_threshold,

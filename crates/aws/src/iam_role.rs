@@ -22,7 +22,7 @@ use aws_sdk_iam::types::Tag;
 use engine::kind::RoleSettings;
 use engine::resource::{Change, Check, Lifecycle, OnChange, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
-use engine::values::{ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, Tags};
+use engine::values::{ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, CAPTURE_PREFIX, Tags};
 use engine::{Kind, Observed};
 use serde_json::{Value, json};
 
@@ -57,6 +57,9 @@ pub struct PolicyScope {
     /// Whether the endpoint is invoked asynchronously: SageMaker then reads the requests under the
     /// bucket's `async/input/` and writes the answers and failures under `async/` with the role.
     pub async_inference: bool,
+    /// Whether the endpoint captures its traffic: SageMaker writes it under the bucket's
+    /// `capture/` with the role.
+    pub data_capture: bool,
 }
 
 /// The scope in words, as `status` shows the wanted `policy`:
@@ -73,6 +76,9 @@ impl fmt::Display for PolicyScope {
         }
         if self.async_inference {
             write!(f, ";s3:{}/async/*", self.bucket)?;
+        }
+        if self.data_capture {
+            write!(f, ";s3:{}/{CAPTURE_PREFIX}*", self.bucket)?;
         }
         Ok(())
     }
@@ -123,7 +129,9 @@ pub fn wanted_trust(account: &str) -> String {
 /// - with a guarded rollout, `cloudwatch:DescribeAlarms` on exactly the rollback alarms, which
 ///   SageMaker's deployment guardrails documentation asks of the role;
 /// - with an async endpoint, reading the requests under `async/input/` and writing the answers
-///   under `async/output/` and `async/failures/`, which SageMaker does with the role.
+///   under `async/output/` and `async/failures/`, which SageMaker does with the role;
+/// - with data capture, writing under `capture/` (the endpoint), and for the drift monitor's
+///   processing job reading it, writing its reports under `monitoring/` and its logs.
 pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Value {
     let p = partition(region);
     let bucket = format!("arn:{p}:s3:::{}", scope.bucket);
@@ -222,6 +230,38 @@ pub fn execution_policy(scope: &PolicyScope, account: &str, region: &str) -> Val
             "Resource": [
                 format!("{bucket}/{ASYNC_OUTPUT_PREFIX}*"),
                 format!("{bucket}/{ASYNC_FAILURE_PREFIX}*")
+            ]
+        }));
+    }
+    if scope.data_capture {
+        let monitoring = crate::monitor::MONITORING_PREFIX;
+        let statements = policy["Statement"]
+            .as_array_mut()
+            .expect("the policy's statements are a list");
+        // The monitor's processing job lists and reads the capture as its input.
+        statements[0]["Condition"]["StringLike"]["s3:prefix"]
+            .as_array_mut()
+            .expect("the bucket statement lists its prefixes")
+            .push(json!(format!("{CAPTURE_PREFIX}*")));
+        statements.push(json!({
+            "Sid": "CapturedTraffic",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": format!("{bucket}/{CAPTURE_PREFIX}*")
+        }));
+        statements.push(json!({
+            "Sid": "MonitorReports",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": format!("{bucket}/{monitoring}*")
+        }));
+        statements.push(json!({
+            "Sid": "MonitorLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:DescribeLogStreams", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [
+                format!("{logs}/ProcessingJobs:*"),
+                format!("{logs}/ProcessingJobs:log-stream:{name}-monitor-*")
             ]
         }));
     }
@@ -652,6 +692,7 @@ mod tests {
             deployment: "iot-anomaly".into(),
             rollback_alarms: vec!["iot-anomaly-model-latency".into()],
             async_inference: false,
+            data_capture: false,
         }
     }
 
@@ -676,9 +717,10 @@ mod tests {
     }
 
     #[test]
-    fn an_async_endpoint_reads_its_requests_and_writes_its_answers_and_nothing_else() {
+    fn async_and_captured_endpoints_read_their_requests_and_write_their_answers_and_traffic_only() {
         let scope = PolicyScope {
             async_inference: true,
+            data_capture: true,
             ..scope()
         };
         assert!(
@@ -700,6 +742,20 @@ mod tests {
         assert_eq!(
             requests["Resource"],
             "arn:aws:s3:::iot-123-us-east-1/async/input/*"
+        );
+        let captured = statement("CapturedTraffic");
+        assert_eq!(captured["Action"], json!(["s3:GetObject", "s3:PutObject"]));
+        assert_eq!(captured["Resource"], "arn:aws:s3:::iot-123-us-east-1/capture/*");
+        assert_eq!(
+            statement("MonitorReports")["Resource"],
+            "arn:aws:s3:::iot-123-us-east-1/monitoring/*"
+        );
+        assert!(
+            statement("DataBucket")["Condition"]["StringLike"]["s3:prefix"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("capture/*")),
+            "{policy}"
         );
         let answers = statement("AsyncAnswers");
         assert_eq!(answers["Action"], "s3:PutObject");

@@ -21,6 +21,7 @@ pub mod holder_process;
 pub mod iam_role;
 pub mod invocations;
 pub mod lock;
+pub mod monitor;
 pub mod operator_policy;
 pub mod registry_retry;
 pub mod s3_bucket;

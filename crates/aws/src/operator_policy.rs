@@ -132,6 +132,13 @@ pub fn operator_policy(spec: &Spec, account: &str) -> Value {
             ],
             "Resource": format!("{sagemaker}:endpoint-config/{name}-{HASH12}")
         }),
+        // `orchestrate monitor`: a processing job per run, `<name>-monitor-<time>`.
+        json!({
+            "Sid": "MonitorRuns",
+            "Effect": "Allow",
+            "Action": ["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"],
+            "Resource": format!("{sagemaker}:processing-job/{name}-monitor-*")
+        }),
         // UpdateEndpoint names the endpoint config it switches to: it needs both.
         json!({
             "Sid": "Endpoint",

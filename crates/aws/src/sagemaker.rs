@@ -30,8 +30,7 @@ pub fn is_bookkeeping(key: &str) -> bool {
     key == PREVIOUS_CONFIG_TAG || key.starts_with(DATA_TAG_PREFIX)
 }
 
-/// The one production variant every endpoint config has.
-pub const VARIANT: &str = "AllTraffic";
+pub use engine::values::VARIANT;
 
 /// The image's URI for SageMaker: `<account>.dkr.ecr.<region>.<suffix>/<repository>@<digest>`.
 pub fn image_uri(account: &str, region: &str, image: &ImageRef) -> String {

@@ -1,21 +1,24 @@
 //! SageMaker endpoint configs: `<name>-<hash12>`, immutable: one production variant ([`VARIANT`])
 //! serving the model on the instance type and count from deploy.yaml, or on serverless capacity
 //! (`ServerlessConfig`: memory and concurrency), real-time or asynchronous (`AsyncInferenceConfig`:
-//! concurrency per instance, answers and failures under the bucket's `async/` prefixes), and the
-//! deployment's tags.
+//! concurrency per instance, answers and failures under the bucket's `async/` prefixes), with or
+//! without data capture (`DataCaptureConfig`: a sample of requests and answers under the bucket's
+//! `capture/`), and the deployment's tags.
 //!
 //! Discovery lists the configs named with the deployment's prefix and tagged as the deployment's,
 //! each with the model it serves (what a rollback must keep with it).
 
 use aws_sdk_sagemaker::types::{
-    AsyncInferenceClientConfig, AsyncInferenceConfig, AsyncInferenceOutputConfig, ProductionVariant,
-    ProductionVariantInstanceType, ProductionVariantServerlessConfig,
+    AsyncInferenceClientConfig, AsyncInferenceConfig, AsyncInferenceOutputConfig, CaptureContentTypeHeader,
+    CaptureMode, CaptureOption, DataCaptureConfig, ProductionVariant, ProductionVariantInstanceType,
+    ProductionVariantServerlessConfig,
 };
 use engine::kind::EndpointConfigSettings;
 use engine::resource::{Change, Lifecycle, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, TargetError, Upstream};
 use engine::values::{
-    ASYNC_FAILURE_PREFIX, ASYNC_OUTPUT_PREFIX, AsyncInference, Capacity, Invocation, ServerlessCapacity,
+    ASYNC_FAILURE_PREFIX, ASYNC_OUTPUT_PREFIX, AsyncInference, CAPTURE_PREFIX, Capacity, DataCapture,
+    Invocation, ServerlessCapacity,
 };
 use engine::{Kind, Observed};
 
@@ -35,6 +38,8 @@ pub struct ConfigState {
     pub variant: Result<Capacity, String>,
     /// Real-time, or async with its concurrency, or why the async config cannot be read.
     pub invocation: Result<Invocation, String>,
+    /// Off, or the share of traffic captured.
+    pub data_capture: DataCapture,
     pub arn: String,
 }
 
@@ -54,6 +59,7 @@ pub async fn observe(clients: &Clients, name: &str) -> Result<Observed, AwsError
         model: config.model,
         variant,
         invocation,
+        data_capture: config.data_capture,
         tags,
     };
     Ok(Observed::present(name, settings, Lifecycle::Ready))
@@ -98,10 +104,20 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<ConfigStat
             })
             .ok_or_else(|| "it sets no concurrency per instance".to_string()),
     };
+    let data_capture = match config.data_capture_config() {
+        Some(capture) if capture.enable_capture() != Some(false) => DataCapture::Sampled {
+            sample_percent: capture
+                .initial_sampling_percentage()
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or_default(),
+        },
+        _ => DataCapture::Off,
+    };
     Ok(Some(ConfigState {
         model,
         variant: capacity,
         invocation,
+        data_capture,
         arn: config.endpoint_config_arn().unwrap_or_default().to_string(),
     }))
 }
@@ -140,6 +156,7 @@ pub async fn apply(
         .endpoint_config_name(name)
         .production_variants(variant)
         .set_async_inference_config(async_inference_config(&settings.invocation, bucket))
+        .set_data_capture_config(data_capture_config(settings.data_capture, bucket))
         .set_tags(Some(sagemaker::sagemaker_tags(&settings.tags)))
         .send()
         .await
@@ -174,6 +191,33 @@ fn async_inference_config(invocation: &Invocation, bucket: &str) -> Option<Async
                 AsyncInferenceOutputConfig::builder()
                     .s3_output_path(format!("s3://{bucket}/{ASYNC_OUTPUT_PREFIX}"))
                     .s3_failure_path(format!("s3://{bucket}/{ASYNC_FAILURE_PREFIX}"))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// The `DataCaptureConfig` of a capturing config: requests and answers (both capture modes) of
+/// the sampled share, under the bucket's [`CAPTURE_PREFIX`] (SageMaker adds `<endpoint>/<variant>/
+/// yyyy/mm/dd/hh/`); CSV captured as text, JSON and JSON Lines as JSON, as `model-image monitor`
+/// reads them.
+fn data_capture_config(capture: DataCapture, bucket: &str) -> Option<DataCaptureConfig> {
+    let DataCapture::Sampled { sample_percent } = capture else {
+        return None;
+    };
+    let prefix = CAPTURE_PREFIX.trim_end_matches('/');
+    Some(
+        DataCaptureConfig::builder()
+            .enable_capture(true)
+            .initial_sampling_percentage(sdk_count(sample_percent))
+            .destination_s3_uri(format!("s3://{bucket}/{prefix}"))
+            .capture_options(CaptureOption::builder().capture_mode(CaptureMode::Input).build())
+            .capture_options(CaptureOption::builder().capture_mode(CaptureMode::Output).build())
+            .capture_content_type_header(
+                CaptureContentTypeHeader::builder()
+                    .csv_content_types("text/csv")
+                    .json_content_types("application/json")
+                    .json_content_types("application/jsonlines")
                     .build(),
             )
             .build(),

@@ -26,8 +26,8 @@ use engine::desired::{ChannelData, DEPLOYMENT_TAG, DesiredState, Facts};
 use engine::kind::{KindModules, Settings, dispatch};
 use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
 use engine::target::{
-    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest, Target,
-    TargetError, Upstream,
+    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest,
+    MonitorRequest, MonitorRun, Target, TargetError, Upstream,
 };
 use engine::training_output::MetricValues;
 use engine::values::Digest;
@@ -154,6 +154,15 @@ impl AwsTarget {
         &self.account
     }
 
+    pub fn spec(&self) -> &spec::Spec {
+        &self.spec
+    }
+
+    /// How often a wait inside one call (a monitor run) looks again.
+    pub(crate) fn monitor_poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
     /// The data bucket, `<name>-<account>-<region>`.
     pub fn bucket(&self) -> String {
         self.spec.bucket_name(&self.account)
@@ -168,6 +177,7 @@ impl AwsTarget {
             deployment: self.spec.name.to_string(),
             rollback_alarms: engine::desired::rollback_alarms(&self.spec),
             async_inference: self.spec.endpoint.invocation.is_async(),
+            data_capture: self.spec.endpoint.data_capture.is_some(),
         }
     }
 
@@ -400,6 +410,14 @@ impl Target for AwsTarget {
         answer_file: &std::path::Path,
     ) -> Result<AsyncOutcome, TargetError> {
         Ok(crate::invocations::await_async(&self.clients, invocation, wait, answer_file).await?)
+    }
+
+    async fn monitor(&self, endpoint: &str, request: &MonitorRequest) -> Result<MonitorRun, TargetError> {
+        Ok(crate::monitor::run(self, endpoint, request).await?)
+    }
+
+    async fn latest_monitor_run(&self, endpoint: &str) -> Result<Option<MonitorRun>, TargetError> {
+        Ok(crate::monitor::latest(self, endpoint).await?)
     }
 
     async fn summary(&self, state: &DesiredState) -> Vec<(String, String)> {

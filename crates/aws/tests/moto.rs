@@ -189,6 +189,7 @@ fn scope() -> PolicyScope {
         deployment: "iot-test".into(),
         rollback_alarms: Vec::new(),
         async_inference: false,
+        data_capture: false,
     }
 }
 

@@ -128,6 +128,7 @@ fn scope() -> PolicyScope {
             "iot-anomaly-model-latency".into(),
         ],
         async_inference: true,
+        data_capture: true,
     }
 }
 

@@ -98,6 +98,9 @@ pub enum Command {
     Invoke(InvokeArgs),
     /// Score a labelled CSV file against the live endpoint and print the metrics `train` reports
     Evaluate(EvaluateArgs),
+    /// Judge the endpoint's captured traffic against the model's training baseline now, and print
+    /// the report (exit 0 no drift, 2 drift)
+    Monitor(MonitorArgs),
     /// Check deploy.yaml and report every problem, changing nothing
     Validate,
     /// Print the JSON Schema of deploy.yaml
@@ -152,6 +155,14 @@ pub struct DownArgs {
     /// Do not ask for confirmation (required without a terminal)
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The span of captured traffic to judge, ending now, e.g. 30m, 1h [default: the schedule's
+    /// period (`monitoring.schedule`), else 1h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub window: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,9 @@ pub struct PlanDocument<'a> {
 pub struct StatusDocument<'a> {
     pub ok: bool,
     pub status: &'a StatusReport,
+    /// The latest drift monitor run, when the endpoint captures its traffic and a run finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<&'a engine::target::MonitorRun>,
 }
 
 /// `up` that finished.
@@ -105,6 +108,14 @@ pub struct AsyncInvokeDocument {
     pub answer_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
+}
+
+/// `monitor`: the run, its report, and whether it found drift.
+#[derive(Debug, Serialize)]
+pub struct MonitorDocument<'a> {
+    pub ok: bool,
+    pub drift: bool,
+    pub run: &'a engine::target::MonitorRun,
 }
 
 /// `evaluate`: metrics of the deployed endpoint on a labelled file.

@@ -8,8 +8,8 @@ use aws::AwsTarget;
 use engine::desired::{DesiredState, Facts};
 use engine::resource::{Change, Desired, Observed, TrainingJobOutputs};
 use engine::target::{
-    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest, Target,
-    TargetError, Upstream,
+    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest,
+    MonitorRequest, MonitorRun, Target, TargetError, Upstream,
 };
 use engine::training_output::MetricValues;
 use engine::values::Digest;
@@ -127,6 +127,14 @@ impl Target for OpenTarget {
         answer_file: &std::path::Path,
     ) -> Result<AsyncOutcome, TargetError> {
         on_target!(self, target => target.await_async(invocation, wait, answer_file).await)
+    }
+
+    async fn monitor(&self, endpoint: &str, request: &MonitorRequest) -> Result<MonitorRun, TargetError> {
+        on_target!(self, target => target.monitor(endpoint, request).await)
+    }
+
+    async fn latest_monitor_run(&self, endpoint: &str) -> Result<Option<MonitorRun>, TargetError> {
+        on_target!(self, target => target.latest_monitor_run(endpoint).await)
     }
 
     async fn summary(&self, state: &DesiredState) -> Vec<(String, String)> {

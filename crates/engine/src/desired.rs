@@ -15,8 +15,8 @@ use crate::kind::{
 use crate::names::hash12;
 use crate::resource::Desired;
 use crate::values::{
-    AlarmMetric, Capacity, Channel, DataHash, DataHashes, Digest, Hosting, Hyperparameters, ImageRef,
-    Instances, Invocation, InvocationMode, NetworkIsolation, Tags,
+    AlarmMetric, Capacity, Channel, DataCapture, DataHash, DataHashes, Digest, Hosting, Hyperparameters,
+    ImageRef, Instances, Invocation, InvocationMode, NetworkIsolation, Tags,
 };
 use spec::RolloutAlarms;
 
@@ -218,11 +218,16 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
         (Hosting::Instances, Invocation::Async(_)) => Hosting::Async,
         (hosting, _) => hosting,
     };
+    let data_capture = DataCapture::from(endpoint.data_capture);
     let variant_text = canonical(&variant);
     let invocation_text = canonical(&invocation);
+    let capture_text = canonical(&data_capture);
     let mut config_parts = vec!["endpoint-config", model.as_str(), &variant_text];
     if !invocation.is_real_time() {
         config_parts.push(&invocation_text);
+    }
+    if !data_capture.is_off() {
+        config_parts.push(&capture_text);
     }
     let config = format!("{name}-{}", hash12(&config_parts));
     resources.push(Desired::new(
@@ -231,6 +236,7 @@ pub fn desired_state(spec: &Spec, target: Target, facts: &Facts) -> DesiredState
             model,
             variant,
             invocation,
+            data_capture,
             tags: tags.clone(),
         },
     ));

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::resource::{FieldDiff, OnChange};
 use crate::target::KindOnTarget;
 use crate::values::{
-    AlarmMetric, AlarmRule, Capacity, Channel, DataHash, DataHashes, Hosting, Hyperparameters, ImageRef,
-    Instances, Invocation, InvocationMode, Name, NetworkIsolation, Seconds, Tags,
+    AlarmMetric, AlarmRule, Capacity, Channel, DataCapture, DataHash, DataHashes, Hosting, Hyperparameters,
+    ImageRef, Instances, Invocation, InvocationMode, Name, NetworkIsolation, Seconds, Tags,
 };
 
 /// What is known about a kind, independent of the target.
@@ -330,6 +330,9 @@ kinds! {
             /// Absent from records written before async existed (all real-time).
             #[serde(default, skip_serializing_if = "Invocation::is_real_time")]
             invocation: Invocation => Replace,
+            /// Absent from records written before data capture existed (all off).
+            #[serde(default, skip_serializing_if = "DataCapture::is_off")]
+            data_capture: DataCapture => Replace,
             tags: Tags => Update,
         },
     }

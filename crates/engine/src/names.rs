@@ -137,3 +137,34 @@ mod tests {
         dir
     }
 }
+
+/// The name of a drift monitor run at `at`: `<endpoint>-monitor-<yyyymmddThhmmssZ>`, lower case as
+/// SageMaker's processing job names allow, so names sort by time (at most 57 characters for a
+/// deployment name of 32).
+pub fn monitor_run_name(endpoint: &str, at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{endpoint}-monitor-{:04}{:02}{:02}t{:02}{:02}{:02}z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+#[cfg(test)]
+mod monitor_run_names {
+    use super::monitor_run_name;
+
+    #[test]
+    fn run_names_sort_by_time() {
+        // 2026-12-04 01:02:03 UTC and ten hours later.
+        let at = |seconds| time::OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+        let early = monitor_run_name("iot", at(1_796_346_123));
+        let late = monitor_run_name("iot", at(1_796_382_123));
+        assert_eq!(early, "iot-monitor-20261204t010203z");
+        assert!(early < late);
+    }
+}

@@ -509,6 +509,7 @@ mod tests {
                 instance_type: InstanceType::new("ml.m5.large").unwrap(),
             }),
             invocation: Default::default(),
+            data_capture: Default::default(),
             tags: Tags::default(),
         }
     }

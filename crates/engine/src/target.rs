@@ -166,6 +166,23 @@ pub enum AsyncOutcome {
     StillQueued,
 }
 
+/// A drift monitor run asked for now: the captured traffic of the last `window`, judged at
+/// `drift_threshold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MonitorRequest {
+    pub window: Duration,
+    pub drift_threshold: f64,
+}
+
+/// A finished drift monitor run: its name (a processing job on AWS, a folder locally; names sort
+/// by time), where its report files are, and what the report says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorRun {
+    pub name: String,
+    pub report_location: String,
+    pub report: contract::drift::DriftSummary,
+}
+
 /// Whether a failed call is worth repeating unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transience {
@@ -357,6 +374,24 @@ pub trait Target {
             &invocation.inference_id,
             "this target has no asynchronous endpoints",
         ))
+    }
+
+    /// Runs the drift monitor now on the endpoint's captured traffic (`model-image monitor`: on
+    /// AWS a processing job with the deployment's image, locally the image's binary on the bucket
+    /// folder) and returns its report, which stays where [`Target::latest_monitor_run`] finds it.
+    async fn monitor(&self, endpoint: &str, _request: &MonitorRequest) -> Result<MonitorRun, TargetError> {
+        Err(TargetError::new(
+            "monitor",
+            Kind::Endpoint,
+            endpoint,
+            "this target has no drift monitor",
+        ))
+    }
+
+    /// The report of the latest finished monitor run (by `orchestrate monitor` or, on AWS, the
+    /// monitoring schedule), if any.
+    async fn latest_monitor_run(&self, _endpoint: &str) -> Result<Option<MonitorRun>, TargetError> {
+        Ok(None)
     }
 
     /// Facts to show after `up`: the endpoint URL, where the metrics are.

@@ -259,6 +259,54 @@ impl fmt::Display for Invocation {
     }
 }
 
+/// Whether an endpoint config's variant captures its traffic (SageMaker's `DataCaptureConfig`):
+/// a sample of requests and answers written under the bucket's [`CAPTURE_PREFIX`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataCapture {
+    /// What every config recorded before data capture existed was.
+    #[default]
+    Off,
+    Sampled {
+        sample_percent: u32,
+    },
+}
+
+impl DataCapture {
+    pub fn is_off(&self) -> bool {
+        *self == DataCapture::Off
+    }
+}
+
+impl fmt::Display for DataCapture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataCapture::Off => f.write_str("off"),
+            DataCapture::Sampled { sample_percent } => {
+                write!(f, "{sample_percent}% of requests and answers to {CAPTURE_PREFIX}")
+            }
+        }
+    }
+}
+
+impl From<Option<spec::DataCapture>> for DataCapture {
+    fn from(capture: Option<spec::DataCapture>) -> Self {
+        match capture {
+            None => DataCapture::Off,
+            Some(capture) => DataCapture::Sampled {
+                sample_percent: capture.sample_percent,
+            },
+        }
+    }
+}
+
+/// The one production variant every endpoint config has (also a folder of the captured traffic).
+pub const VARIANT: &str = "AllTraffic";
+
+/// Where captured traffic goes, under the deployment's bucket (then `<endpoint>/<variant>/
+/// yyyy/mm/dd/hh/`, SageMaker's layout).
+pub const CAPTURE_PREFIX: &str = "capture/";
+
 /// Where async requests are read from, under the deployment's bucket.
 pub const ASYNC_INPUT_PREFIX: &str = "async/input/";
 /// Where async answers are written (`<inference id>.out`).

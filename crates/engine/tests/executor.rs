@@ -98,6 +98,7 @@ fn desired(v: &str) -> DesiredState {
                     model: model.clone(),
                     variant: Capacity::Instances(instances(1)),
                     invocation: Default::default(),
+                    data_capture: Default::default(),
                     tags: tags(),
                 },
             ),
@@ -127,6 +128,7 @@ fn config_settings(model: &str) -> Settings {
         model: model.into(),
         variant: Capacity::Instances(instances(1)),
         invocation: Default::default(),
+        data_capture: Default::default(),
         tags: tags(),
     }
     .into()

@@ -55,7 +55,7 @@ use engine::Settings;
 use engine::kind::EndpointSettings;
 use engine::resource::{Change, EndpointOutputs, Kind, Lifecycle, Observed, Outputs};
 use engine::target::{Applied, Deleted, Found, KindOnTarget, ResourceId, TargetError, Upstream};
-use engine::values::{Capacity, Hosting, Invocation};
+use engine::values::{CAPTURE_PREFIX, Capacity, DataCapture, Hosting, Invocation, VARIANT};
 use serde::{Deserialize, Serialize};
 
 use crate::contained::{ContainedPath, RecordedPath};
@@ -257,7 +257,8 @@ impl StartedServers {
 
 /// What an apply serves: the config, its model's folder, the binary of the model's image, for a
 /// serverless or async config the requests served at once (`MODEL_IMAGE_MAX_IN_FLIGHT`: one more
-/// is 503), and for an async one the container's async limits.
+/// is 503), for an async one the container's async limits, and for a capturing one where and how
+/// much of its traffic the server captures (into the local bucket, under SageMaker's keys).
 struct Wanted {
     config: String,
     model_dir: ContainedPath,
@@ -281,7 +282,14 @@ fn wanted(target: &LocalTarget, name: &str, settings: &EndpointSettings) -> Resu
         (Capacity::Instances(_), Invocation::Async(inference)) => Some(inference.max_concurrent_invocations),
         (Capacity::Instances(_), Invocation::RealTime) => None,
     };
-    let environment = config_settings.invocation.mode().serve_environment();
+    let mut environment = config_settings.invocation.mode().serve_environment();
+    if let DataCapture::Sampled { sample_percent } = config_settings.data_capture {
+        // The server writes the capture files itself, where SageMaker would put them.
+        let bucket = crate::bucket::folder(target, &crate::bucket_name(&target.spec))?;
+        let folder = bucket.join(CAPTURE_PREFIX).join(name).join(VARIANT);
+        environment.push(("MODEL_IMAGE_CAPTURE_DIR", folder.display().to_string()));
+        environment.push(("MODEL_IMAGE_CAPTURE_PERCENT", sample_percent.to_string()));
+    }
     let model = config_settings.model;
     let model_dir = model::serving_dir(target, &model)?;
     let image = model::image_of(target, &model)?.filter(|_| model_dir.is_dir());
@@ -1203,6 +1211,22 @@ pub(crate) fn serving(target: &LocalTarget, name: &str) -> Result<(String, Hosti
         _ => Hosting::default(),
     };
     Ok((format!("{}/invocations", record.details.endpoint_url()), hosting))
+}
+
+/// The config the endpoint's record says it serves; an error when there is no endpoint.
+pub(crate) fn served_config(target: &LocalTarget, name: &str) -> Result<String, LocalError> {
+    let record = target
+        .state
+        .read::<EndpointDetails>(KIND, name)?
+        .ok_or_else(|| LocalError::NoEndpoint {
+            name: name.to_string(),
+        })?;
+    match record.settings {
+        Settings::Endpoint(settings) => Ok(settings.endpoint_config),
+        _ => Err(LocalError::NoEndpoint {
+            name: name.to_string(),
+        }),
+    }
 }
 
 /// Configs the endpoint runs or may roll back to, their models and the images those run: never

@@ -184,6 +184,8 @@ pub enum LocalError {
     NoEndpoint { name: String },
     #[error("endpoint `{name}` is not serving ({serving}); run `orchestrate up` to restart it")]
     NotRunning { name: String, serving: String },
+    #[error("the drift monitor of endpoint `{name}` failed: {reason}")]
+    MonitorFailed { name: String, reason: String },
     #[error(
         "endpoint `{name}` is not asynchronous (it runs on {hosting}); set `endpoint.async` in deploy.yaml and run `orchestrate up`, or invoke it without --async"
     )]

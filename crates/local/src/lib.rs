@@ -40,6 +40,7 @@ mod front;
 mod image;
 pub mod log_tail;
 mod model;
+mod monitor;
 pub mod process;
 mod record;
 pub mod state;
@@ -56,8 +57,8 @@ use engine::kind::{
 };
 use engine::resource::{Change, Desired, Kind, Observed, TrainingJobOutputs};
 use engine::target::{
-    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest, Target,
-    TargetError, Upstream,
+    Applied, AsyncInvocation, AsyncOutcome, AsyncRequest, BoxError, Deleted, Found, LockRequest,
+    MonitorRequest, MonitorRun, Target, TargetError, Upstream,
 };
 use engine::training_output::MetricValues;
 use engine::values::{Channel, Digest};
@@ -392,6 +393,17 @@ impl Target for LocalTarget {
         async_invocation::await_async(invocation, answer_file)
             .await
             .map_err(|e| target_error("read the answer of", Kind::Endpoint, &invocation.inference_id, e))
+    }
+
+    async fn monitor(&self, endpoint: &str, request: &MonitorRequest) -> Result<MonitorRun, TargetError> {
+        monitor::run(self, endpoint, request)
+            .await
+            .map_err(|e| target_error("monitor", Kind::Endpoint, endpoint, e))
+    }
+
+    async fn latest_monitor_run(&self, endpoint: &str) -> Result<Option<MonitorRun>, TargetError> {
+        monitor::latest(self, endpoint)
+            .map_err(|e| target_error("read the monitor report of", Kind::Endpoint, endpoint, e))
     }
 
     async fn summary(&self, state: &DesiredState) -> Vec<(String, String)> {

@@ -37,6 +37,11 @@ pub const SERVERLESS_MEMORY_MB: u32 = 2048;
 pub const SERVERLESS_MAX_CONCURRENCY: u32 = 5;
 /// `endpoint.async.max_concurrent_invocations`.
 pub const ASYNC_MAX_CONCURRENT_INVOCATIONS: u32 = 4;
+/// `endpoint.data_capture.sample_percent` (the SageMaker Python SDK's default sampling).
+pub const DATA_CAPTURE_SAMPLE_PERCENT: u32 = 20;
+/// `monitoring.drift_threshold`: a population stability index above 0.2 is the usual sign of a
+/// shift that matters (below 0.1 stable, above 0.25 major).
+pub const DRIFT_THRESHOLD: f64 = 0.2;
 /// `endpoint.wait_timeout`, as written.
 pub const WAIT_TIMEOUT: &str = "30m";
 /// `endpoint.wait_timeout`.

@@ -50,11 +50,13 @@
 //! | `training.quality_gate.{min_pr_auc,min_roc_auc,min_mcc,min_f1}` | none | [0, 1] |
 //! | `endpoint.instance_type` | `ml.m5.large` | `ml.<family>.<size>` |
 //! | `endpoint.instance_count` | `1` | ≥ 1; within `autoscaling.min..=max` |
-//! | `endpoint.serverless` | none (instances) | a mapping (even `{}`); excludes `instance_type`, `instance_count`, `autoscaling`, `rollout` and `async` |
+//! | `endpoint.serverless` | none (instances) | a mapping (even `{}`); excludes `instance_type`, `instance_count`, `autoscaling`, `rollout`, `async` and `data_capture` |
 //! | `endpoint.serverless.memory_mb` | `2048` | 1024, 2048, 3072, 4096, 5120 or 6144 |
 //! | `endpoint.serverless.max_concurrency` | `5` | integer 1–200 |
 //! | `endpoint.async` | none (real-time) | a mapping (even `{}`): requests queued through `s3://<bucket>/async/`; excludes `serverless` and `rollout` |
 //! | `endpoint.async.max_concurrent_invocations` | `4` | integer 1–1000 (per instance) |
+//! | `endpoint.data_capture` | none | a mapping (even `{}`): requests and answers to `s3://<bucket>/capture/`; not with `serverless` |
+//! | `endpoint.data_capture.sample_percent` | `20` | integer 1–100 |
 //! | `endpoint.autoscaling.min` | `1` | ≥ 1 |
 //! | `endpoint.autoscaling.max` | required if `autoscaling` | ≥ `min` |
 //! | `endpoint.autoscaling.invocations_per_instance` | `1000` | ≥ 1 |
@@ -69,6 +71,9 @@
 //! | `endpoint.rollout.alarms.latency.threshold_ms` | `100` | integer 1–60000 (p99 latency, ms) |
 //! | `endpoint.rollout.alarms.{errors,latency}.datapoints` | `2` | integer 1–`periods` |
 //! | `endpoint.rollout.alarms.{errors,latency}.periods` | `3` | integer 1–1440 (one-minute periods) |
+//! | `monitoring` | on demand, PSI 0.2 | a mapping; needs `endpoint.data_capture` |
+//! | `monitoring.schedule` | none (on demand: `orchestrate monitor`) | not supported yet (refused): `hourly` or `daily` |
+//! | `monitoring.drift_threshold` | `0.2` | number in (0, 10]: PSI above which a feature or the score drifts |
 //! | `local.state_dir` | `.orchestrate` | non-empty path, relative to deploy.yaml |
 //! | `local.port` | a free port | 1024–65535 |
 //! | `local.alarm_period` | `1m` | duration, 1s–1m: one datapoint of the local router's rollback alarms |
@@ -106,9 +111,9 @@ pub use diagnostic::{Diagnostic, Diagnostics, Kind, Location, Note};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use limits::{MAX_ALIAS_BYTES, MAX_FILE_BYTES, MAX_NESTING};
 pub use model::{
-    AlarmRule, AsyncInference, Autoscaling, Bucket, Capacity, Data, DataSource, Endpoint, Hyperparameters,
-    Invocation, Local, OwnedAlarms, QualityGate, Rollout, RolloutAlarms, RolloutStrategy, Serverless, Spec,
-    Target, Training, UnknownTarget, Validation,
+    AlarmRule, AsyncInference, Autoscaling, Bucket, Capacity, Data, DataCapture, DataSource, Endpoint,
+    Hyperparameters, Invocation, Local, Monitoring, MonitoringSchedule, OwnedAlarms, QualityGate, Rollout,
+    RolloutAlarms, RolloutStrategy, Serverless, Spec, Target, Training, UnknownTarget, Validation,
 };
 pub use names::{
     DeploymentName, InstanceType, MAX_BUCKET_LEN, MAX_NAME_LEN, NameError, RESERVED_TAG_KEYS, Region,

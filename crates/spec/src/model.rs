@@ -30,6 +30,7 @@ pub struct Spec {
     pub bucket: Bucket,
     pub training: Training,
     pub endpoint: Endpoint,
+    pub monitoring: Monitoring,
     pub local: Local,
 }
 
@@ -233,6 +234,8 @@ pub struct Endpoint {
     pub capacity: Capacity,
     /// How requests reach the model: answered on the connection, or queued through the bucket.
     pub invocation: Invocation,
+    /// Sampled requests and answers written under the bucket's `capture/` (not with serverless).
+    pub data_capture: Option<DataCapture>,
     /// Only with instances (validation refuses it with `serverless`).
     pub autoscaling: Option<Autoscaling>,
     #[serde(serialize_with = "serialize_duration")]
@@ -416,6 +419,59 @@ impl Invocation {
 pub struct AsyncInference {
     /// Queued requests each instance works on at once (1 to 1000).
     pub max_concurrent_invocations: u32,
+}
+
+/// `endpoint.data_capture`: SageMaker's data capture of requests and answers, in its JSON Lines
+/// format under `s3://<bucket>/capture/<endpoint>/<variant>/yyyy/mm/dd/hh/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DataCapture {
+    /// The share of invocations captured, 1 to 100.
+    pub sample_percent: u32,
+}
+
+/// `monitoring`: drift of the captured traffic against the model's training baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Monitoring {
+    /// On AWS, a monitoring schedule runs the monitor this often; `None`: on demand only
+    /// (`orchestrate monitor`).
+    pub schedule: Option<MonitoringSchedule>,
+    /// A feature (or the score) drifts when its population stability index is above this.
+    pub drift_threshold: f64,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Monitoring {
+            schedule: None,
+            drift_threshold: crate::defaults::DRIFT_THRESHOLD,
+        }
+    }
+}
+
+/// `monitoring.schedule`: how often a monitoring schedule runs (Model Monitor's cron forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitoringSchedule {
+    Hourly,
+    Daily,
+}
+
+impl MonitoringSchedule {
+    /// The `ScheduleExpression` Model Monitor takes.
+    pub fn expression(self) -> &'static str {
+        match self {
+            MonitoringSchedule::Hourly => "cron(0 * ? * * *)",
+            MonitoringSchedule::Daily => "cron(0 0 ? * * *)",
+        }
+    }
+
+    /// The span of captured traffic one run looks at.
+    pub fn window(self) -> std::time::Duration {
+        match self {
+            MonitoringSchedule::Hourly => std::time::Duration::from_secs(3_600),
+            MonitoringSchedule::Daily => std::time::Duration::from_secs(86_400),
+        }
+    }
 }
 
 /// `endpoint.autoscaling`: target tracking on invocations per instance.

@@ -151,7 +151,8 @@ mod tests {
             "version: 1\nname: x\ndata: {train: train.csv}\nendpoint: {serverless: {}}\n";
         let serverless = crate::parse(minimal_serverless, "deploy.yaml", dir.path()).unwrap();
         let serverless = serde_json::to_value(&serverless.endpoint).unwrap();
-        let minimal_async = "version: 1\nname: x\ndata: {train: train.csv}\nendpoint: {async: {}}\n";
+        let minimal_async =
+            "version: 1\nname: x\ndata: {train: train.csv}\nendpoint: {async: {}, data_capture: {}}\n";
         let asynchronous = crate::parse(minimal_async, "deploy.yaml", dir.path()).unwrap();
         let asynchronous = serde_json::to_value(&asynchronous.endpoint).unwrap();
         let schema = json_schema();
@@ -200,6 +201,14 @@ mod tests {
             (
                 "endpoint.async.max_concurrent_invocations",
                 asynchronous["invocation"]["async"]["max_concurrent_invocations"].clone(),
+            ),
+            (
+                "endpoint.data_capture.sample_percent",
+                asynchronous["data_capture"]["sample_percent"].clone(),
+            ),
+            (
+                "monitoring.drift_threshold",
+                spec["monitoring"]["drift_threshold"].clone(),
             ),
             (
                 "endpoint.autoscaling.min",

@@ -790,3 +790,78 @@ mod async_inference {
         assert!(err.contains("max_concurrent_invocations"), "{err}");
     }
 }
+
+mod data_capture_and_monitoring {
+    use super::{MINIMAL, data_dir, ok};
+    use crate::{DataCapture, Monitoring, MonitoringSchedule};
+
+    use super::rejected_endpoint as rejected;
+
+    #[test]
+    fn capture_takes_its_default_and_monitoring_is_on_demand_by_default() {
+        let dir = data_dir();
+        let spec = ok(MINIMAL, dir.path());
+        assert_eq!(spec.endpoint.data_capture, None);
+        assert_eq!(spec.monitoring, Monitoring::default());
+        let spec = ok(&format!("{MINIMAL}endpoint:\n  data_capture: {{}}\n"), dir.path());
+        assert_eq!(
+            spec.endpoint.data_capture,
+            Some(DataCapture { sample_percent: 20 })
+        );
+        assert_eq!(spec.monitoring.schedule, None);
+        assert_eq!(spec.monitoring.drift_threshold, 0.2);
+        let spec = ok(
+            &format!(
+                "{MINIMAL}endpoint:\n  data_capture: {{sample_percent: 100}}\nmonitoring: {{drift_threshold: 0.1}}\n"
+            ),
+            dir.path(),
+        );
+        assert_eq!(spec.monitoring.drift_threshold, 0.1);
+        assert_eq!(MonitoringSchedule::Hourly.expression(), "cron(0 * ? * * *)");
+    }
+
+    #[test]
+    fn capture_is_refused_with_serverless_and_bounded() {
+        let err = rejected("  serverless: {}\n  data_capture: {}\n");
+        assert!(
+            err.contains("deploy.yaml:6:3")
+                && err.contains("`endpoint.data_capture` cannot be used with `endpoint.serverless`"),
+            "{err}"
+        );
+        let err = rejected("  data_capture: {sample_percent: 0}\n");
+        assert!(err.contains("`endpoint.data_capture.sample_percent`"), "{err}");
+        let err = rejected("  data_capture: {percent: 10}\n");
+        assert!(err.contains("sample_percent"), "{err}");
+    }
+
+    /// The diagnostics of [`MINIMAL`] followed by `rest`, which must be refused.
+    fn rejected_with(rest: &str) -> String {
+        let dir = data_dir();
+        match crate::parse(&format!("{MINIMAL}{rest}"), "deploy.yaml", dir.path()) {
+            Ok(spec) => panic!("accepted: {:?}", spec.monitoring),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    #[test]
+    fn monitoring_needs_capture_and_a_known_schedule() {
+        let err = rejected_with("endpoint:\n  data_capture: {}\nmonitoring: {schedule: hourly}\n");
+        assert!(
+            err.contains("`monitoring.schedule` is not supported yet"),
+            "{err}"
+        );
+        let err = rejected_with("monitoring: {drift_threshold: 0.3}\n");
+        assert!(
+            err.contains("`monitoring` needs captured traffic")
+                && err.contains("data_capture: {sample_percent: 20}"),
+            "{err}"
+        );
+        let err = rejected_with("endpoint:\n  data_capture: {}\nmonitoring: {schedule: weekly}\n");
+        assert!(
+            err.contains("must be `hourly` or `daily`, found `weekly`"),
+            "{err}"
+        );
+        let err = rejected_with("endpoint:\n  data_capture: {}\nmonitoring: {drift_threshold: 0}\n");
+        assert!(err.contains("`monitoring.drift_threshold`"), "{err}");
+    }
+}

@@ -53,6 +53,9 @@ pub struct DeployFile {
     pub training: Option<TrainingWire>,
     /// The real-time endpoint. Optional; every key has a default.
     pub endpoint: Option<EndpointWire>,
+    /// Drift monitoring of the captured traffic (`endpoint.data_capture` is needed). Optional;
+    /// every key has a default.
+    pub monitoring: Option<MonitoringWire>,
     /// Settings of the local target. Optional; every key has a default.
     pub local: Option<LocalWire>,
 }
@@ -323,6 +326,11 @@ pub struct EndpointWire {
     #[serde(rename = "async")]
     #[schemars(rename = "async")]
     pub async_inference: Option<AsyncWire>,
+    /// SageMaker's data capture: a sample of requests and answers written, in SageMaker's JSON
+    /// Lines format, under `s3://<bucket>/capture/<endpoint>/<variant>/yyyy/mm/dd/hh/` (locally in
+    /// the bucket folder, by the endpoint's server), for `orchestrate monitor`. Default none. Not
+    /// with `serverless`.
+    pub data_capture: Option<DataCaptureWire>,
     /// Target-tracking autoscaling on invocations per instance. Default none (fixed size).
     pub autoscaling: Option<AutoscalingWire>,
     /// Longest to wait for the endpoint to be InService after a create or update: a duration such as
@@ -351,6 +359,39 @@ pub struct ServerlessWire {
     /// answers one more with 503.
     #[schemars(range(min = 1, max = 200), extend("default" = defaults::SERVERLESS_MAX_CONCURRENCY))]
     pub max_concurrency: Option<u32>,
+}
+
+/// `endpoint.data_capture`: SageMaker's data capture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "DataCapture")]
+pub struct DataCaptureWire {
+    /// The share of invocations captured, in percent. Default `20`; 1 to 100.
+    #[schemars(range(min = 1, max = 100), extend("default" = defaults::DATA_CAPTURE_SAMPLE_PERCENT))]
+    pub sample_percent: Option<u32>,
+}
+
+/// `monitoring`: drift of the captured traffic against the model's training baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Monitoring")]
+pub struct MonitoringWire {
+    /// Not supported yet (refused): a monitoring schedule running the monitor `hourly` or `daily`
+    /// on AWS. Default none: on demand only (`orchestrate monitor`), on both targets.
+    pub schedule: Option<MonitoringScheduleWire>,
+    /// A feature, or the model's score, drifts when its population stability index against the
+    /// training baseline is above this. Default `0.2`; above 0, at most 10.
+    #[schemars(range(min = 0, max = 10), extend("default" = defaults::DRIFT_THRESHOLD))]
+    pub drift_threshold: Option<f64>,
+}
+
+/// `monitoring.schedule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "MonitoringSchedule")]
+pub enum MonitoringScheduleWire {
+    Hourly,
+    Daily,
 }
 
 /// `endpoint.async`: SageMaker Asynchronous Inference.

@@ -26,102 +26,14 @@
 
 use serde::Serialize;
 
+pub use contract::drift::{
+    ColumnComparison, DEFAULT_DRIFT_PSI, DEFAULT_MIN_ROWS, DEFAULT_MISSING_MARGIN, DEFAULT_OUT_OF_RANGE_RATE,
+    Finding, Judgement, SCORE_NAME, Thresholds, Verdict,
+};
+
 use super::tally::ValueTally;
 use super::traffic::Traffic;
 use crate::baseline::{self, Baseline, FeatureBaseline};
-
-/// What counts as drift.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Thresholds {
-    /// A feature (or the score) drifted when its PSI is above this.
-    pub drift_psi: f64,
-    /// Fewer rows than this get no verdict.
-    pub min_rows: u64,
-    /// A feature is incomplete when its missing rate exceeds the baseline's by more than this.
-    pub missing_margin: f64,
-    /// A feature is out of range when more than this share of its finite values lie outside the
-    /// baseline's range.
-    pub out_of_range_rate: f64,
-}
-
-pub const DEFAULT_DRIFT_PSI: f64 = 0.2;
-pub const DEFAULT_MIN_ROWS: u64 = 200;
-pub const DEFAULT_MISSING_MARGIN: f64 = 0.05;
-pub const DEFAULT_OUT_OF_RANGE_RATE: f64 = 0.01;
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Self {
-            drift_psi: DEFAULT_DRIFT_PSI,
-            min_rows: DEFAULT_MIN_ROWS,
-            missing_margin: DEFAULT_MISSING_MARGIN,
-            out_of_range_rate: DEFAULT_OUT_OF_RANGE_RATE,
-        }
-    }
-}
-
-/// A threshold a column crossed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(tag = "check", rename_all = "snake_case")]
-pub enum Finding {
-    /// The PSI is above `drift_psi`.
-    Drift { psi: f64, threshold: f64 },
-    /// The missing rate exceeds the baseline's by more than `missing_margin`.
-    Incomplete {
-        missing_rate: f64,
-        baseline_missing_rate: f64,
-        margin: f64,
-    },
-    /// More than `limit` of the finite values lie outside the baseline's `[min, max]`.
-    OutOfRange {
-        rate: f64,
-        limit: f64,
-        min: f64,
-        max: f64,
-    },
-}
-
-/// Whether the window had enough rows for a verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "judgement", rename_all = "snake_case")]
-pub enum Judgement {
-    Judged,
-    TooFewRows { rows: u64, minimum: u64 },
-}
-
-impl Judgement {
-    fn of(rows: u64, minimum: u64) -> Self {
-        if rows >= minimum {
-            Self::Judged
-        } else {
-            Self::TooFewRows { rows, minimum }
-        }
-    }
-
-    pub fn is_judged(self) -> bool {
-        self == Self::Judged
-    }
-}
-
-/// One column's figures and the thresholds it crossed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ColumnComparison {
-    pub name: String,
-    pub present: u64,
-    pub missing: u64,
-    /// `None` for the score, which is never missing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub missing_rate: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub baseline_missing_rate: Option<f64>,
-    /// `None` without values, or when the baseline has none.
-    pub psi: Option<f64>,
-    /// `None` for the score (its range is [0, 1] by construction), without finite values, or when
-    /// the baseline has none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub out_of_range_rate: Option<f64>,
-    pub findings: Vec<Finding>,
-}
 
 /// The whole comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -135,20 +47,6 @@ pub struct Comparison {
     pub features: Vec<ColumnComparison>,
     pub score: ColumnComparison,
 }
-
-/// What the run concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// At least one threshold was crossed.
-    Drift,
-    NoDrift,
-    /// Too few rows for a verdict on the features.
-    InsufficientData,
-}
-
-/// The name the score goes by in the reports (`serve`'s response field).
-pub const SCORE_NAME: &str = "score";
 
 /// Compares `traffic` with `baseline`.
 pub fn compare(baseline: &Baseline, traffic: &Traffic, thresholds: &Thresholds) -> Comparison {

@@ -12,14 +12,11 @@ use super::comparison::{ColumnComparison, Comparison, Finding, Judgement, Thresh
 use super::traffic::{CaptureCounts, Problem, Skipped};
 use super::window::Window;
 
-/// `drift_report.json`.
-pub const FILE_NAME: &str = "drift_report.json";
-/// Version of `drift_report.json`'s layout.
-pub const FORMAT_VERSION: u32 = 1;
+pub use contract::drift::{FILE_NAME, FORMAT_VERSION};
 /// How many of the largest PSI figures the text report lists when nothing was flagged.
 const LARGEST_SHOWN: usize = 3;
 
-/// `drift_report.json`.
+/// `drift_report.json`: what [`contract::drift::DriftSummary`] reads of it, and the problems seen.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DriftReport {
     pub format_version: u32,

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use contract::drift::CaptureCounts;
+
 use super::capture::{self, CaptureRecord, Location};
 use super::request::{FeatureColumns, InputFormat};
 use super::response;
@@ -33,24 +35,6 @@ pub struct Traffic<'b> {
     pub counts: CaptureCounts,
     /// The first [`MAX_EXAMPLES`] problems, in reading order.
     pub problems: Vec<Problem>,
-}
-
-/// What was read.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct CaptureCounts {
-    pub files: usize,
-    /// Non-blank lines of the capture files.
-    pub records: u64,
-    /// Records that are not capture records, or whose request cannot be read.
-    pub unreadable_records: u64,
-    /// Records outside the window (not counted anywhere else).
-    pub outside_window: u64,
-    /// Readable records whose response gave no score per row.
-    pub records_without_scores: u64,
-    /// Request rows tallied.
-    pub rows: u64,
-    /// Rows with a score tallied.
-    pub scored_rows: u64,
 }
 
 /// A record that was not (fully) read.

@@ -10,7 +10,9 @@
 
 use serde::Serialize;
 
-use super::comparison::{Comparison, Finding};
+pub use contract::drift::CheckType;
+
+use super::comparison::Comparison;
 
 /// `constraint_violations.json`.
 pub const FILE_NAME: &str = "constraint_violations.json";
@@ -25,67 +27,6 @@ pub struct Violation {
     pub feature_name: String,
     pub constraint_check_type: CheckType,
     pub description: String,
-}
-
-/// Model Monitor's check types that ours map to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckType {
-    BaselineDriftCheck,
-    CompletenessCheck,
-}
-
-impl CheckType {
-    /// The name in `constraint_violations.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            CheckType::BaselineDriftCheck => "baseline_drift_check",
-            CheckType::CompletenessCheck => "completeness_check",
-        }
-    }
-}
-
-impl Serialize for CheckType {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
-    }
-}
-
-impl Finding {
-    pub fn check_type(&self) -> CheckType {
-        match self {
-            Finding::Drift { .. } | Finding::OutOfRange { .. } => CheckType::BaselineDriftCheck,
-            Finding::Incomplete { .. } => CheckType::CompletenessCheck,
-        }
-    }
-
-    /// One sentence, in the style of Model Monitor's own descriptions.
-    pub fn description(&self) -> String {
-        match *self {
-            Finding::Drift { psi, threshold } => format!(
-                "Baseline drift distance (PSI over the baseline's bins): {psi:.4} exceeds threshold: {threshold}"
-            ),
-            Finding::Incomplete {
-                missing_rate,
-                baseline_missing_rate,
-                margin,
-            } => format!(
-                "Missing rate {:.2}% exceeds the baseline's {:.2}% by more than {} points",
-                missing_rate * 100.0,
-                baseline_missing_rate * 100.0,
-                margin * 100.0
-            ),
-            Finding::OutOfRange {
-                rate,
-                limit,
-                min,
-                max,
-            } => format!(
-                "{:.2}% of the values lie outside the baseline range [{min}, {max}]; the limit is {}%",
-                rate * 100.0,
-                limit * 100.0
-            ),
-        }
-    }
 }
 
 /// The violations of `comparison`, features in the model's order and the score last.
@@ -105,7 +46,7 @@ pub fn of(comparison: &Comparison) -> ConstraintViolations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::comparison::{ColumnComparison, Judgement, Thresholds};
+    use crate::monitor::comparison::{ColumnComparison, Finding, Judgement, Thresholds};
 
     #[test]
     fn each_finding_becomes_a_violation_in_model_monitors_schema() {

@@ -5,6 +5,7 @@
 mod down;
 mod evaluate;
 mod invoke;
+mod monitor;
 mod permissions;
 mod plan;
 mod rollback;
@@ -27,6 +28,7 @@ pub async fn run(cx: &Context, command: Command) -> anyhow::Result<Exit> {
         Command::Rollback => rollback::run(cx).await,
         Command::Invoke(args) => invoke::run(cx, &args).await,
         Command::Evaluate(args) => evaluate::run(cx, &args).await,
+        Command::Monitor(args) => monitor::run(cx, &args).await,
         Command::Validate => validate::run(cx),
         Command::Schema => schema::run(cx),
         Command::Permissions(args) => permissions::run(cx, &args).await,

@@ -10,7 +10,8 @@ use super::{keys, note, rollout};
 use crate::defaults;
 use crate::diagnostic::Kind;
 use crate::model::{
-    AsyncInference, Autoscaling, Bucket, Capacity, Endpoint, Invocation, Local, Rollout, Serverless,
+    AsyncInference, Autoscaling, Bucket, Capacity, DataCapture, Endpoint, Invocation, Local, Rollout,
+    Serverless,
 };
 use crate::yaml::Node;
 
@@ -74,6 +75,7 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
         return Some(Endpoint {
             capacity: Capacity::Serverless(serverless?),
             invocation: Invocation::RealTime,
+            data_capture: None,
             autoscaling: None,
             wait_timeout: wait_timeout?,
             rollout: Rollout::default(),
@@ -95,6 +97,10 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
     let invocation = match section.get("async") {
         None => Some(Invocation::RealTime),
         Some(entry) => async_inference(cx, &section, entry).map(Invocation::Async),
+    };
+    let data_capture = match section.get("data_capture") {
+        None => Some(None),
+        Some(entry) => data_capture(cx, entry).map(Some),
     };
     let autoscaling = match section.get("autoscaling") {
         None => Some(None),
@@ -153,6 +159,7 @@ pub(super) fn endpoint(cx: &mut Cx<'_>, top: &Section<'_>) -> Option<Endpoint> {
             count: instance_count?,
         },
         invocation: invocation?,
+        data_capture: data_capture?,
         autoscaling: autoscaling?,
         wait_timeout: wait_timeout?,
         rollout: rollout?,
@@ -182,6 +189,10 @@ const NOT_SERVERLESS: &[(&str, &str)] = &[
     (
         "async",
         "asynchronous inference queues requests for instances of yours",
+    ),
+    (
+        "data_capture",
+        "SageMaker does not capture the traffic of serverless endpoints",
     ),
 ];
 
@@ -231,6 +242,25 @@ fn serverless(cx: &mut Cx<'_>, endpoint: &Section<'_>, entry: Entry<'_>) -> Opti
         max_concurrency: max_concurrency?,
     };
     (!excluded).then_some(serverless)
+}
+
+/// Reads `endpoint.data_capture`.
+fn data_capture(cx: &mut Cx<'_>, entry: Entry<'_>) -> Option<DataCapture> {
+    let section = cx.section(
+        entry.value,
+        "endpoint.data_capture",
+        keys::DATA_CAPTURE,
+        entry.key.pos,
+    )?;
+    let sample_percent = match section.get("sample_percent") {
+        None => Some(defaults::DATA_CAPTURE_SAMPLE_PERCENT),
+        Some(e) => cx
+            .integer(e.value, "endpoint.data_capture.sample_percent", 1, 100, false)
+            .map(|v| v as u32),
+    };
+    Some(DataCapture {
+        sample_percent: sample_percent?,
+    })
 }
 
 /// Reads `endpoint.async`. A `rollout` beside it is refused: SageMaker would shift an async

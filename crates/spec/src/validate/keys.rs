@@ -2,7 +2,17 @@
 //! these; a test checks it.
 
 pub(crate) const TOP: &[&str] = &[
-    "version", "name", "target", "region", "tags", "data", "bucket", "training", "endpoint", "local",
+    "version",
+    "name",
+    "target",
+    "region",
+    "tags",
+    "data",
+    "bucket",
+    "training",
+    "endpoint",
+    "monitoring",
+    "local",
 ];
 pub(crate) const DATA: &[&str] = &["train", "validation", "test", "label", "positive", "exclude"];
 pub(crate) const BUCKET: &[&str] = &["retain_on_down"];
@@ -35,12 +45,15 @@ pub(crate) const ENDPOINT: &[&str] = &[
     "instance_count",
     "serverless",
     "async",
+    "data_capture",
     "autoscaling",
     "wait_timeout",
     "rollout",
 ];
 pub(crate) const SERVERLESS: &[&str] = &["memory_mb", "max_concurrency"];
 pub(crate) const ASYNC: &[&str] = &["max_concurrent_invocations"];
+pub(crate) const DATA_CAPTURE: &[&str] = &["sample_percent"];
+pub(crate) const MONITORING: &[&str] = &["schedule", "drift_threshold"];
 pub(crate) const AUTOSCALING: &[&str] = &["min", "max", "invocations_per_instance"];
 pub(crate) const ROLLOUT: &[&str] = &["strategy", "canary_percent", "step_percent", "bake", "alarms"];
 /// `endpoint.rollout.alarms` in its map form (rules of the owned alarms).
@@ -60,11 +73,13 @@ pub(crate) const SECTIONS: &[(&str, &[&str])] = &[
     ("endpoint", ENDPOINT),
     ("endpoint.serverless", SERVERLESS),
     ("endpoint.async", ASYNC),
+    ("endpoint.data_capture", DATA_CAPTURE),
     ("endpoint.autoscaling", AUTOSCALING),
     ("endpoint.rollout", ROLLOUT),
     ("endpoint.rollout.alarms", ALARMS),
     ("endpoint.rollout.alarms.errors", ALARM_ERRORS),
     ("endpoint.rollout.alarms.latency", ALARM_LATENCY),
+    ("monitoring", MONITORING),
     ("local", LOCAL),
 ];
 

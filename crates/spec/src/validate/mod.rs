@@ -7,6 +7,7 @@ mod cx;
 mod data;
 mod endpoint;
 pub(crate) mod keys;
+mod monitoring;
 pub(crate) mod rollout;
 pub(crate) mod training;
 
@@ -44,6 +45,8 @@ pub(crate) fn validate(cx: &mut Cx<'_>, root: &Node, overrides: &Overrides) -> O
     let bucket = endpoint::bucket(cx, &top);
     let training = training::training(cx, &top);
     let endpoint = endpoint::endpoint(cx, &top);
+    let captured = entry_at(root, &["endpoint", "data_capture"]).is_some();
+    let monitoring = monitoring::monitoring(cx, &top, captured);
     let local = endpoint::local(cx, &top);
 
     if let (Some(name), Some(region)) = (&name, &region) {
@@ -88,6 +91,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, root: &Node, overrides: &Overrides) -> O
         bucket: bucket?,
         training,
         endpoint: endpoint?,
+        monitoring: monitoring?,
         local: local?,
     })
 }

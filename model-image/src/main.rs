@@ -41,6 +41,8 @@ enum Command {
         host: std::net::IpAddr,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        capture: CaptureArgs,
     },
     /// Compare an endpoint's captured traffic with the model's baseline (a SageMaker Model Monitor
     /// processing container) and write statistics.json, constraint_violations.json and
@@ -147,6 +149,32 @@ struct LimitArgs {
     spool_dir: Option<PathBuf>,
 }
 
+/// `serve`'s data capture (`model_image::serve::CaptureConfig`): what SageMaker's `DataCaptureConfig`
+/// does on AWS, done by the server itself on the local target.
+#[derive(Args)]
+struct CaptureArgs {
+    /// Capture successful (2xx) invocations, request and answer, into this folder in SageMaker's
+    /// data capture files (`yyyy/mm/dd/hh/*.jsonl` by UTC hour), as the local target's stand-in for
+    /// SageMaker's data capture; bodies over 6 MB are counted, not captured [default: no capture].
+    #[arg(long, env = "MODEL_IMAGE_CAPTURE_DIR", value_name = "DIR")]
+    capture_dir: Option<PathBuf>,
+    /// The share of successful invocations captured, 1 to 100, drawn at random per request
+    /// [default: 100].
+    #[arg(long, env = "MODEL_IMAGE_CAPTURE_PERCENT", value_name = "PERCENT",
+          requires = "capture_dir", value_parser = model_image::serve::parse_capture_percent)]
+    capture_percent: Option<model_image::serve::SamplingPercent>,
+}
+
+impl CaptureArgs {
+    fn into_config(self) -> Option<model_image::serve::CaptureConfig> {
+        let dir = self.capture_dir?;
+        Some(model_image::serve::CaptureConfig {
+            dir,
+            percent: self.capture_percent.unwrap_or_default(),
+        })
+    }
+}
+
 impl LimitArgs {
     fn into_limits(self) -> model_image::serve::ServeLimits {
         let defaults = model_image::serve::ServeLimits::default();
@@ -171,7 +199,13 @@ fn main() -> ExitCode {
             port,
             host,
             limits,
-        } => serve(model_dir, SocketAddr::new(host, port), limits.into_limits()),
+            capture,
+        } => serve(
+            model_dir,
+            SocketAddr::new(host, port),
+            limits.into_limits(),
+            capture.into_config(),
+        ),
         Command::Monitor(args) => monitor(args),
         Command::Route {
             listen,
@@ -241,7 +275,12 @@ fn write_failure(path: &std::path::Path, reason: &str) {
     }
 }
 
-fn serve(model_dir: Option<PathBuf>, addr: SocketAddr, limits: model_image::serve::ServeLimits) -> ExitCode {
+fn serve(
+    model_dir: Option<PathBuf>,
+    addr: SocketAddr,
+    limits: model_image::serve::ServeLimits,
+    capture: Option<model_image::serve::CaptureConfig>,
+) -> ExitCode {
     init_logging();
     let model_dir = model_dir.unwrap_or_else(|| Layout::from_env().model_dir());
     let artifact = match ModelArtifact::load(&model_dir) {
@@ -265,7 +304,9 @@ fn serve(model_dir: Option<PathBuf>, addr: SocketAddr, limits: model_image::serv
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(async move { model_image::serve::serve_on(bind(addr)?, model, limits).await }) {
+    match runtime
+        .block_on(async move { model_image::serve::serve_on(bind(addr)?, model, limits, capture).await })
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("model-image serve: {error}");

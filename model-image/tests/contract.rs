@@ -1,11 +1,13 @@
 //! The SageMaker container contract, proven with the real `model-image` binary: `train` on an
 //! `OPT_ML` layout in a temp dir, then `serve` on a free loopback port, scored over HTTP, and
-//! `monitor` on the data capture of that traffic.
+//! `monitor` on the data capture of that traffic: records written here as SageMaker writes them,
+//! and the files `serve` writes itself when `MODEL_IMAGE_CAPTURE_DIR` is set (the local target).
 //!
 //! The quality test trains on 70% of the real IoTID20 sample (`../shared/data`, never copied into the
 //! project) and scores the held-out 30% through `/invocations`; the monitoring test captures the
 //! held-out 30% as they are and with three flow features scaled tenfold.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -105,15 +107,25 @@ struct Server {
 
 impl Server {
     fn start(opt_ml: &OptMl) -> Server {
+        Self::start_with(opt_ml, &[], None)
+    }
+
+    /// [`Server::start`] with `env` set, in the working directory `cwd` when given.
+    fn start_with(opt_ml: &OptMl, env: &[(&str, &OsStr)], cwd: Option<&Path>) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let child = command
             .args(["serve", "--host", "127.0.0.1"])
             .env("OPT_ML", opt_ml.root())
             .env("SAGEMAKER_BIND_TO_PORT", port.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -938,4 +950,202 @@ fn monitor_without_a_baseline_fails_with_a_reason() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot read the captured data in"), "{stderr}");
+}
+
+/// Every path below `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            paths.push(path.strip_prefix(dir).unwrap().to_path_buf());
+        }
+    }
+    paths.sort();
+    paths
+}
+
+/// The `yyyy/mm/dd/hh` folder of a time.
+fn hour_folder(time: model_image::monitor::window::Timestamp) -> PathBuf {
+    let utc = time.utc();
+    PathBuf::from(format!(
+        "{:04}/{:02}/{:02}/{:02}",
+        utc.year, utc.month, utc.day, utc.hour
+    ))
+}
+
+fn now() -> model_image::monitor::window::Timestamp {
+    model_image::monitor::window::Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+/// Data capture on the local target: with `MODEL_IMAGE_CAPTURE_DIR` set to a variant's folder in
+/// the bucket, `serve` itself writes SageMaker's capture files: one record per successful request
+/// in every request shape (the refused one is not captured), the bodies exactly as sent and
+/// answered, text in the CSV and JSON encodings, in the folder of the current UTC hour, written out
+/// by the time SIGTERM's shutdown ends. The real `monitor` reads every record, none unreadable.
+/// Without the variable nothing is written anywhere.
+#[test]
+fn serve_captures_successful_invocations_in_sagemakers_files_for_monitor() {
+    let opt_ml = OptMl::new();
+    opt_ml.demo_train_channel(3000, 5);
+    opt_ml.hyperparameters(r#"{"max_rounds": "40", "bootstrap_resamples": "0"}"#);
+    let output = opt_ml.train();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let model_dir = opt_ml.root().join("model");
+    let model: model_image::artifact::ModelMetadata =
+        serde_json::from_str(&std::fs::read_to_string(model_dir.join("model.json")).unwrap()).unwrap();
+    let demo = std::fs::read_to_string(opt_ml.root().join("input/data/train/demo.csv")).unwrap();
+    let mut lines = demo.lines();
+    let demo = SampleRows {
+        header: lines.next().unwrap().split(',').map(str::to_owned).collect(),
+        rows: lines
+            .take(10)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect(),
+    };
+
+    let capture_root = opt_ml.root().join("bucket/capture");
+    let variant_dir = capture_root.join("iot-anomaly/AllTraffic");
+    let started = now();
+    let server = Server::start_with(
+        &opt_ml,
+        &[
+            ("MODEL_IMAGE_CAPTURE_DIR", variant_dir.as_os_str()),
+            ("MODEL_IMAGE_CAPTURE_PERCENT", OsStr::new("100")),
+            ("RUST_LOG", OsStr::new("info")),
+            ("NO_COLOR", OsStr::new("1")),
+        ],
+        None,
+    );
+    // CSV with the dataset's header, CSV of the features, JSON Lines, JSON: 1, 2, 3 and 4 rows.
+    let mut sent = Vec::new();
+    for n in 0..4 {
+        let (content_type, accept, body) = demo.request(n, &demo.rows[..n + 1], &model.features);
+        let (status, answer_type, answer) = server.invoke_accepting(content_type, accept, body.clone());
+        assert_eq!(status, 200, "{answer}");
+        sent.push((content_type, body, answer_type, answer));
+    }
+    let (status, answer) = server.invoke("text/csv", "1,2,3\n");
+    assert_eq!(status, 400, "{answer}");
+    let (status, log) = server.terminate();
+    let finished = now();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("data capture stopped") && log.contains("written=4"),
+        "{log}"
+    );
+
+    let files = model_image::monitor::capture::capture_files(&variant_dir).unwrap();
+    assert!(!files.is_empty(), "no capture files in {}", variant_dir.display());
+    let mut records = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&variant_dir).unwrap();
+        let folder = relative.parent().unwrap();
+        assert!(
+            folder == hour_folder(started) || folder == hour_folder(finished),
+            "{} is not in the folder of this hour",
+            relative.display()
+        );
+        // <mm>-<ss>-<mmm>-<uuid>.jsonl, timed as the file's first record.
+        let name = relative.file_name().unwrap().to_str().unwrap();
+        let stem = name.strip_suffix(".jsonl").unwrap();
+        let parts: Vec<&str> = stem.splitn(4, '-').collect();
+        assert_eq!(parts.len(), 4, "{name}");
+        assert_eq!(
+            parts[..3].iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [2, 2, 3],
+            "{name}"
+        );
+        assert_eq!(parts[3].len(), 36, "{name}");
+        let text = std::fs::read_to_string(file).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let first_time = first["eventMetadata"]["inferenceTime"].as_str().unwrap();
+        assert_eq!(
+            &first_time[14..19],
+            format!("{}:{}", parts[0], parts[1]),
+            "{name} is named after its first record, {first_time}"
+        );
+        for line in text.lines() {
+            records.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+        }
+    }
+    assert_eq!(records.len(), sent.len(), "one record per successful request");
+    let encoding = |content_type: &str| match content_type {
+        "text/csv" => "CSV",
+        "application/json" | "application/jsonlines" => "JSON",
+        other => panic!("unexpected content type {other}"),
+    };
+    for (record, (content_type, body, answer_type, answer)) in records.iter().zip(&sent) {
+        let input = &record["captureData"]["endpointInput"];
+        assert_eq!(input["observedContentType"], *content_type);
+        assert_eq!(input["mode"], "INPUT");
+        assert_eq!(input["encoding"], encoding(content_type));
+        assert_eq!(input["data"], body.as_str(), "the request as sent");
+        let output = &record["captureData"]["endpointOutput"];
+        assert_eq!(output["observedContentType"], answer_type.as_str());
+        assert_eq!(output["mode"], "OUTPUT");
+        assert_eq!(output["encoding"], encoding(answer_type));
+        assert_eq!(output["data"], answer.as_str(), "the answer as answered");
+        assert_eq!(record["eventVersion"], "0");
+        assert_eq!(record["eventMetadata"]["eventId"].as_str().unwrap().len(), 36);
+        let time = model_image::monitor::window::Timestamp::parse(
+            record["eventMetadata"]["inferenceTime"].as_str().unwrap(),
+        )
+        .unwrap();
+        assert!(
+            started.whole_seconds() <= time && time <= finished,
+            "{time} is not between {started} and {finished}"
+        );
+    }
+
+    // Model Monitor's dataset_source holds <endpoint>/<variant>/yyyy/mm/dd/hh/.
+    let out = opt_ml.root().join("processing/result-captured");
+    let output = Command::new(BIN)
+        .args(["monitor", "--input"])
+        .arg(&capture_root)
+        .arg("--baseline")
+        .arg(&model_dir)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("drift_report.json")).unwrap()).unwrap();
+    let capture = &report["capture"];
+    assert_eq!(capture["files"], files.len(), "{capture}");
+    assert_eq!(capture["records"], 4, "{capture}");
+    assert_eq!(capture["unreadable_records"], 0, "{capture}");
+    assert_eq!(capture["records_without_scores"], 0, "{capture}");
+    assert_eq!(capture["rows"], 1 + 2 + 3 + 4, "{capture}");
+    assert_eq!(capture["scored_rows"], 1 + 2 + 3 + 4, "{capture}");
+
+    // Without MODEL_IMAGE_CAPTURE_DIR: nothing new in OPT_ML or the working directory.
+    let before = tree(opt_ml.root());
+    let cwd = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&opt_ml, &[], Some(cwd.path()));
+    let (content_type, accept, body) = demo.request(1, &demo.rows[..2], &model.features);
+    let (status, _, answer) = server.invoke_accepting(content_type, accept, body);
+    assert_eq!(status, 200, "{answer}");
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("data capture"), "{log}");
+    assert_eq!(tree(opt_ml.root()), before, "serve wrote into OPT_ML");
+    assert_eq!(
+        tree(cwd.path()),
+        Vec::<PathBuf>::new(),
+        "serve wrote into its directory"
+    );
 }

@@ -2,8 +2,9 @@
 //! and `end_time` (RFC 3339) and warns that `dataset_source` may hold captures from outside it
 //! (capture files are grouped by the hour they were written in), so a record counts only when its
 //! `eventMetadata.inferenceTime` lies in `[start, end)`: consecutive windows never count a record
-//! twice. Timestamps are read here (date, `T`, time, optional fraction, `Z` or an offset); two
-//! fields a run did not justify a date-time dependency.
+//! twice. Timestamps are read here (date, `T`, time, optional fraction, `Z` or an offset), and
+//! broken into UTC calendar fields for `serve`'s data capture, which writes these times and files
+//! them by hour; two fields a run did not justify a date-time dependency.
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,6 +34,53 @@ impl Timestamp {
     pub fn unix_micros(self) -> i64 {
         self.micros
     }
+
+    /// A system clock reading (`SystemTime::now()`), to the microsecond.
+    pub fn from_system_time(time: std::time::SystemTime) -> Self {
+        let micros = match time.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+        };
+        Self { micros }
+    }
+
+    /// The calendar date and time of day in UTC.
+    pub fn utc(self) -> UtcDateTime {
+        let seconds = self.micros.div_euclid(MICROS_PER_SECOND);
+        let (days, second_of_day) = (
+            seconds.div_euclid(SECONDS_PER_DAY),
+            seconds.rem_euclid(SECONDS_PER_DAY),
+        );
+        let (year, month, day) = civil_from_days(days);
+        UtcDateTime {
+            year,
+            month,
+            day,
+            hour: second_of_day / 3600,
+            minute: second_of_day / 60 % 60,
+            second: second_of_day % 60,
+            micros: self.micros.rem_euclid(MICROS_PER_SECOND),
+        }
+    }
+
+    /// This time without its fraction of a second.
+    pub fn whole_seconds(self) -> Self {
+        Self {
+            micros: self.micros - self.micros.rem_euclid(MICROS_PER_SECOND),
+        }
+    }
+}
+
+/// A [`Timestamp`]'s calendar fields in UTC (proleptic Gregorian; `micros` within the second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcDateTime {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+    pub micros: i64,
 }
 
 impl FromStr for Timestamp {
@@ -45,20 +93,21 @@ impl FromStr for Timestamp {
 /// RFC 3339 in UTC: `2026-12-04T01:02:03Z`, with `.ffffff` when the time has a fraction.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seconds = self.micros.div_euclid(MICROS_PER_SECOND);
-        let fraction = self.micros.rem_euclid(MICROS_PER_SECOND);
-        let (days, second_of_day) = (
-            seconds.div_euclid(SECONDS_PER_DAY),
-            seconds.rem_euclid(SECONDS_PER_DAY),
-        );
-        let (year, month, day) = civil_from_days(days);
-        let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
+        let UtcDateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+        } = self.utc();
         write!(
             f,
             "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"
         )?;
-        if fraction != 0 {
-            write!(f, ".{fraction:06}")?;
+        if micros != 0 {
+            write!(f, ".{micros:06}")?;
         }
         f.write_str("Z")
     }
@@ -237,6 +286,31 @@ mod tests {
         ] {
             assert_eq!(at(text).to_string(), text);
         }
+    }
+
+    #[test]
+    fn gives_the_utc_fields_of_a_clock_reading() {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_796_346_123_456_789);
+        let stamp = Timestamp::from_system_time(time);
+        assert_eq!(stamp, at("2026-12-04T01:02:03.456789Z"));
+        assert_eq!(
+            stamp.utc(),
+            UtcDateTime {
+                year: 2026,
+                month: 12,
+                day: 4,
+                hour: 1,
+                minute: 2,
+                second: 3,
+                micros: 456_789
+            }
+        );
+        assert_eq!(stamp.whole_seconds().to_string(), "2026-12-04T01:02:03Z");
+        let before = std::time::UNIX_EPOCH - std::time::Duration::from_micros(1_500_000);
+        assert_eq!(
+            Timestamp::from_system_time(before).to_string(),
+            "1969-12-31T23:59:58.500000Z"
+        );
     }
 
     #[test]

@@ -28,6 +28,18 @@ impl CheckedBody {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The body as bytes of its own, to keep after the request (data capture): a body joined from
+    /// several chunks already owns its buffer and is handed over as it is; a body of one chunk is a
+    /// slice of the connection's read buffer (at most 64 KB) and is copied, so that keeping it does
+    /// not keep that whole buffer.
+    pub(crate) fn into_owned_bytes(self) -> Bytes {
+        if self.0.is_unique() {
+            self.0
+        } else {
+            Bytes::copy_from_slice(&self.0)
+        }
+    }
 }
 
 /// A body that passed its [`Prescan`], where it was read to.

@@ -14,8 +14,14 @@
 //! up to 1 GB), larger CSV and JSON Lines bodies are spooled to a temporary file, scored from it and
 //! answered from a second one ([`spool`]), so memory per request stays at about one chunk whatever
 //! the body's size, and every 4xx still comes before the first byte of an answer.
+//!
+//! With a [`CaptureConfig`] (`MODEL_IMAGE_CAPTURE_DIR`, the local target's stand-in for SageMaker's
+//! data capture) a sampled share of the successful invocations is written, request and answer, in
+//! SageMaker's capture files, off the request path ([`capture`]); without one nothing is drawn,
+//! kept or written.
 
 mod body;
+mod capture;
 pub(crate) mod connection;
 mod limits;
 mod prescan;
@@ -41,12 +47,16 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use body::{BodyReader, Checked, payload_too_large};
+use capture::{Capture, CaptureService, Exchange};
 use limits::MB;
 use prescan::{Prescan, RequestShape};
 use request::{Batch, FeatureLayout, InputFormat};
 use response::{Labels, OutputFormat, PredictionWriter, ServeError};
 use spool::{Spool, SpooledBody};
 
+pub use capture::{
+    CSV_CONTENT_TYPES, CaptureConfig, JSON_CONTENT_TYPES, SamplingPercent, parse_capture_percent,
+};
 pub use limits::{
     ASYNC_MAX_PAYLOAD_IN_MB, IN_FLIGHT_PER_CORE, MAX_PAYLOAD_IN_MB, ServeLimits, parse_payload_mb,
     parse_seconds,
@@ -93,6 +103,8 @@ struct AppState {
     execution_parameters: Bytes,
     limits: ServeLimits,
     in_flight: Arc<Semaphore>,
+    /// Data capture, when configured.
+    capture: Option<Capture>,
 }
 
 type Shared = Arc<AppState>;
@@ -108,14 +120,26 @@ impl AppState {
 
 /// The inference routes, with JSON answers for unknown paths (404) and methods (405). `limits`
 /// gives the body timeout, the body limit, the spool directory and the in-flight limit of
-/// `/invocations`.
+/// `/invocations`. Nothing is captured.
 pub fn router(model: Arc<ServedModel>, limits: &ServeLimits) -> Router {
-    router_holding_in_memory(model, limits, MAX_PAYLOAD_IN_MB * MB)
+    router_with(model, limits, MAX_PAYLOAD_IN_MB * MB, None)
 }
 
 /// [`router`] with bodies over `in_memory_bytes` spooled (when the body limit is larger): SageMaker's
 /// realtime limit in production, smaller in unit tests to keep their bodies small.
+#[cfg(test)]
 fn router_holding_in_memory(model: Arc<ServedModel>, limits: &ServeLimits, in_memory_bytes: usize) -> Router {
+    router_with(model, limits, in_memory_bytes, None)
+}
+
+/// [`router`] with bodies over `in_memory_bytes` spooled, handing the successful invocations
+/// `capture` draws to it.
+fn router_with(
+    model: Arc<ServedModel>,
+    limits: &ServeLimits,
+    in_memory_bytes: usize,
+    capture: Option<Capture>,
+) -> Router {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Batch transform's mini-batches stay realtime-sized (held in memory), whatever the body limit.
     let execution_parameters = format!(
@@ -131,6 +155,7 @@ fn router_holding_in_memory(model: Arc<ServedModel>, limits: &ServeLimits, in_me
         execution_parameters: Bytes::from(execution_parameters),
         limits: limits.clone(),
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        capture,
         model,
     });
     Router::new()
@@ -152,10 +177,15 @@ fn spool_of(limits: &ServeLimits, in_memory_bytes: usize) -> Spool {
 }
 
 /// Binds `addr`, serves until SIGTERM or SIGINT (graceful: in-flight requests finish within the
-/// shutdown timeout), logs the bound address.
-pub async fn serve(addr: SocketAddr, model: Arc<ServedModel>, limits: ServeLimits) -> std::io::Result<()> {
+/// shutdown timeout), logs the bound address. `capture`: data capture, if any.
+pub async fn serve(
+    addr: SocketAddr,
+    model: Arc<ServedModel>,
+    limits: ServeLimits,
+    capture: Option<CaptureConfig>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    serve_on(listener, model, limits).await
+    serve_on(listener, model, limits, capture).await
 }
 
 /// [`serve`] on a listener the caller bound (e.g. to port 0, reading the port from it).
@@ -163,21 +193,26 @@ pub async fn serve_on(
     listener: TcpListener,
     model: Arc<ServedModel>,
     limits: ServeLimits,
+    capture: Option<CaptureConfig>,
 ) -> std::io::Result<()> {
-    serve_with_shutdown(listener, model, limits, shutdown_signal()).await
+    serve_with_shutdown(listener, model, limits, capture, shutdown_signal()).await
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish, closing
-/// whatever is still open after `limits.shutdown_timeout`.
+/// whatever is still open after `limits.shutdown_timeout`; captured records still queued are
+/// written within the same deadline. Refuses to start when the spool or capture directory is
+/// unusable.
 pub async fn serve_with_shutdown(
     listener: TcpListener,
     model: Arc<ServedModel>,
     limits: ServeLimits,
+    capture: Option<CaptureConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let spool = spool_of(&limits, MAX_PAYLOAD_IN_MB * MB);
     spool.check()?;
+    let capture_service = capture.as_ref().map(CaptureService::start).transpose()?;
     tracing::info!(
         %addr,
         features = model.features.len(),
@@ -187,10 +222,29 @@ pub async fn serve_with_shutdown(
         idle_timeout_s = limits.idle_timeout.as_secs_f64(),
         max_payload_mb = limits.max_payload_mb,
         spool_dir = spool.enabled().then(|| spool.dir.display().to_string()),
+        capture_dir = capture.as_ref().map(|c| c.dir.display().to_string()),
+        capture_percent = capture.as_ref().map(|c| c.percent.get()),
         "serving inference requests"
     );
-    let app = router(model, &limits);
+    let app = router_with(
+        model,
+        &limits,
+        MAX_PAYLOAD_IN_MB * MB,
+        capture_service.as_ref().map(CaptureService::capture),
+    );
+    let shutdown_timeout = limits.shutdown_timeout;
+    let (began, shutdown_began) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began.send(tokio::time::Instant::now());
+    };
     connection::serve(listener, app, limits, shutdown).await;
+    if let Some(capture_service) = capture_service {
+        let began = shutdown_began
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now());
+        capture_service.finish(began + shutdown_timeout).await;
+    }
     tracing::info!("server stopped");
     Ok(())
 }
@@ -329,6 +383,12 @@ async fn invoke(state: &Shared, request: Request) -> Result<Response, ServeError
         Checked::InMemory(body) => body,
         Checked::Spooled(body) => {
             let response = answer_spooled(state, input, output, shape, body).await?;
+            // Too large to capture (the capture module says why): counted only.
+            if let Some(capture) = &state.capture
+                && capture.draw()
+            {
+                capture.skip_large();
+            }
             return Ok(response.map(|body| Body::new(body::Guarded::new(body, permit))));
         }
     };
@@ -345,8 +405,29 @@ async fn invoke(state: &Shared, request: Request) -> Result<Response, ServeError
         }
         Ok(())
     })?;
-    drop(body);
-    let response = response::predictions(output, &state.labels, state.model.threshold, &scores)?;
+    // Drawn once the request has succeeded; the body is kept only when it is captured.
+    let captured = match &state.capture {
+        Some(capture) if capture.draw() => Some((capture, body.into_owned_bytes())),
+        _ => {
+            drop(body);
+            None
+        }
+    };
+    let answer = response::predictions(output, &state.labels, state.model.threshold, &scores)?;
+    if let Some((capture, input)) = captured {
+        capture.offer(Exchange {
+            time: crate::monitor::window::Timestamp::from_system_time(std::time::SystemTime::now()),
+            input_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            input,
+            output_type: output.content_type(),
+            output: answer.clone(),
+        });
+    }
+    let response = response::predictions_response(output, answer);
     // The request stays in flight until its answer has been written.
     Ok(response.map(|body| Body::new(body::Guarded::new(body, permit))))
 }

@@ -3,6 +3,7 @@
 //! into one buffer, or chunk by chunk into the temporary file a spooled answer is sent from. Label
 //! texts are escaped once when the router is built, so writing a prediction is a few buffer appends.
 
+use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -111,7 +112,7 @@ pub(crate) enum OutputFormat {
 }
 
 impl OutputFormat {
-    fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::Json => JSON,
             Self::Csv => CSV,
@@ -215,27 +216,33 @@ fn csv_prefix(label: &str) -> Box<[u8]> {
 }
 
 /// Writes one prediction per score (label = positive when `score >= threshold`) into a buffer
-/// sized up front, and wraps it in a response. A non-finite score is a model fault -> 500.
+/// sized up front: the answer's body ([`predictions_response`]). A non-finite score is a model
+/// fault -> 500.
 pub(crate) fn predictions(
     format: OutputFormat,
     labels: &Labels,
     threshold: f64,
     scores: &[f64],
-) -> Result<Response, ServeError> {
+) -> Result<Bytes, ServeError> {
     let longest_label = labels.json_positive.len().max(labels.json_negative.len());
     let mut out = Vec::with_capacity(32 + scores.len() * (longest_label + 28));
     let mut writer = PredictionWriter::new(format, labels, threshold);
     writer.begin(&mut out);
     writer.write(&mut out, scores)?;
     writer.end(&mut out);
-    Ok((
+    Ok(Bytes::from(out))
+}
+
+/// The answer of [`predictions`] in `format`.
+pub(crate) fn predictions_response(format: OutputFormat, body: Bytes) -> Response {
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(format.content_type()),
         )],
-        out,
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Bytes of a spooled answer read from its file at once, and so the largest frame sent.

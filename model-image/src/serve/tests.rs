@@ -1105,6 +1105,7 @@ async fn serves_over_a_socket_and_shuts_down_gracefully() {
         listener,
         served_model(&FEATURES, Box::new(scorer)),
         ServeLimits::default(),
+        None,
         async {
             let _ = stopped.await;
         },
@@ -1159,6 +1160,7 @@ async fn shutdown_lets_the_in_flight_request_finish() {
         listener,
         served_model(&FEATURES, Box::new(scorer)),
         ServeLimits::default(),
+        None,
         async {
             let _ = stopped.await;
         },
@@ -1223,6 +1225,7 @@ async fn shutdown_closes_idle_slow_and_stalled_connections_by_its_deadline() {
         listener,
         served_model(&FEATURES, Box::new(scorer)),
         limits,
+        None,
         async {
             let _ = stopped.await;
         },
@@ -1277,6 +1280,7 @@ async fn a_client_dribbling_its_headers_is_closed_at_the_header_timeout_and_othe
         listener,
         served_model(&FEATURES, Box::new(scorer)),
         limits,
+        None,
         async {
             let _ = stopped.await;
         },
@@ -1805,9 +1809,15 @@ fn serving_refuses_to_start_when_bodies_would_be_spooled_into_a_missing_director
             spool_dir: Some(missing.clone()),
             ..spooling_limits(&dir, 1024)
         };
-        serve_with_shutdown(listener, served_model(&FEATURES, fake_scorer()), limits, async {})
-            .await
-            .unwrap_err()
+        serve_with_shutdown(
+            listener,
+            served_model(&FEATURES, fake_scorer()),
+            limits,
+            None,
+            async {},
+        )
+        .await
+        .unwrap_err()
     });
     let message = error.to_string();
     assert!(
@@ -1826,7 +1836,76 @@ fn serving_refuses_to_start_when_bodies_would_be_spooled_into_a_missing_director
                 spool_dir: Some(missing.clone()),
                 ..ServeLimits::default()
             };
-            serve_with_shutdown(listener, served_model(&FEATURES, fake_scorer()), limits, async {}).await
+            serve_with_shutdown(
+                listener,
+                served_model(&FEATURES, fake_scorer()),
+                limits,
+                None,
+                async {},
+            )
+            .await
         })
         .unwrap();
+}
+
+/// Data capture: a successful invocation reaches the capture queue with its body as sent and its
+/// answer as answered (a body of several chunks too); refused ones never do; a body spooled past
+/// the in-memory size is counted, not captured.
+#[tokio::test]
+async fn captures_successful_invocations_only_and_counts_spooled_ones() {
+    let (capture, mut queue) = capture::Capture::with_queue(SamplingPercent::ALL, 16, 1 << 20);
+    let dir = SpoolDir::new();
+    let app = router_with(
+        served_model(&FEATURES, fake_scorer()),
+        &spooling_limits(&dir, 1),
+        TEST_IN_MEMORY_BYTES,
+        Some(capture.clone()),
+    );
+    let reply = post(
+        &app,
+        Some("text/csv; charset=utf-8"),
+        Some("text/csv"),
+        "62.5,1,2,3\n",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let exchange = queue.try_next().expect("the invocation is captured");
+    assert_eq!(exchange.input_type, "text/csv; charset=utf-8");
+    assert_eq!(exchange.input, "62.5,1,2,3\n");
+    assert_eq!(exchange.output_type, "text/csv");
+    assert_eq!(exchange.output, reply.body);
+
+    let rows = csv_rows(500);
+    let chunks: Vec<String> = rows.lines().map(|l| format!("{l}\n")).collect();
+    let request = Request::post("/invocations")
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(Body::from_stream(futures_util::stream::iter(
+            chunks.into_iter().map(Ok::<_, std::io::Error>),
+        )))
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let exchange = queue.try_next().expect("the invocation is captured");
+    assert_eq!(exchange.input, rows.as_bytes());
+    assert_eq!(exchange.output_type, "application/json");
+    assert_eq!(exchange.output, reply.body);
+
+    post_csv(&app, "1,2\n")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, &[]);
+    post(&app, Some("text/plain"), None, "1,2,3,4\n")
+        .await
+        .assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &[]);
+    post(&app, Some("text/csv"), Some("image/png"), "1,2,3,4\n")
+        .await
+        .assert_error(StatusCode::NOT_ACCEPTABLE, &[]);
+    assert!(queue.try_next().is_none(), "refused requests are not captured");
+
+    let large = csv_rows(TEST_IN_MEMORY_BYTES / 10);
+    assert!(large.len() > TEST_IN_MEMORY_BYTES);
+    let reply = post(&app, Some("text/csv"), None, large).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(queue.try_next().is_none(), "a spooled body is not captured");
+    let tally = capture.tally();
+    assert_eq!((tally.skipped_large, tally.dropped), (1, 0));
 }

@@ -12,6 +12,7 @@ mod exit;
 mod interrupt;
 mod logging;
 mod model_image;
+mod monitor_report;
 mod render;
 mod reporter;
 mod targets;

@@ -40,7 +40,7 @@ pub async fn run(cx: &Context, args: &MonitorArgs) -> anyhow::Result<Exit> {
     };
     let run = session.target.monitor(spec.name.as_str(), &request).await?;
     let drift = run.report.verdict == Verdict::Drift;
-    cx.printer.text(&crate::render::monitor_run(&run, window));
+    cx.printer.text(&crate::monitor_report::monitor_run(&run, window));
     cx.printer.json(&MonitorDocument {
         ok: true,
         drift,

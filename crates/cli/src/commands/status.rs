@@ -25,7 +25,7 @@ pub async fn run(cx: &Context) -> anyhow::Result<Exit> {
         .is_some_and(|run| run.report.verdict == Verdict::Drift);
     let mut text = cx.printer.plan_text(&report.render());
     if let Some(run) = monitoring.as_ref().filter(|_| traffic_drifted) {
-        text.push_str(&crate::render::monitor_drift(run, spec.name.as_str()));
+        text.push_str(&crate::monitor_report::monitor_drift(run, spec.name.as_str()));
     }
     cx.printer.text(&text);
     cx.printer.json(&StatusDocument {

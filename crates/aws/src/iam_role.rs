@@ -724,7 +724,9 @@ mod tests {
             ..scope()
         };
         assert!(
-            scope.to_string().ends_with(";s3:iot-123-us-east-1/async/*"),
+            scope
+                .to_string()
+                .ends_with(";s3:iot-123-us-east-1/async/*;s3:iot-123-us-east-1/capture/*"),
             "{scope}"
         );
         let policy = execution_policy(&scope, "123456789012", "us-east-1");

@@ -104,13 +104,21 @@ pub async fn describe(clients: &Clients, name: &str) -> Result<Option<ConfigStat
             })
             .ok_or_else(|| "it sets no concurrency per instance".to_string()),
     };
+    // A capturing config names its destination and sampling (both required by the API); an
+    // empty `DataCaptureConfig`, as some endpoints describe one they never had, captures nothing.
     let data_capture = match config.data_capture_config() {
-        Some(capture) if capture.enable_capture() != Some(false) => DataCapture::Sampled {
-            sample_percent: capture
+        Some(capture)
+            if capture.enable_capture() != Some(false) && capture.destination_s3_uri().is_some() =>
+        {
+            match capture
                 .initial_sampling_percentage()
                 .and_then(|p| u32::try_from(p).ok())
-                .unwrap_or_default(),
-        },
+                .filter(|p| *p > 0)
+            {
+                Some(sample_percent) => DataCapture::Sampled { sample_percent },
+                None => DataCapture::Off,
+            }
+        }
         _ => DataCapture::Off,
     };
     Ok(Some(ConfigState {
